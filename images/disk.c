@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "disk.h"
+#include "spawn.h"
+
+static int open_tmpfile(const char *path, char **ret_dir)
+{
+	_cleanup_free_ char *dir = strdup(path);
+	char *slash;
+	int fd;
+
+	if (!dir)
+		return -ENOMEM;
+	slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return -EINVAL;
+	*slash = 0;
+	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	*ret_dir = TAKE_PTR(dir);
+	return fd;
+}
+
+static char *last_line(const char *s)
+{
+	const char *end, *start;
+
+	if (!s)
+		return NULL;
+	end = s + strlen(s);
+	while (end > s && (end[-1] == '\n' || end[-1] == ' '))
+		end--;
+	start = end;
+	while (start > s && start[-1] != '\n')
+		start--;
+	return strndup(start, (size_t)(end - start));
+}
+
+int disk_create(const char *path, enum disk_kind kind, uint64_t size_mib, const char *label,
+		bool *ret_created, char **ret_why)
+{
+	_cleanup_free_ char *dir = NULL, *mkfs = NULL, *out = NULL, *fdpath = NULL;
+	_cleanup_close_ int fd = -EBADF;
+	struct stat st;
+	int r;
+
+	if (ret_created)
+		*ret_created = false;
+	if (kind == DISK_PERSISTENT) {
+		if (lstat(path, &st) == 0) {
+			if (!S_ISREG(st.st_mode))
+				return -EEXIST;
+			return 0;
+		}
+		if (errno != ENOENT)
+			return -errno;
+	}
+
+	r = find_executable("mkfs.ext4", &mkfs);
+	if (r == -ENOENT) {
+		/* Not in root's PATH on some systems. */
+		free(mkfs);
+		mkfs = NULL;
+		r = find_executable("/sbin/mkfs.ext4", &mkfs);
+	}
+	if (r < 0)
+		return r;
+
+	fd = open_tmpfile(path, &dir);
+	if (fd < 0)
+		return fd;
+	if (ftruncate(fd, (off_t)(size_mib * 1024 * 1024)) < 0)
+		return -errno;
+
+	/* mkfs works on the unnamed file through fd 3; ephemeral disks need
+	 * no journal since nothing on them outlives a crash anyway. */
+	{
+		char *argv_eph[] = { mkfs, "-q", "-F", "-m", "0", "-L", (char *)label, "-O", "^has_journal", "/proc/self/fd/3", NULL };
+		char *argv_per[] = { mkfs, "-q", "-F", "-m", "0", "-L", (char *)label, "/proc/self/fd/3", NULL };
+		struct spawn_fd pass = { fd, 3 };
+
+		r = spawn_run(kind == DISK_EPHEMERAL ? argv_eph : argv_per, SANDBOX_TOOL, &pass, 1,
+			      120 * USEC_PER_SEC, 8192, &out);
+	}
+	if (r != 0) {
+		if (ret_why)
+			*ret_why = last_line(out);
+		if (r > 0)
+			return out && strstr(out, "No space left") ? -ENOSPC : -EIO;
+		return r;
+	}
+	if (fsync(fd) < 0)
+		return -errno;
+
+	fdpath = xasprintf("/proc/self/fd/%d", fd);
+	if (!fdpath)
+		return -ENOMEM;
+	if (kind == DISK_EPHEMERAL && unlink(path) < 0 && errno != ENOENT)
+		return -errno;
+	if (linkat(AT_FDCWD, fdpath, AT_FDCWD, path, AT_SYMLINK_FOLLOW) < 0)
+		return -errno;
+	if (ret_created)
+		*ret_created = true;
+	return 0;
+}
+
+int disk_remove(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EPERM;
+	return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+}

@@ -1,0 +1,1 @@
+$bb cp -r $src $out

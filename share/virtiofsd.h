@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* virtiofsd command lines. Two implementations are in use: the C daemon
+ * that ships with QEMU up to 7.2 (Debian 12: /usr/lib/qemu/virtiofsd,
+ * "-o source=DIR" options) and the Rust daemon ("--shared-dir DIR"). vmd
+ * probes which one a binary is, and what it supports, from its --help. */
+
+#include "util.h"
+
+enum virtiofsd_style { VIRTIOFSD_STYLE_AUTO, VIRTIOFSD_STYLE_QEMU, VIRTIOFSD_STYLE_RUST };
+extern const char *const virtiofsd_style_names[];
+
+enum virtiofsd_cache { VIRTIOFSD_CACHE_ALWAYS, VIRTIOFSD_CACHE_AUTO, VIRTIOFSD_CACHE_NONE };
+
+struct virtiofsd_caps {
+	enum virtiofsd_style style;
+	bool readonly;           /* Rust: --readonly */
+	bool inode_file_handles; /* Rust: --inode-file-handles */
+};
+
+struct virtiofsd_config {
+	const char *binary; /* absolute path */
+	const char *source;
+	int fd;             /* the pre-bound listening socket, as numbered in the child */
+	enum virtiofsd_cache cache;
+	bool read_only;
+};
+
+/* Pure: builds the argv. */
+int virtiofsd_argv(const struct virtiofsd_config *c, const struct virtiofsd_caps *caps, char ***ret);
+
+/* Fills caps from the output of "virtiofsd --help". */
+int virtiofsd_parse_help(const char *help, enum virtiofsd_style forced, struct virtiofsd_caps *ret);
+/* Runs binary --help (sandboxed) and parses it. */
+int virtiofsd_probe(const char *binary, enum virtiofsd_style forced, struct virtiofsd_caps *ret);

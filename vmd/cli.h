@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* What the subcommands share: exit codes, loading settings, printing
+ * validation errors. */
+
+#include "def.h"
+#include "host.h"
+
+enum {
+	EXIT_OK = 0,
+	EXIT_BAD_INPUT = 1, /* usage, invalid definition or settings */
+	EXIT_RUNTIME = 2,   /* anything that went wrong while doing the work */
+};
+
+/* Loads host settings (path NULL: the default, which may be missing) and
+ * prints "FILE: FIELD: reason" lines on failure. */
+int cli_load_host(const char *path, struct host_config **ret);
+void cli_print_errors(const char *file, const struct schema_errors *errors);
+
+int cmd_check(int argc, char **argv, const char *config);
+int cmd_run(int argc, char **argv, const char *config);

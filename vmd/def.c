@@ -1,0 +1,264 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "def.h"
+#include "qemu.h"
+
+const char *const restart_policy_names[] = { "always", "on-failure", "never", NULL };
+
+static const char *check_disk_name(const char *s)
+{
+	const char *why = check_name(s);
+
+	if (why)
+		return why;
+	return strlen(s) > DEF_DISK_NAME_MAX ? "must be at most 20 characters (virtio-blk serial)" : NULL;
+}
+
+static const char *check_tag(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 1 || n > DEF_TAG_MAX)
+		return "must be 1..36 characters";
+	for (const char *p = s; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		      *p == '-' || *p == '_' || *p == '.'))
+			return "may only contain letters, digits, '-', '_' and '.'";
+	if (streq(s, "nix-store") || startswith(s, "key-"))
+		return "is reserved (nix-store and key-* are vmd's own tags)";
+	return NULL;
+}
+
+static const char *check_kernel_param(const char *s)
+{
+	if (!*s)
+		return "must not be empty";
+	if (strlen(s) > 512)
+		return "must be at most 512 characters";
+	for (const char *p = s; *p; p++)
+		if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == '"')
+			return "must not contain whitespace, control characters or '\"'";
+	if (startswith(s, "init="))
+		return "init= is set by vmd from \"system\"";
+	return NULL;
+}
+
+static const char *check_host_path(const char *s)
+{
+	const char *why = check_abs_path(s);
+
+	if (why)
+		return why;
+	return streq(s, "/") ? "must not be /" : NULL;
+}
+
+static const struct schema_field key_table[] = {
+	{ .key = "name", .type = SCHEMA_STRING, .offset = offsetof(struct def_key, name), .required = true, .check = check_name },
+	{ .key = "target", .type = SCHEMA_STRING, .offset = offsetof(struct def_key, target), .required = true, .check = check_guest_path },
+	{ .key = "source", .type = SCHEMA_STRING, .offset = offsetof(struct def_key, source), .check = check_host_path },
+	{ .key = "read_only", .type = SCHEMA_BOOL, .offset = offsetof(struct def_key, read_only), .def_bool = true },
+	{}
+};
+
+static const struct schema_field share_table[] = {
+	{ .key = "tag", .type = SCHEMA_STRING, .offset = offsetof(struct def_share, tag), .required = true, .check = check_tag },
+	{ .key = "source", .type = SCHEMA_STRING, .offset = offsetof(struct def_share, source), .required = true, .check = check_host_path },
+	{ .key = "target", .type = SCHEMA_STRING, .offset = offsetof(struct def_share, target), .required = true, .check = check_guest_path },
+	{ .key = "read_only", .type = SCHEMA_BOOL, .offset = offsetof(struct def_share, read_only), .def_bool = true },
+	{}
+};
+
+static const struct schema_field disk_table[] = {
+	{ .key = "name", .type = SCHEMA_STRING, .offset = offsetof(struct def_disk, name), .required = true, .check = check_disk_name },
+	{ .key = "size_mib", .type = SCHEMA_U64, .offset = offsetof(struct def_disk, size_mib), .required = true, .min = 1, .max = 1048576 },
+	{ .key = "mount", .type = SCHEMA_STRING, .offset = offsetof(struct def_disk, mount), .required = true, .check = check_guest_path },
+	{ .key = "persistent", .type = SCHEMA_BOOL, .offset = offsetof(struct def_disk, persistent) },
+	{}
+};
+
+static const struct schema_field def_table[] = {
+	{ .key = "name", .type = SCHEMA_STRING, .offset = offsetof(struct vm_def, name), .required = true, .check = check_name },
+	{ .key = "system", .type = SCHEMA_STRING, .offset = offsetof(struct vm_def, system), .required = true, .check = check_host_path },
+	{ .key = "vcpus", .type = SCHEMA_U32, .offset = offsetof(struct vm_def, vcpus), .min = 1, .max = 255, .def_uint = 1 },
+	{ .key = "memory_mib", .type = SCHEMA_U32, .offset = offsetof(struct vm_def, memory_mib), .min = 64, .max = 1048576, .def_uint = 512 },
+	{ .key = "autostart", .type = SCHEMA_BOOL, .offset = offsetof(struct vm_def, autostart), .def_bool = true },
+	{ .key = "restart", .type = SCHEMA_ENUM, .offset = offsetof(struct vm_def, restart), .enum_names = restart_policy_names, .def_enum = RESTART_ALWAYS },
+	{ .key = "kernel_params", .type = SCHEMA_STRV, .offset = offsetof(struct vm_def, kernel_params), .check = check_kernel_param, .max_items = 64 },
+	{ .key = "keys", .type = SCHEMA_ARRAY, .offset = offsetof(struct vm_def, keys), .sub = key_table, .item_size = sizeof(struct def_key), .count_offset = offsetof(struct vm_def, n_keys), .max_items = 32 },
+	{ .key = "shares", .type = SCHEMA_ARRAY, .offset = offsetof(struct vm_def, shares), .sub = share_table, .item_size = sizeof(struct def_share), .count_offset = offsetof(struct vm_def, n_shares), .max_items = 32 },
+	{ .key = "disks", .type = SCHEMA_ARRAY, .offset = offsetof(struct vm_def, disks), .sub = disk_table, .item_size = sizeof(struct def_disk), .count_offset = offsetof(struct vm_def, n_disks), .max_items = 32 },
+	{}
+};
+
+char *def_key_tag(const struct def_key *key)
+{
+	return xasprintf("key-%s", key->name);
+}
+
+/* One guest mount point, for the duplicate-target check. */
+struct target_use {
+	const char *path;
+	char field[64];
+};
+
+static void check_unique_targets(const struct vm_def *d, struct schema_errors *errors)
+{
+	size_t n = d->n_keys + d->n_shares + d->n_disks, k = 0;
+	_cleanup_free_ struct target_use *t = calloc(n ? n : 1, sizeof(*t));
+
+	if (!t) {
+		schema_error(errors, NULL, "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < d->n_keys; i++, k++) {
+		t[k].path = d->keys[i].target;
+		snprintf(t[k].field, sizeof(t[k].field), "keys[%zu].target", i);
+	}
+	for (size_t i = 0; i < d->n_shares; i++, k++) {
+		t[k].path = d->shares[i].target;
+		snprintf(t[k].field, sizeof(t[k].field), "shares[%zu].target", i);
+	}
+	for (size_t i = 0; i < d->n_disks; i++, k++) {
+		t[k].path = d->disks[i].mount;
+		snprintf(t[k].field, sizeof(t[k].field), "disks[%zu].mount", i);
+	}
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < i; j++)
+			if (t[i].path && t[j].path && streq(t[i].path, t[j].path)) {
+				schema_error(errors, t[i].field, "duplicate target %s, also used by %s", t[i].path,
+					     t[j].field);
+				break;
+			}
+}
+
+#define CHECK_UNIQUE(errors, arr, n, member, what)                                                \
+	for (size_t _i = 0; _i < (n); _i++)                                                        \
+		for (size_t _j = 0; _j < _i; _j++)                                                 \
+			if ((arr)[_i].member && (arr)[_j].member &&                                \
+			    streq((arr)[_i].member, (arr)[_j].member)) {                           \
+				char _f[64];                                                       \
+				snprintf(_f, sizeof(_f), what "[%zu]." #member, _i);               \
+				schema_error(errors, _f, "duplicate " #member " \"%s\", also " what \
+					     "[%zu]", (arr)[_i].member, _j);                       \
+				break;                                                             \
+			}
+
+static void validate(const struct vm_def *d, struct schema_errors *errors)
+{
+	_cleanup_free_ char *cmdline = NULL;
+	int r;
+
+	CHECK_UNIQUE(errors, d->keys, d->n_keys, name, "keys");
+	CHECK_UNIQUE(errors, d->shares, d->n_shares, tag, "shares");
+	CHECK_UNIQUE(errors, d->disks, d->n_disks, name, "disks");
+	check_unique_targets(d, errors);
+
+	/* The kernel command line has a hard limit; the closure's own
+	 * kernel-params come on top at boot and are checked then. */
+	r = qemu_kernel_cmdline(d, "", &cmdline);
+	if (r == -E2BIG)
+		schema_error(errors, "kernel_params",
+			     "the kernel command line would exceed %d bytes (mounts and parameters)",
+			     KERNEL_CMDLINE_MAX);
+}
+
+int def_parse(json_t *json, struct vm_def **ret, struct schema_errors *errors)
+{
+	struct vm_def *d = calloc(1, sizeof(*d));
+	size_t before = errors->n;
+
+	if (!d)
+		return -ENOMEM;
+	schema_parse(def_table, json, d, "", errors);
+	if (errors->n == before)
+		validate(d, errors);
+	if (errors->n != before) {
+		def_free(d);
+		return -EINVAL;
+	}
+	*ret = d;
+	return 0;
+}
+
+int def_parse_buffer(const char *buf, size_t len, struct vm_def **ret, struct schema_errors *errors)
+{
+	json_t *j = schema_load(buf, len, errors);
+	int r;
+
+	if (!j)
+		return -EINVAL;
+	r = def_parse(j, ret, errors);
+	json_decref(j);
+	return r;
+}
+
+int def_load_file(const char *path, struct vm_def **ret, struct schema_errors *errors)
+{
+	_cleanup_free_ char *buf = NULL;
+	size_t len;
+	int r;
+
+	/* A definition is small; refuse anything that is not. */
+	r = read_file(path, 1024 * 1024, &buf, &len);
+	if (r == -EFBIG) {
+		schema_error(errors, "json", "file is larger than 1 MiB");
+		return -EINVAL;
+	}
+	if (r < 0) {
+		schema_error(errors, "json", "cannot read: %s", strerror(-r));
+		return r;
+	}
+	return def_parse_buffer(buf, len, ret, errors);
+}
+
+void def_free(struct vm_def *def)
+{
+	if (!def)
+		return;
+	schema_free(def_table, def);
+	free(def);
+}
+
+json_t *def_to_json(const struct vm_def *def)
+{
+	return schema_to_json(def_table, def);
+}
+
+bool def_equal(const struct vm_def *a, const struct vm_def *b)
+{
+	json_t *ja = def_to_json(a), *jb = def_to_json(b);
+	bool eq = ja && jb && json_equal(ja, jb);
+
+	json_decref(ja);
+	json_decref(jb);
+	return eq;
+}
+
+int def_check_system(const struct vm_def *def, struct schema_errors *errors)
+{
+	static const char *const parts[] = { "kernel", "initrd", "init" };
+	struct stat st;
+	size_t before = errors->n;
+
+	if (stat(def->system, &st) < 0) {
+		schema_error(errors, "system", "%s: %s", def->system, strerror(errno));
+		return -ENOENT;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		schema_error(errors, "system", "%s is not a directory (a system closure)", def->system);
+		return -ENOTDIR;
+	}
+	for (size_t i = 0; i < ELEMENTSOF(parts); i++) {
+		_cleanup_free_ char *p = path_join(def->system, parts[i]);
+
+		if (!p)
+			return -ENOMEM;
+		if (stat(p, &st) < 0)
+			schema_error(errors, "system", "%s: %s", p, strerror(errno));
+		else if (!S_ISREG(st.st_mode))
+			schema_error(errors, "system", "%s is not a regular file", p);
+	}
+	return errors->n == before ? 0 : -ENOENT;
+}

@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* VM definitions: one JSON file per VM, parsed into plain structs and
+ * validated against every rule in the definition reference (README.md). */
+
+#include "schema.h"
+
+enum restart_policy { RESTART_ALWAYS, RESTART_ON_FAILURE, RESTART_NEVER };
+
+struct def_key {
+	char *name;
+	char *target;
+	char *source; /* NULL: <keys_dir>/<vm>/<name> */
+	bool read_only;
+};
+
+struct def_share {
+	char *tag;
+	char *source;
+	char *target;
+	bool read_only;
+};
+
+struct def_disk {
+	char *name;
+	uint64_t size_mib;
+	char *mount;
+	bool persistent;
+};
+
+struct vm_def {
+	char *name;
+	char *system;
+	uint32_t vcpus;
+	uint32_t memory_mib;
+	bool autostart;
+	int restart; /* enum restart_policy */
+	char **kernel_params;
+	struct def_key *keys;
+	size_t n_keys;
+	struct def_share *shares;
+	size_t n_shares;
+	struct def_disk *disks;
+	size_t n_disks;
+};
+
+#define DEF_NAME_MAX 32
+#define DEF_DISK_NAME_MAX 20 /* virtio-blk serial: 20 bytes */
+#define DEF_TAG_MAX 36       /* virtio-fs tag: 36 bytes */
+#define KERNEL_CMDLINE_MAX 2048
+
+extern const char *const restart_policy_names[];
+
+/* Parses and validates one definition. Returns 0, -EINVAL with errors
+ * filled in, or another -errno. *ret is set only on success. */
+int def_parse(json_t *json, struct vm_def **ret, struct schema_errors *errors);
+int def_parse_buffer(const char *buf, size_t len, struct vm_def **ret, struct schema_errors *errors);
+int def_load_file(const char *path, struct vm_def **ret, struct schema_errors *errors);
+void def_free(struct vm_def *def);
+static inline void def_freep(struct vm_def **d)
+{
+	def_free(*d);
+}
+#define _cleanup_def_ _cleanup_(def_freep)
+
+/* Canonical JSON (all fields, defaults filled in). Two definitions are
+ * equal when their canonical JSON is. */
+json_t *def_to_json(const struct vm_def *def);
+bool def_equal(const struct vm_def *a, const struct vm_def *b);
+
+/* The virtiofs tag under which a key directory is exported. */
+char *def_key_tag(const struct def_key *key);
+
+/* Checks what can only be checked on the host that runs the VM: the
+ * closure exists and has kernel, initrd and init. */
+int def_check_system(const struct vm_def *def, struct schema_errors *errors);

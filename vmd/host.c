@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "host.h"
+#include "virtiofsd.h"
+
+const char *const accel_names[] = { "auto", "kvm", "tcg", NULL };
+
+/* A binary is a bare name looked up in $PATH, or an absolute path. */
+static const char *check_binary(const char *s)
+{
+	if (!*s)
+		return "must not be empty";
+	if (strchr(s, '/'))
+		return check_abs_path(s);
+	for (const char *p = s; *p; p++)
+		if ((unsigned char)*p <= ' ' || *p == 0x7f)
+			return "must not contain whitespace or control characters";
+	return NULL;
+}
+
+static const char *check_dir(const char *s)
+{
+	const char *why = check_abs_path(s);
+
+	if (why)
+		return why;
+	return streq(s, "/") ? "must not be /" : NULL;
+}
+
+#define DIR_FIELD(k, member, def) \
+	{ .key = k, .type = SCHEMA_STRING, .offset = offsetof(struct host_config, member), .def_string = def, .check = check_dir }
+
+static const struct schema_field host_table[] = {
+	DIR_FIELD("definitions_dir", definitions_dir, "/etc/vmd/vms.d"),
+	DIR_FIELD("state_dir", state_dir, "/var/lib/vmd"),
+	DIR_FIELD("run_dir", run_dir, "/run/vmd"),
+	DIR_FIELD("log_dir", log_dir, "/var/log/vmd"),
+	DIR_FIELD("keys_dir", keys_dir, "/var/lib/vmd/keys"),
+	DIR_FIELD("store_dir", store_dir, "/nix/store"),
+	{ .key = "accel", .type = SCHEMA_ENUM, .offset = offsetof(struct host_config, accel), .enum_names = accel_names, .def_enum = ACCEL_AUTO },
+	{ .key = "qemu", .type = SCHEMA_STRING, .offset = offsetof(struct host_config, qemu), .def_string = "qemu-system-x86_64", .check = check_binary },
+	{ .key = "virtiofsd", .type = SCHEMA_STRING, .offset = offsetof(struct host_config, virtiofsd), .def_string = "/usr/lib/qemu/virtiofsd", .check = check_binary },
+	{ .key = "virtiofsd_style", .type = SCHEMA_ENUM, .offset = offsetof(struct host_config, virtiofsd_style), .enum_names = virtiofsd_style_names, .def_enum = VIRTIOFSD_STYLE_AUTO },
+	{ .key = "ready_timeout_s", .type = SCHEMA_U32, .offset = offsetof(struct host_config, ready_timeout_s), .min = 1, .max = 3600, .def_uint = 300 },
+	{ .key = "stop_timeout_s", .type = SCHEMA_U32, .offset = offsetof(struct host_config, stop_timeout_s), .min = 1, .max = 3600, .def_uint = 30 },
+	{ .key = "log_max_bytes", .type = SCHEMA_U64, .offset = offsetof(struct host_config, log_max_bytes), .min = 65536, .max = UINT64_C(1) << 40, .def_uint = 8 * 1024 * 1024 },
+	{}
+};
+
+int host_config_parse_buffer(const char *buf, size_t len, struct host_config **ret,
+			     struct schema_errors *errors)
+{
+	struct host_config *c = calloc(1, sizeof(*c));
+	size_t before = errors->n;
+	json_t *j = NULL;
+
+	if (!c)
+		return -ENOMEM;
+	/* An empty file means "all defaults". */
+	if (strspn(buf, " \t\r\n") == len)
+		j = json_object();
+	else
+		j = schema_load(buf, len, errors);
+	if (j)
+		schema_parse(host_table, j, c, "", errors);
+	json_decref(j);
+	if (!j || errors->n != before) {
+		host_config_free(c);
+		return -EINVAL;
+	}
+	*ret = c;
+	return 0;
+}
+
+int host_config_load(const char *path, struct host_config **ret, struct schema_errors *errors)
+{
+	_cleanup_free_ char *buf = NULL;
+	size_t len = 0;
+	int r;
+
+	r = read_file(path ? path : HOST_CONFIG_DEFAULT_PATH, 1024 * 1024, &buf, &len);
+	if (r == -ENOENT && !path)
+		return host_config_parse_buffer("", 0, ret, errors);
+	if (r < 0) {
+		schema_error(errors, "json", "cannot read: %s", r == -EFBIG ? "file is larger than 1 MiB" : strerror(-r));
+		return -EINVAL;
+	}
+	return host_config_parse_buffer(buf, len, ret, errors);
+}
+
+void host_config_free(struct host_config *c)
+{
+	if (!c)
+		return;
+	schema_free(host_table, c);
+	free(c);
+}
+
+json_t *host_config_to_json(const struct host_config *c)
+{
+	return schema_to_json(host_table, c);
+}

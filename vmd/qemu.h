@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The QEMU command line and the guest kernel command line, built by pure
+ * functions (tests compare them with golden files), and the accelerator
+ * choice. */
+
+#include "def.h"
+#include "host.h"
+
+struct qemu_fs {
+	const char *tag;
+	const char *socket;
+};
+
+struct qemu_disk {
+	const char *name; /* also the virtio-blk serial */
+	const char *path;
+	bool ephemeral;   /* no flushes needed: the data dies with the VM */
+};
+
+struct qemu_config {
+	const char *binary; /* absolute */
+	const char *name;
+	int accel;          /* ACCEL_KVM or ACCEL_TCG */
+	uint32_t vcpus, memory_mib;
+	const char *kernel, *initrd, *cmdline;
+	/* Pre-bound listening sockets, as numbered in the child. */
+	int qmp_fd, console_fd, notify_fd, agent_fd;
+	const struct qemu_fs *fs;
+	size_t n_fs;
+	const struct qemu_disk *disks;
+	size_t n_disks;
+};
+
+int qemu_argv(const struct qemu_config *c, char ***ret);
+
+/* The guest kernel command line: console, panic, hostname, the
+ * systemd.mount-extra= entries for keys, shares and disks (parents before
+ * children), init=, the closure's kernel-params, then the definition's
+ * kernel_params. Returns -E2BIG beyond KERNEL_CMDLINE_MAX. */
+int qemu_kernel_cmdline(const struct vm_def *d, const char *closure_params, char **ret);
+
+/* Resolves ACCEL_AUTO. KVM is chosen only where it really works: not on
+ * PVM hosts (kvm_pvm, which crashes stock kernels), not without a usable
+ * /dev/kvm, and only for kvm_intel/kvm_amd. root is "/" except in tests,
+ * which also skip the KVM_GET_API_VERSION ioctl. */
+int accel_resolve(int requested, const char *root, int *ret, const char **reason);

@@ -1,0 +1,199 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "jline.h"
+#include "qmp.h"
+
+struct pending {
+	json_int_t id;
+	json_t *msg; /* not yet sent, or NULL once sent */
+	qmp_reply_cb cb;
+	void *userdata;
+	struct pending *next;
+};
+
+struct qmp {
+	struct jline *ch;
+	qmp_event_cb on_event;
+	qmp_close_cb on_close;
+	void *userdata;
+	bool greeted, ready, closed;
+	json_int_t next_id;
+	struct pending *pending; /* in order */
+};
+
+static void send_queued(struct qmp *q)
+{
+	for (struct pending *p = q->pending; p; p = p->next)
+		if (p->msg) {
+			jline_send(q->ch, p->msg);
+			json_decref(p->msg);
+			p->msg = NULL;
+		}
+}
+
+static void fail_all(struct qmp *q, const char *why)
+{
+	while (q->pending) {
+		struct pending *p = q->pending;
+
+		q->pending = p->next;
+		json_decref(p->msg);
+		if (p->cb)
+			p->cb(q, NULL, why, p->userdata);
+		free(p);
+	}
+}
+
+static void on_caps(struct qmp *q, json_t *ret, const char *error, void *userdata)
+{
+	(void)ret;
+	(void)userdata;
+	if (error)
+		return;
+	q->ready = true;
+	send_queued(q);
+}
+
+static int enqueue(struct qmp *q, const char *cmd, json_t *args, qmp_reply_cb cb, void *userdata,
+		   bool front)
+{
+	struct pending *p = calloc(1, sizeof(*p));
+
+	if (!p) {
+		json_decref(args);
+		return -ENOMEM;
+	}
+	p->id = ++q->next_id;
+	p->msg = json_pack("{s:s, s:I}", "execute", cmd, "id", p->id);
+	if (!p->msg || (args && json_object_set_new(p->msg, "arguments", args) < 0)) {
+		json_decref(p->msg);
+		free(p);
+		return -ENOMEM;
+	}
+	p->cb = cb;
+	p->userdata = userdata;
+	if (front) {
+		p->next = q->pending;
+		q->pending = p;
+	} else {
+		struct pending **t = &q->pending;
+
+		while (*t)
+			t = &(*t)->next;
+		*t = p;
+	}
+	return 0;
+}
+
+static void on_msg(struct jline *c, json_t *msg, void *userdata)
+{
+	struct qmp *q = userdata;
+	json_t *id, *v;
+
+	(void)c;
+	if (!q->greeted) {
+		if (!json_object_get(msg, "QMP"))
+			return;
+		q->greeted = true;
+		if (enqueue(q, "qmp_capabilities", NULL, on_caps, NULL, true) == 0) {
+			/* Only the negotiation goes out before the others. */
+			jline_send(q->ch, q->pending->msg);
+			json_decref(q->pending->msg);
+			q->pending->msg = NULL;
+		}
+		return;
+	}
+	if ((v = json_object_get(msg, "event"))) {
+		if (q->on_event && json_is_string(v))
+			q->on_event(q, json_string_value(v), json_object_get(msg, "data"), q->userdata);
+		return;
+	}
+	id = json_object_get(msg, "id");
+	if (!json_is_integer(id))
+		return;
+	for (struct pending **pp = &q->pending; *pp; pp = &(*pp)->next) {
+		struct pending *p = *pp;
+		json_t *err;
+
+		if (p->id != json_integer_value(id))
+			continue;
+		*pp = p->next;
+		err = json_object_get(msg, "error");
+		if (p->cb) {
+			if (err) {
+				const char *desc = json_string_value(json_object_get(err, "desc"));
+				p->cb(q, NULL, desc ? desc : "QMP error", p->userdata);
+			} else
+				p->cb(q, json_object_get(msg, "return"), NULL, p->userdata);
+		}
+		free(p);
+		return;
+	}
+}
+
+static void on_close(struct jline *c, int error, void *userdata)
+{
+	struct qmp *q = userdata;
+
+	(void)c;
+	(void)error;
+	q->closed = true;
+	q->ready = false;
+	fail_all(q, "QMP connection closed");
+	if (q->on_close)
+		q->on_close(q, q->userdata);
+}
+
+int qmp_new(struct loop *l, int fd, qmp_event_cb on_event, qmp_close_cb on_close_cb, void *userdata,
+	    struct qmp **ret)
+{
+	struct qmp *q = calloc(1, sizeof(*q));
+	int r;
+
+	if (!q) {
+		safe_close(fd);
+		return -ENOMEM;
+	}
+	q->on_event = on_event;
+	q->on_close = on_close_cb;
+	q->userdata = userdata;
+	r = jline_new(l, fd, 1024 * 1024, on_msg, on_close, q, &q->ch);
+	if (r < 0) {
+		free(q);
+		return r;
+	}
+	*ret = q;
+	return 0;
+}
+
+void qmp_free(struct qmp *q)
+{
+	if (!q)
+		return;
+	/* Callbacks of a dying client must not reach a dying owner. */
+	for (struct pending *p = q->pending; p; p = p->next)
+		p->cb = NULL;
+	fail_all(q, NULL);
+	jline_free(q->ch);
+	free(q);
+}
+
+int qmp_command(struct qmp *q, const char *cmd, json_t *args, qmp_reply_cb cb, void *userdata)
+{
+	int r;
+
+	if (q->closed) {
+		json_decref(args);
+		return -ENOTCONN;
+	}
+	r = enqueue(q, cmd, args, cb, userdata, false);
+	if (r < 0)
+		return r;
+	if (q->ready)
+		send_queued(q);
+	return 0;
+}
+
+bool qmp_is_ready(const struct qmp *q)
+{
+	return q->ready;
+}

@@ -1,0 +1,302 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <getopt.h>
+#include <stdio.h>
+
+#include "cli.h"
+#include "log.h"
+#include "qemu.h"
+#include "vm.h"
+#include "vmlog.h"
+
+struct run {
+	struct loop *loop;
+	struct vm *vm;
+	char **cmd;
+	usec_t cmd_timeout;
+	bool show_console;
+	int exit_code; /* -1 until decided */
+	int signal;    /* the first SIGINT/SIGTERM received */
+	bool cmd_done;
+	bool was_ready;
+};
+
+static void on_ready(struct vm *vm, void *userdata);
+static void on_exited(struct vm *vm, enum vm_exit_reason reason, const char *detail, void *userdata);
+static void on_console(struct vm *vm, const char *buf, size_t n, void *userdata);
+
+static const struct vm_callbacks run_callbacks = {
+	.ready = on_ready,
+	.exited = on_exited,
+	.console = on_console,
+};
+
+static void on_console(struct vm *vm, const char *buf, size_t n, void *userdata)
+{
+	struct run *run = userdata;
+
+	(void)vm;
+	if (run->show_console) {
+		fwrite(buf, 1, n, stdout);
+		fflush(stdout);
+	}
+}
+
+static void on_exec_done(struct qga *g, const struct qga_result *res, void *userdata)
+{
+	struct run *run = userdata;
+
+	(void)g;
+	run->cmd_done = true;
+	if (res->error) {
+		log_error_errno(res->error, "%s: running the command in the guest: %s%s%m",
+				vm_name(run->vm), res->error_text ? res->error_text : "",
+				res->error_text ? ": " : "");
+		run->exit_code = EXIT_RUNTIME;
+	} else {
+		if (res->out_len)
+			fwrite(res->out, 1, res->out_len, stdout);
+		fflush(stdout);
+		if (res->err_len)
+			fwrite(res->err, 1, res->err_len, stderr);
+		fflush(stderr);
+		if (res->truncated)
+			log_warning("%s: the guest agent truncated the command's output", vm_name(run->vm));
+		if (run->exit_code < 0)
+			run->exit_code = res->status;
+	}
+	vm_stop(run->vm, false);
+}
+
+static void on_ready(struct vm *vm, void *userdata)
+{
+	struct run *run = userdata;
+	usec_t t = vm_ready_usec(vm);
+	int r;
+
+	run->was_ready = true;
+	fprintf(stderr, "%s: ready in %llu.%02llu s\n", vm_name(vm), (unsigned long long)(t / USEC_PER_SEC),
+		(unsigned long long)(t % USEC_PER_SEC / 10000));
+	fflush(stderr);
+	if (!run->cmd || run->signal)
+		return;
+	r = vm_exec(vm, run->cmd, run->cmd_timeout, on_exec_done, run);
+	if (r < 0) {
+		log_error_errno(r, "%s: cannot run the command: %m", vm_name(vm));
+		run->exit_code = EXIT_RUNTIME;
+		vm_stop(vm, false);
+	}
+}
+
+static void on_exited(struct vm *vm, enum vm_exit_reason reason, const char *detail, void *userdata)
+{
+	struct run *run = userdata;
+	bool expected;
+
+	/* What ends a run normally: our own stop (after the command, or on a
+	 * signal), or the guest powering off by itself once it was up. */
+	expected = reason == VM_EXIT_STOPPED || (reason == VM_EXIT_POWEROFF && run->was_ready);
+	if (reason == VM_EXIT_STOPPED && !run->cmd_done && !run->signal && run->cmd)
+		expected = false;
+	if (!expected && !run->was_ready && reason == VM_EXIT_POWEROFF)
+		detail = "the guest powered off before it was ready";
+	if (!expected) {
+		_cleanup_free_ char *tail = vmlog_tail(vm_log_path(vm), 12);
+
+		log_error("%s: %s", vm_name(vm), detail ? detail : vm_exit_reason_names[reason]);
+		if (tail && *tail)
+			fprintf(stderr, "vmd: last lines of %s:\n%s\n", vm_log_path(vm), tail);
+		if (run->exit_code < 0 || !run->cmd_done)
+			run->exit_code = EXIT_RUNTIME;
+	} else if (run->cmd && !run->cmd_done && !run->signal) {
+		log_error("%s: the guest powered off before the command finished", vm_name(vm));
+		run->exit_code = EXIT_RUNTIME;
+	}
+	if (run->signal && (!run->cmd || !run->cmd_done))
+		run->exit_code = 128 + run->signal;
+	if (run->exit_code < 0)
+		run->exit_code = EXIT_OK;
+	loop_exit(run->loop, run->exit_code);
+}
+
+static void on_signal(struct loop_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+	struct run *run = userdata;
+
+	(void)s;
+	if (!run->signal) {
+		run->signal = (int)si->ssi_signo;
+		log_info("%s: %s received, shutting the VM down (again to kill it)", vm_name(run->vm),
+			 strsignal((int)si->ssi_signo));
+		vm_stop(run->vm, false);
+	} else {
+		log_info("%s: killing the VM", vm_name(run->vm));
+		vm_stop(run->vm, true);
+	}
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: vmd run [-c SETTINGS] [--accel auto|kvm|tcg] [--timeout SEC] [-q] DEF [-- CMD ARG...]\n\n"
+		"Boots the VM in DEF in the foreground with fresh ephemeral disks.\n"
+		"Without CMD, prints the console until the guest powers off or Ctrl-C.\n"
+		"With CMD, waits for READY, runs CMD in the guest through the guest agent,\n"
+		"prints its stdout and stderr, powers the VM off and exits with CMD's status.\n"
+		"Everything the run created (processes, sockets, disks) is gone when it exits.\n\n"
+		"  -c, --config FILE   host settings (default %s)\n"
+		"      --accel MODE    override the accelerator (auto: KVM only where it works)\n"
+		"      --timeout SEC   give up on CMD after SEC seconds (default: no limit)\n"
+		"  -q, --quiet         do not print the console\n"
+		"  -v, --verbose       debug output\n",
+		HOST_CONFIG_DEFAULT_PATH);
+}
+
+int cmd_run(int argc, char **argv, const char *config)
+{
+	static const struct option options[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "accel", required_argument, NULL, 'a' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{}
+	};
+	_cleanup_host_config_ struct host_config *host = NULL;
+	struct schema_errors errors = {};
+	struct vm_def *def = NULL;
+	struct virtiofsd_caps caps;
+	struct loop_source *sigs = NULL;
+	_cleanup_free_ char *qemu = NULL, *virtiofsd = NULL;
+	struct run run = { .exit_code = -1 };
+	const char *accel_arg = NULL, *reason;
+	int accel = -1, c, r;
+	bool quiet = false;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+c:qvh", options, NULL)) >= 0)
+		switch (c) {
+		case 'c':
+			config = optarg;
+			break;
+		case 'a':
+			accel_arg = optarg;
+			break;
+		case 't': {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+
+			if (!*optarg || *end || v == 0 || v > 86400 * 365) {
+				fprintf(stderr, "vmd run: --timeout: expected seconds, got \"%s\"\n", optarg);
+				return EXIT_BAD_INPUT;
+			}
+			run.cmd_timeout = (usec_t)v * USEC_PER_SEC;
+			break;
+		}
+		case 'q':
+			quiet = true;
+			break;
+		case 'v':
+			log_set_level(LOG_LEVEL_DEBUG);
+			break;
+		case 'h':
+			usage(stdout);
+			return EXIT_OK;
+		default:
+			usage(stderr);
+			return EXIT_BAD_INPUT;
+		}
+	if (optind >= argc) {
+		usage(stderr);
+		return EXIT_BAD_INPUT;
+	}
+	if (accel_arg) {
+		for (int i = 0; accel_names[i]; i++)
+			if (streq(accel_arg, accel_names[i]))
+				accel = i;
+		if (accel < 0) {
+			fprintf(stderr, "vmd run: --accel must be auto, kvm or tcg\n");
+			return EXIT_BAD_INPUT;
+		}
+	}
+	if (optind + 1 < argc) {
+		if (!streq(argv[optind + 1], "--") || optind + 2 >= argc) {
+			fprintf(stderr, "vmd run: expected \"-- CMD [ARG...]\" after %s\n", argv[optind]);
+			return EXIT_BAD_INPUT;
+		}
+		run.cmd = argv + optind + 2;
+	}
+	run.show_console = !quiet && !run.cmd;
+
+	if (cli_load_host(config, &host) < 0)
+		return EXIT_BAD_INPUT;
+	if (def_load_file(argv[optind], &def, &errors) < 0) {
+		cli_print_errors(argv[optind], &errors);
+		schema_errors_clear(&errors);
+		return EXIT_BAD_INPUT;
+	}
+
+	r = accel_resolve(accel >= 0 ? accel : host->accel, "/", &accel, &reason);
+	if (r < 0) {
+		log_error_errno(r, "choosing the accelerator: %m");
+		goto runtime_fail;
+	}
+	log_debug("accelerator: %s (%s)", accel_names[accel], reason);
+
+	r = find_executable(host->qemu, &qemu);
+	if (r < 0) {
+		log_error_errno(r, "%s: QEMU binary %s: %m", def->name, host->qemu);
+		goto runtime_fail;
+	}
+	r = find_executable(host->virtiofsd, &virtiofsd);
+	if (r < 0) {
+		log_error_errno(r, "%s: virtiofsd binary %s: %m", def->name, host->virtiofsd);
+		goto runtime_fail;
+	}
+	r = virtiofsd_probe(virtiofsd, host->virtiofsd_style, &caps);
+	if (r < 0) {
+		log_error_errno(r, "%s: cannot tell which virtiofsd %s is (set \"virtiofsd_style\"): %m",
+				def->name, virtiofsd);
+		goto runtime_fail;
+	}
+
+	static const int signals[] = { SIGINT, SIGTERM, SIGHUP };
+	r = loop_new(&run.loop);
+	if (r == 0)
+		r = loop_add_signals(run.loop, signals, ELEMENTSOF(signals), on_signal, &run, &sigs);
+	if (r < 0) {
+		log_error_errno(r, "setting up the event loop: %m");
+		goto runtime_fail;
+	}
+
+	struct vm_options opts = {
+		.accel = accel,
+		.caps = &caps,
+		.qemu = qemu,
+		.virtiofsd = virtiofsd,
+		/* A throwaway run must not outlive vmd, even after kill -9. */
+		.die_with_parent = true,
+	};
+	r = vm_new(run.loop, host, &opts, TAKE_PTR(def), &run_callbacks, &run, &run.vm);
+	if (r < 0) {
+		log_error_errno(r, "%m");
+		goto runtime_fail;
+	}
+	r = vm_start(run.vm);
+	if (r < 0) {
+		run.exit_code = EXIT_RUNTIME;
+		goto out;
+	}
+	run.exit_code = -1;
+	loop_run(run.loop);
+out:
+	vm_free(run.vm);
+	loop_source_freep(&sigs);
+	loop_free(run.loop);
+	return run.exit_code < 0 ? EXIT_RUNTIME : run.exit_code;
+
+runtime_fail:
+	def_free(def);
+	run.exit_code = EXIT_RUNTIME;
+	goto out;
+}

@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <seccomp.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include "sandbox.h"
+
+/* Never needed by QEMU, virtiofsd or mkfs. */
+static const char *const blocked_common[] = {
+	"kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
+	"reboot", "swapon", "swapoff", "acct", "iopl", "ioperm",
+	"settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
+	"syslog", "uselib", "lookup_dcookie", "perf_event_open", "bpf", "userfaultfd",
+	"quotactl", "vhangup", "keyctl", "add_key", "request_key",
+	"ptrace", "process_vm_readv", "process_vm_writev", "fanotify_init",
+	"sethostname", "setdomainname",
+	/* The new mount API: nobody here uses it after exec. */
+	"fsopen", "fsconfig", "fsmount", "fspick", "move_mount", "open_tree", "mount_setattr",
+};
+
+/* virtiofsd builds its sandbox with these; nobody else may. */
+static const char *const blocked_mount[] = {
+	"mount", "umount2", "pivot_root", "chroot", "unshare", "setns",
+};
+
+/* The "shocker" escape needs these; only virtiofsd with file handles uses them. */
+static const char *const blocked_handles[] = {
+	"name_to_handle_at", "open_by_handle_at",
+};
+
+static struct sock_fprog filters[_SANDBOX_MAX];
+static const char **names[_SANDBOX_MAX];
+static size_t n_names[_SANDBOX_MAX];
+
+static int add_names(enum sandbox_profile p, const char *const *list, size_t n)
+{
+	const char **m = realloc(names[p], (n_names[p] + n) * sizeof(char *));
+
+	if (!m)
+		return -ENOMEM;
+	memcpy(m + n_names[p], list, n * sizeof(char *));
+	names[p] = m;
+	n_names[p] += n;
+	return 0;
+}
+
+static int collect(enum sandbox_profile p)
+{
+	int r;
+
+	if (names[p])
+		return 0;
+	r = add_names(p, blocked_common, ELEMENTSOF(blocked_common));
+	if (r == 0 && p != SANDBOX_VIRTIOFSD && p != SANDBOX_VIRTIOFSD_FH)
+		r = add_names(p, blocked_mount, ELEMENTSOF(blocked_mount));
+	if (r == 0 && p != SANDBOX_VIRTIOFSD_FH)
+		r = add_names(p, blocked_handles, ELEMENTSOF(blocked_handles));
+	return r;
+}
+
+const char *const *sandbox_blocked(enum sandbox_profile profile, size_t *n)
+{
+	if (profile >= _SANDBOX_MAX || collect(profile) < 0)
+		return NULL;
+	*n = n_names[profile];
+	return names[profile];
+}
+
+static int build(enum sandbox_profile p, struct sock_fprog *out)
+{
+	scmp_filter_ctx ctx;
+	_cleanup_close_ int fd = -EBADF;
+	struct stat st;
+	void *buf = NULL;
+	int r;
+
+	r = collect(p);
+	if (r < 0)
+		return r;
+	ctx = seccomp_init(SCMP_ACT_ALLOW);
+	if (!ctx)
+		return -ENOMEM;
+	/* Foreign architectures are not added: their syscalls hit the default
+	 * bad-arch action, which kills the process. */
+	r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+	if (r < 0)
+		goto out;
+	for (size_t i = 0; i < n_names[p]; i++) {
+		int nr = seccomp_syscall_resolve_name(names[p][i]);
+
+		/* An old libseccomp may not know a new syscall: skip it rather
+		 * than refuse to start anything. */
+		if (nr == __NR_SCMP_ERROR)
+			continue;
+		r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
+		if (r < 0)
+			goto out;
+	}
+	/* libseccomp 2.5 can only export to an fd. */
+	fd = memfd_create("vmd-seccomp", MFD_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	r = seccomp_export_bpf(ctx, fd);
+	if (r < 0)
+		goto out;
+	if (fstat(fd, &st) < 0 || st.st_size <= 0 || st.st_size % sizeof(struct sock_filter) != 0) {
+		r = -EIO;
+		goto out;
+	}
+	buf = malloc((size_t)st.st_size);
+	if (!buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (pread(fd, buf, (size_t)st.st_size, 0) != st.st_size) {
+		free(buf);
+		r = -EIO;
+		goto out;
+	}
+	out->filter = buf;
+	out->len = (unsigned short)(st.st_size / sizeof(struct sock_filter));
+	r = 0;
+out:
+	seccomp_release(ctx);
+	return r;
+}
+
+int sandbox_filter(enum sandbox_profile profile, const struct sock_fprog **ret)
+{
+	int r;
+
+	if (profile >= _SANDBOX_MAX)
+		return -EINVAL;
+	if (!filters[profile].filter) {
+		r = build(profile, &filters[profile]);
+		if (r < 0)
+			return r;
+	}
+	*ret = &filters[profile];
+	return 0;
+}

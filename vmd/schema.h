@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Table-driven conversion between JSON objects and plain C structs.
+ *
+ * Each row names a key, a type, an offsetof() target and, where needed, a
+ * range, an enum, a string check or a nested table. Parsing collects every
+ * error with its field path ("disks[1].size_mib") instead of stopping at
+ * the first one, and unknown keys are errors. No json_t outlives parsing. */
+
+#include <jansson.h>
+
+#include "util.h"
+
+enum schema_type {
+	SCHEMA_STRING, /* char *           */
+	SCHEMA_BOOL,   /* bool             */
+	SCHEMA_U32,    /* uint32_t         */
+	SCHEMA_U64,    /* uint64_t         */
+	SCHEMA_ENUM,   /* int              */
+	SCHEMA_STRV,   /* char **          */
+	SCHEMA_ARRAY,  /* void *items + size_t count, items described by .sub */
+};
+
+/* Returns NULL if the value is fine, else a reason ("must be absolute"). */
+typedef const char *(*schema_check_fn)(const char *value);
+
+struct schema_field {
+	const char *key;
+	enum schema_type type;
+	size_t offset;
+	bool required;
+	/* SCHEMA_U32/U64 range and default. */
+	uint64_t min, max, def_uint;
+	/* SCHEMA_BOOL default. */
+	bool def_bool;
+	/* SCHEMA_STRING default (NULL: unset). */
+	const char *def_string;
+	/* SCHEMA_STRING and each SCHEMA_STRV element. */
+	schema_check_fn check;
+	/* SCHEMA_ENUM: NULL-terminated names; the value is the index. */
+	const char *const *enum_names;
+	int def_enum;
+	/* SCHEMA_ARRAY: element table, element size, offset of the count. */
+	const struct schema_field *sub;
+	size_t item_size;
+	size_t count_offset;
+	/* SCHEMA_ARRAY and SCHEMA_STRV: maximum number of elements. */
+	size_t max_items;
+};
+
+/* A list of "FIELD: reason" lines. */
+struct schema_errors {
+	char **lines;
+	size_t n;
+};
+void schema_errors_clear(struct schema_errors *e);
+_printf_(3, 4) void schema_error(struct schema_errors *e, const char *field, const char *fmt, ...);
+
+/* Fills obj from json per table. Always leaves obj in a state that
+ * schema_free() accepts. Returns the number of errors added (0 = valid). */
+size_t schema_parse(const struct schema_field *table, json_t *json, void *obj, const char *path,
+		    struct schema_errors *errors);
+void schema_free(const struct schema_field *table, void *obj);
+/* Canonical JSON of obj: every field, defaults included; unset strings
+ * are left out. */
+json_t *schema_to_json(const struct schema_field *table, const void *obj);
+
+/* Loads a JSON document from a buffer; syntax errors go to errors under
+ * the field name "json". */
+json_t *schema_load(const char *buf, size_t len, struct schema_errors *errors);
+
+/* Common string checks. */
+const char *check_name(const char *s);      /* [a-z0-9-], 1..32, no leading '-' */
+const char *check_abs_path(const char *s);  /* absolute, normalised, cmdline-safe */
+const char *check_guest_path(const char *s);/* check_abs_path, and not / or a special dir */
+const char *check_nonempty(const char *s);

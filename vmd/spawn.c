@@ -1,0 +1,326 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <linux/seccomp.h>
+
+#include "log.h"
+#include "spawn.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+enum child_stage {
+	STAGE_FDS = 1,
+	STAGE_SIGNALS,
+	STAGE_SESSION,
+	STAGE_RLIMIT,
+	STAGE_MOUNT,
+	STAGE_PDEATHSIG,
+	STAGE_SECCOMP,
+	STAGE_EXEC,
+};
+
+static const char *const stage_names[] = {
+	[STAGE_FDS] = "setting up file descriptors",
+	[STAGE_SIGNALS] = "resetting signals",
+	[STAGE_SESSION] = "creating a session",
+	[STAGE_RLIMIT] = "setting RLIMIT_NOFILE",
+	[STAGE_MOUNT] = "making the source read-only",
+	[STAGE_PDEATHSIG] = "setting the parent-death signal",
+	[STAGE_SECCOMP] = "installing the seccomp filter",
+	[STAGE_EXEC] = "executing",
+};
+
+struct child_error {
+	int stage;
+	int error;
+};
+
+_noreturn_ static void child_fail(int errfd, int stage)
+{
+	struct child_error e = { stage, errno };
+
+	(void)!write(errfd, &e, sizeof(e));
+	_exit(127);
+}
+
+/* Runs between fork() and exec(): async-signal-safe calls only. */
+_noreturn_ static void child(const struct spawn_opts *o, const struct sock_fprog *filter, int errfd,
+			     int devnull, pid_t parent)
+{
+	static const char *const default_env[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", NULL };
+	int stdio[3] = { o->stdin_fd, o->stdout_fd, o->stderr_fd };
+	int high = 3, moved[3 + 64];
+	sigset_t all;
+
+	if (o->n_fds > 64)
+		child_fail(errfd, STAGE_FDS);
+
+	/* Move every source fd above all target numbers first, so a dup2()
+	 * below cannot overwrite a source that is still needed. */
+	for (size_t i = 0; i < o->n_fds; i++)
+		if (o->fds[i].child_fd >= high)
+			high = o->fds[i].child_fd + 1;
+	if (errfd >= high)
+		high = errfd + 1;
+	for (int i = 0; i < 3; i++) {
+		moved[i] = fcntl(stdio[i] >= 0 ? stdio[i] : devnull, F_DUPFD_CLOEXEC, high);
+		if (moved[i] < 0)
+			child_fail(errfd, STAGE_FDS);
+	}
+	for (size_t i = 0; i < o->n_fds; i++) {
+		moved[3 + i] = fcntl(o->fds[i].fd, F_DUPFD_CLOEXEC, high);
+		if (moved[3 + i] < 0)
+			child_fail(errfd, STAGE_FDS);
+	}
+	for (int i = 0; i < 3; i++)
+		if (dup2(moved[i], i) < 0)
+			child_fail(errfd, STAGE_FDS);
+	for (size_t i = 0; i < o->n_fds; i++)
+		if (dup2(moved[3 + i], o->fds[i].child_fd) < 0)
+			child_fail(errfd, STAGE_FDS);
+	/* Everything else closes at exec, including errfd, which is how the
+	 * parent learns that exec succeeded. */
+	for (int fd = 3; fd < high; fd++) {
+		bool keep = false;
+
+		for (size_t i = 0; i < o->n_fds; i++)
+			keep = keep || o->fds[i].child_fd == fd;
+		if (!keep && fd != errfd)
+			close(fd);
+	}
+	if (syscall(SYS_close_range, (unsigned)high, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+		for (int fd = high; fd < 65536; fd++)
+			if (fd != errfd)
+				fcntl(fd, F_SETFD, FD_CLOEXEC);
+
+	for (int sig = 1; sig < _NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			signal(sig, SIG_DFL);
+	sigemptyset(&all);
+	if (sigprocmask(SIG_SETMASK, &all, NULL) < 0)
+		child_fail(errfd, STAGE_SIGNALS);
+
+	if (setsid() < 0)
+		child_fail(errfd, STAGE_SESSION);
+
+	if (o->nofile > 0) {
+		struct rlimit rl = { o->nofile, o->nofile };
+
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+			/* Without CAP_SYS_RESOURCE: as high as the hard limit. */
+			if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+				child_fail(errfd, STAGE_RLIMIT);
+			rl.rlim_cur = rl.rlim_max;
+			if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+				child_fail(errfd, STAGE_RLIMIT);
+		}
+	}
+
+	if (o->readonly_path) {
+		struct mount_attr attr = { .attr_set = MOUNT_ATTR_RDONLY };
+
+		if (unshare(CLONE_NEWNS) < 0 ||
+		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+		    mount(o->readonly_path, o->readonly_path, NULL, MS_BIND | MS_REC, NULL) < 0)
+			child_fail(errfd, STAGE_MOUNT);
+		/* Recursive where the kernel can (5.12+), else the top mount. */
+		if (syscall(SYS_mount_setattr, AT_FDCWD, o->readonly_path, AT_RECURSIVE, &attr,
+			    sizeof(attr)) < 0 &&
+		    mount(NULL, o->readonly_path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0)
+			child_fail(errfd, STAGE_MOUNT);
+	}
+
+	if (o->die_with_parent) {
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+			child_fail(errfd, STAGE_PDEATHSIG);
+		/* The parent may have died before prctl(). */
+		if (getppid() != parent) {
+			errno = ESRCH;
+			child_fail(errfd, STAGE_PDEATHSIG);
+		}
+	}
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+	    syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, filter) < 0)
+		child_fail(errfd, STAGE_SECCOMP);
+
+	execve(o->argv[0], o->argv, o->envp ? o->envp : (char *const *)default_env);
+	child_fail(errfd, STAGE_EXEC);
+}
+
+int spawn(const struct spawn_opts *o, pid_t *ret_pid, int *ret_pidfd)
+{
+	const struct sock_fprog *filter;
+	_cleanup_close_ int devnull = -EBADF, pidfd = -EBADF;
+	int pipefd[2], r;
+	struct child_error e = {};
+	pid_t parent = getpid(), pid;
+	ssize_t n;
+
+	if (!o->argv || !o->argv[0] || o->argv[0][0] != '/')
+		return -EINVAL;
+	r = sandbox_filter(o->profile, &filter);
+	if (r < 0)
+		return r;
+	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (devnull < 0)
+		return -errno;
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		return -errno;
+
+	pid = fork();
+	if (pid < 0) {
+		r = -errno;
+		safe_close(pipefd[0]);
+		safe_close(pipefd[1]);
+		return r;
+	}
+	if (pid == 0) {
+		close(pipefd[0]);
+		child(o, filter, pipefd[1], devnull, parent);
+	}
+	safe_close(pipefd[1]);
+
+	/* pidfd_open() on our own unreaped child cannot race with pid reuse. */
+	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd < 0)
+		r = -errno;
+
+	do
+		n = read(pipefd[0], &e, sizeof(e));
+	while (n < 0 && errno == EINTR);
+	safe_close(pipefd[0]);
+
+	if (n == sizeof(e) || pidfd < 0) {
+		/* The child failed before or at exec: reap it. */
+		int status;
+
+		if (pidfd >= 0)
+			kill(pid, SIGKILL);
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+		if (n == sizeof(e)) {
+			log_debug("spawn %s: %s: %s", o->argv[0],
+				  e.stage > 0 && e.stage <= STAGE_EXEC ? stage_names[e.stage] : "?",
+				  strerror(e.error));
+			return e.error > 0 ? -e.error : -EIO;
+		}
+		return r;
+	}
+
+	*ret_pid = pid;
+	*ret_pidfd = TAKE_FD(pidfd);
+	return 0;
+}
+
+static int status_of(const siginfo_t *si)
+{
+	if (si->si_code == CLD_EXITED)
+		return si->si_status & 0xff;
+	return 128 + si->si_status;
+}
+
+int spawn_wait(int pidfd, usec_t timeout)
+{
+	usec_t deadline = now_usec() + timeout;
+	siginfo_t si = {};
+
+	for (;;) {
+		struct pollfd p = { .fd = pidfd, .events = POLLIN };
+		usec_t now = now_usec();
+		int r;
+
+		if (now >= deadline) {
+			syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+			while (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED) < 0 && errno == EINTR)
+				;
+			return -ETIMEDOUT;
+		}
+		r = poll(&p, 1, (int)((deadline - now + 999) / 1000));
+		if (r < 0 && errno != EINTR)
+			return -errno;
+		if (r > 0)
+			break;
+	}
+	while (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED) < 0)
+		if (errno != EINTR)
+			return -errno;
+	return status_of(&si);
+}
+
+int spawn_run(char *const *argv, enum sandbox_profile profile, const struct spawn_fd *fds,
+	      size_t n_fds, usec_t timeout, size_t max, char **ret_output)
+{
+	_cleanup_close_ int pidfd = -EBADF, rd = -EBADF, wr = -EBADF;
+	_cleanup_free_ char *out = NULL;
+	usec_t deadline = now_usec() + timeout;
+	size_t len = 0;
+	int p[2], r;
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	rd = p[0];
+	wr = p[1];
+	out = malloc(max + 1);
+	if (!out)
+		return -ENOMEM;
+
+	struct spawn_opts o = {
+		.argv = argv,
+		.fds = fds,
+		.n_fds = n_fds,
+		.stdin_fd = -1,
+		.stdout_fd = wr,
+		.stderr_fd = wr,
+		.profile = profile,
+		.die_with_parent = true,
+	};
+	r = spawn(&o, &pid, &pidfd);
+	if (r < 0)
+		return r;
+	wr = safe_close(wr);
+
+	/* Drain the output until EOF so a chatty child cannot block on a
+	 * full pipe; keep only the first max bytes. */
+	for (;;) {
+		struct pollfd pf = { .fd = rd, .events = POLLIN };
+		usec_t now = now_usec();
+		char buf[4096];
+		ssize_t k;
+
+		if (now >= deadline)
+			break;
+		r = poll(&pf, 1, (int)((deadline - now + 999) / 1000));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		k = read(rd, buf, sizeof(buf));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		if (len < max) {
+			size_t c = (size_t)k < max - len ? (size_t)k : max - len;
+			memcpy(out + len, buf, c);
+			len += c;
+		}
+	}
+	out[len] = 0;
+	r = spawn_wait(pidfd, deadline > now_usec() ? deadline - now_usec() : 0);
+	if (ret_output)
+		*ret_output = TAKE_PTR(out);
+	return r;
+}

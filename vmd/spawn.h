@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The one way vmd starts a child process.
+ *
+ * In the child, before exec: the listed fds are moved to their numbers and
+ * every other fd is closed on exec; signal dispositions and the mask are
+ * reset; the child gets its own session (so a Ctrl-C at the terminal reaches
+ * vmd, which then shuts down in order); limits are set; optionally one path
+ * is made read-only in a private mount namespace; and the seccomp filter of
+ * the chosen profile is installed last. Exec failures come back to the
+ * parent through a close-on-exec pipe, so spawn() itself reports "No such
+ * file or directory" instead of a child that dies silently. */
+
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include "sandbox.h"
+
+struct spawn_fd {
+	int fd;       /* in the parent */
+	int child_fd; /* its number in the child (>= 3) */
+};
+
+struct spawn_opts {
+	char *const *argv; /* argv[0]: an absolute path */
+	char *const *envp; /* NULL: PATH only */
+	const struct spawn_fd *fds;
+	size_t n_fds;
+	int stdin_fd, stdout_fd, stderr_fd; /* < 0: /dev/null */
+	enum sandbox_profile profile;
+	/* SIGKILL the child when vmd dies (throwaway runs); daemon children
+	 * must outlive a daemon restart and leave this off. */
+	bool die_with_parent;
+	rlim_t nofile; /* 0: inherit */
+	/* If set, bind-mount this path read-only onto itself in a private
+	 * mount namespace, so the child cannot write below it whatever its
+	 * own options say. */
+	const char *readonly_path;
+};
+
+/* Starts the child. On success returns 0 with its pid and a pidfd
+ * (O_CLOEXEC). On failure nothing is left running. */
+int spawn(const struct spawn_opts *o, pid_t *ret_pid, int *ret_pidfd);
+
+/* Waits for a child started by spawn(), killing it after timeout.
+ * Returns its exit status (0..255), 128+signal, or -errno/-ETIMEDOUT. */
+int spawn_wait(int pidfd, usec_t timeout);
+
+/* Runs argv to completion with the given extra fds, collecting its
+ * stdout+stderr (up to max bytes) into *ret_output (may be NULL). Returns
+ * the exit status as above. */
+int spawn_run(char *const *argv, enum sandbox_profile profile, const struct spawn_fd *fds,
+	      size_t n_fds, usec_t timeout, size_t max, char **ret_output);

@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _printf_(a, b) __attribute__((format(printf, a, b)))
+#define _unused_ __attribute__((unused))
+#define _noreturn_ __attribute__((noreturn))
+
+#define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
+
+#define TAKE_PTR(p)                         \
+	({                                  \
+		typeof(p) _ptr_ = (p);      \
+		(p) = NULL;                 \
+		_ptr_;                      \
+	})
+#define TAKE_FD(fd)                         \
+	({                                  \
+		int _fd_ = (fd);            \
+		(fd) = -EBADF;              \
+		_fd_;                       \
+	})
+
+static inline void freep(void *p)
+{
+	free(*(void **)p);
+}
+#define _cleanup_free_ _cleanup_(freep)
+
+/* Closes and returns -EBADF, so "fd = safe_close(fd)" leaves no stale number. */
+static inline int safe_close(int fd)
+{
+	if (fd >= 0) {
+		int saved = errno;
+		close(fd);
+		errno = saved;
+	}
+	return -EBADF;
+}
+static inline void closep(int *fd)
+{
+	*fd = safe_close(*fd);
+}
+#define _cleanup_close_ _cleanup_(closep)
+
+typedef uint64_t usec_t;
+#define USEC_PER_SEC ((usec_t)1000000)
+#define USEC_PER_MSEC ((usec_t)1000)
+usec_t now_usec(void);
+
+/* NULL-terminated string vectors. */
+void strv_free(char **l);
+static inline void strv_freep(char ***l)
+{
+	strv_free(*l);
+}
+#define _cleanup_strv_free_ _cleanup_(strv_freep)
+size_t strv_length(char *const *l);
+/* Appends a copy of s; returns 0 or -ENOMEM. */
+int strv_extend(char ***l, const char *s);
+/* Appends s and takes ownership, also on failure. */
+int strv_consume(char ***l, char *s);
+_printf_(2, 3) int strv_extendf(char ***l, const char *fmt, ...);
+char **strv_copy(char *const *l);
+char *strv_join(char *const *l, const char *sep);
+
+_printf_(1, 2) char *xasprintf(const char *fmt, ...);
+char *path_join(const char *a, const char *b);
+bool streq_ptr(const char *a, const char *b);
+static inline bool streq(const char *a, const char *b)
+{
+	return strcmp(a, b) == 0;
+}
+static inline bool startswith(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* Filesystem helpers; all return 0 or -errno. */
+int mkdir_p(const char *path, mode_t mode);
+int rm_rf_children(int dirfd);
+int read_file(const char *path, size_t max, char **ret, size_t *ret_size);
+int write_all(int fd, const void *buf, size_t n);
+/* Looks up an executable: paths with a slash are used as they are, bare
+ * names are searched in $PATH. */
+int find_executable(const char *name, char **ret);
+
+/* Sets and clears O_NONBLOCK / FD_CLOEXEC. */
+int fd_nonblock(int fd, bool nonblock);
+int fd_cloexec(int fd, bool cloexec);

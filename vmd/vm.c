@@ -1,0 +1,1183 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include "disk.h"
+#include "jline.h"
+#include "log.h"
+#include "qemu.h"
+#include "qmp.h"
+#include "spawn.h"
+#include "vm.h"
+#include "vmlog.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+/* How long children get between SIGTERM and SIGKILL. */
+#define KILL_GRACE_USEC (5 * USEC_PER_SEC)
+
+/* QEMU's fd numbers for its pre-bound sockets and the run-dir lock. */
+enum { QFD_QMP = 3, QFD_CONSOLE, QFD_NOTIFY, QFD_AGENT, QFD_LOCK };
+
+const char *const vm_state_names[] = {
+	[VM_STOPPED] = "stopped",
+	[VM_PREPARING] = "preparing",
+	[VM_STARTING_SHARES] = "starting-shares",
+	[VM_BOOTING] = "booting",
+	[VM_RUNNING] = "running",
+	[VM_STOPPING] = "stopping",
+	[VM_BACKOFF] = "backoff",
+	[VM_FAILED] = "failed",
+	NULL,
+};
+
+const char *const vm_exit_reason_names[] = {
+	[VM_EXIT_NONE] = "none",
+	[VM_EXIT_POWEROFF] = "poweroff",
+	[VM_EXIT_REBOOT] = "reboot",
+	[VM_EXIT_STOPPED] = "stopped",
+	[VM_EXIT_CRASHED] = "crashed",
+	[VM_EXIT_SHARE_FAILED] = "share-failed",
+	[VM_EXIT_READY_TIMEOUT] = "ready-timeout",
+	[VM_EXIT_START_FAILED] = "start-failed",
+	NULL,
+};
+
+struct vm_child {
+	char *what; /* "QEMU", "virtiofsd for nix-store" */
+	pid_t pid;
+	int pidfd;
+	struct loop_source *src;
+	bool running;
+};
+
+struct vm_share {
+	char *tag;
+	char *source;
+	char *socket;
+	char *pidfile;
+	enum virtiofsd_cache cache;
+	bool read_only;
+	struct vm_child proc;
+};
+
+struct vm_image {
+	char *path;
+	const struct def_disk *disk;
+};
+
+struct vm {
+	struct loop *loop;
+	const struct host_config *host;
+	struct vm_options opts;
+	struct vm_def *def;
+	const struct vm_callbacks *cb;
+	void *userdata;
+
+	enum vm_state state;
+	bool ready;
+	bool stop_requested;
+	bool tearing_down;
+	enum vm_exit_reason reason;
+	char *detail;
+	const char *shutdown_reason; /* from QMP SHUTDOWN; static strings */
+
+	char *dir, *disk_dir, *log_path;
+	int lock_fd;
+	struct vmlog log;
+
+	struct vm_share *shares;
+	size_t n_shares;
+	struct vm_image *images;
+	size_t n_images;
+	struct vm_child qemu;
+
+	struct qmp *qmp;
+	struct qga *qga;
+	int console_fd, notify_fd;
+	struct loop_source *console_src, *notify_src;
+	char notify_buf[512];
+	size_t notify_len;
+
+	struct loop_source *timer;
+	/* A virtiofsd that exited cleanly: blamed only if QEMU does not exit
+	 * right after it (see on_share_exit). */
+	struct loop_source *share_timer;
+	char *share_detail;
+	enum { TIMER_NONE, TIMER_READY, TIMER_POWERDOWN, TIMER_TERM, TIMER_TEARDOWN } timer_kind;
+
+	usec_t t_start, t_ready;
+};
+
+static void set_state(struct vm *vm, enum vm_state s)
+{
+	enum vm_state old = vm->state;
+
+	if (old == s)
+		return;
+	vm->state = s;
+	log_info("%s: %s -> %s", vm->def->name, vm_state_names[old], vm_state_names[s]);
+	if (vm->cb->state_changed)
+		vm->cb->state_changed(vm, old, vm->userdata);
+}
+
+static void set_reason(struct vm *vm, enum vm_exit_reason r, const char *fmt, ...) _printf_(3, 4);
+static void set_reason(struct vm *vm, enum vm_exit_reason r, const char *fmt, ...)
+{
+	va_list ap;
+
+	/* The first cause wins: a QEMU exit after a virtiofsd death is a
+	 * consequence, not the reason. */
+	if (vm->reason != VM_EXIT_NONE)
+		return;
+	vm->reason = r;
+	free(vm->detail);
+	vm->detail = NULL;
+	va_start(ap, fmt);
+	if (vasprintf(&vm->detail, fmt, ap) < 0)
+		vm->detail = NULL;
+	va_end(ap);
+}
+
+char *vm_run_dir(const struct host_config *host, const char *name)
+{
+	return xasprintf("%s/vms/%s", host->run_dir, name);
+}
+
+char *vm_disk_dir(const struct host_config *host, const char *name)
+{
+	return xasprintf("%s/disks/%s", host->state_dir, name);
+}
+
+char *vm_volume_dir(const struct host_config *host, const char *name)
+{
+	return xasprintf("%s/volumes/%s", host->state_dir, name);
+}
+
+static int timer_arm(struct vm *vm, int kind, usec_t when)
+{
+	vm->timer_kind = kind;
+	return loop_timer_set(vm->timer, when);
+}
+
+static void child_signal(struct vm_child *c, int sig)
+{
+	if (c->running && c->pidfd >= 0)
+		syscall(SYS_pidfd_send_signal, c->pidfd, sig, NULL, 0);
+}
+
+static void child_forget(struct vm_child *c)
+{
+	loop_source_freep(&c->src);
+	c->pidfd = safe_close(c->pidfd);
+	c->running = false;
+	c->pid = 0;
+}
+
+/* Kills and reaps synchronously; only for undoing a failed bring-up. */
+static void child_kill_wait(struct vm_child *c)
+{
+	if (c->running) {
+		siginfo_t si;
+
+		child_signal(c, SIGKILL);
+		while (waitid(P_PIDFD, (id_t)c->pidfd, &si, WEXITED) < 0 && errno == EINTR)
+			;
+	}
+	child_forget(c);
+}
+
+static const char *describe_status(const siginfo_t *si, char *buf, size_t n)
+{
+	if (!si)
+		snprintf(buf, n, "exited");
+	else if (si->si_code == CLD_EXITED)
+		snprintf(buf, n, "exited with status %d", si->si_status);
+	else
+		snprintf(buf, n, "was killed by signal %d (%s)", si->si_status, strsignal(si->si_status));
+	return buf;
+}
+
+static int bind_listen(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	_cleanup_close_ int fd = -EBADF;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* The run dir is ours (we hold its lock), so whatever is there is
+	 * stale. */
+	if (unlink(path) < 0 && errno != ENOENT)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return -errno;
+	if (chmod(path, 0600) < 0 || listen(fd, 8) < 0)
+		return -errno;
+	return TAKE_FD(fd);
+}
+
+static int connect_unix(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	_cleanup_close_ int fd = -EBADF;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return -errno;
+	return TAKE_FD(fd);
+}
+
+static int write_pidfile(const char *path, pid_t pid)
+{
+	_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	char buf[32];
+	int n;
+
+	if (fd < 0)
+		return -errno;
+	n = snprintf(buf, sizeof(buf), "%d\n", (int)pid);
+	return write_all(fd, buf, (size_t)n);
+}
+
+/* Locks the run dir. The lock is an flock on the directory itself, and
+ * QEMU inherits the locked fd: the VM counts as running as long as either
+ * vmd or its QEMU is alive, so a second vmd can never take it over or wipe
+ * its sockets. */
+static int lock_run_dir(struct vm *vm)
+{
+	for (int attempt = 0; attempt < 5; attempt++) {
+		_cleanup_close_ int fd = -EBADF;
+		struct stat a, b;
+		int r;
+
+		r = mkdir_p(vm->dir, 0700);
+		if (r < 0)
+			return r;
+		fd = open(vm->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+			return errno == EWOULDBLOCK ? -EBUSY : -errno;
+		/* The previous owner may have removed the directory between our
+		 * open() and flock(); then lock the new one. */
+		if (fstat(fd, &a) < 0)
+			return -errno;
+		if (stat(vm->dir, &b) < 0 || a.st_ino != b.st_ino || a.st_dev != b.st_dev || a.st_nlink == 0)
+			continue;
+		vm->lock_fd = TAKE_FD(fd);
+		/* Leftovers of a vmd that died without cleaning up. */
+		return rm_rf_children(vm->lock_fd);
+	}
+	return -EBUSY;
+}
+
+static void remove_run_dir(struct vm *vm)
+{
+	if (vm->lock_fd < 0)
+		return;
+	rm_rf_children(vm->lock_fd);
+	if (rmdir(vm->dir) < 0 && errno != ENOENT)
+		log_warning_errno(errno, "%s: removing %s: %m", vm->def->name, vm->dir);
+	vm->lock_fd = safe_close(vm->lock_fd);
+}
+
+static void remove_images(struct vm *vm)
+{
+	for (size_t i = 0; i < vm->n_images; i++) {
+		if (!vm->images[i].disk->persistent) {
+			int r = disk_remove(vm->images[i].path);
+			if (r < 0)
+				log_warning_errno(r, "%s: removing %s: %m", vm->def->name, vm->images[i].path);
+		}
+		free(vm->images[i].path);
+	}
+	free(vm->images);
+	vm->images = NULL;
+	vm->n_images = 0;
+	if (vm->disk_dir && rmdir(vm->disk_dir) < 0 && errno != ENOENT && errno != ENOTEMPTY)
+		log_warning_errno(errno, "%s: removing %s: %m", vm->def->name, vm->disk_dir);
+}
+
+static void free_shares(struct vm *vm)
+{
+	for (size_t i = 0; i < vm->n_shares; i++) {
+		struct vm_share *s = &vm->shares[i];
+
+		child_forget(&s->proc);
+		free(s->proc.what);
+		free(s->tag);
+		free(s->source);
+		free(s->socket);
+		free(s->pidfile);
+	}
+	free(vm->shares);
+	vm->shares = NULL;
+	vm->n_shares = 0;
+}
+
+static void close_channels(struct vm *vm)
+{
+	qmp_freep(&vm->qmp);
+	qga_free(vm->qga);
+	vm->qga = NULL;
+	loop_source_freep(&vm->console_src);
+	loop_source_freep(&vm->notify_src);
+	vm->console_fd = safe_close(vm->console_fd);
+	vm->notify_fd = safe_close(vm->notify_fd);
+	vm->notify_len = 0;
+}
+
+/* Everything of this boot is gone once this returns; callers have made
+ * sure no child is running. */
+static void cleanup_files(struct vm *vm)
+{
+	close_channels(vm);
+	free_shares(vm);
+	child_forget(&vm->qemu);
+	remove_images(vm);
+	remove_run_dir(vm);
+	vmlog_close(&vm->log);
+	loop_timer_set(vm->timer, 0);
+	vm->timer_kind = TIMER_NONE;
+	loop_timer_set(vm->share_timer, 0);
+	free(vm->share_detail);
+	vm->share_detail = NULL;
+}
+
+static bool any_child_running(struct vm *vm)
+{
+	if (vm->qemu.running)
+		return true;
+	for (size_t i = 0; i < vm->n_shares; i++)
+		if (vm->shares[i].proc.running)
+			return true;
+	return false;
+}
+
+static void finish_teardown(struct vm *vm)
+{
+	enum vm_exit_reason reason;
+	_cleanup_free_ char *detail = NULL;
+
+	if (any_child_running(vm))
+		return;
+	if (vm->log.fd >= 0)
+		vmlog_printf(&vm->log, "stopped: %s%s%s", vm_exit_reason_names[vm->reason],
+			     vm->detail ? ": " : "", vm->detail ? vm->detail : "");
+	cleanup_files(vm);
+	reason = vm->reason;
+	detail = TAKE_PTR(vm->detail);
+	vm->reason = VM_EXIT_NONE;
+	vm->ready = false;
+	vm->tearing_down = false;
+	vm->stop_requested = false;
+	set_state(vm, VM_STOPPED);
+	if (vm->cb->exited)
+		vm->cb->exited(vm, reason, detail, vm->userdata);
+}
+
+/* QEMU is gone (or going): stop the rest of the unit and wait for it. */
+static void begin_teardown(struct vm *vm)
+{
+	if (vm->tearing_down) {
+		finish_teardown(vm);
+		return;
+	}
+	vm->tearing_down = true;
+	close_channels(vm);
+	if (vm->state != VM_STOPPING)
+		set_state(vm, VM_STOPPING);
+	for (size_t i = 0; i < vm->n_shares; i++)
+		child_signal(&vm->shares[i].proc, SIGTERM);
+	child_signal(&vm->qemu, SIGTERM);
+	timer_arm(vm, TIMER_TEARDOWN, now_usec() + KILL_GRACE_USEC);
+	finish_teardown(vm);
+}
+
+static void on_qemu_exit(struct loop_source *s, const siginfo_t *si, void *userdata)
+{
+	struct vm *vm = userdata;
+	char buf[128];
+
+	(void)s;
+	child_forget(&vm->qemu);
+	describe_status(si, buf, sizeof(buf));
+	if (vm->stop_requested)
+		set_reason(vm, VM_EXIT_STOPPED, "stopped by request");
+	else if (vm->shutdown_reason && streq(vm->shutdown_reason, "guest-shutdown"))
+		set_reason(vm, VM_EXIT_POWEROFF, "the guest powered off");
+	else if (vm->shutdown_reason && streq(vm->shutdown_reason, "guest-reset"))
+		set_reason(vm, VM_EXIT_REBOOT, "the guest rebooted (or its kernel panicked)");
+	else if (vm->shutdown_reason && streq(vm->shutdown_reason, "guest-panic"))
+		set_reason(vm, VM_EXIT_CRASHED, "the guest kernel panicked");
+	else if (!vm->ready && vm->state == VM_BOOTING)
+		set_reason(vm, VM_EXIT_START_FAILED, "QEMU %s before the guest was ready", buf);
+	else
+		set_reason(vm, VM_EXIT_CRASHED, "QEMU %s", buf);
+	if (vm->log.fd >= 0)
+		vmlog_printf(&vm->log, "QEMU (pid %d) %s", (int)(si ? si->si_pid : 0), buf);
+	begin_teardown(vm);
+}
+
+static void on_share_exit(struct loop_source *s, const siginfo_t *si, void *userdata)
+{
+	struct vm *vm = userdata;
+	char buf[128];
+
+	for (size_t i = 0; i < vm->n_shares; i++) {
+		struct vm_share *sh = &vm->shares[i];
+
+		if (sh->proc.src != s)
+			continue;
+		child_forget(&sh->proc);
+		if (vm->tearing_down)
+			break;
+		describe_status(si, buf, sizeof(buf));
+		/* virtiofsd exits with 0 when its vhost-user peer goes away,
+		 * which happens while QEMU exits, possibly before QEMU's exit
+		 * is visible here. Give QEMU a moment to explain itself. */
+		if (si && si->si_code == CLD_EXITED && si->si_status == 0 && vm->qemu.running &&
+		    !vm->share_detail) {
+			vm->share_detail = xasprintf("virtiofsd for %s %s", sh->tag, buf);
+			loop_timer_set(vm->share_timer, now_usec() + USEC_PER_SEC);
+			return;
+		}
+		/* A dead virtiofsd leaves the guest hung on every access to the
+		 * share, and vhost-user does not reconnect: stop the whole VM. */
+		set_reason(vm, VM_EXIT_SHARE_FAILED, "virtiofsd for %s %s", sh->tag, buf);
+		log_error("%s: virtiofsd for %s %s; stopping the VM", vm->def->name, sh->tag, buf);
+		if (vm->log.fd >= 0)
+			vmlog_printf(&vm->log, "virtiofsd for %s %s", sh->tag, buf);
+		begin_teardown(vm);
+		return;
+	}
+	finish_teardown(vm);
+}
+
+static void on_timer(struct loop_source *s, void *userdata)
+{
+	struct vm *vm = userdata;
+	int kind = vm->timer_kind;
+
+	(void)s;
+	vm->timer_kind = TIMER_NONE;
+	switch (kind) {
+	case TIMER_READY:
+		if (vm->ready)
+			return;
+		set_reason(vm, VM_EXIT_READY_TIMEOUT, "no READY=1 from the guest within %u s",
+			   vm->host->ready_timeout_s);
+		log_error("%s: no READY=1 from the guest within %u s; stopping it", vm->def->name,
+			  vm->host->ready_timeout_s);
+		begin_teardown(vm);
+		break;
+	case TIMER_POWERDOWN:
+		log_warning("%s: the guest did not power off within %u s; sending SIGTERM to QEMU",
+			    vm->def->name, vm->host->stop_timeout_s);
+		child_signal(&vm->qemu, SIGTERM);
+		timer_arm(vm, TIMER_TERM, now_usec() + KILL_GRACE_USEC);
+		break;
+	case TIMER_TERM:
+	case TIMER_TEARDOWN:
+		if (vm->qemu.running)
+			log_warning("%s: QEMU ignored SIGTERM; killing it", vm->def->name);
+		child_signal(&vm->qemu, SIGKILL);
+		for (size_t i = 0; i < vm->n_shares; i++)
+			child_signal(&vm->shares[i].proc, SIGKILL);
+		break;
+	}
+}
+
+static void on_share_timer(struct loop_source *s, void *userdata)
+{
+	struct vm *vm = userdata;
+
+	(void)s;
+	if (vm->tearing_down || !vm->share_detail)
+		return;
+	set_reason(vm, VM_EXIT_SHARE_FAILED, "%s", vm->share_detail);
+	log_error("%s: %s; stopping the VM", vm->def->name, vm->share_detail);
+	begin_teardown(vm);
+}
+
+static void on_qmp_event(struct qmp *q, const char *event, json_t *data, void *userdata)
+{
+	struct vm *vm = userdata;
+
+	(void)q;
+	if (streq(event, "SHUTDOWN")) {
+		const char *reason = json_string_value(json_object_get(data, "reason"));
+		static const char *const known[] = { "guest-shutdown", "guest-reset", "guest-panic" };
+
+		vm->shutdown_reason = "other";
+		for (size_t i = 0; reason && i < ELEMENTSOF(known); i++)
+			if (streq(reason, known[i]))
+				vm->shutdown_reason = known[i];
+	}
+}
+
+static void on_cont(struct qmp *q, json_t *ret, const char *error, void *userdata)
+{
+	struct vm *vm = userdata;
+
+	(void)q;
+	(void)ret;
+	if (error && !vm->tearing_down) {
+		set_reason(vm, VM_EXIT_START_FAILED, "QMP cont failed: %s", error);
+		begin_teardown(vm);
+	}
+}
+
+static void on_console(struct loop_source *s, int fd, uint32_t revents, void *userdata)
+{
+	struct vm *vm = userdata;
+	char buf[16384];
+	ssize_t n;
+
+	(void)s;
+	(void)revents;
+	n = read(fd, buf, sizeof(buf));
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		loop_source_freep(&vm->console_src);
+		return;
+	}
+	vmlog_write(&vm->log, buf, (size_t)n);
+	if (vm->cb->console)
+		vm->cb->console(vm, buf, (size_t)n, vm->userdata);
+}
+
+static void became_ready(struct vm *vm)
+{
+	if (vm->ready)
+		return;
+	vm->ready = true;
+	vm->t_ready = now_usec();
+	if (vm->timer_kind == TIMER_READY)
+		timer_arm(vm, TIMER_NONE, 0);
+	vmlog_printf(&vm->log, "ready after %.2f s", (double)(vm->t_ready - vm->t_start) / USEC_PER_SEC);
+	set_state(vm, VM_RUNNING);
+	if (vm->cb->ready)
+		vm->cb->ready(vm, vm->userdata);
+}
+
+/* sd_notify format: newline-separated VAR=VALUE. */
+static void on_notify(struct loop_source *s, int fd, uint32_t revents, void *userdata)
+{
+	struct vm *vm = userdata;
+	ssize_t n;
+
+	(void)s;
+	(void)revents;
+	n = read(fd, vm->notify_buf + vm->notify_len, sizeof(vm->notify_buf) - 1 - vm->notify_len);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		loop_source_freep(&vm->notify_src);
+		return;
+	}
+	vm->notify_len += (size_t)n;
+	vm->notify_buf[vm->notify_len] = 0;
+	for (;;) {
+		char *nl = strchr(vm->notify_buf, '\n');
+
+		if (!nl)
+			break;
+		*nl = 0;
+		if (streq(vm->notify_buf, "READY=1"))
+			became_ready(vm);
+		else if (startswith(vm->notify_buf, "STATUS="))
+			log_info("%s: status: %.200s", vm->def->name, vm->notify_buf + 7);
+		memmove(vm->notify_buf, nl + 1, vm->notify_len - (size_t)(nl + 1 - vm->notify_buf) + 1);
+		vm->notify_len -= (size_t)(nl + 1 - vm->notify_buf);
+	}
+	/* A line longer than the buffer is garbage: drop it. */
+	if (vm->notify_len >= sizeof(vm->notify_buf) - 1)
+		vm->notify_len = 0;
+}
+
+static int open_log(struct vm *vm)
+{
+	int r;
+
+	r = mkdir_p(vm->host->log_dir, 0750);
+	if (r < 0)
+		return r;
+	return vmlog_open(&vm->log, vm->log_path, vm->host->log_max_bytes);
+}
+
+static int key_dir(struct vm *vm, const struct def_key *k, char **ret)
+{
+	_cleanup_free_ char *vmdir = NULL, *dir = NULL, *real = NULL;
+	struct stat st;
+	int r;
+
+	if (k->source) {
+		dir = strdup(k->source);
+		if (!dir)
+			return -ENOMEM;
+	} else {
+		vmdir = path_join(vm->host->keys_dir, vm->def->name);
+		dir = vmdir ? path_join(vmdir, k->name) : NULL;
+		if (!dir)
+			return -ENOMEM;
+		r = mkdir_p(vm->host->keys_dir, 0700);
+		if (r == 0 && mkdir(vmdir, 0700) < 0 && errno != EEXIST)
+			r = -errno;
+		if (r == 0 && mkdir(dir, 0700) < 0 && errno != EEXIST)
+			r = -errno;
+		if (r < 0)
+			return log_error_errno(r, "%s: creating key directory %s: %m", vm->def->name, dir);
+	}
+	/* Secrets are handed over only from a real directory reached without
+	 * symlinks: a link could point the guest at any host directory. */
+	if (lstat(dir, &st) < 0)
+		return log_error_errno(errno, "%s: key %s: %s: %m", vm->def->name, k->name, dir);
+	if (!S_ISDIR(st.st_mode))
+		return log_error_errno(ENOTDIR, "%s: key %s: %s is not a directory (symlinks are refused)",
+				       vm->def->name, k->name, dir);
+	real = realpath(dir, NULL);
+	if (!real || !streq(real, dir))
+		return log_error_errno(ELOOP, "%s: key %s: %s has a symlink in its path; give the real path",
+				       vm->def->name, k->name, dir);
+	*ret = TAKE_PTR(dir);
+	return 0;
+}
+
+static int add_share(struct vm *vm, const char *tag, char *source, enum virtiofsd_cache cache, bool ro)
+{
+	struct vm_share *s = &vm->shares[vm->n_shares];
+
+	s->tag = strdup(tag);
+	s->source = source;
+	s->socket = xasprintf("%s/fs%zu.sock", vm->dir, vm->n_shares);
+	s->pidfile = xasprintf("%s/fs%zu.pid", vm->dir, vm->n_shares);
+	s->proc.what = xasprintf("virtiofsd for %s", tag);
+	s->proc.pidfd = -EBADF;
+	s->cache = cache;
+	s->read_only = ro;
+	vm->n_shares++;
+	if (!s->tag || !s->source || !s->socket || !s->pidfile || !s->proc.what)
+		return -ENOMEM;
+	return 0;
+}
+
+/* The store, then keys, then shares. */
+static int plan_shares(struct vm *vm)
+{
+	const struct vm_def *d = vm->def;
+	int r;
+
+	vm->shares = calloc(1 + d->n_keys + d->n_shares, sizeof(*vm->shares));
+	if (!vm->shares)
+		return -ENOMEM;
+	/* The store never changes under a path: cache everything. */
+	r = add_share(vm, "nix-store", strdup(vm->host->store_dir), VIRTIOFSD_CACHE_ALWAYS, true);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < d->n_keys; i++) {
+		_cleanup_free_ char *tag = def_key_tag(&d->keys[i]);
+		char *dir = NULL;
+
+		if (!tag)
+			return -ENOMEM;
+		r = key_dir(vm, &d->keys[i], &dir);
+		if (r < 0)
+			return r;
+		/* Keys are small and may be rotated on the host: no caching. */
+		r = add_share(vm, tag, dir, VIRTIOFSD_CACHE_NONE, d->keys[i].read_only);
+		if (r < 0)
+			return r;
+	}
+	for (size_t i = 0; i < d->n_shares; i++) {
+		struct stat st;
+
+		if (stat(d->shares[i].source, &st) < 0)
+			return log_error_errno(errno, "%s: share %s: %s: %m", d->name, d->shares[i].tag,
+					       d->shares[i].source);
+		if (!S_ISDIR(st.st_mode))
+			return log_error_errno(ENOTDIR, "%s: share %s: %s is not a directory", d->name,
+					       d->shares[i].tag, d->shares[i].source);
+		r = add_share(vm, d->shares[i].tag, strdup(d->shares[i].source), VIRTIOFSD_CACHE_AUTO,
+			      d->shares[i].read_only);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int create_images(struct vm *vm)
+{
+	const struct vm_def *d = vm->def;
+	_cleanup_free_ char *voldir = NULL;
+	int r;
+
+	if (d->n_disks == 0)
+		return 0;
+	vm->images = calloc(d->n_disks, sizeof(*vm->images));
+	if (!vm->images)
+		return -ENOMEM;
+	for (size_t i = 0; i < d->n_disks; i++) {
+		const struct def_disk *dk = &d->disks[i];
+		const char *dir = dk->persistent ? voldir : vm->disk_dir;
+		_cleanup_free_ char *why = NULL;
+		bool created;
+
+		if (dk->persistent && !voldir) {
+			voldir = vm_volume_dir(vm->host, d->name);
+			if (!voldir)
+				return -ENOMEM;
+			dir = voldir;
+		}
+		r = mkdir_p(dir, 0700);
+		if (r < 0)
+			return log_error_errno(r, "%s: creating %s: %m", d->name, dir);
+		vm->images[i].disk = dk;
+		vm->images[i].path = xasprintf("%s/%s.img", dir, dk->name);
+		if (!vm->images[i].path)
+			return -ENOMEM;
+		vm->n_images = i + 1;
+		r = disk_create(vm->images[i].path, dk->persistent ? DISK_PERSISTENT : DISK_EPHEMERAL,
+				dk->size_mib, dk->name, &created, &why);
+		if (r < 0)
+			return log_error_errno(r, "%s: creating disk %s (%" PRIu64 " MiB) at %s: %m%s%s",
+					       d->name, dk->name, dk->size_mib, vm->images[i].path,
+					       why ? ": " : "", why ? why : "");
+		if (created && dk->persistent)
+			log_info("%s: created persistent volume %s", d->name, vm->images[i].path);
+	}
+	return 0;
+}
+
+static int start_share(struct vm *vm, struct vm_share *s)
+{
+	_cleanup_strv_free_ char **argv = NULL;
+	_cleanup_close_ int lfd = -EBADF;
+	struct virtiofsd_config c = {
+		.binary = vm->opts.virtiofsd,
+		.source = s->source,
+		.fd = 3,
+		.cache = s->cache,
+		.read_only = s->read_only,
+	};
+	int r;
+
+	lfd = bind_listen(s->socket);
+	if (lfd < 0)
+		return log_error_errno(lfd, "%s: binding %s: %m", vm->def->name, s->socket);
+	r = virtiofsd_argv(&c, vm->opts.caps, &argv);
+	if (r < 0)
+		return r;
+
+	struct spawn_fd fds[] = { { lfd, 3 } };
+	struct spawn_opts o = {
+		.argv = argv,
+		.fds = fds,
+		.n_fds = ELEMENTSOF(fds),
+		.stdin_fd = -1,
+		.stdout_fd = vm->log.fd,
+		.stderr_fd = vm->log.fd,
+		.profile = vm->opts.caps->inode_file_handles ? SANDBOX_VIRTIOFSD_FH : SANDBOX_VIRTIOFSD,
+		.die_with_parent = vm->opts.die_with_parent,
+		/* virtiofsd keeps an fd per inode it has seen. */
+		.nofile = 1048576,
+		.readonly_path = s->read_only ? s->source : NULL,
+	};
+	r = spawn(&o, &s->proc.pid, &s->proc.pidfd);
+	if (r < 0)
+		return log_error_errno(r, "%s: cannot start virtiofsd for %s (%s): %m", vm->def->name,
+				       s->tag, vm->opts.virtiofsd);
+	s->proc.running = true;
+	r = loop_add_child(vm->loop, s->proc.pidfd, on_share_exit, vm, &s->proc.src);
+	if (r < 0)
+		return r;
+	write_pidfile(s->pidfile, s->proc.pid);
+	return 0;
+}
+
+static int read_closure_params(struct vm *vm, char **ret)
+{
+	_cleanup_free_ char *p = path_join(vm->def->system, "kernel-params");
+	int r;
+
+	if (!p)
+		return -ENOMEM;
+	r = read_file(p, KERNEL_CMDLINE_MAX, ret, NULL);
+	if (r == -ENOENT) {
+		*ret = strdup("");
+		return *ret ? 0 : -ENOMEM;
+	}
+	return r;
+}
+
+struct channels {
+	char *paths[4];
+	int lfd[4];
+};
+
+static void channels_done(struct channels *c)
+{
+	for (int i = 0; i < 4; i++) {
+		free(c->paths[i]);
+		c->lfd[i] = safe_close(c->lfd[i]);
+	}
+}
+
+static int start_qemu(struct vm *vm, const char *cmdline)
+{
+	_cleanup_strv_free_ char **argv = NULL;
+	_cleanup_free_ struct qemu_fs *fs = calloc(vm->n_shares + 1, sizeof(*fs));
+	_cleanup_free_ struct qemu_disk *disks = calloc(vm->n_images + 1, sizeof(*disks));
+	_cleanup_free_ char *kernel = path_join(vm->def->system, "kernel");
+	_cleanup_free_ char *initrd = path_join(vm->def->system, "initrd");
+	static const char *const chan_names[] = { "qmp", "con", "notify", "qga" };
+	_cleanup_(channels_done) struct channels ch = { .lfd = { -EBADF, -EBADF, -EBADF, -EBADF } };
+	char **paths = ch.paths;
+	int *lfd = ch.lfd;
+	_cleanup_free_ char *pidfile = NULL;
+	int cfd[4], r;
+
+	if (!fs || !disks || !kernel || !initrd)
+		return -ENOMEM;
+	for (size_t i = 0; i < vm->n_shares; i++)
+		fs[i] = (struct qemu_fs){ vm->shares[i].tag, vm->shares[i].socket };
+	for (size_t i = 0; i < vm->n_images; i++)
+		disks[i] = (struct qemu_disk){ vm->images[i].disk->name, vm->images[i].path,
+					       !vm->images[i].disk->persistent };
+	for (int i = 0; i < 4; i++) {
+		paths[i] = xasprintf("%s/%s.sock", vm->dir, chan_names[i]);
+		if (!paths[i])
+			return -ENOMEM;
+		lfd[i] = bind_listen(paths[i]);
+		if (lfd[i] < 0)
+			return log_error_errno(lfd[i], "%s: binding %s: %m", vm->def->name, paths[i]);
+	}
+
+	struct qemu_config qc = {
+		.binary = vm->opts.qemu,
+		.name = vm->def->name,
+		.accel = vm->opts.accel,
+		.vcpus = vm->def->vcpus,
+		.memory_mib = vm->def->memory_mib,
+		.kernel = kernel,
+		.initrd = initrd,
+		.cmdline = cmdline,
+		.qmp_fd = QFD_QMP,
+		.console_fd = QFD_CONSOLE,
+		.notify_fd = QFD_NOTIFY,
+		.agent_fd = QFD_AGENT,
+		.fs = fs,
+		.n_fs = vm->n_shares,
+		.disks = disks,
+		.n_disks = vm->n_images,
+	};
+	r = qemu_argv(&qc, &argv);
+	if (r < 0)
+		return r;
+
+	struct spawn_fd fds[] = {
+		{ lfd[0], QFD_QMP }, { lfd[1], QFD_CONSOLE }, { lfd[2], QFD_NOTIFY },
+		{ lfd[3], QFD_AGENT }, { vm->lock_fd, QFD_LOCK },
+	};
+	struct spawn_opts o = {
+		.argv = argv,
+		.fds = fds,
+		.n_fds = ELEMENTSOF(fds),
+		.stdin_fd = -1,
+		.stdout_fd = vm->log.fd,
+		.stderr_fd = vm->log.fd,
+		.profile = SANDBOX_QEMU,
+		.die_with_parent = vm->opts.die_with_parent,
+	};
+	r = spawn(&o, &vm->qemu.pid, &vm->qemu.pidfd);
+	if (r < 0)
+		return log_error_errno(r, "%s: cannot start QEMU (%s): %m", vm->def->name, vm->opts.qemu);
+	vm->qemu.running = true;
+	r = loop_add_child(vm->loop, vm->qemu.pidfd, on_qemu_exit, vm, &vm->qemu.src);
+	if (r < 0)
+		return r;
+	pidfile = xasprintf("%s/qemu.pid", vm->dir);
+	if (pidfile)
+		write_pidfile(pidfile, vm->qemu.pid);
+
+	/* QEMU owns the listening sockets now; connecting queues in their
+	 * backlog until its main loop accepts. */
+	for (int i = 0; i < 4; i++) {
+		lfd[i] = safe_close(lfd[i]);
+		cfd[i] = connect_unix(paths[i]);
+		if (cfd[i] < 0) {
+			r = cfd[i];
+			for (int j = 0; j < i; j++)
+				safe_close(cfd[j]);
+			return log_error_errno(r, "%s: connecting to %s: %m", vm->def->name, paths[i]);
+		}
+	}
+	vm->console_fd = cfd[1];
+	vm->notify_fd = cfd[2];
+	r = qmp_new(vm->loop, cfd[0], on_qmp_event, NULL, vm, &vm->qmp);
+	if (r == 0)
+		r = qga_new(vm->loop, cfd[3], &vm->qga);
+	else
+		safe_close(cfd[3]);
+	if (r == 0)
+		r = fd_nonblock(vm->console_fd, true);
+	if (r == 0)
+		r = fd_nonblock(vm->notify_fd, true);
+	if (r == 0)
+		r = loop_add_io(vm->loop, vm->console_fd, EPOLLIN, on_console, vm, &vm->console_src);
+	if (r == 0)
+		r = loop_add_io(vm->loop, vm->notify_fd, EPOLLIN, on_notify, vm, &vm->notify_src);
+	if (r == 0)
+		r = qmp_command(vm->qmp, "cont", NULL, on_cont, vm);
+	if (r < 0)
+		return log_error_errno(r, "%s: setting up QEMU's channels: %m", vm->def->name);
+	return 0;
+}
+
+static void undo_start(struct vm *vm)
+{
+	child_kill_wait(&vm->qemu);
+	for (size_t i = 0; i < vm->n_shares; i++)
+		child_kill_wait(&vm->shares[i].proc);
+	cleanup_files(vm);
+	vm->reason = VM_EXIT_NONE;
+	free(vm->detail);
+	vm->detail = NULL;
+	set_state(vm, VM_STOPPED);
+}
+
+int vm_start(struct vm *vm)
+{
+	struct schema_errors errors = {};
+	_cleanup_free_ char *params = NULL, *cmdline = NULL;
+	int r;
+
+	if (vm->state != VM_STOPPED && vm->state != VM_FAILED && vm->state != VM_BACKOFF)
+		return -EBUSY;
+	vm->t_start = now_usec();
+	vm->t_ready = 0;
+	vm->ready = false;
+	vm->reason = VM_EXIT_NONE;
+	vm->shutdown_reason = NULL;
+	set_state(vm, VM_PREPARING);
+
+	r = lock_run_dir(vm);
+	if (r == -EBUSY) {
+		log_error("%s: already running (%s is locked by another vmd or its QEMU)", vm->def->name,
+			  vm->dir);
+		goto fail;
+	}
+	if (r < 0) {
+		log_error_errno(r, "%s: preparing %s: %m", vm->def->name, vm->dir);
+		goto fail;
+	}
+	r = open_log(vm);
+	if (r < 0) {
+		log_error_errno(r, "%s: opening the log in %s: %m", vm->def->name, vm->host->log_dir);
+		goto fail;
+	}
+	vmlog_printf(&vm->log, "starting %s from %s", vm->def->name, vm->def->system);
+
+	r = def_check_system(vm->def, &errors);
+	if (r < 0) {
+		for (size_t i = 0; i < errors.n; i++)
+			log_error("%s: %s", vm->def->name, errors.lines[i]);
+		schema_errors_clear(&errors);
+		goto fail;
+	}
+	r = read_closure_params(vm, &params);
+	if (r < 0) {
+		log_error_errno(r, "%s: reading %s/kernel-params: %m", vm->def->name, vm->def->system);
+		goto fail;
+	}
+	r = qemu_kernel_cmdline(vm->def, params, &cmdline);
+	if (r == -E2BIG)
+		log_error("%s: the kernel command line is longer than %d bytes", vm->def->name,
+			  KERNEL_CMDLINE_MAX);
+	if (r < 0)
+		goto fail;
+	r = create_images(vm);
+	if (r < 0)
+		goto fail;
+	r = plan_shares(vm);
+	if (r < 0)
+		goto fail;
+
+	set_state(vm, VM_STARTING_SHARES);
+	for (size_t i = 0; i < vm->n_shares; i++) {
+		r = start_share(vm, &vm->shares[i]);
+		if (r < 0)
+			goto fail;
+	}
+
+	set_state(vm, VM_BOOTING);
+	r = start_qemu(vm, cmdline);
+	if (r < 0)
+		goto fail;
+	timer_arm(vm, TIMER_READY, vm->t_start + (usec_t)vm->host->ready_timeout_s * USEC_PER_SEC);
+	return 0;
+
+fail:
+	if (vm->log.fd >= 0)
+		vmlog_printf(&vm->log, "start failed: %s", strerror(r < 0 ? -r : EIO));
+	undo_start(vm);
+	return r < 0 ? r : -EIO;
+}
+
+static void on_powerdown(struct qmp *q, json_t *ret, const char *error, void *userdata)
+{
+	struct vm *vm = userdata;
+
+	(void)q;
+	(void)ret;
+	if (error && vm->qemu.running) {
+		log_warning("%s: system_powerdown failed (%s); sending SIGTERM", vm->def->name, error);
+		child_signal(&vm->qemu, SIGTERM);
+		timer_arm(vm, TIMER_TERM, now_usec() + KILL_GRACE_USEC);
+	}
+}
+
+int vm_stop(struct vm *vm, bool force)
+{
+	if (!vm->qemu.running && !any_child_running(vm))
+		return 0;
+	vm->stop_requested = true;
+	if (force) {
+		child_signal(&vm->qemu, SIGKILL);
+		for (size_t i = 0; i < vm->n_shares; i++)
+			child_signal(&vm->shares[i].proc, SIGKILL);
+		return 0;
+	}
+	if (vm->state == VM_STOPPING)
+		return 0;
+	set_state(vm, VM_STOPPING);
+	/* ACPI powerdown only reaches a guest that is up; before READY,
+	 * QEMU's own orderly exit on SIGTERM is the graceful path. */
+	if (vm->ready && vm->qmp &&
+	    qmp_command(vm->qmp, "system_powerdown", NULL, on_powerdown, vm) == 0) {
+		vmlog_printf(&vm->log, "stopping: ACPI powerdown");
+		return timer_arm(vm, TIMER_POWERDOWN,
+				 now_usec() + (usec_t)vm->host->stop_timeout_s * USEC_PER_SEC);
+	}
+	child_signal(&vm->qemu, SIGTERM);
+	return timer_arm(vm, TIMER_TERM, now_usec() + KILL_GRACE_USEC);
+}
+
+int vm_exec(struct vm *vm, char *const *argv, usec_t timeout, qga_exec_cb cb, void *userdata)
+{
+	if (!vm->qga || vm->tearing_down)
+		return -ENOTCONN;
+	return qga_exec(vm->qga, argv, timeout, cb, userdata);
+}
+
+int vm_new(struct loop *l, const struct host_config *host, const struct vm_options *opts,
+	   struct vm_def *def, const struct vm_callbacks *cb, void *userdata, struct vm **ret)
+{
+	struct vm *vm = calloc(1, sizeof(*vm));
+	int r;
+
+	if (!vm)
+		return -ENOMEM;
+	vm->loop = l;
+	vm->host = host;
+	vm->opts = *opts;
+	vm->def = def;
+	vm->cb = cb;
+	vm->userdata = userdata;
+	vm->lock_fd = vm->console_fd = vm->notify_fd = vm->qemu.pidfd = vm->log.fd = -EBADF;
+	vm->dir = vm_run_dir(host, def->name);
+	vm->disk_dir = vm_disk_dir(host, def->name);
+	vm->log_path = xasprintf("%s/%s.log", host->log_dir, def->name);
+	vm->qemu.what = strdup("QEMU");
+	if (!vm->dir || !vm->disk_dir || !vm->log_path || !vm->qemu.what) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	r = loop_add_timer(l, 0, on_timer, vm, &vm->timer);
+	if (r == 0)
+		r = loop_add_timer(l, 0, on_share_timer, vm, &vm->share_timer);
+	if (r < 0)
+		goto fail;
+	*ret = vm;
+	return 0;
+fail:
+	vm->def = NULL;
+	vm_free(vm);
+	return r;
+}
+
+void vm_free(struct vm *vm)
+{
+	if (!vm)
+		return;
+	if (any_child_running(vm)) {
+		child_kill_wait(&vm->qemu);
+		for (size_t i = 0; i < vm->n_shares; i++)
+			child_kill_wait(&vm->shares[i].proc);
+	}
+	cleanup_files(vm);
+	loop_source_freep(&vm->timer);
+	loop_source_freep(&vm->share_timer);
+	def_free(vm->def);
+	free(vm->qemu.what);
+	free(vm->detail);
+	free(vm->dir);
+	free(vm->disk_dir);
+	free(vm->log_path);
+	free(vm);
+}
+
+const struct vm_def *vm_def(const struct vm *vm)
+{
+	return vm->def;
+}
+
+const char *vm_name(const struct vm *vm)
+{
+	return vm->def->name;
+}
+
+enum vm_state vm_get_state(const struct vm *vm)
+{
+	return vm->state;
+}
+
+bool vm_is_ready(const struct vm *vm)
+{
+	return vm->ready;
+}
+
+pid_t vm_qemu_pid(const struct vm *vm)
+{
+	return vm->qemu.running ? vm->qemu.pid : 0;
+}
+
+usec_t vm_ready_usec(const struct vm *vm)
+{
+	return vm->t_ready ? vm->t_ready - vm->t_start : 0;
+}
+
+const char *vm_log_path(const struct vm *vm)
+{
+	return vm->log_path;
+}

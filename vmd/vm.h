@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* One VM instance: bring-up, supervision of its processes, and teardown.
+ * Shared by "vmd run" and the daemon.
+ *
+ * Bring-up: lock the VM's run directory, create ephemeral disks, bind one
+ * listening socket per virtiofsd and start them (the pre-bound socket is
+ * their readiness: QEMU can connect before they reach accept()), then start
+ * QEMU paused, connect to its QMP, console, notify and agent sockets, and let
+ * it run. READY=1 on the notify port makes the VM ready.
+ *
+ * The VM is one unit: if QEMU exits, its virtiofsd instances are stopped;
+ * if a virtiofsd dies, QEMU is stopped (a guest whose store vanished would
+ * hang forever). Teardown waits for every child and then removes sockets,
+ * pid files and ephemeral disks. Persistent volumes and key directories are
+ * never removed. */
+
+#include "def.h"
+#include "host.h"
+#include "loop.h"
+#include "qga.h"
+#include "virtiofsd.h"
+
+enum vm_state {
+	VM_STOPPED,
+	VM_PREPARING,
+	VM_STARTING_SHARES,
+	VM_BOOTING,
+	VM_RUNNING,
+	VM_STOPPING,
+	VM_BACKOFF,
+	VM_FAILED,
+	_VM_STATE_MAX,
+};
+extern const char *const vm_state_names[];
+
+enum vm_exit_reason {
+	VM_EXIT_NONE,
+	VM_EXIT_POWEROFF,      /* the guest powered off */
+	VM_EXIT_REBOOT,        /* the guest rebooted (or panicked: panic=-1) */
+	VM_EXIT_STOPPED,       /* vmd stopped it */
+	VM_EXIT_CRASHED,       /* QEMU died */
+	VM_EXIT_SHARE_FAILED,  /* a virtiofsd died */
+	VM_EXIT_READY_TIMEOUT, /* no READY=1 in time */
+	VM_EXIT_START_FAILED,  /* bring-up failed */
+	_VM_EXIT_MAX,
+};
+extern const char *const vm_exit_reason_names[];
+
+struct vm;
+
+struct vm_callbacks {
+	void (*state_changed)(struct vm *vm, enum vm_state old, void *userdata);
+	void (*ready)(struct vm *vm, void *userdata);
+	/* After teardown: nothing of this boot is left. detail explains. */
+	void (*exited)(struct vm *vm, enum vm_exit_reason reason, const char *detail, void *userdata);
+	/* Console output (it also goes to the VM's log). Optional. */
+	void (*console)(struct vm *vm, const char *buf, size_t n, void *userdata);
+};
+
+struct vm_options {
+	int accel;                         /* resolved: ACCEL_KVM or ACCEL_TCG */
+	const struct virtiofsd_caps *caps; /* probed once */
+	const char *qemu;                  /* resolved absolute paths */
+	const char *virtiofsd;
+	bool die_with_parent;              /* children die with vmd (vmd run) */
+};
+
+/* Takes ownership of def. host and opts must outlive the vm. */
+int vm_new(struct loop *l, const struct host_config *host, const struct vm_options *opts,
+	   struct vm_def *def, const struct vm_callbacks *cb, void *userdata, struct vm **ret);
+void vm_free(struct vm *vm);
+
+/* Starts a stopped VM. Synchronous failures are logged, undone and
+ * returned; later ones come through exited(). */
+int vm_start(struct vm *vm);
+/* Graceful: ACPI powerdown, SIGTERM after stop_timeout_s, SIGKILL 5 s
+ * later. force: SIGKILL now. */
+int vm_stop(struct vm *vm, bool force);
+/* Runs a command through the guest agent. */
+int vm_exec(struct vm *vm, char *const *argv, usec_t timeout, qga_exec_cb cb, void *userdata);
+
+const struct vm_def *vm_def(const struct vm *vm);
+const char *vm_name(const struct vm *vm);
+enum vm_state vm_get_state(const struct vm *vm);
+bool vm_is_ready(const struct vm *vm);
+pid_t vm_qemu_pid(const struct vm *vm);
+usec_t vm_ready_usec(const struct vm *vm); /* start to READY */
+const char *vm_log_path(const struct vm *vm);
+
+/* Paths of a VM's files, derived from the validated name only. */
+char *vm_run_dir(const struct host_config *host, const char *name);
+char *vm_disk_dir(const struct host_config *host, const char *name);
+char *vm_volume_dir(const struct host_config *host, const char *name);
