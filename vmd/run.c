@@ -125,11 +125,11 @@ static void on_signal(struct loop_source *s, const struct signalfd_siginfo *si, 
 	(void)s;
 	if (!run->signal) {
 		run->signal = (int)si->ssi_signo;
-		log_info("%s: %s received, shutting the VM down (again to kill it)", vm_name(run->vm),
-			 strsignal((int)si->ssi_signo));
+		fprintf(stderr, "%s: %s: shutting the VM down (again to kill it)\n", vm_name(run->vm),
+			strsignal((int)si->ssi_signo));
 		vm_stop(run->vm, false);
 	} else {
-		log_info("%s: killing the VM", vm_name(run->vm));
+		fprintf(stderr, "%s: killing the VM\n", vm_name(run->vm));
 		vm_stop(run->vm, true);
 	}
 }
@@ -173,6 +173,9 @@ int cmd_run(int argc, char **argv, const char *config)
 	int accel = -1, c, r;
 	bool quiet = false;
 
+	/* State transitions are the daemon's business; a run shows them
+	 * with -v. */
+	log_set_level(LOG_LEVEL_WARNING);
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "+c:qvh", options, NULL)) >= 0)
 		switch (c) {

@@ -451,6 +451,12 @@ static void on_share_exit(struct loop_source *s, const siginfo_t *si, void *user
 		child_forget(&sh->proc);
 		if (vm->tearing_down)
 			break;
+		if (vm->stop_requested) {
+			/* A forced stop kills everything at once. */
+			set_reason(vm, VM_EXIT_STOPPED, "stopped by request");
+			begin_teardown(vm);
+			return;
+		}
 		describe_status(si, buf, sizeof(buf));
 		/* virtiofsd exits with 0 when its vhost-user peer goes away,
 		 * which happens while QEMU exits, possibly before QEMU's exit

@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <dirent.h>
+
+#include "def.h"
+#include "host.h"
+#include "test.h"
+
+/* Every tests/defs/invalid/NAME.json must fail with exactly the lines in
+ * NAME.err; VMD_UPDATE_EXPECTED=1 rewrites the .err files instead. */
+TEST(invalid_definitions)
+{
+	const char *dir = TESTS_DIR "/defs/invalid";
+	bool update = getenv("VMD_UPDATE_EXPECTED") != NULL;
+	struct dirent **list;
+	int n, count = 0;
+
+	n = scandir(dir, &list, NULL, alphasort);
+	ASSERT(n > 0);
+	for (int i = 0; i < n; i++) {
+		size_t len = strlen(list[i]->d_name);
+		_cleanup_free_ char *path = NULL, *errpath = NULL, *expected = NULL, *got = NULL;
+		struct schema_errors errors = {};
+		struct vm_def *def = NULL;
+		size_t got_len = 0;
+
+		if (len < 6 || !streq(list[i]->d_name + len - 5, ".json")) {
+			free(list[i]);
+			continue;
+		}
+		path = xasprintf("%s/%s", dir, list[i]->d_name);
+		errpath = xasprintf("%s/%.*s.err", dir, (int)(len - 5), list[i]->d_name);
+		ASSERT(def_load_file(path, &def, &errors) == -EINVAL);
+		ASSERT(!def);
+		ASSERT(errors.n > 0);
+		for (size_t j = 0; j < errors.n; j++)
+			got_len += strlen(errors.lines[j]) + 1;
+		got = calloc(1, got_len + 1);
+		for (size_t j = 0; j < errors.n; j++) {
+			strcat(got, errors.lines[j]);
+			strcat(got, "\n");
+		}
+		if (update) {
+			FILE *f = fopen(errpath, "w");
+			ASSERT(f);
+			fputs(got, f);
+			fclose(f);
+		} else {
+			ASSERT(read_file(errpath, 65536, &expected, NULL) == 0);
+			if (!streq(expected, got))
+				fprintf(stderr, "%s: expected:\n%sgot:\n%s", path, expected, got);
+			ASSERT_STREQ(expected, got);
+		}
+		schema_errors_clear(&errors);
+		free(list[i]);
+		count++;
+	}
+	free(list);
+	/* The issue asks for at least 25; keep the corpus from shrinking. */
+	ASSERT(count >= 50);
+}
+
+static void roundtrip(const char *path)
+{
+	struct schema_errors errors = {};
+	struct vm_def *a = NULL, *b = NULL;
+	_cleanup_free_ char *text = NULL;
+	json_t *j;
+
+	ASSERT(def_load_file(path, &a, &errors) == 0);
+	ASSERT(errors.n == 0);
+	j = def_to_json(a);
+	ASSERT(j);
+	text = json_dumps(j, JSON_SORT_KEYS);
+	json_decref(j);
+	ASSERT(def_parse_buffer(text, strlen(text), &b, &errors) == 0);
+	ASSERT(def_equal(a, b));
+	def_free(a);
+	def_free(b);
+}
+
+TEST(valid_roundtrip)
+{
+	roundtrip(TESTS_DIR "/defs/valid/full.json");
+	roundtrip(TESTS_DIR "/defs/valid/minimal.json");
+}
+
+TEST(defaults)
+{
+	static const char text[] = "{\"name\": \"a\", \"system\": \"/nix/store/x\"}";
+	struct schema_errors errors = {};
+	struct vm_def *d = NULL;
+
+	ASSERT(def_parse_buffer(text, strlen(text), &d, &errors) == 0);
+	ASSERT_EQ(d->vcpus, 1);
+	ASSERT_EQ(d->memory_mib, 512);
+	ASSERT(d->autostart);
+	ASSERT_EQ(d->restart, RESTART_ALWAYS);
+	ASSERT(!d->kernel_params);
+	ASSERT_EQ(d->n_disks, 0);
+	def_free(d);
+}
+
+TEST(full_fields)
+{
+	struct schema_errors errors = {};
+	struct vm_def *d = NULL;
+
+	ASSERT(def_load_file(TESTS_DIR "/defs/valid/full.json", &d, &errors) == 0);
+	ASSERT_STREQ(d->name, "edge");
+	ASSERT_EQ(d->vcpus, 2);
+	ASSERT_EQ(d->restart, RESTART_ON_FAILURE);
+	ASSERT(!d->autostart);
+	ASSERT_EQ(strv_length(d->kernel_params), 2);
+	ASSERT_EQ(d->n_keys, 3);
+	ASSERT(d->keys[0].read_only);
+	ASSERT(!d->keys[1].read_only);
+	ASSERT(d->keys[2].read_only); /* the default */
+	ASSERT_STREQ(d->keys[2].source, "/srv/secrets/tls");
+	ASSERT(!d->keys[0].source);
+	ASSERT_EQ(d->n_shares, 1);
+	ASSERT_EQ(d->n_disks, 2);
+	ASSERT(!d->disks[0].persistent);
+	ASSERT(d->disks[1].persistent);
+	ASSERT_EQ(d->disks[1].size_mib, 4096);
+	def_free(d);
+}
+
+TEST(def_equal_detects_changes)
+{
+	static const char a_text[] = "{\"name\": \"a\", \"system\": \"/nix/store/x\"}";
+	static const char b_text[] = "{\"name\": \"a\", \"system\": \"/nix/store/x\", \"vcpus\": 1}";
+	static const char c_text[] = "{\"name\": \"a\", \"system\": \"/nix/store/y\"}";
+	struct schema_errors errors = {};
+	struct vm_def *a, *b, *c;
+
+	ASSERT(def_parse_buffer(a_text, strlen(a_text), &a, &errors) == 0);
+	ASSERT(def_parse_buffer(b_text, strlen(b_text), &b, &errors) == 0);
+	ASSERT(def_parse_buffer(c_text, strlen(c_text), &c, &errors) == 0);
+	/* An explicit default is the same definition. */
+	ASSERT(def_equal(a, b));
+	ASSERT(!def_equal(a, c));
+	def_free(a);
+	def_free(b);
+	def_free(c);
+}
+
+TEST(host_defaults)
+{
+	struct schema_errors errors = {};
+	struct host_config *h = NULL;
+
+	ASSERT(host_config_parse_buffer("", 0, &h, &errors) == 0);
+	ASSERT_STREQ(h->run_dir, "/run/vmd");
+	ASSERT_STREQ(h->state_dir, "/var/lib/vmd");
+	ASSERT_STREQ(h->definitions_dir, "/etc/vmd/vms.d");
+	ASSERT_STREQ(h->virtiofsd, "/usr/lib/qemu/virtiofsd");
+	ASSERT_STREQ(h->qemu, "qemu-system-x86_64");
+	ASSERT_STREQ(h->store_dir, "/nix/store");
+	ASSERT_EQ(h->accel, ACCEL_AUTO);
+	host_config_free(h);
+	/* A missing default file is fine, a missing -c file is not. */
+	ASSERT(host_config_load("/nonexistent/vmd.json", &h, &errors) == -EINVAL);
+	ASSERT_STREQ(errors.lines[0], "json: cannot read: No such file or directory");
+	schema_errors_clear(&errors);
+}
+
+TEST(host_invalid)
+{
+	static const struct {
+		const char *text, *error;
+	} cases[] = {
+		{ "{\"run_dir\": \"run\"}", "run_dir: must be an absolute path" },
+		{ "{\"run_dir\": \"/\"}", "run_dir: must not be /" },
+		{ "{\"accel\": \"hvf\"}", "accel: must be one of: auto, kvm, tcg" },
+		{ "{\"qemu\": \"\"}", "qemu: must not be empty" },
+		{ "{\"qemu\": \"bin/qemu\"}", "qemu: must be an absolute path" },
+		{ "{\"virtiofsd_style\": \"go\"}", "virtiofsd_style: must be one of: auto, qemu, rust" },
+		{ "{\"stop_timeout_s\": 0}", "stop_timeout_s: must be 1..3600" },
+		{ "{\"log_max_bytes\": 10}", "log_max_bytes: must be 65536..1099511627776" },
+		{ "{\"networks\": {}}", "networks: unknown key" },
+		{ "[1]", "(root): must be an object" },
+	};
+
+	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+		struct schema_errors errors = {};
+		struct host_config *h = NULL;
+
+		ASSERT(host_config_parse_buffer(cases[i].text, strlen(cases[i].text), &h, &errors) == -EINVAL);
+		ASSERT_EQ(errors.n, 1);
+		ASSERT_STREQ(errors.lines[0], cases[i].error);
+		schema_errors_clear(&errors);
+	}
+}
+
+RUN_TESTS(T(invalid_definitions), T(valid_roundtrip), T(defaults), T(full_fields),
+	  T(def_equal_detects_changes), T(host_defaults), T(host_invalid))
