@@ -50,13 +50,16 @@ int host_config_parse_buffer(const char *buf, size_t len, struct host_config **r
 			     struct schema_errors *errors)
 {
 	struct host_config *c = calloc(1, sizeof(*c));
-	size_t before = errors->n;
+	size_t before = errors->n, blank = 0;
 	json_t *j = NULL;
 
 	if (!c)
 		return -ENOMEM;
+
+	while (blank < len && (buf[blank] == ' ' || buf[blank] == '\t' || buf[blank] == '\r' || buf[blank] == '\n'))
+		blank++;
 	/* An empty file means "all defaults". */
-	if (strspn(buf, " \t\r\n") == len)
+	if (blank == len)
 		j = json_object();
 	else
 		j = schema_load(buf, len, errors);

@@ -94,6 +94,11 @@ static void parse_enum(const struct schema_field *f, json_t *v, void *obj, const
 		       struct schema_errors *errors)
 {
 	const char *s = json_string_value(v);
+
+	if (json_string_length(v) != strlen(s)) {
+		schema_error(errors, fp, "must not contain NUL bytes");
+		return;
+	}
 	_cleanup_free_ char *names = NULL;
 	size_t len = 0;
 
@@ -149,6 +154,10 @@ static void parse_strv(const struct schema_field *f, json_t *v, void *obj, const
 		snprintf(ep, sizeof(ep), "%s[%zu]", fp, i);
 		if (!json_is_string(e)) {
 			schema_error(errors, ep, "must be a string");
+			continue;
+		}
+		if (json_string_length(e) != strlen(json_string_value(e))) {
+			schema_error(errors, ep, "must not contain NUL bytes");
 			continue;
 		}
 		why = f->check ? f->check(json_string_value(e)) : NULL;
@@ -246,6 +255,8 @@ size_t schema_parse(const struct schema_field *table, json_t *json, void *obj, c
 			const char *s = json_string_value(v), *why = f->check ? f->check(s) : NULL;
 			char **dst = FIELD_PTR(obj, f, char *);
 
+			if (json_string_length(v) != strlen(s))
+				why = "must not contain NUL bytes";
 			if (why) {
 				schema_error(errors, fp, "%s", why);
 				break;

@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "disk.h"
+#include "schema.h"
+#include "test.h"
+#include "vmlog.h"
+
+static char *tmpdir(void)
+{
+	char tmpl[] = "/tmp/vmd-test-XXXXXX";
+	return strdup(mkdtemp(tmpl));
+}
+
+static void rm_tree(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	ASSERT(fd >= 0);
+	ASSERT(rm_rf_children(fd) == 0);
+	close(fd);
+	ASSERT(rmdir(dir) == 0);
+}
+
+TEST(log_bounded)
+{
+	_cleanup_free_ char *dir = tmpdir();
+	_cleanup_free_ char *path = xasprintf("%s/vm.log", dir), *old = xasprintf("%s/vm.log.1", dir);
+	struct vmlog log = { .fd = -1 };
+	char chunk[4096];
+	struct stat st;
+
+	memset(chunk, 'c', sizeof(chunk));
+	ASSERT(vmlog_open(&log, path, 65536) == 0);
+	/* A flooding guest: 1 MiB through a 64 KiB bound. */
+	for (int i = 0; i < 256; i++)
+		ASSERT(vmlog_write(&log, chunk, sizeof(chunk)) == 0);
+	ASSERT(stat(path, &st) == 0);
+	ASSERT(st.st_size <= 65536 + 4096);
+	ASSERT(stat(old, &st) == 0);
+	ASSERT(st.st_size <= 65536 + 4096);
+	vmlog_printf(&log, "marker %d", 42);
+	vmlog_close(&log);
+	_cleanup_free_ char *tail = vmlog_tail(path, 1);
+	ASSERT(tail && strstr(tail, "marker 42"));
+	rm_tree(dir);
+}
+
+TEST(disks)
+{
+	_cleanup_free_ char *dir = tmpdir();
+	_cleanup_free_ char *eph = xasprintf("%s/scratch.img", dir), *per = xasprintf("%s/db.img", dir);
+	struct stat st, st2;
+	bool created;
+	char *why = NULL;
+
+	ASSERT(disk_create(eph, DISK_EPHEMERAL, 64, "scratch", &created, &why) == 0);
+	ASSERT(created);
+	ASSERT(stat(eph, &st) == 0);
+	ASSERT_EQ(st.st_size, 64 * 1024 * 1024);
+	/* Sparse: far less allocated than its size. */
+	ASSERT(st.st_blocks * 512 < 8 * 1024 * 1024);
+	/* An ephemeral disk is replaced by a fresh one. */
+	ASSERT(disk_create(eph, DISK_EPHEMERAL, 64, "scratch", &created, &why) == 0);
+	ASSERT(stat(eph, &st2) == 0);
+	ASSERT(st.st_ino != st2.st_ino);
+
+	/* A persistent volume is created once, then kept as it is. */
+	ASSERT(disk_create(per, DISK_PERSISTENT, 64, "db", &created, &why) == 0);
+	ASSERT(created);
+	ASSERT(stat(per, &st) == 0);
+	ASSERT(disk_create(per, DISK_PERSISTENT, 128, "db", &created, &why) == 0);
+	ASSERT(!created);
+	ASSERT(stat(per, &st2) == 0);
+	ASSERT(st.st_ino == st2.st_ino && st2.st_size == 64 * 1024 * 1024);
+
+	ASSERT(disk_remove(eph) == 0);
+	ASSERT(stat(eph, &st) < 0);
+	/* disk_remove refuses what is not a regular file. */
+	ASSERT(symlink(per, eph) == 0);
+	ASSERT(disk_remove(eph) == -EPERM);
+	ASSERT(unlink(eph) == 0);
+	/* Nothing else (no temporary files) was left in the directory. */
+	ASSERT(unlink(per) == 0);
+	ASSERT(rmdir(dir) == 0);
+}
+
+TEST(path_checks)
+{
+	ASSERT(!check_abs_path("/nix/store/abc-system"));
+	ASSERT(!check_abs_path("/"));
+	ASSERT(check_abs_path("relative"));
+	ASSERT(check_abs_path("/a//b"));
+	ASSERT(check_abs_path("/a/./b"));
+	ASSERT(check_abs_path("/a/.."));
+	ASSERT(!check_abs_path("/a/..b"));
+	ASSERT(!check_abs_path("/a/.hidden"));
+	ASSERT(check_abs_path("/a/b/"));
+	ASSERT(check_abs_path("/a\tb"));
+	ASSERT(check_abs_path("/a,b"));
+	ASSERT(check_abs_path("/a:b"));
+	ASSERT(check_guest_path("/"));
+	ASSERT(check_guest_path("/nix/store"));
+	ASSERT(check_guest_path("/dev/x"));
+	ASSERT(!check_guest_path("/devices"));
+	ASSERT(!check_guest_path("/run/secrets"));
+	ASSERT(!check_name("a"));
+	ASSERT(!check_name("0-edge"));
+	ASSERT(check_name("-a"));
+	ASSERT(check_name("a_b"));
+	ASSERT(check_name("A"));
+}
+
+TEST(rm_rf_keeps_symlink_targets)
+{
+	_cleanup_free_ char *dir = tmpdir(), *keep = tmpdir();
+	_cleanup_free_ char *link = xasprintf("%s/link", dir), *sub = xasprintf("%s/sub/deeper", dir);
+	_cleanup_free_ char *precious = xasprintf("%s/precious", keep);
+	int fd;
+
+	ASSERT(mkdir_p(sub, 0700) == 0);
+	fd = open(precious, O_WRONLY | O_CREAT, 0600);
+	ASSERT(fd >= 0);
+	close(fd);
+	ASSERT(symlink(keep, link) == 0);
+	rm_tree(dir);
+	ASSERT(access(precious, F_OK) == 0);
+	rm_tree(keep);
+}
+
+RUN_TESTS(T(log_bounded), T(disks), T(path_checks), T(rm_rf_keeps_symlink_targets))
