@@ -23,6 +23,9 @@ int virtiofsd_argv(const struct virtiofsd_config *c, const struct virtiofsd_caps
 			r = strv_extendf(&a, "--cache=%s", rust_cache[c->cache]);
 		if (r == 0)
 			r = strv_extend(&a, "--sandbox=namespace");
+		/* Its info level logs every connection step into the VM's log. */
+		if (r == 0)
+			r = strv_extend(&a, "--log-level=warn");
 		/* File handles instead of an O_PATH fd per inode: a guest that
 		 * walks the whole store cannot exhaust the fd table. */
 		if (r == 0 && caps->inode_file_handles)
@@ -43,6 +46,10 @@ int virtiofsd_argv(const struct virtiofsd_config *c, const struct virtiofsd_caps
 			r = strv_extend(&a, "-o");
 		if (r == 0)
 			r = strv_extend(&a, "sandbox=namespace");
+		if (r == 0)
+			r = strv_extend(&a, "-o");
+		if (r == 0)
+			r = strv_extend(&a, "log_level=warn");
 	}
 	if (r < 0)
 		return r;

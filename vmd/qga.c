@@ -181,8 +181,9 @@ static void on_msg(struct jline *c, json_t *msg, void *userdata)
 		return;
 	}
 	case QGA_EXEC:
+		/* The agent could not start the command at all. */
 		if (err)
-			return fail(g, -EIO, json_string_value(json_object_get(err, "desc")));
+			return fail(g, -ENOEXEC, json_string_value(json_object_get(err, "desc")));
 		if (!json_is_integer(json_object_get(ret, "pid")))
 			return fail(g, -EPROTO, "guest-exec returned no pid");
 		g->pid = json_integer_value(json_object_get(ret, "pid"));
@@ -207,7 +208,7 @@ static void on_close(struct jline *c, int error, void *userdata)
 	(void)c;
 	g->broken = true;
 	if (g->state != QGA_IDLE)
-		fail(g, error ? error : -ECONNRESET, "the guest agent connection closed");
+		fail(g, -ECONNRESET, error ? strerror(-error) : "the guest agent connection closed");
 }
 
 static void on_timer(struct loop_source *s, void *userdata)

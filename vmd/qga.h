@@ -10,7 +10,8 @@
 struct qga;
 
 struct qga_result {
-	int error;  /* 0, or -errno (-ETIMEDOUT, -ECONNRESET, -EPROTO...) */
+	int error;  /* 0, or -errno: -ENOEXEC if the command could not be started,
+		     * -ETIMEDOUT, -ECONNRESET, -EPROTO... */
 	const char *error_text; /* agent error description, if any */
 	int status; /* exit code, or 128+signal */
 	const char *out, *err; /* captured output (not NUL-safe; use lengths) */

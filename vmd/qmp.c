@@ -30,7 +30,7 @@ static void send_queued(struct qmp *q)
 		}
 }
 
-static void fail_all(struct qmp *q, const char *why)
+static void fail_all(struct qmp *q)
 {
 	while (q->pending) {
 		struct pending *p = q->pending;
@@ -38,14 +38,15 @@ static void fail_all(struct qmp *q, const char *why)
 		q->pending = p->next;
 		json_decref(p->msg);
 		if (p->cb)
-			p->cb(q, NULL, why, p->userdata);
+			p->cb(q, NULL, -ECONNRESET, "QMP connection closed", p->userdata);
 		free(p);
 	}
 }
 
-static void on_caps(struct qmp *q, json_t *ret, const char *error, void *userdata)
+static void on_caps(struct qmp *q, json_t *ret, int error, const char *desc, void *userdata)
 {
 	(void)ret;
+	(void)desc;
 	(void)userdata;
 	if (error)
 		return;
@@ -121,9 +122,9 @@ static void on_msg(struct jline *c, json_t *msg, void *userdata)
 		if (p->cb) {
 			if (err) {
 				const char *desc = json_string_value(json_object_get(err, "desc"));
-				p->cb(q, NULL, desc ? desc : "QMP error", p->userdata);
+				p->cb(q, NULL, -EIO, desc ? desc : "QMP error", p->userdata);
 			} else
-				p->cb(q, json_object_get(msg, "return"), NULL, p->userdata);
+				p->cb(q, json_object_get(msg, "return"), 0, NULL, p->userdata);
 		}
 		free(p);
 		return;
@@ -138,7 +139,7 @@ static void on_close(struct jline *c, int error, void *userdata)
 	(void)error;
 	q->closed = true;
 	q->ready = false;
-	fail_all(q, "QMP connection closed");
+	fail_all(q);
 	if (q->on_close)
 		q->on_close(q, q->userdata);
 }
@@ -172,7 +173,7 @@ void qmp_free(struct qmp *q)
 	/* Callbacks of a dying client must not reach a dying owner. */
 	for (struct pending *p = q->pending; p; p = p->next)
 		p->cb = NULL;
-	fail_all(q, NULL);
+	fail_all(q);
 	jline_free(q->ch);
 	free(q);
 }

@@ -10,9 +10,10 @@
 
 struct qmp;
 
-/* On success ret is the "return" value and error is NULL; on failure ret
- * is NULL and error describes it (QMP error or a closed connection). */
-typedef void (*qmp_reply_cb)(struct qmp *q, json_t *ret, const char *error, void *userdata);
+/* On success ret is the "return" value and error is 0. On failure ret is
+ * NULL, error is -EIO for an error reply (desc says what) or -ECONNRESET
+ * when the connection closed first. */
+typedef void (*qmp_reply_cb)(struct qmp *q, json_t *ret, int error, const char *desc, void *userdata);
 typedef void (*qmp_event_cb)(struct qmp *q, const char *event, json_t *data, void *userdata);
 typedef void (*qmp_close_cb)(struct qmp *q, void *userdata);
 

@@ -46,8 +46,17 @@ static void on_exec_done(struct qga *g, const struct qga_result *res, void *user
 	struct run *run = userdata;
 
 	(void)g;
+	if (res->error == -ECONNRESET) {
+		/* The agent went away with the VM; on_exited() says why. */
+		return;
+	}
 	run->cmd_done = true;
-	if (res->error) {
+	if (res->error == -ENOEXEC) {
+		/* Like a shell: 127 for a command that could not be run. */
+		log_error("%s: cannot run %s in the guest: %s", vm_name(run->vm), run->cmd[0],
+			  res->error_text ? res->error_text : "guest-exec failed");
+		run->exit_code = 127;
+	} else if (res->error) {
 		log_error_errno(res->error, "%s: running the command in the guest: %s%s%m",
 				vm_name(run->vm), res->error_text ? res->error_text : "",
 				res->error_text ? ": " : "");
@@ -100,7 +109,7 @@ static void on_exited(struct vm *vm, enum vm_exit_reason reason, const char *det
 	if (!expected && !run->was_ready && reason == VM_EXIT_POWEROFF)
 		detail = "the guest powered off before it was ready";
 	if (!expected) {
-		_cleanup_free_ char *tail = vmlog_tail(vm_log_path(vm), 12);
+		_cleanup_free_ char *tail = vm_log_tail(vm, 12);
 
 		log_error("%s: %s", vm_name(vm), detail ? detail : vm_exit_reason_names[reason]);
 		if (tail && *tail)
@@ -279,6 +288,7 @@ int cmd_run(int argc, char **argv, const char *config)
 		.virtiofsd = virtiofsd,
 		/* A throwaway run must not outlive vmd, even after kill -9. */
 		.die_with_parent = true,
+		.lock_wait = 3 * USEC_PER_SEC,
 	};
 	r = vm_new(run.loop, host, &opts, TAKE_PTR(def), &run_callbacks, &run, &run.vm);
 	if (r < 0) {

@@ -117,6 +117,7 @@ struct vm {
 	enum { TIMER_NONE, TIMER_READY, TIMER_POWERDOWN, TIMER_TERM, TIMER_TEARDOWN } timer_kind;
 
 	usec_t t_start, t_ready;
+	uint64_t log_offset; /* where this boot's output starts */
 };
 
 static void set_state(struct vm *vm, enum vm_state s)
@@ -264,6 +265,8 @@ static int write_pidfile(const char *path, pid_t pid)
  * its sockets. */
 static int lock_run_dir(struct vm *vm)
 {
+	usec_t give_up = now_usec() + vm->opts.lock_wait;
+
 	for (int attempt = 0; attempt < 5; attempt++) {
 		_cleanup_close_ int fd = -EBADF;
 		struct stat a, b;
@@ -275,8 +278,13 @@ static int lock_run_dir(struct vm *vm)
 		fd = open(vm->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0)
 			return -errno;
-		if (flock(fd, LOCK_EX | LOCK_NB) < 0)
-			return errno == EWOULDBLOCK ? -EBUSY : -errno;
+		while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+			if (errno != EWOULDBLOCK)
+				return -errno;
+			if (now_usec() >= give_up)
+				return -EBUSY;
+			usleep(50 * 1000);
+		}
 		/* The previous owner may have removed the directory between our
 		 * open() and flock(); then lock the new one. */
 		if (fstat(fd, &a) < 0)
@@ -541,14 +549,15 @@ static void on_qmp_event(struct qmp *q, const char *event, json_t *data, void *u
 	}
 }
 
-static void on_cont(struct qmp *q, json_t *ret, const char *error, void *userdata)
+static void on_cont(struct qmp *q, json_t *ret, int error, const char *desc, void *userdata)
 {
 	struct vm *vm = userdata;
 
 	(void)q;
 	(void)ret;
-	if (error && !vm->tearing_down) {
-		set_reason(vm, VM_EXIT_START_FAILED, "QMP cont failed: %s", error);
+	/* A closed connection means QEMU is exiting; its exit explains. */
+	if (error == -EIO && !vm->tearing_down) {
+		set_reason(vm, VM_EXIT_START_FAILED, "QMP cont failed: %s", desc);
 		begin_teardown(vm);
 	}
 }
@@ -775,6 +784,32 @@ static int create_images(struct vm *vm)
 	return 0;
 }
 
+#define VIRTIOFSD_NOFILE 1048576
+
+/* virtiofsd holds an fd per inode it has seen; say so once if it cannot
+ * get many (no CAP_SYS_RESOURCE and a low hard limit). */
+static void check_nofile(void)
+{
+	static bool checked;
+	struct rlimit cur, want = { VIRTIOFSD_NOFILE, VIRTIOFSD_NOFILE };
+
+	if (checked || getrlimit(RLIMIT_NOFILE, &cur) < 0)
+		return;
+	checked = true;
+	if (cur.rlim_max >= VIRTIOFSD_NOFILE)
+		return;
+	/* Raising our own hard limit shows whether children can; keep our
+	 * soft limit as it was. */
+	if (setrlimit(RLIMIT_NOFILE, &want) == 0) {
+		want.rlim_cur = cur.rlim_cur;
+		setrlimit(RLIMIT_NOFILE, &want);
+		return;
+	}
+	log_info("virtiofsd gets at most %llu open files here (no CAP_SYS_RESOURCE to raise the hard "
+		    "limit); a guest that walks a large store may run out",
+		    (unsigned long long)cur.rlim_max);
+}
+
 static int start_share(struct vm *vm, struct vm_share *s)
 {
 	_cleanup_strv_free_ char **argv = NULL;
@@ -806,7 +841,7 @@ static int start_share(struct vm *vm, struct vm_share *s)
 		.profile = vm->opts.caps->inode_file_handles ? SANDBOX_VIRTIOFSD_FH : SANDBOX_VIRTIOFSD,
 		.die_with_parent = vm->opts.die_with_parent,
 		/* virtiofsd keeps an fd per inode it has seen. */
-		.nofile = 1048576,
+		.nofile = VIRTIOFSD_NOFILE,
 		.readonly_path = s->read_only ? s->source : NULL,
 	};
 	r = spawn(&o, &s->proc.pid, &s->proc.pidfd);
@@ -1002,6 +1037,7 @@ int vm_start(struct vm *vm)
 		log_error_errno(r, "%s: opening the log in %s: %m", vm->def->name, vm->host->log_dir);
 		goto fail;
 	}
+	vm->log_offset = vmlog_offset(&vm->log);
 	vmlog_printf(&vm->log, "starting %s from %s", vm->def->name, vm->def->system);
 
 	r = def_check_system(vm->def, &errors);
@@ -1030,6 +1066,7 @@ int vm_start(struct vm *vm)
 		goto fail;
 
 	set_state(vm, VM_STARTING_SHARES);
+	check_nofile();
 	for (size_t i = 0; i < vm->n_shares; i++) {
 		r = start_share(vm, &vm->shares[i]);
 		if (r < 0)
@@ -1050,14 +1087,14 @@ fail:
 	return r < 0 ? r : -EIO;
 }
 
-static void on_powerdown(struct qmp *q, json_t *ret, const char *error, void *userdata)
+static void on_powerdown(struct qmp *q, json_t *ret, int error, const char *desc, void *userdata)
 {
 	struct vm *vm = userdata;
 
 	(void)q;
 	(void)ret;
-	if (error && vm->qemu.running) {
-		log_warning("%s: system_powerdown failed (%s); sending SIGTERM", vm->def->name, error);
+	if (error == -EIO && vm->qemu.running) {
+		log_warning("%s: system_powerdown failed (%s); sending SIGTERM", vm->def->name, desc);
 		child_signal(&vm->qemu, SIGTERM);
 		timer_arm(vm, TIMER_TERM, now_usec() + KILL_GRACE_USEC);
 	}
@@ -1186,4 +1223,9 @@ usec_t vm_ready_usec(const struct vm *vm)
 const char *vm_log_path(const struct vm *vm)
 {
 	return vm->log_path;
+}
+
+char *vm_log_tail(const struct vm *vm, unsigned n)
+{
+	return vmlog_tail(vm->log_path, n, vm->log_offset);
 }

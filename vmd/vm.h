@@ -65,6 +65,9 @@ struct vm_options {
 	const char *qemu;                  /* resolved absolute paths */
 	const char *virtiofsd;
 	bool die_with_parent;              /* children die with vmd (vmd run) */
+	/* How long to wait for the run-dir lock: a killed predecessor's QEMU
+	 * can hold it for a moment while the kernel tears it down. */
+	usec_t lock_wait;
 };
 
 /* Takes ownership of def. host and opts must outlive the vm. */
@@ -88,6 +91,8 @@ bool vm_is_ready(const struct vm *vm);
 pid_t vm_qemu_pid(const struct vm *vm);
 usec_t vm_ready_usec(const struct vm *vm); /* start to READY */
 const char *vm_log_path(const struct vm *vm);
+/* The last n lines this boot wrote to the log. */
+char *vm_log_tail(const struct vm *vm, unsigned n);
 
 /* Paths of a VM's files, derived from the validated name only. */
 char *vm_run_dir(const struct host_config *host, const char *name);

@@ -87,7 +87,14 @@ void vmlog_printf(struct vmlog *l, const char *fmt, ...)
 	vmlog_write(l, msg, (size_t)n);
 }
 
-char *vmlog_tail(const char *path, unsigned n)
+uint64_t vmlog_offset(struct vmlog *l)
+{
+	struct stat st;
+
+	return l->fd >= 0 && fstat(l->fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+char *vmlog_tail(const char *path, unsigned n, uint64_t offset)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	char buf[8192], *start;
@@ -97,7 +104,12 @@ char *vmlog_tail(const char *path, unsigned n)
 
 	if (fd < 0 || fstat(fd, &st) < 0)
 		return NULL;
+	/* Rotated since: the whole (new) file belongs to this boot. */
+	if ((off_t)offset > st.st_size)
+		offset = 0;
 	off = st.st_size > (off_t)sizeof(buf) - 1 ? st.st_size - (off_t)sizeof(buf) + 1 : 0;
+	if (off < (off_t)offset)
+		off = (off_t)offset;
 	k = pread(fd, buf, sizeof(buf) - 1, off);
 	if (k <= 0)
 		return NULL;

@@ -22,5 +22,8 @@ int vmlog_write(struct vmlog *l, const void *buf, size_t n);
 _printf_(2, 3) void vmlog_printf(struct vmlog *l, const char *fmt, ...);
 /* Rotates if the file is over the limit. */
 int vmlog_check(struct vmlog *l);
-/* The last n lines of the log, for error messages. */
-char *vmlog_tail(const char *path, unsigned n);
+/* The current size of the log, to mark where a boot's output begins. */
+uint64_t vmlog_offset(struct vmlog *l);
+/* The last n lines of the log written at or after offset, for error
+ * messages about one boot. */
+char *vmlog_tail(const char *path, unsigned n, uint64_t offset);

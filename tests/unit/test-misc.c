@@ -42,7 +42,7 @@ TEST(log_bounded)
 	ASSERT(st.st_size <= 65536 + 4096);
 	vmlog_printf(&log, "marker %d", 42);
 	vmlog_close(&log);
-	_cleanup_free_ char *tail = vmlog_tail(path, 1);
+	_cleanup_free_ char *tail = vmlog_tail(path, 1, 0);
 	ASSERT(tail && strstr(tail, "marker 42"));
 	rm_tree(dir);
 }

@@ -182,18 +182,19 @@ TEST(jline_partial_and_bounds)
 }
 
 struct qmp_state {
-	int replies, events, closed;
+	int replies, events, closed, last_code;
 	char last_error[128];
 	char last_event[64];
 };
 
-static void q_reply(struct qmp *q, json_t *ret, const char *error, void *userdata)
+static void q_reply(struct qmp *q, json_t *ret, int error, const char *desc, void *userdata)
 {
 	struct qmp_state *s = userdata;
 	(void)q;
 	(void)ret;
 	s->replies++;
-	snprintf(s->last_error, sizeof(s->last_error), "%s", error ? error : "");
+	s->last_code = error;
+	snprintf(s->last_error, sizeof(s->last_error), "%s", desc ? desc : "");
 }
 
 static void q_event(struct qmp *q, const char *event, json_t *data, void *userdata)
@@ -260,6 +261,7 @@ TEST(qmp_negotiation_replies_events)
 	ASSERT_STREQ(s.last_event, "SHUTDOWN");
 	ASSERT_EQ(s.replies, 1);
 	ASSERT_STREQ(s.last_error, "nope");
+	ASSERT_EQ(s.last_code, -EIO);
 	/* A pending command fails when the peer goes away. */
 	ASSERT(qmp_command(q, "query-status", NULL, q_reply, &s) == 0);
 	pump(l, 20 * USEC_PER_MSEC);
@@ -267,7 +269,7 @@ TEST(qmp_negotiation_replies_events)
 	pump(l, 30 * USEC_PER_MSEC);
 	ASSERT_EQ(s.closed, 1);
 	ASSERT_EQ(s.replies, 2);
-	ASSERT_STREQ(s.last_error, "QMP connection closed");
+	ASSERT_EQ(s.last_code, -ECONNRESET);
 	ASSERT(qmp_command(q, "cont", NULL, q_reply, &s) == -ENOTCONN);
 	qmp_free(q);
 	loop_free(l);

@@ -129,8 +129,10 @@ TEST(seccomp_profiles)
 			_exit(127);
 		}
 		close(p[1]);
-		n = read(p[0], buf, sizeof(buf) - 1);
-		ASSERT(n > 0);
+		size_t len = 0;
+		while ((n = read(p[0], buf + len, sizeof(buf) - 1 - len)) > 0)
+			len += (size_t)n;
+		ASSERT(len > 0);
 		waitpid(pid, NULL, 0);
 		close(p[0]);
 		ASSERT_STREQ(buf, "reboot=other\nmount=other\ngetpid=ok\n");

@@ -1,0 +1,172 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Shared fixtures for the integration tests: real VMs under TCG.
+
+Every test gets its own settings file and directories under a fresh
+/tmp/vmd-* directory, and its own QEMU and virtiofsd symlinks in there, so
+every process the test starts carries the directory in its argv[0]. After
+the test, the fixture checks that nothing is left: no process, no socket,
+no disk image. A leftover fails the test."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+VMD = os.environ.get("VMD_BIN", os.path.join(TOP, "build", "vmd"))
+
+
+@pytest.fixture(scope="session")
+def closure():
+    path = os.environ.get("VMD_GUEST")
+    if not path:
+        out = subprocess.run([os.path.join(TOP, "tests", "guest", "build"), "--quiet"],
+                             check=True, capture_output=True, text=True)
+        path = out.stdout.strip()
+    assert os.path.isfile(os.path.join(path, "init")), path
+    return path
+
+
+def processes_mentioning(text):
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmd and state != "Z" and int(pid) != os.getpid():
+            found.append((int(pid), cmd))
+    return found
+
+
+class Env:
+    def __init__(self, root, closure):
+        self.root = root
+        self.closure = closure
+        self.bin = os.path.join(root, "bin")
+        os.makedirs(self.bin)
+        self.qemu = os.path.join(self.bin, "qemu-system-x86_64")
+        self.virtiofsd = os.path.join(self.bin, "virtiofsd")
+        os.symlink(shutil.which("qemu-system-x86_64"), self.qemu)
+        os.symlink("/usr/lib/qemu/virtiofsd", self.virtiofsd)
+        self.settings = {
+            "state_dir": os.path.join(root, "state"),
+            "run_dir": os.path.join(root, "run"),
+            "log_dir": os.path.join(root, "log"),
+            "keys_dir": os.path.join(root, "keys"),
+            "definitions_dir": os.path.join(root, "vms.d"),
+            "accel": "tcg",
+            "qemu": self.qemu,
+            "virtiofsd": self.virtiofsd,
+            "ready_timeout_s": 120,
+            "stop_timeout_s": 20,
+        }
+        self.write_settings()
+
+    @property
+    def config(self):
+        return os.path.join(self.root, "vmd.json")
+
+    def write_settings(self, **changes):
+        self.settings.update(changes)
+        with open(self.config, "w") as f:
+            json.dump(self.settings, f)
+
+    def define(self, name, **fields):
+        d = {"name": name, "system": self.closure, "memory_mib": 256}
+        d.update(fields)
+        path = os.path.join(self.root, f"{name}.json")
+        with open(path, "w") as f:
+            json.dump(d, f)
+        return path
+
+    def vmd(self, *args, timeout=180, check=None):
+        p = subprocess.run([VMD, *args], capture_output=True, text=True, timeout=timeout)
+        if check is not None:
+            assert p.returncode == check, f"rc={p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
+        return p
+
+    def run(self, defpath, *cmd, timeout=180, check=None, extra=()):
+        args = ["run", "-c", self.config, *extra, defpath]
+        if cmd:
+            args += ["--", *cmd]
+        return self.vmd(*args, timeout=timeout, check=check)
+
+    def popen(self, defpath, *cmd, extra=()):
+        args = [VMD, "run", "-c", self.config, *extra, defpath]
+        if cmd:
+            args += ["--", *cmd]
+        return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def run_dir(self, name):
+        return os.path.join(self.settings["run_dir"], "vms", name)
+
+    def wait_for_file(self, path, timeout=120):
+        end = time.time() + timeout
+        while time.time() < end:
+            if os.path.exists(path):
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"{path} did not appear")
+
+    def wait_ready(self, proc, timeout=120):
+        """Reads stderr until the "ready in" line; returns the lines seen."""
+        lines = []
+        end = time.time() + timeout
+        while time.time() < end:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            lines.append(line)
+            if " ready in " in line:
+                return lines
+        raise AssertionError("no ready line: " + "".join(lines))
+
+    def pid_of(self, name, what):
+        with open(os.path.join(self.run_dir(name), what + ".pid")) as f:
+            return int(f.read())
+
+    def leftovers(self):
+        left = [f"process {pid}: {cmd}" for pid, cmd in processes_mentioning(self.root)]
+        for sub in ("run/vms", "state/disks"):
+            base = os.path.join(self.root, sub)
+            if os.path.isdir(base):
+                left += [os.path.join(base, n) for n in sorted(os.listdir(base))]
+        return left
+
+    def assert_clean(self, timeout=10):
+        end = time.time() + timeout
+        while True:
+            left = self.leftovers()
+            if not left or time.time() > end:
+                break
+            time.sleep(0.1)
+        assert not left, "left behind:\n" + "\n".join(left)
+
+
+@pytest.fixture
+def env(closure):
+    root = tempfile.mkdtemp(prefix="vmd-", dir="/tmp")
+    e = Env(root, closure)
+    try:
+        yield e
+        e.assert_clean()
+    finally:
+        for pid, _ in processes_mentioning(root):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        subprocess.run(["umount", "-q", "-R", os.path.join(root, "state")], check=False,
+                       stderr=subprocess.DEVNULL)
+        shutil.rmtree(root, ignore_errors=True)
