@@ -19,10 +19,14 @@ chmod 1777 /tmp
 grep -q " /dev/pts " /proc/mounts || mount -t devpts devpts /dev/pts
 grep -q " /dev/shm " /proc/mounts || mount -t tmpfs -o mode=1777 shm /dev/shm
 
+# vmd.guest.poweroff-after=SECONDS: power off that long after READY (for
+# demos and tests of a guest that ends by itself).
+poweroff_after=
 set -f
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
 	systemd.hostname=*) hostname "${arg#systemd.hostname=}" ;;
+	vmd.guest.poweroff-after=*) poweroff_after=${arg#vmd.guest.poweroff-after=} ;;
 	esac
 done
 set +f
@@ -49,7 +53,7 @@ echo "root:x:0:" > /etc/group
 {
 	echo "::respawn:/bin/acpid -f -c /etc/acpi -l /run/acpid.log"
 	[ -n "$agent" ] && echo "::respawn:@qemuga@/lib/ld-linux-x86-64.so.2 --library-path @qemuga@/lib @qemuga@/bin/qemu-ga -m virtio-serial -p $agent -t /run"
-	[ -n "$notify" ] && echo "::once:/etc/vmd-ready $agent $notify"
+	[ -n "$notify" ] && echo "::once:/etc/vmd-ready '$agent' '$notify' '$poweroff_after'"
 	echo "::shutdown:/bin/sync"
 	echo "::shutdown:/bin/umount -a -r"
 } > /etc/inittab
@@ -64,6 +68,10 @@ while [ -n "$1" ] && [ $i -lt 100 ]; do
 	i=$((i + 1))
 done
 printf 'READY=1\n' > "$2"
+case "$3" in
+''|*[!0-9]*) ;;
+*) sleep "$3"; poweroff ;;
+esac
 READY
 chmod 0755 /etc/vmd-ready
 

@@ -6,6 +6,7 @@ test)."""
 import hashlib
 import os
 import resource
+import shutil
 import signal
 import time
 
@@ -215,3 +216,26 @@ def test_command_not_found(env):
     p = env.run(d, "no-such-command")
     assert p.returncode == 127, p.stderr
     assert "no-such-command" in p.stderr
+
+
+def test_guest_powers_off_by_itself(env):
+    # Without a command, a run lasts until the guest powers off.
+    d = env.define("selfoff", kernel_params=["vmd.guest.poweroff-after=1"])
+    p = env.run(d, check=0)
+    assert "selfoff: ready in " in p.stderr
+    assert "Power down" in p.stdout
+
+
+def test_rust_virtiofsd_style(env):
+    fake = os.path.join(env.bin, "virtiofsd-rust")
+    shutil.copy(os.path.join(os.path.dirname(__file__), "fake-rust-virtiofsd"), fake)
+    env.write_settings(virtiofsd=fake)  # style "auto": probed from --help
+    d = env.define("rusty", keys=[{"name": "ssh", "target": "/etc/ssh", "read_only": False}])
+    p = env.run(d, "sh", "-c", "grep -c virtiofs /proc/mounts; echo hi > /etc/ssh/new", check=0)
+    assert p.stdout.strip() == "2"
+    lines = open(fake + ".args").read().splitlines()
+    assert lines[0] == "--fd=3 --shared-dir=/nix/store --cache=always --sandbox=namespace --log-level=warn --readonly"
+    keydir = os.path.join(env.root, "keys", "rusty", "ssh")
+    assert lines[1] == f"--fd=3 --shared-dir={keydir} --cache=never --sandbox=namespace --log-level=warn"
+    assert open(os.path.join(keydir, "new")).read() == "hi\n"
+    assert oct(os.stat(keydir).st_mode & 0o777) == "0o700"
