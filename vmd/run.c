@@ -18,6 +18,7 @@ struct run {
 	int signal;    /* the first SIGINT/SIGTERM received */
 	bool cmd_done;
 	bool was_ready;
+	bool signal_after_cmd;
 };
 
 static void on_ready(struct vm *vm, void *userdata);
@@ -41,6 +42,16 @@ static void on_console(struct vm *vm, const char *buf, size_t n, void *userdata)
 	}
 }
 
+static void print_output(const struct qga_result *res)
+{
+	if (res->out_len)
+		fwrite(res->out, 1, res->out_len, stdout);
+	fflush(stdout);
+	if (res->err_len)
+		fwrite(res->err, 1, res->err_len, stderr);
+	fflush(stderr);
+}
+
 static void on_exec_done(struct qga *g, const struct qga_result *res, void *userdata)
 {
 	struct run *run = userdata;
@@ -51,6 +62,14 @@ static void on_exec_done(struct qga *g, const struct qga_result *res, void *user
 		return;
 	}
 	run->cmd_done = true;
+	if (run->signal) {
+		/* Interrupted: what the command did once we had started shutting
+		 * the guest down is a consequence of that; on_exited() makes the
+		 * status 128+signal. */
+		if (!res->error)
+			print_output(res);
+		return;
+	}
 	if (res->error == -ENOEXEC) {
 		/* Like a shell: 127 for a command that could not be run. */
 		log_error("%s: cannot run %s in the guest: %s", vm_name(run->vm), run->cmd[0],
@@ -62,12 +81,7 @@ static void on_exec_done(struct qga *g, const struct qga_result *res, void *user
 				res->error_text ? ": " : "");
 		run->exit_code = EXIT_RUNTIME;
 	} else {
-		if (res->out_len)
-			fwrite(res->out, 1, res->out_len, stdout);
-		fflush(stdout);
-		if (res->err_len)
-			fwrite(res->err, 1, res->err_len, stderr);
-		fflush(stderr);
+		print_output(res);
 		if (res->truncated)
 			log_warning("%s: the guest agent truncated the command's output", vm_name(run->vm));
 		if (run->exit_code < 0)
@@ -120,7 +134,9 @@ static void on_exited(struct vm *vm, enum vm_exit_reason reason, const char *det
 		log_error("%s: the guest powered off before the command finished", vm_name(vm));
 		run->exit_code = EXIT_RUNTIME;
 	}
-	if (run->signal && (!run->cmd || !run->cmd_done))
+	/* A signal that came after the command finished does not change its
+	 * status; one that interrupted the run does. */
+	if (run->signal && !run->signal_after_cmd)
 		run->exit_code = 128 + run->signal;
 	if (run->exit_code < 0)
 		run->exit_code = EXIT_OK;
@@ -134,6 +150,7 @@ static void on_signal(struct loop_source *s, const struct signalfd_siginfo *si, 
 	(void)s;
 	if (!run->signal) {
 		run->signal = (int)si->ssi_signo;
+		run->signal_after_cmd = run->cmd && run->cmd_done;
 		fprintf(stderr, "%s: %s: shutting the VM down (again to kill it)\n", vm_name(run->vm),
 			strsignal((int)si->ssi_signo));
 		vm_stop(run->vm, false);
