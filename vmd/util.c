@@ -2,7 +2,9 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 
 #include "util.h"
@@ -305,22 +307,65 @@ int find_executable(const char *name, char **ret)
 	return -ENOENT;
 }
 
-int fd_nonblock(int fd, bool nonblock)
+static int fd_flag(int fd, int get, int set, int flag, bool on)
 {
-	int flags = fcntl(fd, F_GETFL);
+	int flags = fcntl(fd, get);
 
 	if (flags < 0)
 		return -errno;
-	flags = nonblock ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
-	return fcntl(fd, F_SETFL, flags) < 0 ? -errno : 0;
+	flags = on ? flags | flag : flags & ~flag;
+	return fcntl(fd, set, flags) < 0 ? -errno : 0;
+}
+
+int fd_nonblock(int fd, bool nonblock)
+{
+	return fd_flag(fd, F_GETFL, F_SETFL, O_NONBLOCK, nonblock);
 }
 
 int fd_cloexec(int fd, bool cloexec)
 {
-	int flags = fcntl(fd, F_GETFD);
+	return fd_flag(fd, F_GETFD, F_SETFD, FD_CLOEXEC, cloexec);
+}
 
-	if (flags < 0)
+/* A unix stream socket and the address for path. */
+static int unix_socket(const char *path, struct sockaddr_un *sa)
+{
+	int fd;
+
+	if (strlen(path) >= sizeof(sa->sun_path))
+		return -ENAMETOOLONG;
+	*sa = (struct sockaddr_un){ .sun_family = AF_UNIX };
+	strcpy(sa->sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	return fd < 0 ? -errno : fd;
+}
+
+int unix_listen(const char *path)
+{
+	struct sockaddr_un sa;
+	_cleanup_close_ int fd = unix_socket(path, &sa);
+
+	if (fd < 0)
+		return fd;
+	/* Callers own the directory (they hold its lock), so whatever is at
+	 * path is stale. */
+	if (unlink(path) < 0 && errno != ENOENT)
 		return -errno;
-	flags = cloexec ? flags | FD_CLOEXEC : flags & ~FD_CLOEXEC;
-	return fcntl(fd, F_SETFD, flags) < 0 ? -errno : 0;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return -errno;
+	if (chmod(path, 0600) < 0 || listen(fd, 8) < 0)
+		return -errno;
+	return TAKE_FD(fd);
+}
+
+int unix_connect(const char *path)
+{
+	struct sockaddr_un sa;
+	_cleanup_close_ int fd = unix_socket(path, &sa);
+
+	if (fd < 0)
+		return fd;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return -errno;
+	return TAKE_FD(fd);
 }

@@ -94,6 +94,11 @@ int write_all(int fd, const void *buf, size_t n);
  * names are searched in $PATH. */
 int find_executable(const char *name, char **ret);
 
+/* A listening unix stream socket at path (mode 0600), replacing whatever
+ * was there, and a connection to one. Both return an fd or -errno. */
+int unix_listen(const char *path);
+int unix_connect(const char *path);
+
 /* Sets and clears O_NONBLOCK / FD_CLOEXEC. */
 int fd_nonblock(int fd, bool nonblock);
 int fd_cloexec(int fd, bool cloexec);

@@ -7,7 +7,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 
 #include "disk.h"
@@ -207,44 +206,6 @@ static const char *describe_status(const siginfo_t *si, char *buf, size_t n)
 	else
 		snprintf(buf, n, "was killed by signal %d (%s)", si->si_status, strsignal(si->si_status));
 	return buf;
-}
-
-static int bind_listen(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	_cleanup_close_ int fd = -EBADF;
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	/* The run dir is ours (we hold its lock), so whatever is there is
-	 * stale. */
-	if (unlink(path) < 0 && errno != ENOENT)
-		return -errno;
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		return -errno;
-	if (chmod(path, 0600) < 0 || listen(fd, 8) < 0)
-		return -errno;
-	return TAKE_FD(fd);
-}
-
-static int connect_unix(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	_cleanup_close_ int fd = -EBADF;
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		return -errno;
-	return TAKE_FD(fd);
 }
 
 static int write_pidfile(const char *path, pid_t pid)
@@ -823,7 +784,7 @@ static int start_share(struct vm *vm, struct vm_share *s)
 	};
 	int r;
 
-	lfd = bind_listen(s->socket);
+	lfd = unix_listen(s->socket);
 	if (lfd < 0)
 		return log_error_errno(lfd, "%s: binding %s: %m", vm->def->name, s->socket);
 	r = virtiofsd_argv(&c, vm->opts.caps, &argv);
@@ -909,7 +870,7 @@ static int start_qemu(struct vm *vm, const char *cmdline)
 		paths[i] = xasprintf("%s/%s.sock", vm->dir, chan_names[i]);
 		if (!paths[i])
 			return -ENOMEM;
-		lfd[i] = bind_listen(paths[i]);
+		lfd[i] = unix_listen(paths[i]);
 		if (lfd[i] < 0)
 			return log_error_errno(lfd[i], "%s: binding %s: %m", vm->def->name, paths[i]);
 	}
@@ -965,7 +926,7 @@ static int start_qemu(struct vm *vm, const char *cmdline)
 	 * backlog until its main loop accepts. */
 	for (int i = 0; i < 4; i++) {
 		lfd[i] = safe_close(lfd[i]);
-		cfd[i] = connect_unix(paths[i]);
+		cfd[i] = unix_connect(paths[i]);
 		if (cfd[i] < 0) {
 			r = cfd[i];
 			for (int j = 0; j < i; j++)

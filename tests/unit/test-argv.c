@@ -36,6 +36,22 @@ static struct vm_def *load(const char *file)
 	return d;
 }
 
+/* A QEMU config for d as vmd would build it, with fixed fds. */
+static struct qemu_config config_for(const struct vm_def *d, int accel, const char *cmdline)
+{
+	return (struct qemu_config){
+		.binary = "/usr/bin/qemu-system-x86_64",
+		.name = d->name,
+		.accel = accel,
+		.vcpus = d->vcpus,
+		.memory_mib = d->memory_mib,
+		.kernel = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-edge-system/kernel",
+		.initrd = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-edge-system/initrd",
+		.cmdline = cmdline,
+		.qmp_fd = 3, .console_fd = 4, .notify_fd = 5, .agent_fd = 6,
+	};
+}
+
 TEST(qemu_minimal)
 {
 	struct vm_def *d = load("minimal.json");
@@ -44,18 +60,9 @@ TEST(qemu_minimal)
 	struct qemu_fs fs[] = { { "nix-store", "/run/vmd/vms/edge/fs0.sock" } };
 
 	ASSERT(qemu_kernel_cmdline(d, "loglevel=4\n", &cmdline) == 0);
-	struct qemu_config c = {
-		.binary = "/usr/bin/qemu-system-x86_64",
-		.name = d->name,
-		.accel = ACCEL_TCG,
-		.vcpus = d->vcpus,
-		.memory_mib = d->memory_mib,
-		.kernel = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-edge-system/kernel",
-		.initrd = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-edge-system/initrd",
-		.cmdline = cmdline,
-		.qmp_fd = 3, .console_fd = 4, .notify_fd = 5, .agent_fd = 6,
-		.fs = fs, .n_fs = 1,
-	};
+	struct qemu_config c = config_for(d, ACCEL_TCG, cmdline);
+	c.fs = fs;
+	c.n_fs = 1;
 	ASSERT(qemu_argv(&c, &argv) == 0);
 	golden("qemu-minimal", argv);
 	def_free(d);
@@ -80,19 +87,11 @@ TEST(qemu_full)
 	};
 
 	ASSERT(qemu_kernel_cmdline(d, "", &cmdline) == 0);
-	struct qemu_config c = {
-		.binary = "/usr/bin/qemu-system-x86_64",
-		.name = d->name,
-		.accel = ACCEL_KVM,
-		.vcpus = d->vcpus,
-		.memory_mib = d->memory_mib,
-		.kernel = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-edge-system/kernel",
-		.initrd = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-edge-system/initrd",
-		.cmdline = cmdline,
-		.qmp_fd = 3, .console_fd = 4, .notify_fd = 5, .agent_fd = 6,
-		.fs = fs, .n_fs = ELEMENTSOF(fs),
-		.disks = disks, .n_disks = ELEMENTSOF(disks),
-	};
+	struct qemu_config c = config_for(d, ACCEL_KVM, cmdline);
+	c.fs = fs;
+	c.n_fs = ELEMENTSOF(fs);
+	c.disks = disks;
+	c.n_disks = ELEMENTSOF(disks);
 	ASSERT(qemu_argv(&c, &argv) == 0);
 	golden("qemu-full", argv);
 	def_free(d);
