@@ -98,7 +98,7 @@ int cmd_check(int argc, char **argv, const char *config)
 
 		if (def_load_file(files[i], &d, &errors) == 0) {
 			/* Only the host that runs a VM can check its closure. */
-			def_check_system(d, &errors);
+			def_check_system(d, host ? host->store_dir : "/nix/store", NULL, &errors);
 			for (size_t j = 0; j < n_loaded; j++)
 				if (streq(loaded[j].def->name, d->name)) {
 					schema_error(&errors, "name", "\"%s\" is already defined in %s", d->name,

@@ -157,7 +157,7 @@ static void validate(const struct vm_def *d, struct schema_errors *errors)
 
 	/* The kernel command line has a hard limit; the closure's own
 	 * kernel-params come on top at boot and are checked then. */
-	r = qemu_kernel_cmdline(d, "", &cmdline);
+	r = qemu_kernel_cmdline(d, d->system, "", &cmdline);
 	if (r == -E2BIG)
 		schema_error(errors, "kernel_params",
 			     "the kernel command line would exceed %d bytes (mounts and parameters)",
@@ -236,9 +236,20 @@ bool def_equal(const struct vm_def *a, const struct vm_def *b)
 	return eq;
 }
 
-int def_check_system(const struct vm_def *def, struct schema_errors *errors)
+static bool path_is_below(const char *path, const char *dir)
+{
+	size_t n = strlen(dir);
+
+	if (n > 0 && dir[n - 1] == '/')
+		n--;
+	return strncmp(path, dir, n) == 0 && path[n] == '/';
+}
+
+int def_check_system(const struct vm_def *def, const char *store_dir, char **ret,
+		     struct schema_errors *errors)
 {
 	static const char *const parts[] = { "kernel", "initrd", "init" };
+	_cleanup_free_ char *real = NULL, *store = NULL;
 	struct stat st;
 	size_t before = errors->n;
 
@@ -250,15 +261,37 @@ int def_check_system(const struct vm_def *def, struct schema_errors *errors)
 		schema_error(errors, "system", "%s is not a directory (a system closure)", def->system);
 		return -ENOTDIR;
 	}
+	real = realpath(def->system, NULL);
+	store = realpath(store_dir, NULL);
+	if (!real || !store) {
+		schema_error(errors, "system", "cannot resolve %s: %s", real ? store_dir : def->system,
+			     strerror(errno));
+		return -ENOENT;
+	}
+	if (!path_is_below(real, store)) {
+		schema_error(errors, "system", "%s is not inside %s, the only part of the host the guest sees",
+			     real, store_dir);
+		return -EXDEV;
+	}
+	/* The resolved path goes on the kernel command line: it must be as
+	 * plain as the original. */
+	if (check_abs_path(real)) {
+		schema_error(errors, "system", "%s resolves to %s: %s", def->system, real, check_abs_path(real));
+		return -EINVAL;
+	}
 	for (size_t i = 0; i < ELEMENTSOF(parts); i++) {
-		_cleanup_free_ char *p = path_join(def->system, parts[i]);
+		_cleanup_free_ char *p = path_join(real, parts[i]);
 
 		if (!p)
 			return -ENOMEM;
 		if (stat(p, &st) < 0)
-			schema_error(errors, "system", "%s: %s", p, strerror(errno));
+			schema_error(errors, "system", "%s/%s: %s", def->system, parts[i], strerror(errno));
 		else if (!S_ISREG(st.st_mode))
-			schema_error(errors, "system", "%s is not a regular file", p);
+			schema_error(errors, "system", "%s/%s is not a regular file", def->system, parts[i]);
 	}
-	return errors->n == before ? 0 : -ENOENT;
+	if (errors->n != before)
+		return -ENOENT;
+	if (ret)
+		*ret = TAKE_PTR(real);
+	return 0;
 }

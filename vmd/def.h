@@ -73,5 +73,8 @@ bool def_equal(const struct vm_def *a, const struct vm_def *b);
 char *def_key_tag(const struct def_key *key);
 
 /* Checks what can only be checked on the host that runs the VM: the
- * closure exists and has kernel, initrd and init. */
-int def_check_system(const struct vm_def *def, struct schema_errors *errors);
+ * closure exists, resolves (through symlinks such as a nix-build result
+ * link) to a directory inside store_dir, which is all the guest sees, and
+ * has kernel, initrd and init. The resolved path goes to *ret if given. */
+int def_check_system(const struct vm_def *def, const char *store_dir, char **ret,
+		     struct schema_errors *errors);

@@ -151,7 +151,7 @@ static int mount_cmp(const void *x, const void *y)
 	return strcmp(a->where, b->where);
 }
 
-int qemu_kernel_cmdline(const struct vm_def *d, const char *closure_params, char **ret)
+int qemu_kernel_cmdline(const struct vm_def *d, const char *system, const char *closure_params, char **ret)
 {
 	size_t n = d->n_keys + d->n_shares + d->n_disks, k = 0;
 	_cleanup_free_ struct mount_entry *m = calloc(n ? n : 1, sizeof(*m));
@@ -188,7 +188,7 @@ int qemu_kernel_cmdline(const struct vm_def *d, const char *closure_params, char
 	for (size_t i = 0; i < k; i++)
 		ADD("systemd.mount-extra=%s:%s:%s:%s", m[i].what, m[i].where, m[i].type, m[i].opts);
 
-	ADD("init=%s/init", d->system);
+	ADD("init=%s/init", system);
 	if (closure_params && *closure_params) {
 		size_t len = strlen(closure_params);
 

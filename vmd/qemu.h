@@ -37,9 +37,9 @@ int qemu_argv(const struct qemu_config *c, char ***ret);
 
 /* The guest kernel command line: console, panic, hostname, the
  * systemd.mount-extra= entries for keys, shares and disks (parents before
- * children), init=, the closure's kernel-params, then the definition's
+ * children), init=<system>/init, the closure's kernel-params, then the definition's
  * kernel_params. Returns -E2BIG beyond KERNEL_CMDLINE_MAX. */
-int qemu_kernel_cmdline(const struct vm_def *d, const char *closure_params, char **ret);
+int qemu_kernel_cmdline(const struct vm_def *d, const char *system, const char *closure_params, char **ret);
 
 /* Resolves ACCEL_AUTO. KVM is chosen only where it really works: not on
  * PVM hosts (kvm_pvm, which crashes stock kernels), not without a usable

@@ -92,6 +92,7 @@ struct vm {
 	const char *shutdown_reason; /* from QMP SHUTDOWN; static strings */
 
 	char *dir, *disk_dir, *log_path;
+	char *system; /* def->system resolved, for this boot */
 	int lock_fd;
 	struct vmlog log;
 
@@ -257,6 +258,18 @@ static int lock_run_dir(struct vm *vm)
 		return rm_rf_children(vm->lock_fd);
 	}
 	return -EBUSY;
+}
+
+/* Everything in the VM's ephemeral disk directory belongs to a boot that is
+ * over (we hold the lock): a disk a killed vmd left, or one the definition
+ * no longer has. */
+static int sweep_disk_dir(struct vm *vm)
+{
+	_cleanup_close_ int fd = open(vm->disk_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	return rm_rf_children(fd);
 }
 
 static void remove_run_dir(struct vm *vm)
@@ -604,7 +617,7 @@ static int open_log(struct vm *vm)
 
 static int key_dir(struct vm *vm, const struct def_key *k, char **ret)
 {
-	_cleanup_free_ char *vmdir = NULL, *dir = NULL, *real = NULL;
+	_cleanup_free_ char *vmdir = NULL, *dir = NULL;
 	struct stat st;
 	int r;
 
@@ -625,16 +638,12 @@ static int key_dir(struct vm *vm, const struct def_key *k, char **ret)
 		if (r < 0)
 			return log_error_errno(r, "%s: creating key directory %s: %m", vm->def->name, dir);
 	}
-	/* Secrets are handed over only from a real directory reached without
-	 * symlinks: a link could point the guest at any host directory. */
+	/* Secrets are handed over only from a real directory: a symlink
+	 * could point the guest at any host directory. */
 	if (lstat(dir, &st) < 0)
 		return log_error_errno(errno, "%s: key %s: %s: %m", vm->def->name, k->name, dir);
 	if (!S_ISDIR(st.st_mode))
 		return log_error_errno(ENOTDIR, "%s: key %s: %s is not a directory (symlinks are refused)",
-				       vm->def->name, k->name, dir);
-	real = realpath(dir, NULL);
-	if (!real || !streq(real, dir))
-		return log_error_errno(ELOOP, "%s: key %s: %s has a symlink in its path; give the real path",
 				       vm->def->name, k->name, dir);
 	*ret = TAKE_PTR(dir);
 	return 0;
@@ -819,7 +828,7 @@ static int start_share(struct vm *vm, struct vm_share *s)
 
 static int read_closure_params(struct vm *vm, char **ret)
 {
-	_cleanup_free_ char *p = path_join(vm->def->system, "kernel-params");
+	_cleanup_free_ char *p = path_join(vm->system, "kernel-params");
 	int r;
 
 	if (!p)
@@ -850,8 +859,8 @@ static int start_qemu(struct vm *vm, const char *cmdline)
 	_cleanup_strv_free_ char **argv = NULL;
 	_cleanup_free_ struct qemu_fs *fs = calloc(vm->n_shares + 1, sizeof(*fs));
 	_cleanup_free_ struct qemu_disk *disks = calloc(vm->n_images + 1, sizeof(*disks));
-	_cleanup_free_ char *kernel = path_join(vm->def->system, "kernel");
-	_cleanup_free_ char *initrd = path_join(vm->def->system, "initrd");
+	_cleanup_free_ char *kernel = path_join(vm->system, "kernel");
+	_cleanup_free_ char *initrd = path_join(vm->system, "initrd");
 	static const char *const chan_names[] = { "qmp", "con", "notify", "qga" };
 	_cleanup_(channels_done) struct channels ch = { .lfd = { -EBADF, -EBADF, -EBADF, -EBADF } };
 	char **paths = ch.paths;
@@ -993,6 +1002,11 @@ int vm_start(struct vm *vm)
 		log_error_errno(r, "%s: preparing %s: %m", vm->def->name, vm->dir);
 		goto fail;
 	}
+	r = sweep_disk_dir(vm);
+	if (r < 0) {
+		log_error_errno(r, "%s: removing stale disks in %s: %m", vm->def->name, vm->disk_dir);
+		goto fail;
+	}
 	r = open_log(vm);
 	if (r < 0) {
 		log_error_errno(r, "%s: opening the log in %s: %m", vm->def->name, vm->host->log_dir);
@@ -1001,7 +1015,9 @@ int vm_start(struct vm *vm)
 	vm->log_offset = vmlog_offset(&vm->log);
 	vmlog_printf(&vm->log, "starting %s from %s", vm->def->name, vm->def->system);
 
-	r = def_check_system(vm->def, &errors);
+	free(vm->system);
+	vm->system = NULL;
+	r = def_check_system(vm->def, vm->host->store_dir, &vm->system, &errors);
 	if (r < 0) {
 		for (size_t i = 0; i < errors.n; i++)
 			log_error("%s: %s", vm->def->name, errors.lines[i]);
@@ -1013,7 +1029,7 @@ int vm_start(struct vm *vm)
 		log_error_errno(r, "%s: reading %s/kernel-params: %m", vm->def->name, vm->def->system);
 		goto fail;
 	}
-	r = qemu_kernel_cmdline(vm->def, params, &cmdline);
+	r = qemu_kernel_cmdline(vm->def, vm->system, params, &cmdline);
 	if (r == -E2BIG)
 		log_error("%s: the kernel command line is longer than %d bytes", vm->def->name,
 			  KERNEL_CMDLINE_MAX);
@@ -1148,6 +1164,7 @@ void vm_free(struct vm *vm)
 	free(vm->dir);
 	free(vm->disk_dir);
 	free(vm->log_path);
+	free(vm->system);
 	free(vm);
 }
 

@@ -43,7 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		if (def_parse_buffer(text, strlen(text), &b, &errors) != 0 || !def_equal(a, b))
 			abort();
-		if (qemu_kernel_cmdline(a, "", &cmdline) != 0)
+		if (qemu_kernel_cmdline(a, a->system, "", &cmdline) != 0)
 			abort();
 		qc.cmdline = cmdline;
 		if (qemu_argv(&qc, &argv) != 0)

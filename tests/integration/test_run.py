@@ -8,7 +8,10 @@ import os
 import resource
 import shutil
 import signal
+import subprocess
 import time
+
+from conftest import processes_mentioning
 
 
 def sha256(path):
@@ -100,19 +103,28 @@ def test_kill_virtiofsd_stops_the_vm(env):
 
 
 def test_vmd_killed_takes_its_children(env):
-    d = env.define("killvmd")
+    d = env.define("killvmd", disks=[{"name": "scratch", "size_mib": 64, "mount": "/var"}])
     proc = env.popen(d, "sleep", "600")
     env.wait_ready(proc)
     proc.kill()
     proc.wait()
-    # Children die with a throwaway run (parent-death signal); the next run
-    # of the same definition sweeps the stale run directory and works.
+    # Children die with a throwaway run (parent-death signal).
     deadline = time.time() + 10
-    from conftest import processes_mentioning
     while processes_mentioning(env.root) and time.time() < deadline:
         time.sleep(0.1)
     assert not processes_mentioning(env.root)
+    stale = os.path.join(env.root, "state", "disks", "killvmd", "scratch.img")
+    assert os.path.exists(stale)
+    # The next run sweeps the stale run directory and disk, even one the
+    # definition no longer has (the fixture checks nothing is left).
+    d = env.define("killvmd")
     env.run(d, "true", check=0)
+    assert not os.path.exists(stale)
+
+
+def add_to_store(path):
+    return subprocess.run(["nix-store", "--add", path], check=True, capture_output=True,
+                          text=True).stdout.strip()
 
 
 def test_bad_kernel_path(env):
@@ -120,12 +132,31 @@ def test_bad_kernel_path(env):
     os.makedirs(bogus)
     os.symlink(os.path.join(env.closure, "initrd"), os.path.join(bogus, "initrd"))
     os.symlink(os.path.join(env.closure, "init"), os.path.join(bogus, "init"))
-    d = env.define("badkernel", system=bogus, disks=[{"name": "scratch", "size_mib": 64, "mount": "/var"}])
+    system = add_to_store(bogus)
+    d = env.define("badkernel", system=system, disks=[{"name": "scratch", "size_mib": 64, "mount": "/var"}])
     p = env.run(d, "true")
     assert p.returncode == 2
     errors = [l for l in p.stderr.splitlines() if "error" in l]
     assert len(errors) == 1, p.stderr
-    assert f"{bogus}/kernel: No such file or directory" in errors[0]
+    assert f"{system}/kernel: No such file or directory" in errors[0]
+
+
+def test_system_outside_the_store(env):
+    outside = os.path.join(env.root, "outside-system")
+    shutil.copytree(env.closure, outside, symlinks=True)
+    d = env.define("outside", system=outside)
+    p = env.run(d, "true")
+    assert p.returncode == 2
+    assert f"{outside} is not inside /nix/store, the only part of the host the guest sees" in p.stderr
+
+
+def test_system_through_a_result_link(env):
+    link = os.path.join(env.root, "result")
+    os.symlink(env.closure, link)
+    d = env.define("linked", system=link)
+    p = env.run(d, "cat", "/proc/cmdline", check=0)
+    # The guest gets the store path, which it can resolve.
+    assert f"init={env.closure}/init" in p.stdout
 
 
 def test_missing_virtiofsd(env):
@@ -147,7 +178,8 @@ def test_qemu_fails_halfway(env):
         f.write("not a kernel\n")
     os.symlink(os.path.join(env.closure, "initrd"), os.path.join(bogus, "initrd"))
     os.symlink(os.path.join(env.closure, "init"), os.path.join(bogus, "init"))
-    d = env.define("garbage", system=bogus, disks=[{"name": "scratch", "size_mib": 64, "mount": "/var"}])
+    d = env.define("garbage", system=add_to_store(bogus),
+                   disks=[{"name": "scratch", "size_mib": 64, "mount": "/var"}])
     p = env.run(d, "true")
     assert p.returncode == 2
     assert "QEMU exited with status 1 before the guest was ready" in p.stderr

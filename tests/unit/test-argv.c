@@ -59,7 +59,7 @@ TEST(qemu_minimal)
 	_cleanup_strv_free_ char **argv = NULL;
 	struct qemu_fs fs[] = { { "nix-store", "/run/vmd/vms/edge/fs0.sock" } };
 
-	ASSERT(qemu_kernel_cmdline(d, "loglevel=4\n", &cmdline) == 0);
+	ASSERT(qemu_kernel_cmdline(d, d->system, "loglevel=4\n", &cmdline) == 0);
 	struct qemu_config c = config_for(d, ACCEL_TCG, cmdline);
 	c.fs = fs;
 	c.n_fs = 1;
@@ -86,7 +86,7 @@ TEST(qemu_full)
 		{ "db", "/var/lib/vmd/volumes/edge/db.img", false },
 	};
 
-	ASSERT(qemu_kernel_cmdline(d, "", &cmdline) == 0);
+	ASSERT(qemu_kernel_cmdline(d, d->system, "", &cmdline) == 0);
 	struct qemu_config c = config_for(d, ACCEL_KVM, cmdline);
 	c.fs = fs;
 	c.n_fs = ELEMENTSOF(fs);
@@ -103,7 +103,7 @@ TEST(kernel_cmdline)
 	_cleanup_free_ char *cmdline = NULL;
 	_cleanup_strv_free_ char **argv = NULL;
 
-	ASSERT(qemu_kernel_cmdline(d, "loglevel=4 quiet\n\n", &cmdline) == 0);
+	ASSERT(qemu_kernel_cmdline(d, d->system, "loglevel=4 quiet\n\n", &cmdline) == 0);
 	/* Parents mount before children: /var before /var/lib/db. */
 	ASSERT(strstr(cmdline, ":/var:") < strstr(cmdline, ":/var/lib/db:"));
 	ASSERT(strstr(cmdline, "init=/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-edge-system/init"));
@@ -120,7 +120,7 @@ TEST(kernel_cmdline_limit)
 
 	memset(params, 'x', sizeof(params) - 1);
 	params[sizeof(params) - 1] = 0;
-	ASSERT(qemu_kernel_cmdline(d, params, &cmdline) == -E2BIG);
+	ASSERT(qemu_kernel_cmdline(d, d->system, params, &cmdline) == -E2BIG);
 	def_free(d);
 }
 
