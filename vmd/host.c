@@ -46,6 +46,34 @@ static const struct schema_field host_table[] = {
 	{}
 };
 
+static bool at_or_below(const char *path, const char *dir)
+{
+	size_t n = strlen(dir);
+
+	return strncmp(path, dir, n) == 0 && (path[n] == 0 || path[n] == '/' || streq(dir, "/"));
+}
+
+static bool overlap(const char *a, const char *b)
+{
+	return at_or_below(a, b) || at_or_below(b, a);
+}
+
+/* vmd empties <run_dir>/vms/<vm> and <state_dir>/disks/<vm> on every start
+ * and stop. Key directories and volumes must never be reachable that way. */
+static void check_dirs(const struct host_config *c, struct schema_errors *errors)
+{
+	_cleanup_free_ char *disks = path_join(c->state_dir, "disks");
+
+	if (!disks)
+		return;
+	if (overlap(c->keys_dir, c->run_dir))
+		schema_error(errors, "keys_dir", "must not overlap run_dir (%s)", c->run_dir);
+	if (overlap(c->keys_dir, disks))
+		schema_error(errors, "keys_dir", "must not overlap %s, where ephemeral disks live", disks);
+	if (overlap(c->state_dir, c->run_dir))
+		schema_error(errors, "state_dir", "must not overlap run_dir (%s)", c->run_dir);
+}
+
 int host_config_parse_buffer(const char *buf, size_t len, struct host_config **ret,
 			     struct schema_errors *errors)
 {
@@ -63,8 +91,8 @@ int host_config_parse_buffer(const char *buf, size_t len, struct host_config **r
 		j = json_object();
 	else
 		j = schema_load(buf, len, errors);
-	if (j)
-		schema_parse(host_table, j, c, "", errors);
+	if (j && schema_parse(host_table, j, c, "", errors) == 0)
+		check_dirs(c, errors);
 	json_decref(j);
 	if (!j || errors->n != before) {
 		host_config_free(c);

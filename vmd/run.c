@@ -75,6 +75,10 @@ static void on_exec_done(struct qga *g, const struct qga_result *res, void *user
 		log_error("%s: cannot run %s in the guest: %s", vm_name(run->vm), run->cmd[0],
 			  res->error_text ? res->error_text : "guest-exec failed");
 		run->exit_code = 127;
+	} else if (res->error == -ETIMEDOUT && !res->error_text) {
+		/* Like timeout(1). The VM goes down, and the command with it. */
+		log_error("%s: the command did not finish within --timeout", vm_name(run->vm));
+		run->exit_code = 124;
 	} else if (res->error) {
 		log_error_errno(res->error, "%s: running the command in the guest: %s%s%m",
 				vm_name(run->vm), res->error_text ? res->error_text : "",

@@ -271,3 +271,12 @@ def test_rust_virtiofsd_style(env):
     assert lines[1] == f"--fd=3 --shared-dir={keydir} --cache=never --sandbox=namespace --log-level=warn"
     assert open(os.path.join(keydir, "new")).read() == "hi\n"
     assert oct(os.stat(keydir).st_mode & 0o777) == "0o700"
+
+
+def test_command_timeout(env):
+    d = env.define("slowcmd")
+    t0 = time.time()
+    p = env.run(d, "sleep", "600", extra=("--timeout", "2"))
+    assert p.returncode == 124, p.stderr
+    assert "did not finish within --timeout" in p.stderr
+    assert time.time() - t0 < 120
