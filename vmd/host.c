@@ -59,19 +59,29 @@ static bool overlap(const char *a, const char *b)
 }
 
 /* vmd empties <run_dir>/vms/<vm> and <state_dir>/disks/<vm> on every start
- * and stop. Key directories and volumes must never be reachable that way. */
+ * and stop. Key directories, volumes, logs and the store must never be
+ * reachable that way. */
 static void check_dirs(const struct host_config *c, struct schema_errors *errors)
 {
-	_cleanup_free_ char *disks = path_join(c->state_dir, "disks");
+	_cleanup_free_ char *vms = path_join(c->run_dir, "vms"), *disks = path_join(c->state_dir, "disks");
+	_cleanup_free_ char *volumes = path_join(c->state_dir, "volumes");
+	const struct {
+		const char *field, *path;
+	} kept[] = {
+		{ "keys_dir", c->keys_dir },
+		{ "log_dir", c->log_dir },
+		{ "store_dir", c->store_dir },
+		{ "state_dir", volumes },
+	};
 
-	if (!disks)
+	if (!vms || !disks || !volumes)
 		return;
-	if (overlap(c->keys_dir, c->run_dir))
-		schema_error(errors, "keys_dir", "must not overlap run_dir (%s)", c->run_dir);
-	if (overlap(c->keys_dir, disks))
-		schema_error(errors, "keys_dir", "must not overlap %s, where ephemeral disks live", disks);
-	if (overlap(c->state_dir, c->run_dir))
-		schema_error(errors, "state_dir", "must not overlap run_dir (%s)", c->run_dir);
+	for (size_t i = 0; i < ELEMENTSOF(kept); i++) {
+		if (overlap(kept[i].path, vms))
+			schema_error(errors, kept[i].field, "must not overlap %s, which vmd sweeps", vms);
+		else if (overlap(kept[i].path, disks))
+			schema_error(errors, kept[i].field, "must not overlap %s, which vmd sweeps", disks);
+	}
 }
 
 int host_config_parse_buffer(const char *buf, size_t len, struct host_config **ret,

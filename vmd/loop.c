@@ -234,10 +234,10 @@ void loop_source_free(struct loop_source *s)
 		return;
 	l = s->loop;
 	source_unregister(s);
-	if (s->type == SOURCE_SIGNAL) {
-		safe_close(s->fd);
-		sigprocmask(SIG_UNBLOCK, &s->mask, NULL);
-	}
+	/* The signals stay blocked: unblocking would let one that is still
+	 * pending kill the process with its default action. */
+	if (s->type == SOURCE_SIGNAL)
+		s->fd = safe_close(s->fd);
 	if (s->type == SOURCE_TIMER) {
 		for (struct loop_source **p = &l->timers; *p; p = &(*p)->next)
 			if (*p == s) {
@@ -292,7 +292,7 @@ static void dispatch(struct loop_source *s, uint32_t revents)
 	case SOURCE_SIGNAL: {
 		struct signalfd_siginfo si;
 
-		while (read(s->fd, &si, sizeof(si)) == sizeof(si) && !s->dead)
+		while (!s->dead && read(s->fd, &si, sizeof(si)) == sizeof(si))
 			s->cb.signal(s, &si, s->userdata);
 		break;
 	}

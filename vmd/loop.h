@@ -37,7 +37,8 @@ int loop_timer_set(struct loop_source *s, usec_t when);
 int loop_add_child(struct loop *l, int pidfd, loop_child_cb cb, void *userdata,
 		   struct loop_source **ret);
 
-/* Blocks the signals and delivers them through a signalfd. */
+/* Blocks the signals and delivers them through a signalfd. They stay
+ * blocked after the source is freed. */
 int loop_add_signals(struct loop *l, const int *sigs, size_t n, loop_signal_cb cb, void *userdata,
 		     struct loop_source **ret);
 

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <signal.h>
 #include <stdio.h>
 
 #include "cli.h"
@@ -25,6 +26,10 @@ int main(int argc, char **argv)
 {
 	const char *config = NULL;
 	int i = 1;
+
+	/* A closed stdout (vmd run ... | head) is an error to handle, not a
+	 * reason to die with a VM half torn down. Children get SIG_DFL back. */
+	signal(SIGPIPE, SIG_IGN);
 
 	/* Global options before the command: -c FILE, -h, --version. */
 	while (i < argc && argv[i][0] == '-') {

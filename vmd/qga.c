@@ -170,7 +170,10 @@ static void on_msg(struct jline *c, json_t *msg, void *userdata)
 		args = json_pack("{s:s, s:b}", "path", g->argv[0], "capture-output", 1);
 		a = json_array();
 		for (size_t i = 1; args && a && g->argv[i]; i++)
-			json_array_append_new(a, json_string(g->argv[i]));
+			if (json_array_append_new(a, json_string(g->argv[i])) < 0) {
+				json_decref(a);
+				a = NULL;
+			}
 		if (!args || !a || json_object_set_new(args, "arg", a) < 0) {
 			json_decref(args);
 			return fail(g, -ENOMEM, NULL);
@@ -282,6 +285,14 @@ int qga_exec(struct qga *g, char *const *argv, usec_t timeout, qga_exec_cb cb, v
 		return -ECONNRESET;
 	if (!argv || !argv[0])
 		return -EINVAL;
+	/* JSON carries UTF-8 only; refuse rather than drop an argument. */
+	for (size_t i = 0; argv[i]; i++) {
+		json_t *t = json_string(argv[i]);
+
+		if (!t)
+			return -EILSEQ;
+		json_decref(t);
+	}
 	g->argv = strv_copy(argv);
 	if (!g->argv)
 		return -ENOMEM;

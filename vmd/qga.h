@@ -25,7 +25,8 @@ typedef void (*qga_exec_cb)(struct qga *g, const struct qga_result *res, void *u
 int qga_new(struct loop *l, int fd, struct qga **ret);
 void qga_free(struct qga *g);
 
-/* Runs argv[0] (searched in the guest's PATH) with argv[1..]; the whole
+/* Runs argv[0] (searched in the guest's PATH) with argv[1..], which must
+ * be UTF-8 (-EILSEQ otherwise: the protocol is JSON); the whole
  * exchange is bounded by timeout (0: no bound), and the agent must answer
  * its first sync within 60 s. */
 int qga_exec(struct qga *g, char *const *argv, usec_t timeout, qga_exec_cb cb, void *userdata);

@@ -16,6 +16,9 @@ struct qmp {
 	qmp_close_cb on_close;
 	void *userdata;
 	bool greeted, ready, closed;
+	/* Callbacks may free the client: then freeing waits until they return. */
+	int busy;
+	bool free_pending;
 	json_int_t next_id;
 	struct pending *pending; /* in order */
 };
@@ -30,7 +33,9 @@ static void send_queued(struct qmp *q)
 		}
 }
 
-static void fail_all(struct qmp *q)
+/* qmp_free() from a callback clears the remaining callbacks, so this
+ * never calls into a freed owner. */
+static void fail_pending(struct qmp *q, int error, const char *desc)
 {
 	while (q->pending) {
 		struct pending *p = q->pending;
@@ -38,18 +43,28 @@ static void fail_all(struct qmp *q)
 		q->pending = p->next;
 		json_decref(p->msg);
 		if (p->cb)
-			p->cb(q, NULL, -ECONNRESET, "QMP connection closed", p->userdata);
+			p->cb(q, NULL, error, desc, p->userdata);
 		free(p);
 	}
+}
+
+static void fail_all(struct qmp *q)
+{
+	fail_pending(q, -ECONNRESET, "QMP connection closed");
 }
 
 static void on_caps(struct qmp *q, json_t *ret, int error, const char *desc, void *userdata)
 {
 	(void)ret;
-	(void)desc;
 	(void)userdata;
-	if (error)
+	if (error == -ECONNRESET)
+		return; /* fail_all() tells the others */
+	if (error) {
+		/* Refused: nothing queued can ever be sent. */
+		q->closed = true;
+		fail_pending(q, -EIO, desc ? desc : "QMP negotiation failed");
 		return;
+	}
 	q->ready = true;
 	send_queued(q);
 }
@@ -85,12 +100,24 @@ static int enqueue(struct qmp *q, const char *cmd, json_t *args, qmp_reply_cb cb
 	return 0;
 }
 
+static void dispatch_msg(struct qmp *q, json_t *msg);
+static void qmp_free_now(struct qmp *q);
+
 static void on_msg(struct jline *c, json_t *msg, void *userdata)
 {
 	struct qmp *q = userdata;
-	json_t *id, *v;
 
 	(void)c;
+	q->busy++;
+	dispatch_msg(q, msg);
+	if (--q->busy == 0 && q->free_pending)
+		qmp_free_now(q);
+}
+
+static void dispatch_msg(struct qmp *q, json_t *msg)
+{
+	json_t *id, *v;
+
 	if (!q->greeted) {
 		if (!json_object_get(msg, "QMP"))
 			return;
@@ -139,9 +166,12 @@ static void on_close(struct jline *c, int error, void *userdata)
 	(void)error;
 	q->closed = true;
 	q->ready = false;
+	q->busy++;
 	fail_all(q);
-	if (q->on_close)
+	if (q->on_close && !q->free_pending)
 		q->on_close(q, q->userdata);
+	if (--q->busy == 0 && q->free_pending)
+		qmp_free_now(q);
 }
 
 int qmp_new(struct loop *l, int fd, qmp_event_cb on_event, qmp_close_cb on_close_cb, void *userdata,
@@ -166,6 +196,13 @@ int qmp_new(struct loop *l, int fd, qmp_event_cb on_event, qmp_close_cb on_close
 	return 0;
 }
 
+static void qmp_free_now(struct qmp *q)
+{
+	fail_all(q);
+	jline_free(q->ch);
+	free(q);
+}
+
 void qmp_free(struct qmp *q)
 {
 	if (!q)
@@ -173,9 +210,13 @@ void qmp_free(struct qmp *q)
 	/* Callbacks of a dying client must not reach a dying owner. */
 	for (struct pending *p = q->pending; p; p = p->next)
 		p->cb = NULL;
-	fail_all(q);
-	jline_free(q->ch);
-	free(q);
+	q->on_event = NULL;
+	q->on_close = NULL;
+	if (q->busy) {
+		q->free_pending = true;
+		return;
+	}
+	qmp_free_now(q);
 }
 
 int qmp_command(struct qmp *q, const char *cmd, json_t *args, qmp_reply_cb cb, void *userdata)

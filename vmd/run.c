@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <getopt.h>
+#include <jansson.h>
 #include <stdio.h>
 
 #include "cli.h"
@@ -260,6 +261,16 @@ int cmd_run(int argc, char **argv, const char *config)
 		run.cmd = argv + optind + 2;
 	}
 	run.show_console = !quiet && !run.cmd;
+	/* The guest agent speaks JSON: only UTF-8 arguments can be passed. */
+	for (char **a = run.cmd; a && *a; a++) {
+		json_t *t = json_string(*a);
+
+		if (!t) {
+			fprintf(stderr, "vmd run: argument \"%s\" is not valid UTF-8\n", *a);
+			return EXIT_BAD_INPUT;
+		}
+		json_decref(t);
+	}
 
 	if (cli_load_host(config, &host) < 0)
 		return EXIT_BAD_INPUT;

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <fcntl.h>
+#include <sched.h>
 #include <seccomp.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -86,6 +87,24 @@ static int build(enum sandbox_profile p, struct sock_fprog *out)
 	r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
 	if (r < 0)
 		goto out;
+	/* unshare() and setns() alone do not stop a process from entering new
+	 * namespaces: clone() takes the same flags, one rule per flag. clone3()
+	 * hides its flags in memory a filter cannot read, so it answers ENOSYS
+	 * and libc falls back to clone(), which is checked. */
+	if (p != SANDBOX_VIRTIOFSD && p != SANDBOX_VIRTIOFSD_FH) {
+		static const uint64_t ns_flags[] = { CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER,
+						     CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWCGROUP };
+
+		for (size_t i = 0; i < ELEMENTSOF(ns_flags); i++) {
+			r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
+					     SCMP_A0(SCMP_CMP_MASKED_EQ, ns_flags[i], ns_flags[i]));
+			if (r < 0)
+				goto out;
+		}
+		r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+		if (r < 0)
+			goto out;
+	}
 	for (size_t i = 0; i < n_names[p]; i++) {
 		int nr = seccomp_syscall_resolve_name(names[p][i]);
 

@@ -468,5 +468,7 @@ const char *check_guest_path(const char *s)
 	for (size_t i = 0; i < ELEMENTSOF(reserved); i++)
 		if (path_is_or_below(s, reserved[i]))
 			return "must not be at or below /nix/store, /proc, /sys or /dev";
+	if (path_is_or_below("/nix/store", s))
+		return "must not hide /nix/store";
 	return NULL;
 }

@@ -66,13 +66,24 @@ _noreturn_ static void child(const struct spawn_opts *o, const struct sock_fprog
 	if (o->n_fds > 64)
 		child_fail(errfd, STAGE_FDS);
 
-	/* Move every source fd above all target numbers first, so a dup2()
-	 * below cannot overwrite a source that is still needed. */
+	/* Leave the session first: from here on a Ctrl-C at vmd's terminal
+	 * cannot reach this child, whatever happens to the signal mask. */
+	if (setsid() < 0)
+		child_fail(errfd, STAGE_SESSION);
+
+	/* Move the error pipe and every source fd above all target numbers
+	 * first, so a dup2() below cannot overwrite one that is still needed. */
 	for (size_t i = 0; i < o->n_fds; i++)
 		if (o->fds[i].child_fd >= high)
 			high = o->fds[i].child_fd + 1;
-	if (errfd >= high)
+	{
+		int e = fcntl(errfd, F_DUPFD_CLOEXEC, high);
+
+		if (e < 0)
+			child_fail(errfd, STAGE_FDS);
+		errfd = e;
 		high = errfd + 1;
+	}
 	for (int i = 0; i < 3; i++) {
 		moved[i] = fcntl(stdio[i] >= 0 ? stdio[i] : devnull, F_DUPFD_CLOEXEC, high);
 		if (moved[i] < 0)
@@ -110,9 +121,6 @@ _noreturn_ static void child(const struct spawn_opts *o, const struct sock_fprog
 	sigemptyset(&all);
 	if (sigprocmask(SIG_SETMASK, &all, NULL) < 0)
 		child_fail(errfd, STAGE_SIGNALS);
-
-	if (setsid() < 0)
-		child_fail(errfd, STAGE_SESSION);
 
 	if (o->nofile > 0) {
 		struct rlimit rl = { o->nofile, o->nofile };
@@ -200,14 +208,19 @@ int spawn(const struct spawn_opts *o, pid_t *ret_pid, int *ret_pidfd)
 	do
 		n = read(pipefd[0], &e, sizeof(e));
 	while (n < 0 && errno == EINTR);
+	if (n < 0 && pidfd >= 0) {
+		r = -errno;
+		pidfd = safe_close(pidfd);
+	}
 	safe_close(pipefd[0]);
 
 	if (n == sizeof(e) || pidfd < 0) {
-		/* The child failed before or at exec: reap it. */
+		/* The child failed before or at exec, or we cannot supervise it:
+		 * it is still unreaped, so kill() by pid cannot hit another
+		 * process. */
 		int status;
 
-		if (pidfd >= 0)
-			kill(pid, SIGKILL);
+		kill(pid, SIGKILL);
 		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 			;
 		if (n == sizeof(e)) {

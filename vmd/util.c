@@ -220,11 +220,10 @@ int read_file(const char *path, size_t max, char **ret, size_t *ret_size)
 	for (;;) {
 		ssize_t k;
 
-		if (n + 1 >= cap) {
+		/* Room for up to max + 1 bytes, which tells "too big" apart. */
+		if (n == cap) {
 			char *b;
 
-			if (cap >= max + 1)
-				return -EFBIG;
 			cap = cap ? cap * 2 : 4096;
 			if (cap > max + 1)
 				cap = max + 1;

@@ -86,6 +86,7 @@ struct vm {
 	enum vm_state state;
 	bool ready;
 	bool stop_requested;
+	bool stop_forced;
 	bool tearing_down;
 	enum vm_exit_reason reason;
 	char *detail;
@@ -114,6 +115,9 @@ struct vm {
 	 * right after it (see on_share_exit). */
 	struct loop_source *share_timer;
 	char *share_detail;
+	/* QEMU and virtiofsd write the log directly; check its size now and
+	 * then, not only when vmd writes to it. */
+	struct loop_source *log_timer;
 	enum { TIMER_NONE, TIMER_READY, TIMER_POWERDOWN, TIMER_TERM, TIMER_TEARDOWN } timer_kind;
 
 	usec_t t_start, t_ready;
@@ -238,6 +242,8 @@ static int lock_run_dir(struct vm *vm)
 		if (r < 0)
 			return r;
 		fd = open(vm->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0 && errno == ENOENT)
+			continue; /* removed by a predecessor's teardown just now */
 		if (fd < 0)
 			return -errno;
 		while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
@@ -295,7 +301,9 @@ static void remove_images(struct vm *vm)
 	free(vm->images);
 	vm->images = NULL;
 	vm->n_images = 0;
-	if (vm->disk_dir && rmdir(vm->disk_dir) < 0 && errno != ENOENT && errno != ENOTEMPTY)
+	/* Only the lock holder may touch the directory: another start may be
+	 * building a disk in it (an O_TMPFILE that looks like nothing). */
+	if (vm->lock_fd >= 0 && rmdir(vm->disk_dir) < 0 && errno != ENOENT && errno != ENOTEMPTY)
 		log_warning_errno(errno, "%s: removing %s: %m", vm->def->name, vm->disk_dir);
 }
 
@@ -341,6 +349,7 @@ static void cleanup_files(struct vm *vm)
 	loop_timer_set(vm->timer, 0);
 	vm->timer_kind = TIMER_NONE;
 	loop_timer_set(vm->share_timer, 0);
+	loop_timer_set(vm->log_timer, 0);
 	free(vm->share_detail);
 	vm->share_detail = NULL;
 }
@@ -372,6 +381,7 @@ static void finish_teardown(struct vm *vm)
 	vm->ready = false;
 	vm->tearing_down = false;
 	vm->stop_requested = false;
+	vm->stop_forced = false;
 	set_state(vm, VM_STOPPED);
 	if (vm->cb->exited)
 		vm->cb->exited(vm, reason, detail, vm->userdata);
@@ -433,7 +443,7 @@ static void on_share_exit(struct loop_source *s, const siginfo_t *si, void *user
 		child_forget(&sh->proc);
 		if (vm->tearing_down)
 			break;
-		if (vm->stop_requested) {
+		if (vm->stop_forced) {
 			/* A forced stop kills everything at once. */
 			set_reason(vm, VM_EXIT_STOPPED, "stopped by request");
 			begin_teardown(vm);
@@ -493,6 +503,18 @@ static void on_timer(struct loop_source *s, void *userdata)
 			child_signal(&vm->shares[i].proc, SIGKILL);
 		break;
 	}
+}
+
+#define LOG_CHECK_USEC (5 * USEC_PER_SEC)
+
+static void on_log_timer(struct loop_source *s, void *userdata)
+{
+	struct vm *vm = userdata;
+
+	if (vm->log.fd < 0)
+		return;
+	vmlog_check(&vm->log);
+	loop_timer_set(s, now_usec() + LOG_CHECK_USEC);
 }
 
 static void on_share_timer(struct loop_source *s, void *userdata)
@@ -558,7 +580,8 @@ static void on_console(struct loop_source *s, int fd, uint32_t revents, void *us
 
 static void became_ready(struct vm *vm)
 {
-	if (vm->ready)
+	/* Too late: we are already taking it down. */
+	if (vm->ready || vm->stop_requested || vm->tearing_down)
 		return;
 	vm->ready = true;
 	vm->t_ready = now_usec();
@@ -924,6 +947,8 @@ static int start_qemu(struct vm *vm, const char *cmdline)
 	if (r < 0)
 		return log_error_errno(r, "%s: cannot start QEMU (%s): %m", vm->def->name, vm->opts.qemu);
 	vm->qemu.running = true;
+	log_debug("%s: QEMU (pid %d) started %.1f ms into the start", vm->def->name, (int)vm->qemu.pid,
+		  (double)(now_usec() - vm->t_start) / USEC_PER_MSEC);
 	r = loop_add_child(vm->loop, vm->qemu.pidfd, on_qemu_exit, vm, &vm->qemu.src);
 	if (r < 0)
 		return r;
@@ -1055,6 +1080,7 @@ int vm_start(struct vm *vm)
 	if (r < 0)
 		goto fail;
 	timer_arm(vm, TIMER_READY, vm->t_start + (usec_t)vm->host->ready_timeout_s * USEC_PER_SEC);
+	loop_timer_set(vm->log_timer, now_usec() + LOG_CHECK_USEC);
 	return 0;
 
 fail:
@@ -1083,6 +1109,7 @@ int vm_stop(struct vm *vm, bool force)
 		return 0;
 	vm->stop_requested = true;
 	if (force) {
+		vm->stop_forced = true;
 		child_signal(&vm->qemu, SIGKILL);
 		for (size_t i = 0; i < vm->n_shares; i++)
 			child_signal(&vm->shares[i].proc, SIGKILL);
@@ -1136,13 +1163,23 @@ int vm_new(struct loop *l, const struct host_config *host, const struct vm_optio
 	r = loop_add_timer(l, 0, on_timer, vm, &vm->timer);
 	if (r == 0)
 		r = loop_add_timer(l, 0, on_share_timer, vm, &vm->share_timer);
+	if (r == 0)
+		r = loop_add_timer(l, 0, on_log_timer, vm, &vm->log_timer);
 	if (r < 0)
 		goto fail;
 	*ret = vm;
 	return 0;
 fail:
-	vm->def = NULL;
-	vm_free(vm);
+	loop_source_freep(&vm->timer);
+	loop_source_freep(&vm->share_timer);
+	loop_source_freep(&vm->log_timer);
+	free(vm->qemu.what);
+	free(vm->dir);
+	free(vm->disk_dir);
+	free(vm->log_path);
+	free(vm);
+	/* Ownership of def was taken. */
+	def_free(def);
 	return r;
 }
 
@@ -1158,6 +1195,7 @@ void vm_free(struct vm *vm)
 	cleanup_files(vm);
 	loop_source_freep(&vm->timer);
 	loop_source_freep(&vm->share_timer);
+	loop_source_freep(&vm->log_timer);
 	def_free(vm->def);
 	free(vm->qemu.what);
 	free(vm->detail);

@@ -3,7 +3,10 @@
  * tests can see which ones a seccomp profile refuses. "i386" makes a 32-bit
  * int 0x80 call, which a filter must kill rather than let through. */
 #include <errno.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdio.h>
+#include <sys/wait.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -35,6 +38,17 @@ static long call(const char *name)
 		return syscall(SYS_open_by_handle_at, -1, NULL, 0);
 	if (!strcmp(name, "keyctl"))
 		return syscall(SYS_keyctl, -1, 0, 0, 0, 0);
+	if (!strcmp(name, "clone-newns")) {
+		/* A raw clone into a new mount namespace; the child exits at once. */
+		long pid = syscall(SYS_clone, CLONE_NEWNS | SIGCHLD, 0, NULL, NULL, 0);
+		if (pid == 0)
+			_exit(0);
+		if (pid > 0)
+			waitpid((pid_t)pid, NULL, 0);
+		return pid;
+	}
+	if (!strcmp(name, "clone3"))
+		return syscall(SYS_clone3, NULL, 0);
 	if (!strcmp(name, "getpid"))
 		return syscall(SYS_getpid);
 	if (!strcmp(name, "i386")) {
@@ -54,7 +68,8 @@ int main(int argc, char **argv)
 
 		errno = 0;
 		r = call(argv[i]);
-		printf("%s=%s\n", argv[i], r < 0 ? (errno == EPERM ? "EPERM" : "other") : "ok");
+		printf("%s=%s\n", argv[i],
+		       r < 0 ? (errno == EPERM ? "EPERM" : errno == ENOSYS ? "ENOSYS" : "other") : "ok");
 		fflush(stdout);
 	}
 	return 0;

@@ -179,10 +179,14 @@ TEST(host_invalid)
 		{ "{\"log_max_bytes\": 10}", "log_max_bytes: must be 65536..1099511627776" },
 		{ "{\"networks\": {}}", "networks: unknown key" },
 		{ "[1]", "(root): must be an object" },
-		{ "{\"keys_dir\": \"/run/vmd/vms\"}", "keys_dir: must not overlap run_dir (/run/vmd)" },
-		{ "{\"keys_dir\": \"/var/lib/vmd/disks/k\"}",
-		  "keys_dir: must not overlap /var/lib/vmd/disks, where ephemeral disks live" },
-		{ "{\"state_dir\": \"/run/vmd/state\"}", "state_dir: must not overlap run_dir (/run/vmd)" },
+		{ "{\"keys_dir\": \"/run/vmd/vms/edge\"}", "keys_dir: must not overlap /run/vmd/vms, which vmd sweeps" },
+		{ "{\"keys_dir\": \"/var/lib/vmd/disks\"}",
+		  "keys_dir: must not overlap /var/lib/vmd/disks, which vmd sweeps" },
+		{ "{\"state_dir\": \"/run/vmd/vms/x\"}", "state_dir: must not overlap /run/vmd/vms, which vmd sweeps" },
+		{ "{\"run_dir\": \"/var/log/vmd\", \"log_dir\": \"/var/log/vmd/vms\"}",
+		  "log_dir: must not overlap /var/log/vmd/vms, which vmd sweeps" },
+		{ "{\"store_dir\": \"/var/lib/vmd/disks/s\"}",
+		  "store_dir: must not overlap /var/lib/vmd/disks, which vmd sweeps" },
 	};
 
 	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {

@@ -86,6 +86,29 @@ TEST(disks)
 	ASSERT(rmdir(dir) == 0);
 }
 
+TEST(read_file_limits)
+{
+	_cleanup_free_ char *dir = tmpdir(), *path = xasprintf("%s/f", dir);
+	char *buf = NULL;
+	size_t n;
+	FILE *f = fopen(path, "w");
+
+	ASSERT(f);
+	for (int i = 0; i < 5000; i++)
+		fputc('x', f);
+	fclose(f);
+	ASSERT(read_file(path, 5000, &buf, &n) == 0);
+	ASSERT_EQ(n, 5000);
+	ASSERT_EQ(buf[5000], 0);
+	free(buf);
+	ASSERT(read_file(path, 4999, &buf, &n) == -EFBIG);
+	ASSERT(read_file(path, 4096, &buf, &n) == -EFBIG);
+	ASSERT(read_file(path, 1 << 20, &buf, &n) == 0);
+	free(buf);
+	unlink(path);
+	rmdir(dir);
+}
+
 TEST(path_checks)
 {
 	ASSERT(!check_abs_path("/nix/store/abc-system"));
@@ -102,6 +125,8 @@ TEST(path_checks)
 	ASSERT(check_abs_path("/a:b"));
 	ASSERT(check_guest_path("/"));
 	ASSERT(check_guest_path("/nix/store"));
+	ASSERT(check_guest_path("/nix"));
+	ASSERT(!check_guest_path("/nixos"));
 	ASSERT(check_guest_path("/dev/x"));
 	ASSERT(!check_guest_path("/devices"));
 	ASSERT(!check_guest_path("/run/secrets"));
@@ -129,4 +154,4 @@ TEST(rm_rf_keeps_symlink_targets)
 	rm_tree(keep);
 }
 
-RUN_TESTS(T(log_bounded), T(disks), T(path_checks), T(rm_rf_keeps_symlink_targets))
+RUN_TESTS(T(log_bounded), T(disks), T(read_file_limits), T(path_checks), T(rm_rf_keeps_symlink_targets))

@@ -107,6 +107,13 @@ TEST(seccomp_profiles)
 	_cleanup_free_ char *vm = probe(SANDBOX_VIRTIOFSD, "mount");
 	ASSERT_STREQ(qm, "mount=EPERM\n");
 	ASSERT_STREQ(vm, "mount=other\n");
+	/* Namespaces through clone() too; clone3() falls back to clone(). */
+	_cleanup_free_ char *c1 = probe(SANDBOX_QEMU, "clone-newns");
+	_cleanup_free_ char *c2 = probe(SANDBOX_VIRTIOFSD, "clone-newns");
+	_cleanup_free_ char *c3 = probe(SANDBOX_TOOL, "clone3");
+	ASSERT_STREQ(c1, "clone-newns=EPERM\n");
+	ASSERT_STREQ(c2, "clone-newns=ok\n");
+	ASSERT_STREQ(c3, "clone3=ENOSYS\n");
 	/* File handles only for virtiofsd that asked for them. */
 	_cleanup_free_ char *h1 = probe(SANDBOX_VIRTIOFSD, "open_by_handle_at");
 	_cleanup_free_ char *h2 = probe(SANDBOX_VIRTIOFSD_FH, "open_by_handle_at");
