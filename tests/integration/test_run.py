@@ -280,3 +280,24 @@ def test_command_timeout(env):
     assert p.returncode == 124, p.stderr
     assert "did not finish within --timeout" in p.stderr
     assert time.time() - t0 < 120
+
+
+def test_disk_creation_out_of_space(env):
+    # A state_dir with 256 KiB free: mkfs runs out of space. One clear
+    # error, and no partial image (disks are built unnamed and linked in
+    # only when complete).
+    state = env.settings["state_dir"]
+    os.makedirs(state, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", state], check=True)
+    try:
+        d = env.define("full", disks=[{"name": "scratch", "size_mib": 512, "mount": "/var"}])
+        p = env.run(d, "true")
+        assert p.returncode == 2
+        assert "No space left on device" in p.stderr, p.stderr
+        vmdisks = os.path.join(state, "disks", "full")
+        assert not os.path.exists(vmdisks) or os.listdir(vmdisks) == []
+        used = subprocess.run(["df", "--output=used", "-k", state], capture_output=True,
+                              text=True).stdout.split()[-1]
+        assert int(used) == 0, used
+    finally:
+        subprocess.run(["umount", state], check=True)
