@@ -17,6 +17,19 @@ static const char *check_binary(const char *s)
 	return NULL;
 }
 
+static const char *check_group(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 1 || n > 32)
+		return "must be 1..32 characters";
+	for (const char *p = s; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		      *p == '-' || *p == '_' || *p == '.'))
+			return "must be a group name";
+	return NULL;
+}
+
 static const char *check_dir(const char *s)
 {
 	const char *why = check_abs_path(s);
@@ -43,6 +56,12 @@ static const struct schema_field host_table[] = {
 	{ .key = "ready_timeout_s", .type = SCHEMA_U32, .offset = offsetof(struct host_config, ready_timeout_s), .min = 1, .max = 3600, .def_uint = 300 },
 	{ .key = "stop_timeout_s", .type = SCHEMA_U32, .offset = offsetof(struct host_config, stop_timeout_s), .min = 1, .max = 3600, .def_uint = 30 },
 	{ .key = "log_max_bytes", .type = SCHEMA_U64, .offset = offsetof(struct host_config, log_max_bytes), .min = 65536, .max = UINT64_C(1) << 40, .def_uint = 8 * 1024 * 1024 },
+	{ .key = "restart_delay_min_ms", .type = SCHEMA_U32, .offset = offsetof(struct host_config, restart_delay_min_ms), .min = 1, .max = 3600000, .def_uint = 100 },
+	{ .key = "restart_delay_max_ms", .type = SCHEMA_U32, .offset = offsetof(struct host_config, restart_delay_max_ms), .min = 1, .max = 3600000, .def_uint = 30000 },
+	{ .key = "restart_reset_s", .type = SCHEMA_U32, .offset = offsetof(struct host_config, restart_reset_s), .min = 1, .max = 86400, .def_uint = 10 },
+	{ .key = "start_limit_burst", .type = SCHEMA_U32, .offset = offsetof(struct host_config, start_limit_burst), .min = 1, .max = 1000, .def_uint = 5 },
+	{ .key = "start_limit_interval_s", .type = SCHEMA_U32, .offset = offsetof(struct host_config, start_limit_interval_s), .min = 1, .max = 86400, .def_uint = 60 },
+	{ .key = "control_group", .type = SCHEMA_STRING, .offset = offsetof(struct host_config, control_group), .def_string = "vmd", .check = check_group },
 	{}
 };
 
@@ -76,6 +95,8 @@ static void check_dirs(const struct host_config *c, struct schema_errors *errors
 
 	if (!vms || !disks || !volumes)
 		return;
+	if (c->restart_delay_min_ms > c->restart_delay_max_ms)
+		schema_error(errors, "restart_delay_min_ms", "must not be more than restart_delay_max_ms");
 	for (size_t i = 0; i < ELEMENTSOF(kept); i++) {
 		if (overlap(kept[i].path, vms))
 			schema_error(errors, kept[i].field, "must not overlap %s, which vmd sweeps", vms);

@@ -23,6 +23,14 @@ struct host_config {
 	uint32_t ready_timeout_s;
 	uint32_t stop_timeout_s;
 	uint64_t log_max_bytes;
+	/* The daemon's restart policy. */
+	uint32_t restart_delay_min_ms;
+	uint32_t restart_delay_max_ms;
+	uint32_t restart_reset_s;
+	uint32_t start_limit_burst;
+	uint32_t start_limit_interval_s;
+	/* Who may use the control socket besides root. */
+	char *control_group;
 };
 
 #define HOST_CONFIG_DEFAULT_PATH "/etc/vmd/vmd.json"

@@ -10,7 +10,9 @@ struct jline {
 	size_t max_line;
 	jline_msg_cb on_msg;
 	jline_close_cb on_close;
+	jline_error_cb on_error;
 	void *userdata;
+	size_t max_out;
 
 	char *in;
 	size_t in_len, in_cap;
@@ -90,6 +92,10 @@ static void parse_lines(struct jline *c)
 		json_t *msg = json_loads(line, JSON_REJECT_DUPLICATES, &err);
 		if (!msg || !json_is_object(msg)) {
 			json_decref(msg);
+			if (c->on_error) {
+				c->on_error(c, -EBADMSG, c->userdata);
+				continue;
+			}
 			do_close(c, -EPROTO);
 			break;
 		}
@@ -100,8 +106,16 @@ static void parse_lines(struct jline *c)
 		return;
 	memmove(c->in, c->in + start, c->in_len - start);
 	c->in_len -= start;
-	if (c->in_len > c->max_line)
-		do_close(c, -EPROTO);
+	if (c->in_len > c->max_line) {
+		if (c->on_error) {
+			c->on_error(c, -EMSGSIZE, c->userdata);
+			if (c->free_pending || c->closed)
+				return;
+			/* Best effort: the reply to an oversized line. */
+			flush_out(c);
+		}
+		do_close(c, c->on_error ? -EMSGSIZE : -EPROTO);
+	}
 }
 
 static void on_io(struct loop_source *s, int fd, uint32_t revents, void *userdata)
@@ -167,6 +181,7 @@ int jline_new(struct loop *l, int fd, size_t max_line, jline_msg_cb on_msg, jlin
 	c->on_msg = on_msg;
 	c->on_close = on_close;
 	c->userdata = userdata;
+	c->max_out = 64 * 1024 * 1024;
 	r = fd_nonblock(fd, true);
 	if (r == 0)
 		r = loop_add_io(l, fd, EPOLLIN | EPOLLRDHUP, on_io, c, &c->io);
@@ -204,7 +219,7 @@ int jline_send_raw(struct jline *c, const void *buf, size_t n)
 
 	if (c->closed)
 		return -ENOTCONN;
-	if (c->out_len + n > 64 * 1024 * 1024)
+	if (c->out_len + n > c->max_out)
 		return -ENOBUFS;
 	o = realloc(c->out, c->out_len + n);
 	if (!o)
@@ -231,6 +246,21 @@ int jline_send(struct jline *c, json_t *msg)
 	if (r < 0)
 		return r;
 	return jline_send_raw(c, "\n", 1);
+}
+
+void jline_on_error(struct jline *c, jline_error_cb on_error)
+{
+	c->on_error = on_error;
+}
+
+void jline_set_max_out(struct jline *c, size_t max)
+{
+	c->max_out = max;
+}
+
+size_t jline_out_pending(const struct jline *c)
+{
+	return c->out_len;
 }
 
 void jline_resync(struct jline *c)

@@ -17,10 +17,20 @@ typedef void (*jline_msg_cb)(struct jline *c, json_t *msg, void *userdata);
 /* error: 0 on EOF, else -errno (-EPROTO for an oversized or bad line). */
 typedef void (*jline_close_cb)(struct jline *c, int error, void *userdata);
 
+/* A line that is not a JSON object (-EBADMSG: the channel stays open) or
+ * longer than max_line (-EMSGSIZE: what was sent so far is flushed, then
+ * the channel closes). Without this handler both close the channel. */
+typedef void (*jline_error_cb)(struct jline *c, int error, void *userdata);
+
 /* Takes ownership of fd. */
 int jline_new(struct loop *l, int fd, size_t max_line, jline_msg_cb on_msg, jline_close_cb on_close,
 	      void *userdata, struct jline **ret);
 void jline_free(struct jline *c);
+
+void jline_on_error(struct jline *c, jline_error_cb on_error);
+/* Output queued beyond max is refused with -ENOBUFS (default 64 MiB). */
+void jline_set_max_out(struct jline *c, size_t max);
+size_t jline_out_pending(const struct jline *c);
 
 int jline_send(struct jline *c, json_t *msg);
 int jline_send_raw(struct jline *c, const void *buf, size_t n);

@@ -15,7 +15,13 @@ static void usage(FILE *f)
 		"vmd %s: declarative microVMs for Nix-built system closures\n\n"
 		"Usage: vmd [-c SETTINGS] COMMAND [ARGS]\n\n"
 		"  vmd check PATH...            validate definitions (files or directories)\n"
-		"  vmd run DEF [-- CMD ARG...]  throwaway VM in the foreground; Ctrl-C shuts it down\n\n"
+		"  vmd run DEF [-- CMD ARG...]  throwaway VM in the foreground; Ctrl-C shuts it down\n"
+		"  vmd daemon                   supervise all definitions; reload on SIGHUP\n"
+		"  vmd status [NAME] [--json]   state, pid, uptime, restarts, ready, boot time\n"
+		"  vmd start|stop|restart NAME\n"
+		"  vmd reload                   re-read definitions and apply the difference\n"
+		"  vmd exec NAME -- CMD ARG...  run a command in a running guest\n"
+		"  vmd logs NAME [-f]           console + QEMU + virtiofsd log of one VM\n\n"
 		"Every command takes -c FILE for the host settings (default %s)\n"
 		"and --help. Exit status: 0 success, 1 bad input, 2 runtime failure;\n"
 		"run with a command exits with the command's status.\n",
@@ -59,6 +65,15 @@ int main(int argc, char **argv)
 		return cmd_check(argc - i, argv + i, config);
 	if (streq(argv[i], "run"))
 		return cmd_run(argc - i, argv + i, config);
+	if (streq(argv[i], "daemon"))
+		return cmd_daemon(argc - i, argv + i, config);
+	{
+		static const char *const ctl[] = { "status", "start", "stop", "restart", "reload", "exec", "logs" };
+
+		for (size_t k = 0; k < ELEMENTSOF(ctl); k++)
+			if (streq(argv[i], ctl[k]))
+				return cmd_ctl(argc - i, argv + i, config);
+	}
 	if (streq(argv[i], "help")) {
 		usage(stdout);
 		return EXIT_OK;

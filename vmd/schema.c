@@ -15,6 +15,25 @@ void schema_errors_clear(struct schema_errors *e)
 	e->n = 0;
 }
 
+void schema_errors_move(struct schema_errors *dst, struct schema_errors *src)
+{
+	char **l;
+
+	if (src->n == 0)
+		return;
+	l = realloc(dst->lines, (dst->n + src->n) * sizeof(char *));
+	if (!l) {
+		schema_errors_clear(src);
+		return;
+	}
+	memcpy(l + dst->n, src->lines, src->n * sizeof(char *));
+	dst->lines = l;
+	dst->n += src->n;
+	free(src->lines);
+	src->lines = NULL;
+	src->n = 0;
+}
+
 void schema_error(struct schema_errors *e, const char *field, const char *fmt, ...)
 {
 	char reason[512], **l;

@@ -55,6 +55,8 @@ struct schema_errors {
 	size_t n;
 };
 void schema_errors_clear(struct schema_errors *e);
+/* Appends src's lines to dst and empties src. */
+void schema_errors_move(struct schema_errors *dst, struct schema_errors *src);
 _printf_(3, 4) void schema_error(struct schema_errors *e, const char *field, const char *fmt, ...);
 
 /* Fills obj from json per table. Always leaves obj in a state that

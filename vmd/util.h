@@ -55,7 +55,8 @@ static inline void closep(int *fd)
 typedef uint64_t usec_t;
 #define USEC_PER_SEC ((usec_t)1000000)
 #define USEC_PER_MSEC ((usec_t)1000)
-usec_t now_usec(void);
+usec_t now_usec(void);          /* CLOCK_MONOTONIC */
+usec_t now_realtime_usec(void); /* CLOCK_REALTIME */
 
 /* NULL-terminated string vectors. */
 void strv_free(char **l);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <fcntl.h>
+#include <poll.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include "spawn.h"
 #include "vm.h"
 #include "vmlog.h"
+#include "vmstate.h"
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
@@ -121,7 +123,10 @@ struct vm {
 	enum { TIMER_NONE, TIMER_READY, TIMER_POWERDOWN, TIMER_TERM, TIMER_TEARDOWN } timer_kind;
 
 	usec_t t_start, t_ready;
+	uint64_t started_at; /* CLOCK_REALTIME of t_start, for the state file */
 	uint64_t log_offset; /* where this boot's output starts */
+	uint32_t restarts;   /* the owner's count, kept in the state file */
+	bool adopted;        /* its processes are not our children */
 };
 
 static void set_state(struct vm *vm, enum vm_state s)
@@ -193,11 +198,16 @@ static void child_forget(struct vm_child *c)
 static void child_kill_wait(struct vm_child *c)
 {
 	if (c->running) {
+		struct pollfd p = { .fd = c->pidfd, .events = POLLIN };
 		siginfo_t si;
+		int r;
 
 		child_signal(c, SIGKILL);
-		while (waitid(P_PIDFD, (id_t)c->pidfd, &si, WEXITED) < 0 && errno == EINTR)
+		while ((r = waitid(P_PIDFD, (id_t)c->pidfd, &si, WEXITED)) < 0 && errno == EINTR)
 			;
+		/* An adopted process is not our child: wait for its pidfd. */
+		if (r < 0 && errno == ECHILD)
+			poll(&p, 1, 5000);
 	}
 	child_forget(c);
 }
@@ -229,7 +239,7 @@ static int write_pidfile(const char *path, pid_t pid)
  * QEMU inherits the locked fd: the VM counts as running as long as either
  * vmd or its QEMU is alive, so a second vmd can never take it over or wipe
  * its sockets. */
-static int lock_run_dir(struct vm *vm)
+static int lock_run_dir(struct vm *vm, bool sweep)
 {
 	usec_t give_up = now_usec() + vm->opts.lock_wait;
 
@@ -261,7 +271,7 @@ static int lock_run_dir(struct vm *vm)
 			continue;
 		vm->lock_fd = TAKE_FD(fd);
 		/* Leftovers of a vmd that died without cleaning up. */
-		return rm_rf_children(vm->lock_fd);
+		return sweep ? rm_rf_children(vm->lock_fd) : 0;
 	}
 	return -EBUSY;
 }
@@ -374,6 +384,10 @@ static void finish_teardown(struct vm *vm)
 	if (vm->log.fd >= 0)
 		vmlog_printf(&vm->log, "stopped: %s%s%s", vm_exit_reason_names[vm->reason],
 			     vm->detail ? ": " : "", vm->detail ? vm->detail : "");
+	/* An adopted VM's lock was held by its QEMU, which is gone now. */
+	if (vm->lock_fd < 0 && lock_run_dir(vm, false) < 0)
+		log_warning("%s: %s is still locked; leaving it", vm->def->name, vm->dir);
+	vm->adopted = false;
 	cleanup_files(vm);
 	reason = vm->reason;
 	detail = TAKE_PTR(vm->detail);
@@ -453,8 +467,10 @@ static void on_share_exit(struct loop_source *s, const siginfo_t *si, void *user
 		/* virtiofsd exits with 0 when its vhost-user peer goes away,
 		 * which happens while QEMU exits, possibly before QEMU's exit
 		 * is visible here. Give QEMU a moment to explain itself. */
-		if (si && si->si_code == CLD_EXITED && si->si_status == 0 && vm->qemu.running &&
-		    !vm->share_detail) {
+		/* So does a virtiofsd whose status we cannot see (adopted, not
+		 * our child), and any during a stop we asked for. */
+		if (vm->qemu.running && !vm->share_detail &&
+		    (!si || (si->si_code == CLD_EXITED && si->si_status == 0) || vm->stop_requested)) {
 			vm->share_detail = xasprintf("virtiofsd for %s %s", sh->tag, buf);
 			loop_timer_set(vm->share_timer, now_usec() + USEC_PER_SEC);
 			return;
@@ -578,6 +594,33 @@ static void on_console(struct loop_source *s, int fd, uint32_t revents, void *us
 		vm->cb->console(vm, buf, (size_t)n, vm->userdata);
 }
 
+/* The state file lets the next daemon adopt this VM; only the daemon asks
+ * for it (a throwaway run dies with its vmd). */
+static void save_state(struct vm *vm)
+{
+	_cleanup_free_ struct proc_id *shares = calloc(vm->n_shares + 1, sizeof(*shares));
+	struct vmstate st = {
+		.def = vm->def,
+		.shares = shares,
+		.n_shares = vm->n_shares,
+		.started_at = vm->started_at,
+		.boot_usec = vm->ready ? vm->t_ready - vm->t_start : 0,
+		.ready = vm->ready,
+		.restarts = vm->restarts,
+	};
+	int r;
+
+	if (!vm->opts.save_state || !shares)
+		return;
+	r = proc_id_get(vm->qemu.pid, &st.qemu);
+	for (size_t i = 0; r == 0 && i < vm->n_shares; i++)
+		r = proc_id_get(vm->shares[i].proc.pid, &shares[i]);
+	if (r == 0)
+		r = vmstate_write(vm->dir, &st);
+	if (r < 0)
+		log_warning_errno(r, "%s: writing %s/state.json: %m", vm->def->name, vm->dir);
+}
+
 static void became_ready(struct vm *vm)
 {
 	/* Too late: we are already taking it down. */
@@ -588,6 +631,7 @@ static void became_ready(struct vm *vm)
 	if (vm->timer_kind == TIMER_READY)
 		timer_arm(vm, TIMER_NONE, 0);
 	vmlog_printf(&vm->log, "ready after %.2f s", (double)(vm->t_ready - vm->t_start) / USEC_PER_SEC);
+	save_state(vm);
 	set_state(vm, VM_RUNNING);
 	if (vm->cb->ready)
 		vm->cb->ready(vm, vm->userdata);
@@ -734,12 +778,14 @@ static int plan_shares(struct vm *vm)
 	return 0;
 }
 
-static int create_images(struct vm *vm)
+/* Where each disk's image lives. */
+static int plan_images(struct vm *vm)
 {
 	const struct vm_def *d = vm->def;
-	_cleanup_free_ char *voldir = NULL;
-	int r;
+	_cleanup_free_ char *voldir = vm_volume_dir(vm->host, d->name);
 
+	if (!voldir)
+		return -ENOMEM;
 	if (d->n_disks == 0)
 		return 0;
 	vm->images = calloc(d->n_disks, sizeof(*vm->images));
@@ -747,24 +793,35 @@ static int create_images(struct vm *vm)
 		return -ENOMEM;
 	for (size_t i = 0; i < d->n_disks; i++) {
 		const struct def_disk *dk = &d->disks[i];
-		const char *dir = dk->persistent ? voldir : vm->disk_dir;
-		_cleanup_free_ char *why = NULL;
-		bool created;
 
-		if (dk->persistent && !voldir) {
-			voldir = vm_volume_dir(vm->host, d->name);
-			if (!voldir)
-				return -ENOMEM;
-			dir = voldir;
-		}
-		r = mkdir_p(dir, 0700);
-		if (r < 0)
-			return log_error_errno(r, "%s: creating %s: %m", d->name, dir);
 		vm->images[i].disk = dk;
-		vm->images[i].path = xasprintf("%s/%s.img", dir, dk->name);
+		vm->images[i].path = xasprintf("%s/%s.img", dk->persistent ? voldir : vm->disk_dir, dk->name);
 		if (!vm->images[i].path)
 			return -ENOMEM;
 		vm->n_images = i + 1;
+	}
+	return 0;
+}
+
+static int create_images(struct vm *vm)
+{
+	const struct vm_def *d = vm->def;
+	int r;
+
+	r = plan_images(vm);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < vm->n_images; i++) {
+		const struct def_disk *dk = vm->images[i].disk;
+		_cleanup_free_ char *why = NULL, *dir = strdup(vm->images[i].path);
+		bool created;
+
+		if (!dir)
+			return -ENOMEM;
+		*strrchr(dir, '/') = 0;
+		r = mkdir_p(dir, 0700);
+		if (r < 0)
+			return log_error_errno(r, "%s: creating %s: %m", d->name, dir);
 		r = disk_create(vm->images[i].path, dk->persistent ? DISK_PERSISTENT : DISK_EPHEMERAL,
 				dk->size_mib, dk->name, &created, &why);
 		if (r < 0)
@@ -1011,13 +1068,14 @@ int vm_start(struct vm *vm)
 	if (vm->state != VM_STOPPED && vm->state != VM_FAILED && vm->state != VM_BACKOFF)
 		return -EBUSY;
 	vm->t_start = now_usec();
+	vm->started_at = now_realtime_usec();
 	vm->t_ready = 0;
 	vm->ready = false;
 	vm->reason = VM_EXIT_NONE;
 	vm->shutdown_reason = NULL;
 	set_state(vm, VM_PREPARING);
 
-	r = lock_run_dir(vm);
+	r = lock_run_dir(vm, true);
 	if (r == -EBUSY) {
 		log_error("%s: already running (%s is locked by another vmd or its QEMU)", vm->def->name,
 			  vm->dir);
@@ -1079,6 +1137,7 @@ int vm_start(struct vm *vm)
 	r = start_qemu(vm, cmdline);
 	if (r < 0)
 		goto fail;
+	save_state(vm);
 	timer_arm(vm, TIMER_READY, vm->t_start + (usec_t)vm->host->ready_timeout_s * USEC_PER_SEC);
 	loop_timer_set(vm->log_timer, now_usec() + LOG_CHECK_USEC);
 	return 0;
@@ -1204,6 +1263,198 @@ void vm_free(struct vm *vm)
 	free(vm->log_path);
 	free(vm->system);
 	free(vm);
+}
+
+void vm_detach(struct vm *vm)
+{
+	if (vm->state == VM_STOPPED || vm->state == VM_BACKOFF || vm->state == VM_FAILED)
+		return;
+	close_channels(vm);
+	child_forget(&vm->qemu);
+	for (size_t i = 0; i < vm->n_shares; i++)
+		child_forget(&vm->shares[i].proc);
+	free_shares(vm);
+	for (size_t i = 0; i < vm->n_images; i++)
+		free(vm->images[i].path);
+	free(vm->images);
+	vm->images = NULL;
+	vm->n_images = 0;
+	/* QEMU holds its own copy of the lock. */
+	vm->lock_fd = safe_close(vm->lock_fd);
+	vmlog_close(&vm->log);
+	loop_timer_set(vm->timer, 0);
+	loop_timer_set(vm->share_timer, 0);
+	loop_timer_set(vm->log_timer, 0);
+	vm->tearing_down = false;
+	vm->ready = false;
+	vm->state = VM_STOPPED;
+}
+
+int vm_sweep_stale(const struct host_config *host, const char *name)
+{
+	struct vm_def def = { .name = (char *)name };
+	struct vm vm = { .host = host, .def = &def, .lock_fd = -EBADF };
+	int r;
+
+	vm.dir = vm_run_dir(host, name);
+	vm.disk_dir = vm_disk_dir(host, name);
+	r = vm.dir && vm.disk_dir ? lock_run_dir(&vm, true) : -ENOMEM;
+	if (r == 0)
+		r = sweep_disk_dir(&vm);
+	if (vm.lock_fd >= 0) {
+		if (rmdir(vm.disk_dir) < 0 && errno != ENOENT)
+			r = r ?: -errno;
+		remove_run_dir(&vm);
+	}
+	free(vm.dir);
+	free(vm.disk_dir);
+	return r;
+}
+
+void vm_set_def(struct vm *vm, struct vm_def *def)
+{
+	if (vm->state != VM_STOPPED && vm->state != VM_BACKOFF && vm->state != VM_FAILED) {
+		def_free(def);
+		return;
+	}
+	def_free(vm->def);
+	vm->def = def;
+}
+
+void vm_set_idle_state(struct vm *vm, enum vm_state state)
+{
+	if (vm->state == VM_STOPPED || vm->state == VM_BACKOFF || vm->state == VM_FAILED)
+		set_state(vm, state);
+}
+
+void vm_set_restarts(struct vm *vm, uint32_t restarts)
+{
+	vm->restarts = restarts;
+}
+
+usec_t vm_started_usec(const struct vm *vm)
+{
+	return vm->qemu.running ? vm->t_start : 0;
+}
+
+/* Opens a process named in a state file, if it is still that process. */
+static int adopt_child(struct vm *vm, struct vm_child *c, const struct proc_id *id, loop_child_cb cb)
+{
+	int r = proc_id_open(id, &c->pidfd);
+
+	if (r < 0)
+		return r;
+	c->pid = id->pid;
+	c->running = true;
+	return loop_add_child(vm->loop, c->pidfd, cb, vm, &c->src);
+}
+
+static int adopt_channels(struct vm *vm)
+{
+	static const char *const names[] = { "qmp", "con", "notify", "qga" };
+	int fds[4];
+	int r = 0;
+
+	for (int i = 0; i < 4; i++) {
+		_cleanup_free_ char *p = xasprintf("%s/%s.sock", vm->dir, names[i]);
+
+		fds[i] = p ? unix_connect(p) : -ENOMEM;
+		if (fds[i] < 0) {
+			r = fds[i];
+			for (int j = 0; j < i; j++)
+				safe_close(fds[j]);
+			return r;
+		}
+	}
+	vm->console_fd = fds[1];
+	vm->notify_fd = fds[2];
+	r = qmp_new(vm->loop, fds[0], on_qmp_event, NULL, vm, &vm->qmp);
+	if (r == 0)
+		r = qga_new(vm->loop, fds[3], &vm->qga);
+	else
+		safe_close(fds[3]);
+	if (r == 0)
+		r = fd_nonblock(vm->console_fd, true);
+	if (r == 0)
+		r = fd_nonblock(vm->notify_fd, true);
+	if (r == 0)
+		r = loop_add_io(vm->loop, vm->console_fd, EPOLLIN, on_console, vm, &vm->console_src);
+	if (r == 0)
+		r = loop_add_io(vm->loop, vm->notify_fd, EPOLLIN, on_notify, vm, &vm->notify_src);
+	return r;
+}
+
+int vm_adopt(struct vm *vm, const struct vmstate *st)
+{
+	uint64_t now_real;
+	const char *why = NULL;
+	int r;
+
+	if (vm->state != VM_STOPPED)
+		return -EBUSY;
+	vm->adopted = true;
+	vm->reason = VM_EXIT_NONE;
+	vm->shutdown_reason = NULL;
+	r = open_log(vm);
+	if (r < 0)
+		return log_error_errno(r, "%s: opening the log: %m", vm->def->name);
+	vm->log_offset = vmlog_offset(&vm->log);
+	r = plan_images(vm);
+	if (r == 0)
+		r = plan_shares(vm);
+	if (r < 0)
+		goto stale;
+
+	/* QEMU first: without it there is nothing to adopt. */
+	r = adopt_child(vm, &vm->qemu, &st->qemu, on_qemu_exit);
+	if (r < 0) {
+		why = "its QEMU is gone";
+		goto stale;
+	}
+	if (st->n_shares != vm->n_shares) {
+		why = "its state file does not match its definition";
+		goto stale;
+	}
+	for (size_t i = 0; i < vm->n_shares; i++)
+		if (adopt_child(vm, &vm->shares[i].proc, &st->shares[i], on_share_exit) < 0) {
+			/* The guest would hang on this share: not worth keeping. */
+			why = "one of its virtiofsd is gone";
+			goto stale;
+		}
+	if (!st->ready) {
+		why = "it was not fully started";
+		goto stale;
+	}
+	r = adopt_channels(vm);
+	if (r < 0) {
+		why = "its sockets do not answer";
+		goto stale;
+	}
+
+	now_real = now_realtime_usec();
+	vm->started_at = st->started_at;
+	vm->t_start = now_usec() - (now_real > st->started_at ? now_real - st->started_at : 0);
+	vm->t_ready = vm->t_start + st->boot_usec;
+	vm->ready = true;
+	vm->restarts = st->restarts;
+	vmlog_printf(&vm->log, "adopted by a new vmd (QEMU pid %d)", (int)vm->qemu.pid);
+	log_info("%s: adopted (QEMU pid %d)", vm->def->name, (int)vm->qemu.pid);
+	set_state(vm, VM_RUNNING);
+	loop_timer_set(vm->log_timer, now_usec() + LOG_CHECK_USEC);
+	return 0;
+
+stale:
+	log_warning("%s: not adopting the running VM: %s; stopping it", vm->def->name, why ? why : strerror(-r));
+	if (vm->log.fd >= 0)
+		vmlog_printf(&vm->log, "not adopted: %s", why ? why : strerror(-r));
+	child_kill_wait(&vm->qemu);
+	for (size_t i = 0; i < vm->n_shares; i++)
+		child_kill_wait(&vm->shares[i].proc);
+	if (lock_run_dir(vm, true) < 0)
+		log_warning("%s: %s is still locked; leaving it", vm->def->name, vm->dir);
+	vm->adopted = false;
+	cleanup_files(vm);
+	return -ESTALE;
 }
 
 const struct vm_def *vm_def(const struct vm *vm)

@@ -68,6 +68,9 @@ struct vm_options {
 	/* How long to wait for the run-dir lock: a killed predecessor's QEMU
 	 * can hold it for a moment while the kernel tears it down. */
 	usec_t lock_wait;
+	/* Keep state.json in the run directory so a later daemon can adopt
+	 * the VM (the daemon; not vmd run). */
+	bool save_state;
 };
 
 /* Takes ownership of def. host and opts must outlive the vm. */
@@ -78,11 +81,37 @@ void vm_free(struct vm *vm);
 /* Starts a stopped VM. Synchronous failures are logged, undone and
  * returned; later ones come through exited(). */
 int vm_start(struct vm *vm);
+struct vmstate;
+/* Takes over a VM that a previous daemon started and that still runs:
+ * its QEMU and virtiofsd are checked by pid and start time, then vmd
+ * reconnects to its sockets. A VM that was not fully started (no READY),
+ * or whose virtiofsd is gone, is killed and cleaned up instead, like
+ * libvirt does: -ESTALE. The vm must be stopped and have st's definition. */
+int vm_adopt(struct vm *vm, const struct vmstate *st);
+
 /* Graceful: ACPI powerdown, SIGTERM after stop_timeout_s, SIGKILL 5 s
  * later. force: SIGKILL now. */
 int vm_stop(struct vm *vm, bool force);
 /* Runs a command through the guest agent. */
 int vm_exec(struct vm *vm, char *const *argv, usec_t timeout, qga_exec_cb cb, void *userdata);
+
+/* Lets go of a running VM without stopping it (a daemon exiting with
+ * --keep-running): closes vmd's ends, leaves processes, sockets, disks and
+ * state.json for the next daemon. The vm is stopped afterwards. */
+void vm_detach(struct vm *vm);
+
+/* For a VM no one runs: if its run directory is not locked by a live
+ * QEMU or vmd, removes it and the VM's ephemeral disks. -EBUSY if live. */
+int vm_sweep_stale(const struct host_config *host, const char *name);
+
+/* For a stopped VM: a new definition (takes ownership; same name). */
+void vm_set_def(struct vm *vm, struct vm_def *def);
+/* For a stopped VM: park it in VM_BACKOFF, VM_FAILED or VM_STOPPED. */
+void vm_set_idle_state(struct vm *vm, enum vm_state state);
+/* The owner's restart count, kept in the state file across daemons. */
+void vm_set_restarts(struct vm *vm, uint32_t restarts);
+/* CLOCK_MONOTONIC usec when the current boot started (0 if stopped). */
+usec_t vm_started_usec(const struct vm *vm);
 
 const struct vm_def *vm_def(const struct vm *vm);
 const char *vm_name(const struct vm *vm);

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The daemon's control socket (<run_dir>/vmd.sock): JSON lines, one
+ * request per line, one or more replies per request. The protocol is
+ * described in README.md ("Control protocol").
+ *
+ * The socket is mode 0660, owned by root and the control_group; peers are
+ * checked again with SO_PEERCRED/SO_PEERGROUPS. Requests are bounded
+ * (64 KiB a line), so are clients (64) and what is queued for each (4 MiB);
+ * a malformed request gets an error reply and the connection stays usable. */
+
+#include <jansson.h>
+
+#include "loop.h"
+#include "manager.h"
+
+#define CONTROL_MAX_LINE (64 * 1024)
+#define CONTROL_MAX_CLIENTS 64
+#define CONTROL_MAX_OUT (4 * 1024 * 1024)
+
+struct control;
+
+/* Reload: returns 0 and a summary, or -EINVAL and the errors as an array
+ * of "FILE: FIELD: reason" strings. */
+typedef int (*control_reload_cb)(void *userdata, json_t **ret_summary, json_t **ret_errors);
+
+int control_new(struct loop *l, struct manager *m, const struct host_config *host, control_reload_cb reload,
+		void *userdata, struct control **ret);
+void control_free(struct control *c);
+
+/* Serves one connected socket as if it had been accepted (tests, fuzzing:
+ * the peer is trusted). */
+int control_add_client(struct control *c, int fd);
+/* The path of the socket (NULL when made with control_new_unbound). */
+const char *control_path(const struct control *c);
+/* A control without a listening socket, for control_add_client(). */
+int control_new_unbound(struct loop *l, struct manager *m, control_reload_cb reload, void *userdata,
+			struct control **ret);

@@ -1,0 +1,420 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The client side of the control socket: vmd status, start, stop, restart,
+ * reload, exec and logs. */
+#include <getopt.h>
+#include <jansson.h>
+#include <poll.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include "cli.h"
+#include "log.h"
+#include "qga.h"
+
+struct conn {
+	int fd;
+	char *buf;
+	size_t len, cap;
+};
+
+static int conn_open(const struct host_config *host, struct conn *c)
+{
+	_cleanup_free_ char *path = path_join(host->run_dir, "vmd.sock");
+
+	if (!path)
+		return -ENOMEM;
+	c->fd = unix_connect(path);
+	if (c->fd < 0)
+		return log_error_errno(c->fd, "cannot reach the daemon at %s: %m (is \"vmd daemon\" running?)", path);
+	return 0;
+}
+
+static int conn_send(struct conn *c, json_t *req)
+{
+	_cleanup_free_ char *s = json_dumps(req, JSON_COMPACT);
+	int r;
+
+	if (!s)
+		return -ENOMEM;
+	r = write_all(c->fd, s, strlen(s));
+	if (r == 0)
+		r = write_all(c->fd, "\n", 1);
+	return r;
+}
+
+/* The next reply line; NULL at EOF or on error. */
+static json_t *conn_recv(struct conn *c)
+{
+	for (;;) {
+		char *nl = c->buf ? memchr(c->buf, '\n', c->len) : NULL;
+		ssize_t n;
+
+		if (nl) {
+			json_t *j = json_loadb(c->buf, (size_t)(nl - c->buf), 0, NULL);
+
+			memmove(c->buf, nl + 1, c->len - (size_t)(nl + 1 - c->buf));
+			c->len -= (size_t)(nl + 1 - c->buf);
+			if (!j)
+				log_error("the daemon sent something that is not JSON");
+			return j;
+		}
+		if (c->cap - c->len < 65536) {
+			char *b = realloc(c->buf, c->cap + 131072);
+
+			if (!b)
+				return NULL;
+			c->buf = b;
+			c->cap += 131072;
+		}
+		n = read(c->fd, c->buf + c->len, c->cap - c->len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return NULL;
+		c->len += (size_t)n;
+	}
+}
+
+static void conn_close(struct conn *c)
+{
+	c->fd = safe_close(c->fd);
+	free(c->buf);
+}
+
+/* Sends one request and returns its (first) reply. */
+static json_t *request(const struct host_config *host, struct conn *c, json_t *req)
+{
+	json_t *rep;
+
+	if (conn_open(host, c) < 0) {
+		json_decref(req);
+		return NULL;
+	}
+	if (conn_send(c, req) < 0) {
+		json_decref(req);
+		log_error("cannot send to the daemon: %m");
+		return NULL;
+	}
+	json_decref(req);
+	rep = conn_recv(c);
+	if (!rep)
+		log_error("the daemon closed the connection without an answer");
+	return rep;
+}
+
+static int fail_reply(json_t *rep)
+{
+	const char *err = json_string_value(json_object_get(rep, "error"));
+	json_t *lines = json_object_get(rep, "errors");
+	size_t i;
+	json_t *l;
+
+	if (json_is_array(lines))
+		json_array_foreach(lines, i, l)
+			printf("%s\n", json_string_value(l));
+	fprintf(stderr, "vmd: error: %s\n", err ? err : "request failed");
+	/* Asking about a VM that does not exist is bad input. */
+	return err && (startswith(err, "no such VM") || startswith(err, "name:") || json_is_array(lines)) ?
+		       EXIT_BAD_INPUT :
+		       EXIT_RUNTIME;
+}
+
+static void format_duration(double s, char *buf, size_t n)
+{
+	if (s < 60)
+		snprintf(buf, n, "%.0fs", s);
+	else if (s < 3600)
+		snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
+	else if (s < 86400)
+		snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
+	else
+		snprintf(buf, n, "%dd%02dh", (int)(s / 86400), (int)(s / 3600) % 24);
+}
+
+static int print_status(json_t *vms)
+{
+	size_t i;
+	json_t *v;
+
+	printf("%-20s %-16s %-5s %-8s %-9s %-8s %-7s %s\n", "NAME", "STATE", "READY", "PID", "UPTIME", "RESTARTS",
+	       "BOOT", "LAST EXIT");
+	json_array_foreach(vms, i, v) {
+		char up[32] = "-", boot[32] = "-", pid[32] = "-";
+		json_t *b = json_object_get(v, "boot_time_s"), *p = json_object_get(v, "pid");
+		double u = json_real_value(json_object_get(v, "uptime_s"));
+		const char *le = json_string_value(json_object_get(v, "last_exit"));
+
+		if (json_is_integer(p)) {
+			snprintf(pid, sizeof(pid), "%lld", (long long)json_integer_value(p));
+			format_duration(u, up, sizeof(up));
+		}
+		if (json_is_number(b))
+			snprintf(boot, sizeof(boot), "%.2fs", json_number_value(b));
+		printf("%-20s %-16s %-5s %-8s %-9s %-8lld %-7s %s\n", json_string_value(json_object_get(v, "name")),
+		       json_string_value(json_object_get(v, "state")),
+		       json_is_true(json_object_get(v, "ready")) ? "yes" : "no", pid, up,
+		       (long long)json_integer_value(json_object_get(v, "restarts")), boot, le ? le : "-");
+	}
+	return EXIT_OK;
+}
+
+static int do_status(const struct host_config *host, const char *name, bool as_json)
+{
+	struct conn c = { .fd = -EBADF };
+	json_t *rep = request(host, &c, name ? json_pack("{s:s, s:s}", "command", "status", "name", name) :
+					       json_pack("{s:s}", "command", "status"));
+	int r;
+
+	if (!rep) {
+		conn_close(&c);
+		return EXIT_RUNTIME;
+	}
+	if (!json_is_true(json_object_get(rep, "ok")))
+		r = fail_reply(rep);
+	else if (as_json) {
+		_cleanup_free_ char *s = json_dumps(json_object_get(rep, "vms"), JSON_INDENT(2));
+		printf("%s\n", s ? s : "[]");
+		r = EXIT_OK;
+	} else
+		r = print_status(json_object_get(rep, "vms"));
+	json_decref(rep);
+	conn_close(&c);
+	return r;
+}
+
+static int do_simple(const struct host_config *host, const char *command, const char *name)
+{
+	struct conn c = { .fd = -EBADF };
+	json_t *rep = request(host, &c, json_pack("{s:s, s:s}", "command", command, "name", name));
+	int r = EXIT_OK;
+
+	if (!rep) {
+		conn_close(&c);
+		return EXIT_RUNTIME;
+	}
+	if (!json_is_true(json_object_get(rep, "ok")))
+		r = fail_reply(rep);
+	else if (json_object_get(rep, "message"))
+		fprintf(stderr, "%s: %s\n", name, json_string_value(json_object_get(rep, "message")));
+	json_decref(rep);
+	conn_close(&c);
+	return r;
+}
+
+static int do_reload(const struct host_config *host)
+{
+	static const char *const keys[] = { "added", "removed", "changed", "unchanged" };
+	struct conn c = { .fd = -EBADF };
+	json_t *rep = request(host, &c, json_pack("{s:s}", "command", "reload"));
+	int r = EXIT_OK;
+
+	if (!rep) {
+		conn_close(&c);
+		return EXIT_RUNTIME;
+	}
+	if (!json_is_true(json_object_get(rep, "ok")))
+		r = fail_reply(rep);
+	else
+		for (size_t k = 0; k < ELEMENTSOF(keys); k++) {
+			json_t *a = json_object_get(rep, keys[k]), *v;
+			size_t i;
+
+			printf("%s:", keys[k]);
+			json_array_foreach(a, i, v)
+				printf(" %s", json_string_value(v));
+			printf("\n");
+		}
+	json_decref(rep);
+	conn_close(&c);
+	return r;
+}
+
+static int write_b64(FILE *f, json_t *v)
+{
+	_cleanup_free_ char *out = NULL;
+	size_t n = 0;
+
+	if (!json_is_string(v))
+		return 0;
+	if (base64_decode(json_string_value(v), json_string_length(v), &out, &n) < 0)
+		return -EPROTO;
+	if (n && fwrite(out, 1, n, f) != n)
+		return -EIO;
+	fflush(f);
+	return 0;
+}
+
+static int do_exec(const struct host_config *host, const char *name, char **argv, unsigned timeout)
+{
+	struct conn c = { .fd = -EBADF };
+	json_t *args = json_array(), *rep;
+	int r;
+
+	for (size_t i = 0; argv[i]; i++) {
+		json_t *s = json_string(argv[i]);
+
+		if (!s) {
+			fprintf(stderr, "vmd exec: argument \"%s\" is not valid UTF-8\n", argv[i]);
+			json_decref(args);
+			return EXIT_BAD_INPUT;
+		}
+		json_array_append_new(args, s);
+	}
+	rep = request(host, &c, json_pack("{s:s, s:s, s:o, s:i}", "command", "exec", "name", name, "argv", args,
+					  "timeout_s", (int)timeout));
+	if (!rep) {
+		conn_close(&c);
+		return EXIT_RUNTIME;
+	}
+	if (!json_is_true(json_object_get(rep, "ok"))) {
+		const char *err = json_string_value(json_object_get(rep, "error"));
+
+		r = err && startswith(err, "cannot run the command") ? (fprintf(stderr, "vmd: error: %s\n", err), 127) :
+								       fail_reply(rep);
+	} else {
+		write_b64(stdout, json_object_get(rep, "stdout"));
+		write_b64(stderr, json_object_get(rep, "stderr"));
+		r = (int)json_integer_value(json_object_get(rep, "status"));
+	}
+	json_decref(rep);
+	conn_close(&c);
+	return r;
+}
+
+static int do_logs(const struct host_config *host, const char *name, bool follow)
+{
+	struct conn c = { .fd = -EBADF };
+	json_t *rep = request(host, &c, json_pack("{s:s, s:s, s:b}", "command", "logs", "name", name, "follow", follow));
+	int r = EXIT_OK;
+
+	if (!rep) {
+		conn_close(&c);
+		return EXIT_RUNTIME;
+	}
+	if (!json_is_true(json_object_get(rep, "ok"))) {
+		r = fail_reply(rep);
+		json_decref(rep);
+		conn_close(&c);
+		return r;
+	}
+	json_decref(rep);
+	while ((rep = conn_recv(&c))) {
+		bool eof = json_is_true(json_object_get(rep, "eof"));
+
+		if (write_b64(stdout, json_object_get(rep, "data")) < 0)
+			r = EXIT_RUNTIME;
+		json_decref(rep);
+		if (eof || r != EXIT_OK)
+			break;
+	}
+	conn_close(&c);
+	return r;
+}
+
+static void usage(FILE *f, const char *cmd)
+{
+	fprintf(f,
+		"Usage: vmd [-c SETTINGS] %s\n\n"
+		"  vmd status [NAME] [--json]   state, pid, uptime, restarts, ready, boot time, last exit\n"
+		"  vmd start|stop|restart NAME  and wait until it is ready (start, restart) or down (stop)\n"
+		"  vmd reload                   re-read the definitions and apply the difference\n"
+		"  vmd exec [--timeout SEC] NAME -- CMD ARG...   run a command in the guest\n"
+		"  vmd logs NAME [-f]           console, QEMU and virtiofsd output of the VM\n\n"
+		"They talk to \"vmd daemon\" through <run_dir>/vmd.sock.\n",
+		cmd);
+}
+
+int cmd_ctl(int argc, char **argv, const char *config)
+{
+	static const struct option options[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "follow", no_argument, NULL, 'f' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{}
+	};
+	_cleanup_host_config_ struct host_config *host = NULL;
+	const char *cmd = argv[0];
+	bool as_json = false, follow = false;
+	unsigned long timeout = 0;
+	char **rest;
+	int nrest, c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+c:jft:h", options, NULL)) >= 0)
+		switch (c) {
+		case 'c':
+			config = optarg;
+			break;
+		case 'j':
+			as_json = true;
+			break;
+		case 'f':
+			follow = true;
+			break;
+		case 't': {
+			char *end;
+
+			timeout = strtoul(optarg, &end, 10);
+			if (!*optarg || *end || timeout > 86400 * 365) {
+				fprintf(stderr, "vmd %s: --timeout: expected seconds\n", cmd);
+				return EXIT_BAD_INPUT;
+			}
+			break;
+		}
+		case 'h':
+			usage(stdout, cmd);
+			return EXIT_OK;
+		default:
+			usage(stderr, cmd);
+			return EXIT_BAD_INPUT;
+		}
+	rest = argv + optind;
+	nrest = argc - optind;
+	/* Options may also follow the name: vmd logs edge -f. */
+	if (nrest > 1 && streq(cmd, "logs") && (streq(rest[1], "-f") || streq(rest[1], "--follow"))) {
+		follow = true;
+		nrest--;
+	}
+	if (nrest > 1 && streq(cmd, "status") && streq(rest[1], "--json")) {
+		as_json = true;
+		nrest--;
+	}
+
+	if (streq(cmd, "status")) {
+		if (nrest > 1) {
+			usage(stderr, cmd);
+			return EXIT_BAD_INPUT;
+		}
+	} else if (streq(cmd, "reload")) {
+		if (nrest != 0) {
+			usage(stderr, cmd);
+			return EXIT_BAD_INPUT;
+		}
+	} else if (streq(cmd, "exec")) {
+		if (nrest < 3 || !streq(rest[1], "--")) {
+			fprintf(stderr, "Usage: vmd exec [--timeout SEC] NAME -- CMD [ARG...]\n");
+			return EXIT_BAD_INPUT;
+		}
+	} else if (nrest != 1) {
+		usage(stderr, cmd);
+		return EXIT_BAD_INPUT;
+	}
+	if (nrest >= 1 && check_name(rest[0])) {
+		fprintf(stderr, "vmd %s: \"%s\" is not a VM name: %s\n", cmd, rest[0], check_name(rest[0]));
+		return EXIT_BAD_INPUT;
+	}
+	if (cli_load_host(config, &host) < 0)
+		return EXIT_BAD_INPUT;
+
+	if (streq(cmd, "status"))
+		return do_status(host, nrest ? rest[0] : NULL, as_json);
+	if (streq(cmd, "reload"))
+		return do_reload(host);
+	if (streq(cmd, "exec"))
+		return do_exec(host, rest[0], rest + 2, (unsigned)timeout);
+	if (streq(cmd, "logs"))
+		return do_logs(host, rest[0], follow);
+	return do_simple(host, cmd, rest[0]);
+}

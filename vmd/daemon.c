@@ -1,0 +1,263 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "cli.h"
+#include "control.h"
+#include "defset.h"
+#include "log.h"
+#include "manager.h"
+#include "qemu.h"
+
+struct daemon {
+	struct loop *loop;
+	struct host_config *host;
+	struct manager *manager;
+	struct control *control;
+	bool keep_running;
+	bool stopping;
+	int exit_code;
+};
+
+/* sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET. */
+static void notify(const char *msg)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	_cleanup_close_ int fd = -EBADF;
+	size_t len;
+
+	if (!path || (path[0] != '/' && path[0] != '@') || strlen(path) >= sizeof(sa.sun_path))
+		return;
+	len = strlen(path);
+	memcpy(sa.sun_path, path, len);
+	if (sa.sun_path[0] == '@')
+		sa.sun_path[0] = 0; /* abstract namespace */
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+		   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
+		log_debug_errno(errno, "sd_notify: %m");
+}
+
+/* Loads and validates every definition; nothing changes unless all are
+ * valid. */
+static int reload(void *userdata, json_t **ret_summary, json_t **ret_errors)
+{
+	struct daemon *d = userdata;
+	struct defset set = {};
+	struct defset_errors errors = {};
+	char *paths[] = { d->host->definitions_dir, NULL };
+	struct stat st;
+	int r;
+
+	if (stat(d->host->definitions_dir, &st) < 0 && errno == ENOENT) {
+		/* No directory: no VMs. */
+		r = 0;
+	} else
+		r = defset_load(paths, d->host->store_dir, &set, &errors);
+	if (r < 0) {
+		log_error("reload refused: the definitions have errors; nothing was changed:");
+		defset_errors_print(&errors, stderr);
+		if (ret_errors)
+			*ret_errors = defset_errors_json(&errors);
+		defset_errors_clear(&errors);
+		defset_clear(&set);
+		return -EINVAL;
+	}
+	r = manager_apply(d->manager, &set, ret_summary);
+	defset_clear(&set);
+	if (r < 0)
+		return log_error_errno(r, "applying the definitions: %m");
+	log_info("definitions loaded from %s: %zu VMs started", d->host->definitions_dir,
+		 manager_launched(d->manager));
+	return 0;
+}
+
+static void on_shutdown_done(void *userdata, int error, const char *message)
+{
+	struct daemon *d = userdata;
+
+	(void)error;
+	(void)message;
+	loop_exit(d->loop, d->exit_code);
+}
+
+static void on_signal(struct loop_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+	struct daemon *d = userdata;
+
+	(void)s;
+	if (si->ssi_signo == SIGHUP) {
+		log_info("SIGHUP: reloading");
+		notify("RELOADING=1");
+		reload(d, NULL, NULL);
+		notify("READY=1");
+		return;
+	}
+	if (d->stopping) {
+		log_info("%s again: killing every VM", strsignal((int)si->ssi_signo));
+		manager_kill_all(d->manager);
+		return;
+	}
+	d->stopping = true;
+	notify("STOPPING=1");
+	if (d->keep_running)
+		log_info("%s: exiting, leaving the VMs running for the next daemon", strsignal((int)si->ssi_signo));
+	else
+		log_info("%s: stopping every VM", strsignal((int)si->ssi_signo));
+	manager_shutdown(d->manager, d->keep_running, on_shutdown_done, d);
+}
+
+/* One daemon per run_dir: a lock file, checked before anything else. */
+static int take_daemon_lock(const struct host_config *host, int *ret)
+{
+	_cleanup_free_ char *path = path_join(host->run_dir, "vmd.lock");
+	_cleanup_close_ int fd = -EBADF;
+	int r;
+
+	if (!path)
+		return -ENOMEM;
+	r = mkdir_p(host->run_dir, 0755);
+	if (r < 0)
+		return r;
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+		return errno == EWOULDBLOCK ? -EBUSY : -errno;
+	*ret = TAKE_FD(fd);
+	return 0;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: vmd daemon [-c SETTINGS] [--keep-running] [-v]\n\n"
+		"Supervises every definition in definitions_dir: starts the autostart VMs,\n"
+		"restarts them by their restart policy, applies changes on SIGHUP or\n"
+		"\"vmd reload\", and answers the control socket <run_dir>/vmd.sock.\n"
+		"SIGTERM stops every VM gracefully, then exits; with --keep-running it\n"
+		"exits at once and leaves the VMs running for the next daemon, which\n"
+		"adopts them.\n");
+}
+
+int cmd_daemon(int argc, char **argv, const char *config)
+{
+	static const struct option options[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "keep-running", no_argument, NULL, 'k' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{}
+	};
+	static const int signals[] = { SIGTERM, SIGINT, SIGHUP };
+	struct daemon d = { .exit_code = EXIT_OK };
+	_cleanup_free_ char *qemu = NULL, *virtiofsd = NULL;
+	_cleanup_close_ int lock = -EBADF;
+	struct loop_source *sigs = NULL;
+	struct virtiofsd_caps caps;
+	const char *reason;
+	int accel, c, r;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+c:kvh", options, NULL)) >= 0)
+		switch (c) {
+		case 'c':
+			config = optarg;
+			break;
+		case 'k':
+			d.keep_running = true;
+			break;
+		case 'v':
+			log_set_level(LOG_LEVEL_DEBUG);
+			break;
+		case 'h':
+			usage(stdout);
+			return EXIT_OK;
+		default:
+			usage(stderr);
+			return EXIT_BAD_INPUT;
+		}
+	if (optind < argc) {
+		usage(stderr);
+		return EXIT_BAD_INPUT;
+	}
+	if (cli_load_host(config, &d.host) < 0)
+		return EXIT_BAD_INPUT;
+
+	r = take_daemon_lock(d.host, &lock);
+	if (r == -EBUSY) {
+		log_error("another vmd daemon already runs for %s", d.host->run_dir);
+		r = EXIT_RUNTIME;
+		goto out;
+	}
+	if (r < 0) {
+		log_error_errno(r, "locking %s/vmd.lock: %m", d.host->run_dir);
+		r = EXIT_RUNTIME;
+		goto out;
+	}
+	r = accel_resolve(d.host->accel, "/", &accel, &reason);
+	if (r == 0)
+		log_info("accelerator: %s (%s)", accel_names[accel], reason);
+	if (r == 0 && (r = find_executable(d.host->qemu, &qemu)) < 0)
+		log_error_errno(r, "QEMU binary %s: %m", d.host->qemu);
+	if (r == 0 && (r = find_executable(d.host->virtiofsd, &virtiofsd)) < 0)
+		log_error_errno(r, "virtiofsd binary %s: %m", d.host->virtiofsd);
+	if (r == 0 && (r = virtiofsd_probe(virtiofsd, d.host->virtiofsd_style, &caps)) < 0)
+		log_error_errno(r, "cannot tell which virtiofsd %s is (set \"virtiofsd_style\"): %m", virtiofsd);
+	if (r < 0) {
+		r = EXIT_RUNTIME;
+		goto out;
+	}
+
+	struct vm_options opts = {
+		.accel = accel,
+		.caps = &caps,
+		.qemu = qemu,
+		.virtiofsd = virtiofsd,
+		.save_state = true,
+	};
+	r = loop_new(&d.loop);
+	if (r == 0)
+		r = loop_add_signals(d.loop, signals, ELEMENTSOF(signals), on_signal, &d, &sigs);
+	if (r == 0)
+		r = manager_new(d.loop, d.host, &opts, &d.manager);
+	if (r < 0) {
+		log_error_errno(r, "setting up: %m");
+		r = EXIT_RUNTIME;
+		goto out;
+	}
+	/* The socket before any VM: failing here leaves nothing running. */
+	r = control_new(d.loop, d.manager, d.host, reload, &d, &d.control);
+	if (r < 0) {
+		log_error_errno(r, "control socket %s/vmd.sock: %m", d.host->run_dir);
+		r = EXIT_RUNTIME;
+		goto out;
+	}
+	/* VMs a previous daemon left running first, then the configuration
+	 * decides what else runs. */
+	r = manager_adopt_all(d.manager);
+	if (r < 0)
+		log_error_errno(r, "adopting running VMs: %m");
+	if (reload(&d, NULL, NULL) < 0)
+		log_error("running with the VMs adopted so far; fix the definitions and reload");
+	/* Every autostart VM has been launched (not necessarily ready). */
+	notify("READY=1");
+	log_info("ready; control socket %s", control_path(d.control));
+	r = loop_run(d.loop);
+out:
+	control_free(d.control);
+	manager_free(d.manager);
+	loop_source_freep(&sigs);
+	loop_free(d.loop);
+	host_config_free(d.host);
+	return r;
+}

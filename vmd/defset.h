@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* A set of definitions: every *.json in a directory (or the files given),
+ * validated one by one and against each other (unique names), and the
+ * difference between two sets. A set with any error is unusable whole:
+ * nothing is started from it. */
+
+#include "def.h"
+
+struct defset_entry {
+	char *file;
+	struct vm_def *def;
+};
+
+struct defset {
+	struct defset_entry *entries;
+	size_t n;
+};
+
+/* Errors for one file, as "FIELD: reason" lines. */
+struct defset_error {
+	char *file;
+	struct schema_errors errors;
+};
+
+struct defset_errors {
+	struct defset_error *files;
+	size_t n;
+};
+
+/* Loads paths (files, or directories of *.json, sorted). store_dir, if
+ * not NULL, also checks each closure on this host. Returns 0, or -EINVAL
+ * with errors filled in (the set then holds whatever parsed). */
+int defset_load(char *const *paths, const char *store_dir, struct defset *set, struct defset_errors *errors);
+void defset_clear(struct defset *set);
+void defset_errors_clear(struct defset_errors *errors);
+/* Prints "FILE: FIELD: reason" lines. */
+void defset_errors_print(const struct defset_errors *errors, FILE *f);
+/* The same lines as a JSON array of strings. */
+json_t *defset_errors_json(const struct defset_errors *errors);
+
+const struct vm_def *defset_find(const struct defset *set, const char *name);
+/* Removes the entry and returns its definition (owned by the caller). */
+struct vm_def *defset_take(struct defset *set, const char *name);

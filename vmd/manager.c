@@ -1,0 +1,757 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <dirent.h>
+#include <stdio.h>
+
+#include "log.h"
+#include "manager.h"
+#include "vmstate.h"
+
+enum waiter_kind { WAIT_READY, WAIT_STOPPED };
+
+struct waiter {
+	enum waiter_kind kind;
+	manager_done_cb cb;
+	void *userdata;
+	struct waiter *next;
+};
+
+struct exec_req {
+	char **argv;
+	usec_t timeout;
+	qga_exec_cb cb; /* NULL once cancelled */
+	void *userdata;
+	struct exec_req *next;
+};
+
+struct mvm {
+	struct manager *m;
+	struct vm *vm;
+	char *name;
+	bool want;            /* should be running */
+	bool removed;         /* left the config: freed once stopped */
+	bool restart_pending; /* start again as soon as it has stopped */
+	bool dead;            /* waiting to be freed */
+	struct vm_def *next_def;
+	uint32_t restarts;
+	usec_t *starts; /* recent start times, for the start limit */
+	size_t n_starts;
+	usec_t delay;
+	usec_t ready_at;
+	struct loop_source *timer;
+	char *last_exit;
+	struct waiter *waiters;
+	struct exec_req *execs;
+	bool exec_running;
+	struct mvm *next;
+};
+
+struct manager {
+	struct loop *loop;
+	const struct host_config *host;
+	struct vm_options opts;
+	struct mvm *vms;
+	size_t launched;
+	bool shutting_down;
+	manager_done_cb shutdown_cb;
+	void *shutdown_userdata;
+	struct loop_source *reaper;
+};
+
+static void on_ready(struct vm *vm, void *userdata);
+static void on_exited(struct vm *vm, enum vm_exit_reason reason, const char *detail, void *userdata);
+
+static const struct vm_callbacks callbacks = {
+	.ready = on_ready,
+	.exited = on_exited,
+};
+
+static struct mvm *find(struct manager *m, const char *name)
+{
+	for (struct mvm *v = m->vms; v; v = v->next)
+		if (!v->dead && streq(v->name, name))
+			return v;
+	return NULL;
+}
+
+static bool is_active(const struct mvm *v)
+{
+	enum vm_state s = vm_get_state(v->vm);
+
+	return s != VM_STOPPED && s != VM_BACKOFF && s != VM_FAILED;
+}
+
+static void complete(struct mvm *v, enum waiter_kind kind, int error, const char *message)
+{
+	struct waiter **pp = &v->waiters;
+
+	while (*pp) {
+		struct waiter *w = *pp;
+
+		if (w->kind != kind) {
+			pp = &w->next;
+			continue;
+		}
+		*pp = w->next;
+		if (w->cb)
+			w->cb(w->userdata, error, message);
+		free(w);
+	}
+}
+
+static int add_waiter(struct mvm *v, enum waiter_kind kind, manager_done_cb cb, void *userdata)
+{
+	struct waiter *w;
+
+	if (!cb)
+		return 0;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	*w = (struct waiter){ kind, cb, userdata, v->waiters };
+	v->waiters = w;
+	return 0;
+}
+
+static void reset_limits(struct mvm *v)
+{
+	v->n_starts = 0;
+	v->delay = (usec_t)v->m->host->restart_delay_min_ms * USEC_PER_MSEC;
+}
+
+static void exec_next(struct mvm *v);
+
+static void fail_execs(struct mvm *v, int error)
+{
+	while (v->execs) {
+		struct exec_req *e = v->execs;
+		struct qga_result res = { .error = error };
+
+		v->execs = e->next;
+		if (e->cb)
+			e->cb(NULL, &res, e->userdata);
+		strv_free(e->argv);
+		free(e);
+	}
+	v->exec_running = false;
+}
+
+static void on_reap(struct loop_source *s, void *userdata)
+{
+	struct manager *m = userdata;
+	struct mvm **pp = &m->vms;
+
+	(void)s;
+	while (*pp) {
+		struct mvm *v = *pp;
+
+		if (!v->dead) {
+			pp = &v->next;
+			continue;
+		}
+		*pp = v->next;
+		vm_free(v->vm);
+		loop_source_freep(&v->timer);
+		def_free(v->next_def);
+		free(v->starts);
+		free(v->last_exit);
+		free(v->name);
+		free(v);
+	}
+}
+
+/* Freed from the loop, never under a callback that still uses it. */
+static void mvm_release(struct mvm *v)
+{
+	complete(v, WAIT_READY, -ENOENT, "removed from the configuration");
+	complete(v, WAIT_STOPPED, 0, NULL);
+	fail_execs(v, -ENOENT);
+	v->dead = true;
+	loop_timer_set(v->m->reaper, now_usec());
+}
+
+static void check_shutdown(struct manager *m)
+{
+	manager_done_cb cb = m->shutdown_cb;
+
+	if (!m->shutting_down || !cb)
+		return;
+	for (struct mvm *v = m->vms; v; v = v->next)
+		if (!v->dead && is_active(v))
+			return;
+	m->shutdown_cb = NULL;
+	cb(m->shutdown_userdata, 0, NULL);
+}
+
+static void launch(struct mvm *v);
+
+static void on_backoff(struct loop_source *s, void *userdata)
+{
+	struct mvm *v = userdata;
+
+	(void)s;
+	if (!v->want || is_active(v))
+		return;
+	v->restarts++;
+	launch(v);
+}
+
+/* Counts starts in the window; false means the limit is reached. */
+static bool start_allowed(struct mvm *v)
+{
+	usec_t now = now_usec(), window = (usec_t)v->m->host->start_limit_interval_s * USEC_PER_SEC;
+	size_t k = 0;
+
+	for (size_t i = 0; i < v->n_starts; i++)
+		if (now - v->starts[i] < window)
+			v->starts[k++] = v->starts[i];
+	v->n_starts = k;
+	return k < v->m->host->start_limit_burst;
+}
+
+static void after_exit(struct mvm *v, enum vm_exit_reason reason);
+
+static void launch(struct mvm *v)
+{
+	usec_t *st;
+	int r;
+
+	if (!start_allowed(v)) {
+		log_error("%s: started %u times within %u s; giving up (failed) until \"vmd start\" or a "
+			  "changed definition",
+			  v->name, v->m->host->start_limit_burst, v->m->host->start_limit_interval_s);
+		vm_set_idle_state(v->vm, VM_FAILED);
+		complete(v, WAIT_READY, -EIO, v->last_exit ? v->last_exit : "start limit reached");
+		return;
+	}
+	st = realloc(v->starts, (v->n_starts + 1) * sizeof(*st));
+	if (st) {
+		v->starts = st;
+		v->starts[v->n_starts++] = now_usec();
+	}
+	v->ready_at = 0;
+	vm_set_restarts(v->vm, v->restarts);
+	r = vm_start(v->vm);
+	if (r < 0) {
+		free(v->last_exit);
+		v->last_exit = xasprintf("start-failed: %s", strerror(-r));
+		after_exit(v, VM_EXIT_START_FAILED);
+	}
+}
+
+static bool policy_restarts(int policy, enum vm_exit_reason reason)
+{
+	switch (policy) {
+	case RESTART_ALWAYS:
+		return true;
+	case RESTART_ON_FAILURE:
+		/* A clean poweroff is not a failure; a reboot is the guest
+		 * asking to come back, with fresh disks. */
+		return reason != VM_EXIT_POWEROFF;
+	default:
+		return false;
+	}
+}
+
+static void after_exit(struct mvm *v, enum vm_exit_reason reason)
+{
+	struct manager *m = v->m;
+	usec_t delay;
+
+	complete(v, WAIT_STOPPED, 0, NULL);
+	complete(v, WAIT_READY, -EIO, v->last_exit ? v->last_exit : "the VM stopped");
+	fail_execs(v, -ECONNRESET);
+
+	if (v->removed) {
+		mvm_release(v);
+		check_shutdown(m);
+		return;
+	}
+	if (m->shutting_down) {
+		check_shutdown(m);
+		return;
+	}
+	if (v->next_def) {
+		/* A changed definition: the new one starts right away. */
+		vm_set_def(v->vm, TAKE_PTR(v->next_def));
+		reset_limits(v);
+		if (v->want)
+			launch(v);
+		return;
+	}
+	if (v->restart_pending) {
+		v->restart_pending = false;
+		if (v->want)
+			launch(v);
+		return;
+	}
+	if (reason == VM_EXIT_STOPPED || !v->want)
+		return;
+	if (!policy_restarts(vm_def(v->vm)->restart, reason)) {
+		v->want = false;
+		log_info("%s: not restarting (restart: %s)", v->name, restart_policy_names[vm_def(v->vm)->restart]);
+		return;
+	}
+	/* A VM that stayed up a while starts again from the shortest delay. */
+	if (v->ready_at && now_usec() - v->ready_at >= (usec_t)m->host->restart_reset_s * USEC_PER_SEC)
+		v->delay = (usec_t)m->host->restart_delay_min_ms * USEC_PER_MSEC;
+	delay = v->delay;
+	v->delay *= 2;
+	if (v->delay > (usec_t)m->host->restart_delay_max_ms * USEC_PER_MSEC)
+		v->delay = (usec_t)m->host->restart_delay_max_ms * USEC_PER_MSEC;
+	log_info("%s: restarting in %llu ms", v->name, (unsigned long long)(delay / USEC_PER_MSEC));
+	vm_set_idle_state(v->vm, VM_BACKOFF);
+	loop_timer_set(v->timer, now_usec() + delay);
+}
+
+static void on_ready(struct vm *vm, void *userdata)
+{
+	struct mvm *v = userdata;
+	char msg[64];
+
+	(void)vm;
+	v->ready_at = now_usec();
+	snprintf(msg, sizeof(msg), "ready in %.2f s", (double)vm_ready_usec(v->vm) / USEC_PER_SEC);
+	complete(v, WAIT_READY, 0, msg);
+}
+
+static void on_exited(struct vm *vm, enum vm_exit_reason reason, const char *detail, void *userdata)
+{
+	struct mvm *v = userdata;
+
+	(void)vm;
+	free(v->last_exit);
+	v->last_exit = xasprintf("%s%s%s", vm_exit_reason_names[reason], detail ? ": " : "", detail ? detail : "");
+	after_exit(v, reason);
+}
+
+static struct mvm *mvm_new(struct manager *m, struct vm_def *def)
+{
+	struct mvm *v = calloc(1, sizeof(*v)), **pp;
+
+	if (!v) {
+		def_free(def);
+		return NULL;
+	}
+	v->m = m;
+	v->name = strdup(def->name);
+	if (!v->name || loop_add_timer(m->loop, 0, on_backoff, v, &v->timer) < 0) {
+		def_free(def);
+		goto fail;
+	}
+	/* vm_new() takes def, also when it fails. */
+	if (vm_new(m->loop, m->host, &m->opts, def, &callbacks, v, &v->vm) < 0)
+		goto fail;
+	reset_limits(v);
+	/* Kept sorted by name: status lists them that way. */
+	pp = &m->vms;
+	while (*pp && strcmp((*pp)->name, v->name) < 0)
+		pp = &(*pp)->next;
+	v->next = *pp;
+	*pp = v;
+	return v;
+fail:
+	loop_source_freep(&v->timer);
+	free(v->name);
+	free(v);
+	return NULL;
+}
+
+int manager_new(struct loop *l, const struct host_config *host, const struct vm_options *opts,
+		struct manager **ret)
+{
+	struct manager *m = calloc(1, sizeof(*m));
+	int r;
+
+	if (!m)
+		return -ENOMEM;
+	m->loop = l;
+	m->host = host;
+	m->opts = *opts;
+	r = loop_add_timer(l, 0, on_reap, m, &m->reaper);
+	if (r < 0) {
+		free(m);
+		return r;
+	}
+	*ret = m;
+	return 0;
+}
+
+void manager_free(struct manager *m)
+{
+	if (!m)
+		return;
+	for (struct mvm *v = m->vms; v; v = v->next) {
+		/* Whatever still runs was meant to (--keep-running). */
+		vm_detach(v->vm);
+		for (struct waiter *w = v->waiters; w; w = w->next)
+			w->cb = NULL;
+		for (struct exec_req *e = v->execs; e; e = e->next)
+			e->cb = NULL;
+		mvm_release(v);
+	}
+	on_reap(NULL, m);
+	loop_source_freep(&m->reaper);
+	free(m);
+}
+
+int manager_adopt_all(struct manager *m)
+{
+	_cleanup_free_ char *vms = path_join(m->host->run_dir, "vms");
+	_cleanup_free_ char *disks = path_join(m->host->state_dir, "disks");
+	const char *dirs[] = { vms, disks };
+	struct dirent *de;
+	DIR *d;
+
+	if (!vms || !disks)
+		return -ENOMEM;
+	for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+		d = opendir(dirs[i]);
+		if (!d)
+			continue;
+		while ((de = readdir(d))) {
+			_cleanup_free_ char *dir = NULL;
+			struct vmstate st = {};
+			struct mvm *v;
+			int r;
+
+			if (de->d_name[0] == '.' || check_name(de->d_name) || find(m, de->d_name))
+				continue;
+			r = vm_sweep_stale(m->host, de->d_name);
+			if (r == 0) {
+				log_info("%s: removed what a dead VM left behind", de->d_name);
+				continue;
+			}
+			if (r != -EBUSY || i != 0)
+				continue;
+			/* Live. Ours if a daemon left a state file for it. */
+			dir = vm_run_dir(m->host, de->d_name);
+			if (!dir || vmstate_read(dir, &st) < 0 || !streq(st.def->name, de->d_name)) {
+				log_warning("%s: %s is in use by something other than a vmd daemon (vmd run?); "
+					    "leaving it alone",
+					    de->d_name, dir ? dir : de->d_name);
+				vmstate_clear(&st);
+				continue;
+			}
+			v = mvm_new(m, TAKE_PTR(st.def));
+			if (!v) {
+				vmstate_clear(&st);
+				return -ENOMEM;
+			}
+			if (vm_adopt(v->vm, &st) == 0) {
+				v->want = true;
+				v->restarts = st.restarts;
+				v->ready_at = now_usec();
+			} else {
+				/* Killed and cleaned: the configuration decides anew. */
+				v->removed = true;
+				mvm_release(v);
+			}
+			vmstate_clear(&st);
+		}
+		closedir(d);
+	}
+	return 0;
+}
+
+static int add_name(json_t *summary, const char *key, const char *name)
+{
+	return json_array_append_new(json_object_get(summary, key), json_string(name));
+}
+
+int manager_apply(struct manager *m, struct defset *set, json_t **ret)
+{
+	json_t *summary = json_pack("{s:[], s:[], s:[], s:[]}", "added", "removed", "changed", "unchanged");
+
+	if (!summary)
+		return -ENOMEM;
+	m->launched = 0;
+	for (struct mvm *v = m->vms; v; v = v->next) {
+		struct vm_def *nd;
+
+		if (v->dead || v->removed)
+			continue;
+		nd = defset_take(set, v->name);
+		if (!nd) {
+			log_info("%s: removed from the configuration; stopping it", v->name);
+			add_name(summary, "removed", v->name);
+			v->removed = true;
+			v->want = false;
+			loop_timer_set(v->timer, 0);
+			if (is_active(v))
+				vm_stop(v->vm, false);
+			else
+				mvm_release(v);
+			continue;
+		}
+		if (def_equal(vm_def(v->vm), nd)) {
+			add_name(summary, "unchanged", v->name);
+			def_free(nd);
+			continue;
+		}
+		add_name(summary, "changed", v->name);
+		if (is_active(v)) {
+			log_info("%s: definition changed; restarting it", v->name);
+			def_free(v->next_def);
+			v->next_def = nd;
+			v->want = true;
+			vm_stop(v->vm, false);
+			continue;
+		}
+		/* Stopped, failed or backing off: the new definition starts
+		 * afresh, if it is to start at all. */
+		loop_timer_set(v->timer, 0);
+		vm_set_def(v->vm, nd);
+		vm_set_idle_state(v->vm, VM_STOPPED);
+		reset_limits(v);
+		v->want = vm_def(v->vm)->autostart;
+		if (v->want) {
+			m->launched++;
+			launch(v);
+		}
+	}
+	for (size_t i = 0; i < set->n; i++) {
+		struct vm_def *d = TAKE_PTR(set->entries[i].def);
+		struct mvm *v;
+
+		if (!d)
+			continue;
+		add_name(summary, "added", d->name);
+		v = mvm_new(m, d);
+		if (!v) {
+			json_decref(summary);
+			return -ENOMEM;
+		}
+		v->want = vm_def(v->vm)->autostart;
+		if (v->want) {
+			m->launched++;
+			launch(v);
+		}
+	}
+	if (ret)
+		*ret = summary;
+	else
+		json_decref(summary);
+	return 0;
+}
+
+static struct mvm *lookup(struct manager *m, const char *name, manager_done_cb cb, void *userdata)
+{
+	struct mvm *v = name ? find(m, name) : NULL;
+
+	if ((!v || v->removed) && cb)
+		cb(userdata, -ENOENT, "no such VM");
+	return v && !v->removed ? v : NULL;
+}
+
+int manager_start(struct manager *m, const char *name, manager_done_cb cb, void *userdata)
+{
+	struct mvm *v = lookup(m, name, cb, userdata);
+
+	if (!v)
+		return -ENOENT;
+	v->want = true;
+	if (vm_is_ready(v->vm)) {
+		if (cb)
+			cb(userdata, 0, "already running");
+		return 0;
+	}
+	if (add_waiter(v, WAIT_READY, cb, userdata) < 0)
+		return -ENOMEM;
+	if (vm_get_state(v->vm) == VM_STOPPING) {
+		v->restart_pending = true;
+		return 0;
+	}
+	if (is_active(v))
+		return 0; /* on its way up */
+	/* An explicit start forgives earlier failures. */
+	loop_timer_set(v->timer, 0);
+	reset_limits(v);
+	launch(v);
+	return 0;
+}
+
+int manager_stop(struct manager *m, const char *name, manager_done_cb cb, void *userdata)
+{
+	struct mvm *v = lookup(m, name, cb, userdata);
+
+	if (!v)
+		return -ENOENT;
+	v->want = false;
+	v->restart_pending = false;
+	loop_timer_set(v->timer, 0);
+	if (!is_active(v)) {
+		vm_set_idle_state(v->vm, VM_STOPPED);
+		if (cb)
+			cb(userdata, 0, "not running");
+		return 0;
+	}
+	if (add_waiter(v, WAIT_STOPPED, cb, userdata) < 0)
+		return -ENOMEM;
+	return vm_stop(v->vm, false);
+}
+
+int manager_restart(struct manager *m, const char *name, manager_done_cb cb, void *userdata)
+{
+	struct mvm *v = lookup(m, name, cb, userdata);
+
+	if (!v)
+		return -ENOENT;
+	if (!is_active(v))
+		return manager_start(m, name, cb, userdata);
+	v->want = true;
+	v->restart_pending = true;
+	if (add_waiter(v, WAIT_READY, cb, userdata) < 0)
+		return -ENOMEM;
+	return vm_stop(v->vm, false);
+}
+
+static void on_exec_done(struct qga *g, const struct qga_result *res, void *userdata)
+{
+	struct mvm *v = userdata;
+	struct exec_req *e = v->execs;
+
+	(void)g;
+	if (!e)
+		return;
+	v->execs = e->next;
+	v->exec_running = false;
+	if (e->cb)
+		e->cb(NULL, res, e->userdata);
+	strv_free(e->argv);
+	free(e);
+	exec_next(v);
+}
+
+static void exec_next(struct mvm *v)
+{
+	struct exec_req *e = v->execs;
+	int r;
+
+	if (!e || v->exec_running)
+		return;
+	v->exec_running = true;
+	r = vm_exec(v->vm, e->argv, e->timeout, on_exec_done, v);
+	if (r < 0) {
+		struct qga_result res = { .error = r };
+
+		on_exec_done(NULL, &res, v);
+	}
+}
+
+int manager_exec(struct manager *m, const char *name, char **argv, usec_t timeout, qga_exec_cb cb,
+		 void *userdata)
+{
+	struct mvm *v = name ? find(m, name) : NULL;
+	struct exec_req *e, **t;
+
+	if (!v || v->removed)
+		return -ENOENT;
+	if (!vm_is_ready(v->vm))
+		return -ENOTCONN;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	e->argv = strv_copy(argv);
+	if (!e->argv) {
+		free(e);
+		return -ENOMEM;
+	}
+	e->timeout = timeout;
+	e->cb = cb;
+	e->userdata = userdata;
+	for (t = &v->execs; *t; t = &(*t)->next)
+		;
+	*t = e;
+	exec_next(v);
+	return 0;
+}
+
+void manager_cancel(struct manager *m, void *userdata)
+{
+	for (struct mvm *v = m->vms; v; v = v->next) {
+		for (struct waiter *w = v->waiters; w; w = w->next)
+			if (w->userdata == userdata)
+				w->cb = NULL;
+		for (struct exec_req *e = v->execs; e; e = e->next)
+			if (e->userdata == userdata)
+				e->cb = NULL;
+	}
+}
+
+static json_t *status_of(struct mvm *v)
+{
+	const struct vm_def *d = vm_def(v->vm);
+	usec_t started = vm_started_usec(v->vm), boot = vm_ready_usec(v->vm);
+	pid_t pid = vm_qemu_pid(v->vm);
+
+	return json_pack("{s:s, s:s, s:b, s:o, s:i, s:f, s:o, s:o, s:s, s:b, s:s, s:s}", "name", v->name, "state",
+			 vm_state_names[vm_get_state(v->vm)], "ready", vm_is_ready(v->vm), "pid",
+			 pid ? json_integer(pid) : json_null(), "restarts", (int)v->restarts, "uptime_s",
+			 started ? (double)(now_usec() - started) / USEC_PER_SEC : 0.0, "last_exit",
+			 v->last_exit ? json_string(v->last_exit) : json_null(), "boot_time_s",
+			 boot ? json_real((double)boot / USEC_PER_SEC) : json_null(), "host", "local", "autostart",
+			 d->autostart, "restart", restart_policy_names[d->restart], "system", d->system);
+}
+
+json_t *manager_status(struct manager *m, const char *name)
+{
+	json_t *a = json_array();
+	size_t n = 0;
+
+	if (!a)
+		return NULL;
+	for (struct mvm *v = m->vms; v; v = v->next) {
+		if (v->dead || v->removed || (name && !streq(name, v->name)))
+			continue;
+		json_array_append_new(a, status_of(v));
+		n++;
+	}
+	if (name && n == 0) {
+		json_decref(a);
+		return NULL;
+	}
+	return a;
+}
+
+const char *manager_log_path(struct manager *m, const char *name)
+{
+	struct mvm *v = find(m, name);
+
+	return v && !v->removed ? vm_log_path(v->vm) : NULL;
+}
+
+size_t manager_launched(struct manager *m)
+{
+	return m->launched;
+}
+
+void manager_shutdown(struct manager *m, bool keep_running, manager_done_cb cb, void *userdata)
+{
+	m->shutting_down = true;
+	m->shutdown_cb = cb;
+	m->shutdown_userdata = userdata;
+	for (struct mvm *v = m->vms; v; v = v->next) {
+		if (v->dead)
+			continue;
+		loop_timer_set(v->timer, 0);
+		if (keep_running)
+			continue;
+		v->want = false;
+		if (is_active(v))
+			vm_stop(v->vm, false);
+	}
+	if (keep_running) {
+		m->shutdown_cb = NULL;
+		if (cb)
+			cb(userdata, 0, NULL);
+		return;
+	}
+	check_shutdown(m);
+}
+
+void manager_kill_all(struct manager *m)
+{
+	for (struct mvm *v = m->vms; v; v = v->next)
+		if (!v->dead && is_active(v))
+			vm_stop(v->vm, true);
+}

@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+
+#include "vmstate.h"
+
+int proc_id_get(pid_t pid, struct proc_id *ret)
+{
+	_cleanup_free_ char *path = xasprintf("/proc/%d/stat", (int)pid), *buf = NULL;
+	unsigned long long start;
+	const char *p;
+	int r;
+
+	if (!path)
+		return -ENOMEM;
+	r = read_file(path, 4096, &buf, NULL);
+	if (r < 0)
+		return r == -ENOENT ? -ESRCH : r;
+	/* The command name may contain spaces and ')': skip past the last. */
+	p = strrchr(buf, ')');
+	if (!p)
+		return -EIO;
+	/* Fields from 3 (state) on; start time is field 22. */
+	p++;
+	for (int field = 3; field < 22; field++) {
+		p = strchr(p + 1, ' ');
+		if (!p)
+			return -EIO;
+	}
+	if (sscanf(p, " %llu", &start) != 1)
+		return -EIO;
+	ret->pid = pid;
+	ret->start_time = start;
+	return 0;
+}
+
+int proc_id_open(const struct proc_id *id, int *ret_pidfd)
+{
+	struct proc_id now;
+	int fd, r;
+
+	if (id->pid <= 1)
+		return -ESRCH;
+	fd = (int)syscall(SYS_pidfd_open, id->pid, 0);
+	if (fd < 0)
+		return -errno;
+	/* Checked after the pidfd exists: if the pid was reused before, the
+	 * start time differs; after, the pidfd still names the right one. */
+	r = proc_id_get(id->pid, &now);
+	if (r < 0 || now.start_time != id->start_time) {
+		safe_close(fd);
+		return r < 0 ? r : -ESRCH;
+	}
+	*ret_pidfd = fd;
+	return 0;
+}
+
+void vmstate_clear(struct vmstate *s)
+{
+	def_free(s->def);
+	free(s->shares);
+	*s = (struct vmstate){};
+}
+
+static json_t *proc_json(const struct proc_id *id)
+{
+	return json_pack("{s:i, s:I}", "pid", (int)id->pid, "start_time", (json_int_t)id->start_time);
+}
+
+int vmstate_write(const char *dir, const struct vmstate *s)
+{
+	_cleanup_free_ char *path = path_join(dir, "state.json"), *tmp = path_join(dir, ".state.json.tmp");
+	_cleanup_free_ char *text = NULL;
+	_cleanup_close_ int fd = -EBADF;
+	json_t *j, *shares;
+	int r;
+
+	if (!path || !tmp)
+		return -ENOMEM;
+	shares = json_array();
+	for (size_t i = 0; shares && i < s->n_shares; i++)
+		json_array_append_new(shares, proc_json(&s->shares[i]));
+	j = json_pack("{s:i, s:o, s:o, s:o, s:I, s:I, s:b, s:i}", "version", 1, "definition", def_to_json(s->def),
+		      "qemu", proc_json(&s->qemu), "shares", shares, "started_at", (json_int_t)s->started_at,
+		      "boot_usec", (json_int_t)s->boot_usec, "ready", s->ready, "restarts", (int)s->restarts);
+	if (!j)
+		return -ENOMEM;
+	text = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	if (!text)
+		return -ENOMEM;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return -errno;
+	r = write_all(fd, text, strlen(text));
+	if (r < 0)
+		return r;
+	if (rename(tmp, path) < 0)
+		return -errno;
+	return 0;
+}
+
+static int proc_from_json(json_t *j, struct proc_id *ret)
+{
+	json_t *pid = json_object_get(j, "pid"), *st = json_object_get(j, "start_time");
+
+	if (!json_is_integer(pid) || !json_is_integer(st) || json_integer_value(pid) <= 1 ||
+	    json_integer_value(pid) > INT32_MAX || json_integer_value(st) < 0)
+		return -EINVAL;
+	ret->pid = (pid_t)json_integer_value(pid);
+	ret->start_time = (uint64_t)json_integer_value(st);
+	return 0;
+}
+
+int vmstate_read(const char *dir, struct vmstate *ret)
+{
+	_cleanup_free_ char *path = path_join(dir, "state.json"), *buf = NULL;
+	struct vmstate s = {};
+	struct schema_errors errors = {};
+	json_t *j, *shares, *v;
+	size_t len, i;
+	int r;
+
+	if (!path)
+		return -ENOMEM;
+	r = read_file(path, 1024 * 1024, &buf, &len);
+	if (r < 0)
+		return r;
+	j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
+	if (!j)
+		return -EINVAL;
+	r = -EINVAL;
+	if (json_integer_value(json_object_get(j, "version")) != 1)
+		goto out;
+	if (def_parse(json_object_get(j, "definition"), &s.def, &errors) < 0)
+		goto out;
+	if (proc_from_json(json_object_get(j, "qemu"), &s.qemu) < 0)
+		goto out;
+	shares = json_object_get(j, "shares");
+	if (!json_is_array(shares) || json_array_size(shares) > 128)
+		goto out;
+	s.n_shares = json_array_size(shares);
+	s.shares = calloc(s.n_shares + 1, sizeof(*s.shares));
+	if (!s.shares) {
+		r = -ENOMEM;
+		goto out;
+	}
+	json_array_foreach(shares, i, v)
+		if (proc_from_json(v, &s.shares[i]) < 0)
+			goto out;
+	s.started_at = (uint64_t)json_integer_value(json_object_get(j, "started_at"));
+	s.boot_usec = (uint64_t)json_integer_value(json_object_get(j, "boot_usec"));
+	s.ready = json_is_true(json_object_get(j, "ready"));
+	s.restarts = (uint32_t)json_integer_value(json_object_get(j, "restarts"));
+	*ret = s;
+	s = (struct vmstate){};
+	r = 0;
+out:
+	schema_errors_clear(&errors);
+	vmstate_clear(&s);
+	json_decref(j);
+	return r;
+}

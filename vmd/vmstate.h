@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* What a daemon-managed VM leaves in its run directory (state.json) so that
+ * the next daemon can adopt it: the definition it runs, and its processes
+ * identified by pid *and* start time, so a recycled pid is never mistaken
+ * for one of ours. */
+
+#include <sys/types.h>
+
+#include "def.h"
+
+struct proc_id {
+	pid_t pid;
+	uint64_t start_time; /* /proc/PID/stat field 22, clock ticks since boot */
+};
+
+/* Reads the identity of a running process. */
+int proc_id_get(pid_t pid, struct proc_id *ret);
+/* Opens a pidfd for id, only if that pid is still the same process.
+ * -ESRCH if it is gone or the pid now belongs to another process. */
+int proc_id_open(const struct proc_id *id, int *ret_pidfd);
+
+struct vmstate {
+	struct vm_def *def;
+	struct proc_id qemu;
+	struct proc_id *shares; /* in start order: the store, keys, shares */
+	size_t n_shares;
+	uint64_t started_at; /* CLOCK_REALTIME, usec */
+	uint64_t boot_usec;  /* start to READY; 0 if not ready */
+	bool ready;
+	uint32_t restarts;
+};
+
+void vmstate_clear(struct vmstate *s);
+/* Written atomically (temporary file, then rename). */
+int vmstate_write(const char *dir, const struct vmstate *s);
+int vmstate_read(const char *dir, struct vmstate *ret);
