@@ -83,13 +83,17 @@ static void parse_lines(struct jline *c)
 		*nl = 0;
 		/* Skip blank lines and stray 0xff bytes around lines. */
 		char *line = c->in + start;
-		while (*line == (char)0xff || *line == ' ' || *line == '\r' || *line == '\t')
+		size_t len = (size_t)(nl - line);
+		while (len > 0 && (*line == (char)0xff || *line == ' ' || *line == '\r' || *line == '\t')) {
 			line++;
+			len--;
+		}
 		start = (size_t)(nl - c->in) + 1;
-		if (!*line)
+		if (len == 0)
 			continue;
 		json_error_t err;
-		json_t *msg = json_loads(line, JSON_REJECT_DUPLICATES, &err);
+		/* A NUL byte inside a line is as malformed as anything else. */
+		json_t *msg = memchr(line, 0, len) ? NULL : json_loadb(line, len, JSON_REJECT_DUPLICATES, &err);
 		if (!msg || !json_is_object(msg)) {
 			json_decref(msg);
 			if (c->on_error) {

@@ -182,7 +182,7 @@ static void check_shutdown(struct manager *m)
 	cb(m->shutdown_userdata, 0, NULL);
 }
 
-static void launch(struct mvm *v);
+static void launch(struct mvm *v, bool restart);
 
 static void on_backoff(struct loop_source *s, void *userdata)
 {
@@ -191,8 +191,7 @@ static void on_backoff(struct loop_source *s, void *userdata)
 	(void)s;
 	if (!v->want || is_active(v))
 		return;
-	v->restarts++;
-	launch(v);
+	launch(v, true);
 }
 
 /* Counts starts in the window; false means the limit is reached. */
@@ -210,7 +209,8 @@ static bool start_allowed(struct mvm *v)
 
 static void after_exit(struct mvm *v, enum vm_exit_reason reason);
 
-static void launch(struct mvm *v)
+/* restart: counts as an automatic restart (not a start asked for). */
+static void launch(struct mvm *v, bool restart)
 {
 	usec_t *st;
 	int r;
@@ -223,6 +223,8 @@ static void launch(struct mvm *v)
 		complete(v, WAIT_READY, -EIO, v->last_exit ? v->last_exit : "start limit reached");
 		return;
 	}
+	if (restart)
+		v->restarts++;
 	st = realloc(v->starts, (v->n_starts + 1) * sizeof(*st));
 	if (st) {
 		v->starts = st;
@@ -275,13 +277,13 @@ static void after_exit(struct mvm *v, enum vm_exit_reason reason)
 		vm_set_def(v->vm, TAKE_PTR(v->next_def));
 		reset_limits(v);
 		if (v->want)
-			launch(v);
+			launch(v, false);
 		return;
 	}
 	if (v->restart_pending) {
 		v->restart_pending = false;
 		if (v->want)
-			launch(v);
+			launch(v, false);
 		return;
 	}
 	if (reason == VM_EXIT_STOPPED || !v->want)
@@ -506,7 +508,7 @@ int manager_apply(struct manager *m, struct defset *set, json_t **ret)
 		v->want = vm_def(v->vm)->autostart;
 		if (v->want) {
 			m->launched++;
-			launch(v);
+			launch(v, false);
 		}
 	}
 	for (size_t i = 0; i < set->n; i++) {
@@ -524,7 +526,7 @@ int manager_apply(struct manager *m, struct defset *set, json_t **ret)
 		v->want = vm_def(v->vm)->autostart;
 		if (v->want) {
 			m->launched++;
-			launch(v);
+			launch(v, false);
 		}
 	}
 	if (ret)
@@ -566,7 +568,7 @@ int manager_start(struct manager *m, const char *name, manager_done_cb cb, void 
 	/* An explicit start forgives earlier failures. */
 	loop_timer_set(v->timer, 0);
 	reset_limits(v);
-	launch(v);
+	launch(v, false);
 	return 0;
 }
 

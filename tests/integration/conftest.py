@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -170,3 +171,106 @@ def env(closure):
         subprocess.run(["umount", "-q", "-R", os.path.join(root, "state")], check=False,
                        stderr=subprocess.DEVNULL)
         shutil.rmtree(root, ignore_errors=True)
+
+
+class Daemon:
+    """A `vmd daemon` for one test, with its definitions in env's vms.d."""
+
+    def __init__(self, env, *extra, notify_socket=None):
+        self.env = env
+        self.extra = extra
+        self.log_path = os.path.join(env.root, f"daemon-{time.time_ns()}.log")
+        os.makedirs(env.settings["definitions_dir"], exist_ok=True)
+        envvars = dict(os.environ)
+        if notify_socket:
+            envvars["NOTIFY_SOCKET"] = notify_socket
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([VMD, "daemon", "-c", env.config, *extra], stdout=self.log,
+                                     stderr=subprocess.STDOUT, env=envvars)
+        self.sock = os.path.join(env.settings["run_dir"], "vmd.sock")
+        self.wait_for(self.answers, "the control socket")
+
+    def answers(self):
+        """The socket accepts (a stale file from a killed daemon does not)."""
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.connect(self.sock)
+            return True
+        except OSError:
+            return False
+        finally:
+            s.close()
+
+    def wait_for(self, pred, what, timeout=120):
+        end = time.time() + timeout
+        while time.time() < end:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited ({self.proc.returncode}) waiting for {what}:\n{self.output()}")
+            v = pred()
+            if v:
+                return v
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}:\n{self.output()}")
+
+    def output(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def define(self, name, **fields):
+        d = {"name": name, "system": self.env.closure, "memory_mib": 256}
+        d.update(fields)
+        path = os.path.join(self.env.settings["definitions_dir"], f"{name}.json")
+        with open(path + ".tmp", "w") as f:
+            json.dump(d, f)
+        os.rename(path + ".tmp", path)
+        return path
+
+    def undefine(self, name):
+        os.unlink(os.path.join(self.env.settings["definitions_dir"], f"{name}.json"))
+
+    def ctl(self, *args, check=None, timeout=180):
+        return self.env.vmd("-c", self.env.config, *args, check=check, timeout=timeout)
+
+    def status(self, name=None):
+        p = self.ctl("status", *([name] if name else []), "--json", check=0)
+        vms = json.loads(p.stdout)
+        return {v["name"]: v for v in vms}
+
+    def wait_state(self, name, state, ready=None, timeout=120, pid_not=None):
+        def ok():
+            s = self.status().get(name)
+            if not s or s["state"] != state:
+                return None
+            if ready is not None and s["ready"] != ready:
+                return None
+            if pid_not is not None and s["pid"] == pid_not:
+                return None
+            return s
+        return self.wait_for(ok, f"{name} to be {state}", timeout)
+
+    def stop(self, sig=signal.SIGTERM, timeout=120):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=timeout)
+        self.log.close()
+        return self.proc.returncode
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture
+def daemons(env):
+    """Starts daemons on demand; stops whatever is left at the end."""
+    started = []
+
+    def start(*extra, **kw):
+        d = Daemon(env, *extra, **kw)
+        started.append(d)
+        return d
+    yield start
+    for d in started:
+        if d.proc.poll() is None:
+            d.stop()

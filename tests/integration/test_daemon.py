@@ -1,0 +1,385 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""vmd daemon: real guests under TCG, kept up, reloaded, adopted by a new
+daemon, and stopped without leaving anything behind (the env fixture checks
+for leftovers after each test)."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+from conftest import VMD
+from test_run import add_to_store
+
+
+def qemu_pid(env, name):
+    return env.pid_of(name, "qemu")
+
+
+def test_autostart_status_and_notify(env, daemons):
+    sock_path = os.path.join(env.root, "notify.sock")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(sock_path)
+    notify.settimeout(60)
+    d0 = None
+    try:
+        env.write_settings()
+        os.makedirs(env.settings["definitions_dir"])
+        for n in ("a", "b"):
+            with open(os.path.join(env.settings["definitions_dir"], f"{n}.json"), "w") as f:
+                json.dump({"name": n, "system": env.closure, "memory_mib": 256}, f)
+        with open(os.path.join(env.settings["definitions_dir"], "c.json"), "w") as f:
+            json.dump({"name": "c", "system": env.closure, "autostart": False}, f)
+        d0 = daemons(notify_socket=sock_path)
+        # READY=1 once every autostart VM has been launched.
+        msg = notify.recv(4096).decode()
+        assert "READY=1" in msg
+        s = d0.status()
+        assert s["a"]["state"] != "stopped" and s["b"]["state"] != "stopped"
+        assert s["a"]["pid"] and s["b"]["pid"]
+        assert s["c"]["state"] == "stopped" and s["c"]["pid"] is None
+        for n in ("a", "b"):
+            st = d0.wait_state(n, "running", ready=True)
+            assert st["restarts"] == 0
+            assert st["boot_time_s"] > 0
+            assert st["host"] == "local"
+            assert st["last_exit"] is None
+            assert st["uptime_s"] >= 0
+        # The human table names every VM.
+        p = d0.ctl("status", check=0)
+        assert [l.split()[0] for l in p.stdout.splitlines()[1:]] == ["a", "b", "c"]
+        # Transitions are logged with the VM name.
+        out = d0.output()
+        for t in ("a: stopped -> preparing", "a: preparing -> starting-shares",
+                  "a: starting-shares -> booting", "a: booting -> running"):
+            assert t in out
+        # An explicit start of the stopped one.
+        p = d0.ctl("start", "c", check=0)
+        assert "ready in" in p.stderr
+        assert d0.status("c")["c"]["ready"]
+        d0.ctl("stop", "c", check=0)
+        assert d0.status("c")["c"]["state"] == "stopped"
+        d0.ctl("status", "nope", check=1)
+    finally:
+        notify.close()
+
+
+def test_kill_qemu_restarts_it(env, daemons):
+    d = daemons()
+    d.define("crashy")
+    d.ctl("reload", check=0)
+    first = d.wait_state("crashy", "running", ready=True)
+    os.kill(first["pid"], signal.SIGKILL)
+    again = d.wait_state("crashy", "running", ready=True, pid_not=first["pid"])
+    assert again["restarts"] == 1
+    assert "QEMU was killed by signal 9" in again["last_exit"]
+    d.ctl("exec", "crashy", "--", "true", check=0)
+
+
+def test_kill_virtiofsd_restarts_the_vm(env, daemons):
+    d = daemons()
+    d.define("fsdies")
+    d.ctl("reload", check=0)
+    first = d.wait_state("fsdies", "running", ready=True)
+    os.kill(env.pid_of("fsdies", "fs0"), signal.SIGKILL)
+    again = d.wait_state("fsdies", "running", ready=True, pid_not=first["pid"])
+    assert "share-failed: virtiofsd for nix-store was killed by signal 9" in again["last_exit"]
+    assert not os.path.exists(f"/proc/{first['pid']}") or \
+        open(f"/proc/{first['pid']}/stat").read().split()[2] == "Z"
+
+
+def test_crash_loop_ends_in_failed(env, daemons):
+    bogus = os.path.join(env.root, "garbage-system")
+    os.makedirs(bogus)
+    with open(os.path.join(bogus, "kernel"), "w") as f:
+        f.write("not a kernel\n")
+    os.symlink(os.path.join(env.closure, "initrd"), os.path.join(bogus, "initrd"))
+    os.symlink(os.path.join(env.closure, "init"), os.path.join(bogus, "init"))
+    env.write_settings(start_limit_burst=3, start_limit_interval_s=60)
+    d = daemons()
+    d.define("loop", system=add_to_store(bogus))
+    t0 = time.time()
+    d.ctl("reload", check=0)
+    st = d.wait_state("loop", "failed", timeout=60)
+    # Three starts: the first and two restarts, 100 ms then 200 ms apart.
+    assert st["restarts"] == 2
+    assert "start-failed" in st["last_exit"]
+    assert time.time() - t0 < 30
+    assert "giving up (failed)" in d.output()
+    # It stays down...
+    time.sleep(1)
+    assert d.status("loop")["loop"]["state"] == "failed"
+    # ...until an explicit start, which tries again.
+    p = d.ctl("start", "loop")
+    assert p.returncode == 2
+    assert "QEMU exited with status 1" in p.stderr
+
+
+def test_reload_adds_removes_changes(env, daemons):
+    d = daemons()
+    d.define("keep")
+    d.define("gone", disks=[{"name": "scratch", "size_mib": 64, "mount": "/var"},
+                            {"name": "data", "size_mib": 64, "mount": "/data", "persistent": True}],
+             keys=[{"name": "ssh", "target": "/etc/ssh", "read_only": False}])
+    d.define("changing")
+    d.ctl("reload", check=0)
+    keep = d.wait_state("keep", "running", ready=True)
+    d.wait_state("gone", "running", ready=True)
+    changing = d.wait_state("changing", "running", ready=True)
+    d.ctl("exec", "gone", "--", "sh", "-c", "echo kept > /data/file; echo key > /etc/ssh/k; sync", check=0)
+
+    d.undefine("gone")
+    d.define("changing", memory_mib=512)
+    d.define("new")
+    p = d.ctl("reload", check=0)
+    assert p.stdout.splitlines() == ["added: new", "removed: gone", "changed: changing", "unchanged: keep"]
+    d.wait_state("new", "running", ready=True)
+    changed = d.wait_state("changing", "running", ready=True, pid_not=changing["pid"])
+    p = d.ctl("exec", "changing", "--", "grep", "MemTotal", "/proc/meminfo", check=0)
+    assert 400 * 1024 < int(p.stdout.split()[1]) <= 512 * 1024
+    d.wait_for(lambda: "gone" not in d.status(), "gone to go")
+    # The untouched VM was not restarted.
+    assert d.status("keep")["keep"]["pid"] == keep["pid"]
+    assert d.status("keep")["keep"]["restarts"] == 0
+    # Removed: its ephemeral disk and run directory are gone; its volume and
+    # key directory stay.
+    assert not os.path.exists(os.path.join(env.root, "state", "disks", "gone"))
+    assert not os.path.exists(env.run_dir("gone"))
+    assert os.path.exists(os.path.join(env.root, "state", "volumes", "gone", "data.img"))
+    assert open(os.path.join(env.root, "keys", "gone", "ssh", "k")).read() == "key\n"
+    assert changed["restarts"] == 0
+
+
+def test_invalid_reload_changes_nothing(env, daemons):
+    d = daemons()
+    d.define("stay")
+    d.ctl("reload", check=0)
+    before = d.wait_state("stay", "running", ready=True)
+    d.define("stay", memory_mib=300)  # a valid change...
+    with open(os.path.join(env.settings["definitions_dir"], "broken.json"), "w") as f:
+        f.write('{"name": "broken", "vcpus": 0}')  # ...next to an invalid file
+    p = d.ctl("reload", check=1)
+    assert f"{env.settings['definitions_dir']}/broken.json: vcpus: must be 1..255" in p.stdout
+    assert "nothing was changed" in p.stderr
+    # SIGHUP takes the same path.
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_for(lambda: d.output().count("reload refused") >= 2, "the refused SIGHUP reload")
+    time.sleep(1)
+    after = d.status()
+    assert set(after) == {"stay"}
+    assert after["stay"]["pid"] == before["pid"] and after["stay"]["state"] == "running"
+
+
+def test_daemon_kill9_then_adoption(env, daemons):
+    d = daemons()
+    for n in ("one", "two"):
+        d.define(n, disks=[{"name": "scratch", "size_mib": 64, "mount": "/var"}])
+    d.ctl("reload", check=0)
+    pids = {n: d.wait_state(n, "running", ready=True)["pid"] for n in ("one", "two")}
+    d.ctl("exec", "one", "--", "sh", "-c", "echo before > /var/marker", check=0)
+    d.kill()
+    # The VMs outlive their daemon...
+    time.sleep(1)
+    for pid in pids.values():
+        assert os.path.exists(f"/proc/{pid}")
+    # ...and the next one adopts them: same pids, no restart, exec works.
+    d2 = daemons()
+    s = d2.status()
+    assert {n: s[n]["pid"] for n in s} == pids
+    assert all(s[n]["state"] == "running" and s[n]["ready"] for n in s)
+    p = d2.ctl("exec", "one", "--", "cat", "/var/marker", check=0)
+    assert p.stdout == "before\n"
+    assert "adopted (QEMU pid" in d2.output()
+    # An adopted VM is supervised like any other.
+    os.kill(pids["two"], signal.SIGKILL)
+    d2.wait_state("two", "running", ready=True, pid_not=pids["two"])
+    assert d2.stop() == 0
+
+
+def test_keep_running_then_adopt(env, daemons):
+    d = daemons("--keep-running")
+    d.define("survivor")
+    d.ctl("reload", check=0)
+    pid = d.wait_state("survivor", "running", ready=True)["pid"]
+    assert d.stop() == 0
+    assert os.path.exists(f"/proc/{pid}")
+    assert not os.path.exists(d.sock)
+    d2 = daemons()
+    assert d2.status()["survivor"]["pid"] == pid
+    assert d2.stop() == 0
+    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+def test_sigterm_stops_everything(env, daemons):
+    d = daemons()
+    for n in ("p", "q", "r"):
+        d.define(n, disks=[{"name": "scratch", "size_mib": 64, "mount": "/var"}])
+    d.ctl("reload", check=0)
+    for n in ("p", "q", "r"):
+        d.wait_state(n, "running", ready=True)
+    t0 = time.time()
+    assert d.stop() == 0
+    took = time.time() - t0
+    out = d.output()
+    # Gracefully (ACPI powerdown) and in parallel: together about as long
+    # as one.
+    for n in ("p", "q", "r"):
+        log = open(os.path.join(env.root, "log", f"{n}.log")).read()
+        assert "stopping: ACPI powerdown" in log
+        assert "reboot: Power down" in log
+        assert f"{n}: stopping -> stopped" in out
+    assert took < 20, took
+    assert not os.path.exists(d.sock)
+
+
+def test_control_socket_survives_garbage(env, daemons):
+    d = daemons()
+    d.define("steady")
+    d.ctl("reload", check=0)
+    d.wait_state("steady", "running", ready=True)
+    junk = [b"not json\n", b"[1,2,3]\n", b"{\"command\": 7}\n", b"{\"command\": \"frobnicate\"}\n",
+            b"{\"command\": \"status\", \"name\": \"../etc\"}\n", b"\x00\xff\xfe garbage\n",
+            b"{\"command\": \"exec\", \"name\": \"steady\", \"argv\": \"sh\"}\n",
+            b"{\"command\": \"start\"}\n", b"{\"command\": \"logs\", \"name\": \"steady\", \"follow\": 3}\n"]
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(30)
+    s.connect(d.sock)
+    for _ in range(200):
+        for j in junk:
+            s.sendall(j)
+    s.sendall(b"{\"command\": \"status\", \"id\": 42}\n")
+    f = s.makefile("rb")
+    replies = [json.loads(f.readline()) for _ in range(200 * len(junk) + 1)]
+    assert all(r["ok"] is False for r in replies[:-1])
+    assert replies[-1]["ok"] is True and replies[-1]["id"] == 42
+    s.close()
+    # An oversized line: an error reply, then the connection closes.
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(30)
+    s.connect(d.sock)
+    try:
+        s.sendall(b"{" + b" " * (70 * 1024))
+    except BrokenPipeError:
+        pass
+    f = s.makefile("rb")
+    assert b"longer than" in f.readline()
+    s.close()
+    # Many clients that connect and vanish.
+    for _ in range(100):
+        c = socket.socket(socket.AF_UNIX)
+        c.connect(d.sock)
+        c.sendall(b"{\"comm")
+        c.close()
+    # A peer that is neither root nor in the control group is refused.
+    os.chmod(env.root, 0o711)
+    os.chmod(d.sock, 0o666)
+    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        "/usr/bin/python3", "-c",
+                        "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]);"
+                        "print(s.makefile().readline())",
+                        d.sock], capture_output=True, text=True, timeout=30)
+    assert "permission denied" in p.stdout, p.stdout + p.stderr
+    st = d.status()
+    assert st["steady"]["state"] == "running"
+    assert d.proc.poll() is None
+
+
+def test_exec_and_logs(env, daemons):
+    d = daemons()
+    d.define("talk")
+    d.ctl("reload", check=0)
+    d.wait_state("talk", "running", ready=True)
+    p = d.ctl("exec", "talk", "--", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (p.returncode, p.stdout, p.stderr) == (3, "out\n", "err\n")
+    p = d.ctl("exec", "talk", "--", "no-such-command")
+    assert p.returncode == 127
+    p = d.ctl("logs", "talk", check=0)
+    assert "-- vmd" in p.stdout and "starting talk" in p.stdout
+    follow = subprocess.Popen([VMD, "-c", env.config, "logs", "talk", "-f"], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1)
+        d.ctl("exec", "talk", "--", "sh", "-c", "echo hello-from-the-console > /dev/console", check=0)
+        end = time.time() + 30
+        seen = ""
+        os.set_blocking(follow.stdout.fileno(), False)
+        while time.time() < end and "hello-from-the-console" not in seen:
+            chunk = follow.stdout.read()
+            if chunk:
+                seen += chunk
+            time.sleep(0.1)
+        assert "hello-from-the-console" in seen
+    finally:
+        follow.terminate()
+        follow.wait()
+    d.ctl("logs", "nope", check=1)
+    d.ctl("exec", "nope", "--", "true", check=1)
+
+
+def test_eight_vms_at_once(env, daemons):
+    d = daemons()
+    names = [f"vm{i}" for i in range(8)]
+    for n in names:
+        d.define(n, memory_mib=192)
+    d.ctl("reload", check=0)
+    for n in names:
+        d.wait_state(n, "running", ready=True, timeout=240)
+    s = d.status()
+    assert len({s[n]["pid"] for n in names}) == 8
+    assert d.stop() == 0
+
+
+def test_start_sweeps_leftovers_but_not_live_vms(env, daemons):
+    # What a dead daemon left: a run directory and an ephemeral disk.
+    ghost_run = env.run_dir("ghost")
+    os.makedirs(ghost_run)
+    open(os.path.join(ghost_run, "qmp.sock"), "w").close()
+    open(os.path.join(ghost_run, "qemu.pid"), "w").write("999999\n")
+    ghost_disks = os.path.join(env.root, "state", "disks", "ghost")
+    os.makedirs(ghost_disks)
+    open(os.path.join(ghost_disks, "scratch.img"), "w").close()
+    # A live throwaway run the daemon must leave alone.
+    run_def = env.define("thrown")
+    run = env.popen(run_def, "sleep", "600")
+    env.wait_ready(run)
+    try:
+        d = daemons()
+        assert not os.path.exists(ghost_run)
+        assert not os.path.exists(ghost_disks)
+        assert "thrown" not in d.status()
+        assert run.poll() is None
+        assert os.path.exists(os.path.join(env.run_dir("thrown"), "qmp.sock"))
+        assert "leaving it alone" in d.output()
+    finally:
+        run.send_signal(signal.SIGINT)
+        run.communicate(timeout=60)
+
+
+def test_recycled_pid_is_not_adopted(env, daemons):
+    # A state file that names a live process that is not ours (a recycled
+    # pid): the daemon must neither adopt nor kill it.
+    import fcntl
+    victim = subprocess.Popen(["sleep", "600"])
+    run = env.run_dir("imposter")
+    os.makedirs(run)
+    lock = os.open(run, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # held as a live QEMU would hold it
+    try:
+        definition = {"name": "imposter", "system": env.closure}
+        state = {"version": 1, "definition": definition,
+                 "qemu": {"pid": victim.pid, "start_time": 1},
+                 "shares": [{"pid": victim.pid, "start_time": 1}],
+                 "started_at": 0, "boot_usec": 1, "ready": True, "restarts": 0}
+        with open(os.path.join(run, "state.json"), "w") as f:
+            json.dump(state, f)
+        d = daemons()
+        assert "imposter" not in d.status()
+        assert victim.poll() is None
+        assert "not adopting" in d.output()
+    finally:
+        victim.kill()
+        victim.wait()
+        os.close(lock)
+        import shutil
+        shutil.rmtree(run, ignore_errors=True)
