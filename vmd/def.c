@@ -147,7 +147,6 @@ static void check_unique_targets(const struct vm_def *d, struct schema_errors *e
 
 static void validate(const struct vm_def *d, struct schema_errors *errors)
 {
-	_cleanup_free_ char *cmdline = NULL;
 	int r;
 
 	CHECK_UNIQUE(errors, d->keys, d->n_keys, name, "keys");
@@ -157,7 +156,7 @@ static void validate(const struct vm_def *d, struct schema_errors *errors)
 
 	/* The kernel command line has a hard limit; the closure's own
 	 * kernel-params come on top at boot and are checked then. */
-	r = qemu_kernel_cmdline(d, d->system, "", &cmdline);
+	r = qemu_kernel_cmdline(d, d->system, "", NULL);
 	if (r == -E2BIG)
 		schema_error(errors, "kernel_params",
 			     "the kernel command line would exceed %d bytes (mounts and parameters)",
@@ -228,12 +227,12 @@ json_t *def_to_json(const struct vm_def *def)
 
 bool def_equal(const struct vm_def *a, const struct vm_def *b)
 {
-	json_t *ja = def_to_json(a), *jb = def_to_json(b);
-	bool eq = ja && jb && json_equal(ja, jb);
+	return schema_equal(def_table, a, b);
+}
 
-	json_decref(ja);
-	json_decref(jb);
-	return eq;
+char *def_resolve_store(const char *store_dir)
+{
+	return realpath(store_dir, NULL);
 }
 
 static bool path_is_below(const char *path, const char *dir)
@@ -249,23 +248,29 @@ int def_check_system(const struct vm_def *def, const char *store_dir, char **ret
 		     struct schema_errors *errors)
 {
 	static const char *const parts[] = { "kernel", "initrd", "init" };
-	_cleanup_free_ char *real = NULL, *store = NULL;
+	_cleanup_free_ char *real = NULL;
+	const char *store = store_dir;
 	struct stat st;
 	size_t before = errors->n;
+	bool plain;
 
-	if (stat(def->system, &st) < 0) {
-		schema_error(errors, "system", "%s: %s", def->system, strerror(errno));
-		return -ENOENT;
+	/* The usual case, a store path that is itself a directory, needs one
+	 * lstat() and no realpath() (which walks every component). */
+	plain = path_is_below(def->system, store) && !strchr(def->system + strlen(store) + 1, '/') &&
+		lstat(def->system, &st) == 0 && S_ISDIR(st.st_mode);
+	if (!plain) {
+		if (stat(def->system, &st) < 0) {
+			schema_error(errors, "system", "%s: %s", def->system, strerror(errno));
+			return -ENOENT;
+		}
+		if (!S_ISDIR(st.st_mode)) {
+			schema_error(errors, "system", "%s is not a directory (a system closure)", def->system);
+			return -ENOTDIR;
+		}
 	}
-	if (!S_ISDIR(st.st_mode)) {
-		schema_error(errors, "system", "%s is not a directory (a system closure)", def->system);
-		return -ENOTDIR;
-	}
-	real = realpath(def->system, NULL);
-	store = realpath(store_dir, NULL);
-	if (!real || !store) {
-		schema_error(errors, "system", "cannot resolve %s: %s", real ? store_dir : def->system,
-			     strerror(errno));
+	real = plain ? strdup(def->system) : realpath(def->system, NULL);
+	if (!real) {
+		schema_error(errors, "system", "cannot resolve %s: %s", def->system, strerror(errno));
 		return -ENOENT;
 	}
 	if (!path_is_below(real, store)) {

@@ -75,6 +75,9 @@ char *def_key_tag(const struct def_key *key);
 /* Checks what can only be checked on the host that runs the VM: the
  * closure exists, resolves (through symlinks such as a nix-build result
  * link) to a directory inside store_dir, which is all the guest sees, and
- * has kernel, initrd and init. The resolved path goes to *ret if given. */
+ * has kernel, initrd and init. The resolved path goes to *ret if given.
+ * store_dir must be resolved already (def_resolve_store(), once for many
+ * checks). */
 int def_check_system(const struct vm_def *def, const char *store_dir, char **ret,
 		     struct schema_errors *errors);
+char *def_resolve_store(const char *store_dir);

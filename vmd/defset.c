@@ -67,10 +67,57 @@ static void add_errors(struct defset_errors *e, const char *file, struct schema_
 	schema_errors_clear(src);
 }
 
+static int cmp_entry(const void *a, const void *b)
+{
+	const struct defset_entry *x = *(const struct defset_entry *const *)a;
+	const struct defset_entry *y = *(const struct defset_entry *const *)b;
+	int c = strcmp(x->def->name, y->def->name);
+
+	/* Entries are in file order, so the lower address came first. */
+	return c ? c : (x < y ? -1 : x > y);
+}
+
+/* Names are unique across the set; sorting keeps this O(n log n) for sets
+ * of thousands. The later file gets the error. */
+static void check_duplicates(struct defset *set, struct defset_errors *errors)
+{
+	_cleanup_free_ struct defset_entry **sorted = calloc(set->n + 1, sizeof(*sorted));
+
+	if (!sorted)
+		return;
+	for (size_t i = 0; i < set->n; i++)
+		sorted[i] = &set->entries[i];
+	qsort(sorted, set->n, sizeof(*sorted), cmp_entry);
+	for (size_t i = 1, first = 0; i < set->n; i++) {
+		struct schema_errors *e;
+
+		if (!streq(sorted[i]->def->name, sorted[first]->def->name)) {
+			first = i;
+			continue;
+		}
+		e = errors_for(errors, sorted[i]->file);
+		if (e)
+			schema_error(e, "name", "\"%s\" is already defined in %s", sorted[i]->def->name,
+				     sorted[first]->file);
+	}
+}
+
 int defset_load(char *const *paths, const char *store_dir, struct defset *set, struct defset_errors *errors)
 {
 	_cleanup_strv_free_ char **files = NULL;
+	_cleanup_free_ char *store = NULL;
 	size_t before = errors->n;
+
+	if (store_dir) {
+		store = def_resolve_store(store_dir);
+		if (!store) {
+			struct schema_errors *e = errors_for(errors, store_dir);
+
+			if (e)
+				schema_error(e, "store_dir", "cannot resolve: %s", strerror(errno));
+			return -EINVAL;
+		}
+	}
 
 	for (size_t i = 0; paths && paths[i]; i++)
 		if (expand(paths[i], &files) < 0) {
@@ -86,22 +133,15 @@ int defset_load(char *const *paths, const char *store_dir, struct defset *set, s
 		struct schema_errors e = {};
 		struct vm_def *d = NULL;
 
-		if (def_load_file(files[i], &d, &e) == 0) {
-			if (store_dir)
-				def_check_system(d, store_dir, NULL, &e);
-			for (size_t j = 0; j < set->n; j++)
-				if (streq(set->entries[j].def->name, d->name)) {
-					schema_error(&e, "name", "\"%s\" is already defined in %s", d->name,
-						     set->entries[j].file);
-					break;
-				}
-		}
+		if (def_load_file(files[i], &d, &e) == 0 && store)
+			def_check_system(d, store, NULL, &e);
 		add_errors(errors, files[i], &e);
 		if (d) {
 			set->entries[set->n].file = strdup(files[i]);
 			set->entries[set->n++].def = d;
 		}
 	}
+	check_duplicates(set, errors);
 	return errors->n == before ? 0 : -EINVAL;
 }
 

@@ -35,6 +35,9 @@ struct loop {
 	struct loop_source timer_anchor; /* epoll data for the timerfd */
 	struct loop_source *timers;      /* unsorted; few */
 	struct loop_source *dead;
+	/* The timerfd is re-armed once per iteration, not on every change:
+	 * adding or moving thousands of timers costs no syscalls. */
+	bool timers_dirty;
 	bool exit;
 	int exit_code;
 };
@@ -171,13 +174,17 @@ int loop_add_timer(struct loop *l, usec_t when, loop_timer_cb cb, void *userdata
 	s->next = l->timers;
 	l->timers = s;
 	*ret = s;
-	return timers_rearm(l);
+	l->timers_dirty = true;
+	return 0;
 }
 
 int loop_timer_set(struct loop_source *s, usec_t when)
 {
-	s->when = when;
-	return timers_rearm(s->loop);
+	if (s->when != when) {
+		s->when = when;
+		s->loop->timers_dirty = true;
+	}
+	return 0;
 }
 
 int loop_add_child(struct loop *l, int pidfd, loop_child_cb cb, void *userdata,
@@ -244,7 +251,7 @@ void loop_source_free(struct loop_source *s)
 				*p = s->next;
 				break;
 			}
-		timers_rearm(l);
+		l->timers_dirty = true;
 	}
 	/* Events for s may still be pending in this iteration's batch. */
 	s->dead = true;
@@ -270,7 +277,7 @@ static void dispatch_timers(struct loop *l)
 				break;
 			}
 	}
-	timers_rearm(l);
+	l->timers_dirty = true;
 }
 
 static void dispatch(struct loop_source *s, uint32_t revents)
@@ -306,6 +313,13 @@ int loop_iterate(struct loop *l, usec_t timeout)
 	struct epoll_event evs[32];
 	int n;
 
+	if (l->timers_dirty) {
+		int r = timers_rearm(l);
+
+		if (r < 0)
+			return r;
+		l->timers_dirty = false;
+	}
 	n = epoll_wait(l->epfd, evs, ELEMENTSOF(evs),
 		       timeout == (usec_t)-1 ? -1 : (int)((timeout + 999) / 1000));
 	if (n < 0)

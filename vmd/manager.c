@@ -460,66 +460,88 @@ static int add_name(json_t *summary, const char *key, const char *name)
 	return json_array_append_new(json_object_get(summary, key), json_string(name));
 }
 
+static int cmp_def(const void *a, const void *b)
+{
+	return strcmp((*(struct vm_def *const *)a)->name, (*(struct vm_def *const *)b)->name);
+}
+
+static void apply_one(struct manager *m, struct mvm *v, struct vm_def *nd, json_t *summary)
+{
+	if (!nd) {
+		log_info("%s: removed from the configuration; stopping it", v->name);
+		add_name(summary, "removed", v->name);
+		v->removed = true;
+		v->want = false;
+		loop_timer_set(v->timer, 0);
+		if (is_active(v))
+			vm_stop(v->vm, false);
+		else
+			mvm_release(v);
+		return;
+	}
+	if (def_equal(vm_def(v->vm), nd)) {
+		add_name(summary, "unchanged", v->name);
+		def_free(nd);
+		return;
+	}
+	add_name(summary, "changed", v->name);
+	if (is_active(v)) {
+		log_info("%s: definition changed; restarting it", v->name);
+		def_free(v->next_def);
+		v->next_def = nd;
+		v->want = true;
+		vm_stop(v->vm, false);
+		return;
+	}
+	/* Stopped, failed or backing off: the new definition starts afresh,
+	 * if it is to start at all. */
+	loop_timer_set(v->timer, 0);
+	vm_set_def(v->vm, nd);
+	vm_set_idle_state(v->vm, VM_STOPPED);
+	reset_limits(v);
+	v->want = vm_def(v->vm)->autostart;
+	if (v->want) {
+		m->launched++;
+		launch(v, false);
+	}
+}
+
 int manager_apply(struct manager *m, struct defset *set, json_t **ret)
 {
 	json_t *summary = json_pack("{s:[], s:[], s:[], s:[]}", "added", "removed", "changed", "unchanged");
+	_cleanup_free_ struct vm_def **defs = calloc(set->n + 1, sizeof(*defs));
+	size_t n = 0, i = 0;
 
-	if (!summary)
+	if (!summary || !defs) {
+		json_decref(summary);
 		return -ENOMEM;
+	}
+	for (size_t k = 0; k < set->n; k++)
+		if (set->entries[k].def)
+			defs[n++] = TAKE_PTR(set->entries[k].def);
+	/* Both sides sorted by name: one merge pass, however many VMs. */
+	qsort(defs, n, sizeof(*defs), cmp_def);
 	m->launched = 0;
 	for (struct mvm *v = m->vms; v; v = v->next) {
-		struct vm_def *nd;
-
 		if (v->dead || v->removed)
 			continue;
-		nd = defset_take(set, v->name);
-		if (!nd) {
-			log_info("%s: removed from the configuration; stopping it", v->name);
-			add_name(summary, "removed", v->name);
-			v->removed = true;
-			v->want = false;
-			loop_timer_set(v->timer, 0);
-			if (is_active(v))
-				vm_stop(v->vm, false);
-			else
-				mvm_release(v);
-			continue;
-		}
-		if (def_equal(vm_def(v->vm), nd)) {
-			add_name(summary, "unchanged", v->name);
-			def_free(nd);
-			continue;
-		}
-		add_name(summary, "changed", v->name);
-		if (is_active(v)) {
-			log_info("%s: definition changed; restarting it", v->name);
-			def_free(v->next_def);
-			v->next_def = nd;
-			v->want = true;
-			vm_stop(v->vm, false);
-			continue;
-		}
-		/* Stopped, failed or backing off: the new definition starts
-		 * afresh, if it is to start at all. */
-		loop_timer_set(v->timer, 0);
-		vm_set_def(v->vm, nd);
-		vm_set_idle_state(v->vm, VM_STOPPED);
-		reset_limits(v);
-		v->want = vm_def(v->vm)->autostart;
-		if (v->want) {
-			m->launched++;
-			launch(v, false);
-		}
+		while (i < n && strcmp(defs[i]->name, v->name) < 0)
+			i++;
+		if (i < n && streq(defs[i]->name, v->name))
+			apply_one(m, v, TAKE_PTR(defs[i++]), summary);
+		else
+			apply_one(m, v, NULL, summary);
 	}
-	for (size_t i = 0; i < set->n; i++) {
-		struct vm_def *d = TAKE_PTR(set->entries[i].def);
+	for (size_t k = 0; k < n; k++) {
 		struct mvm *v;
 
-		if (!d)
+		if (!defs[k])
 			continue;
-		add_name(summary, "added", d->name);
-		v = mvm_new(m, d);
+		add_name(summary, "added", defs[k]->name);
+		v = mvm_new(m, TAKE_PTR(defs[k]));
 		if (!v) {
+			for (size_t j = k + 1; j < n; j++)
+				def_free(defs[j]);
 			json_decref(summary);
 			return -ENOMEM;
 		}

@@ -38,7 +38,8 @@ int qemu_argv(const struct qemu_config *c, char ***ret);
 /* The guest kernel command line: console, panic, hostname, the
  * systemd.mount-extra= entries for keys, shares and disks (parents before
  * children), init=<system>/init, the closure's kernel-params, then the definition's
- * kernel_params. Returns -E2BIG beyond KERNEL_CMDLINE_MAX. */
+ * kernel_params. Returns -E2BIG beyond KERNEL_CMDLINE_MAX. ret may be NULL
+ * (only the length is checked). */
 int qemu_kernel_cmdline(const struct vm_def *d, const char *system, const char *closure_params, char **ret);
 
 /* Resolves ACCEL_AUTO. KVM is chosen only where it really works: not on

@@ -3,6 +3,10 @@
 
 #include "schema.h"
 
+/* Field paths are bounded by the input (keys are short in valid input; a
+ * long one is cut, which only shortens an error message). */
+#define FIELD_PATH_MAX 256
+
 #define FIELD_PTR(obj, f, T) ((T *)((char *)(obj) + (f)->offset))
 #define FIELD_CPTR(obj, f, T) ((T const *)((const char *)(obj) + (f)->offset))
 
@@ -56,9 +60,11 @@ void schema_error(struct schema_errors *e, const char *field, const char *fmt, .
 	e->lines[e->n++] = line;
 }
 
-static char *field_path(const char *path, const char *key)
+
+static const char *field_path(char buf[FIELD_PATH_MAX], const char *path, const char *key)
 {
-	return path && *path ? xasprintf("%s.%s", path, key) : strdup(key);
+	snprintf(buf, FIELD_PATH_MAX, "%.200s%s%.50s", path && *path ? path : "", path && *path ? "." : "", key);
+	return buf;
 }
 
 static const char *json_type_name(enum schema_type t)
@@ -167,7 +173,7 @@ static void parse_strv(const struct schema_field *f, json_t *v, void *obj, const
 		return;
 	}
 	json_array_foreach(v, i, e) {
-		char ep[256];
+		char ep[FIELD_PATH_MAX + 32];
 		const char *why;
 
 		snprintf(ep, sizeof(ep), "%s[%zu]", fp, i);
@@ -210,7 +216,7 @@ static void parse_array(const struct schema_field *f, json_t *v, void *obj, cons
 	}
 	*FIELD_PTR(obj, f, void *) = items;
 	json_array_foreach(v, i, e) {
-		char ep[256];
+		char ep[FIELD_PATH_MAX + 32];
 
 		snprintf(ep, sizeof(ep), "%s[%zu]", fp, i);
 		/* Count first: schema_free() must see every item, even a bad one. */
@@ -236,13 +242,11 @@ size_t schema_parse(const struct schema_field *table, json_t *json, void *obj, c
 
 	json_object_foreach(json, key, v) {
 		const struct schema_field *f;
-		_cleanup_free_ char *fp = field_path(path, key);
+		char fpbuf[FIELD_PATH_MAX];
 		bool ok;
+/* The field's path, only formatted when needed (errors, nested fields). */
+#define fp field_path(fpbuf, path, key)
 
-		if (!fp) {
-			schema_error(errors, path, "out of memory");
-			break;
-		}
 		for (f = table; f->key; f++)
 			if (streq(f->key, key))
 				break;
@@ -307,11 +311,13 @@ size_t schema_parse(const struct schema_field *table, json_t *json, void *obj, c
 
 	for (const struct schema_field *f = table; f->key; f++)
 		if (f->required && !json_object_get(json, f->key)) {
-			_cleanup_free_ char *fp = field_path(path, f->key);
-			schema_error(errors, fp ? fp : f->key, "is required");
+			char fpbuf[FIELD_PATH_MAX];
+
+			schema_error(errors, field_path(fpbuf, path, f->key), "is required");
 		}
 
 	return errors->n - before;
+#undef fp
 }
 
 void schema_free(const struct schema_field *table, void *obj)
@@ -407,6 +413,57 @@ json_t *schema_to_json(const struct schema_field *table, const void *obj)
 fail:
 	json_decref(o);
 	return NULL;
+}
+
+bool schema_equal(const struct schema_field *table, const void *a, const void *b)
+{
+	for (const struct schema_field *f = table; f->key; f++)
+		switch (f->type) {
+		case SCHEMA_STRING:
+			if (!streq_ptr(*FIELD_CPTR(a, f, char *), *FIELD_CPTR(b, f, char *)))
+				return false;
+			break;
+		case SCHEMA_BOOL:
+			if (*FIELD_CPTR(a, f, bool) != *FIELD_CPTR(b, f, bool))
+				return false;
+			break;
+		case SCHEMA_U32:
+			if (*FIELD_CPTR(a, f, uint32_t) != *FIELD_CPTR(b, f, uint32_t))
+				return false;
+			break;
+		case SCHEMA_U64:
+			if (*FIELD_CPTR(a, f, uint64_t) != *FIELD_CPTR(b, f, uint64_t))
+				return false;
+			break;
+		case SCHEMA_ENUM:
+			if (*FIELD_CPTR(a, f, int) != *FIELD_CPTR(b, f, int))
+				return false;
+			break;
+		case SCHEMA_STRV: {
+			char *const *la = *FIELD_CPTR(a, f, char **), *const *lb = *FIELD_CPTR(b, f, char **);
+			size_t n = strv_length(la);
+
+			if (n != strv_length(lb))
+				return false;
+			for (size_t i = 0; i < n; i++)
+				if (!streq(la[i], lb[i]))
+					return false;
+			break;
+		}
+		case SCHEMA_ARRAY: {
+			const char *ia = *FIELD_CPTR(a, f, char *), *ib = *FIELD_CPTR(b, f, char *);
+			size_t na = *(const size_t *)((const char *)a + f->count_offset);
+			size_t nb = *(const size_t *)((const char *)b + f->count_offset);
+
+			if (na != nb)
+				return false;
+			for (size_t i = 0; i < na; i++)
+				if (!schema_equal(f->sub, ia + i * f->item_size, ib + i * f->item_size))
+					return false;
+			break;
+		}
+		}
+	return true;
 }
 
 json_t *schema_load(const char *buf, size_t len, struct schema_errors *errors)

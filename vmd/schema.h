@@ -68,6 +68,9 @@ void schema_free(const struct schema_field *table, void *obj);
  * are left out. */
 json_t *schema_to_json(const struct schema_field *table, const void *obj);
 
+/* Field by field, what schema_to_json() would make equal. */
+bool schema_equal(const struct schema_field *table, const void *a, const void *b);
+
 /* Loads a JSON document from a buffer; syntax errors go to errors under
  * the field name "json". */
 json_t *schema_load(const char *buf, size_t len, struct schema_errors *errors);

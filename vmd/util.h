@@ -17,17 +17,20 @@
 
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 
-#define TAKE_PTR(p)                         \
-	({                                  \
-		typeof(p) _ptr_ = (p);      \
-		(p) = NULL;                 \
-		_ptr_;                      \
+/* Both evaluate their argument once: TAKE_PTR(a[i++]) is safe. */
+#define TAKE_PTR(p)                                 \
+	({                                          \
+		typeof(p) *_pp_ = &(p);             \
+		typeof(p) _ptr_ = *_pp_;            \
+		*_pp_ = NULL;                       \
+		_ptr_;                              \
 	})
-#define TAKE_FD(fd)                         \
-	({                                  \
-		int _fd_ = (fd);            \
-		(fd) = -EBADF;              \
-		_fd_;                       \
+#define TAKE_FD(fd)                                 \
+	({                                          \
+		int *_pfd_ = &(fd);                 \
+		int _fd_ = *_pfd_;                  \
+		*_pfd_ = -EBADF;                    \
+		_fd_;                               \
 	})
 
 static inline void freep(void *p)

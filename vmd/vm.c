@@ -1100,7 +1100,13 @@ int vm_start(struct vm *vm)
 
 	free(vm->system);
 	vm->system = NULL;
-	r = def_check_system(vm->def, vm->host->store_dir, &vm->system, &errors);
+	{
+		_cleanup_free_ char *store = def_resolve_store(vm->host->store_dir);
+
+		r = store ? def_check_system(vm->def, store, &vm->system, &errors) : -errno;
+		if (!store)
+			schema_error(&errors, "store_dir", "%s: %s", vm->host->store_dir, strerror(errno));
+	}
 	if (r < 0) {
 		for (size_t i = 0; i < errors.n; i++)
 			log_error("%s: %s", vm->def->name, errors.lines[i]);

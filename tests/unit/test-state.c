@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "defset.h"
+#include "test.h"
+#include "vmstate.h"
+
+static char *tmpdir(void)
+{
+	char tmpl[] = "/tmp/vmd-test-XXXXXX";
+	return strdup(mkdtemp(tmpl));
+}
+
+static void rm_tree(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	ASSERT(fd >= 0);
+	ASSERT(rm_rf_children(fd) == 0);
+	close(fd);
+	ASSERT(rmdir(dir) == 0);
+}
+
+TEST(proc_identity)
+{
+	struct proc_id me, other;
+	int fd;
+
+	ASSERT(proc_id_get(getpid(), &me) == 0);
+	ASSERT_EQ(me.pid, getpid());
+	ASSERT(me.start_time > 0);
+	ASSERT(proc_id_open(&me, &fd) == 0);
+	close(fd);
+	/* The same pid with another start time is another process. */
+	other = me;
+	other.start_time++;
+	ASSERT(proc_id_open(&other, &fd) == -ESRCH);
+	other.pid = 1;
+	ASSERT(proc_id_open(&other, &fd) == -ESRCH);
+	other.pid = 0x3ffffff0;
+	ASSERT(proc_id_get(other.pid, &other) == -ESRCH);
+}
+
+TEST(state_roundtrip)
+{
+	static const char text[] = "{\"name\": \"s\", \"system\": \"/nix/store/x\", \"vcpus\": 2}";
+	_cleanup_free_ char *dir = tmpdir(), *path = xasprintf("%s/state.json", dir);
+	struct schema_errors errors = {};
+	struct proc_id shares[2] = { { 100, 5 }, { 101, 6 } };
+	struct vmstate a = { .qemu = { 99, 4 }, .shares = shares, .n_shares = 2, .started_at = 123,
+			     .boot_usec = 456, .ready = true, .restarts = 3 };
+	struct vmstate b = {};
+	FILE *f;
+
+	ASSERT(def_parse_buffer(text, strlen(text), &a.def, &errors) == 0);
+	ASSERT(vmstate_write(dir, &a) == 0);
+	ASSERT(vmstate_read(dir, &b) == 0);
+	ASSERT(def_equal(a.def, b.def));
+	ASSERT_EQ(b.qemu.pid, 99);
+	ASSERT_EQ(b.qemu.start_time, 4);
+	ASSERT_EQ(b.n_shares, 2);
+	ASSERT_EQ(b.shares[1].pid, 101);
+	ASSERT_EQ(b.started_at, 123);
+	ASSERT_EQ(b.boot_usec, 456);
+	ASSERT(b.ready);
+	ASSERT_EQ(b.restarts, 3);
+	vmstate_clear(&b);
+	def_free(a.def);
+
+	/* Anything off is refused, not half-trusted. */
+	static const char *const bad[] = {
+		"not json",
+		"{\"version\": 2}",
+		"{\"version\": 1, \"definition\": {\"name\": \"Bad\"}}",
+		"{\"version\": 1, \"definition\": {\"name\": \"s\", \"system\": \"/x\"}, \"qemu\": {\"pid\": 1, \"start_time\": 1}, \"shares\": []}",
+		"{\"version\": 1, \"definition\": {\"name\": \"s\", \"system\": \"/x\"}, \"qemu\": {\"pid\": 5, \"start_time\": -1}, \"shares\": []}",
+		"{\"version\": 1, \"definition\": {\"name\": \"s\", \"system\": \"/x\"}, \"qemu\": {\"pid\": 5, \"start_time\": 1}, \"shares\": [{}]}",
+	};
+	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+		f = fopen(path, "w");
+		ASSERT(f);
+		fputs(bad[i], f);
+		fclose(f);
+		ASSERT(vmstate_read(dir, &b) == -EINVAL);
+	}
+	rm_tree(dir);
+}
+
+TEST(defset_loading)
+{
+	_cleanup_free_ char *dir = tmpdir();
+	_cleanup_free_ char *a = xasprintf("%s/a.json", dir), *b = xasprintf("%s/b.json", dir);
+	_cleanup_free_ char *c = xasprintf("%s/c.txt", dir), *e = NULL;
+	char *paths[] = { dir, NULL };
+	struct defset set = {};
+	struct defset_errors errors = {};
+	json_t *j;
+	FILE *f;
+
+	f = fopen(a, "w");
+	fputs("{\"name\": \"one\", \"system\": \"/nix/store/x\"}", f);
+	fclose(f);
+	f = fopen(c, "w"); /* not *.json: ignored */
+	fputs("garbage", f);
+	fclose(f);
+	ASSERT(defset_load(paths, NULL, &set, &errors) == 0);
+	ASSERT_EQ(set.n, 1);
+	ASSERT(defset_find(&set, "one"));
+	ASSERT(!defset_find(&set, "two"));
+	defset_clear(&set);
+
+	/* The same name twice: the set is unusable, the error names both. */
+	f = fopen(b, "w");
+	fputs("{\"name\": \"one\", \"system\": \"/nix/store/y\"}", f);
+	fclose(f);
+	ASSERT(defset_load(paths, NULL, &set, &errors) == -EINVAL);
+	j = defset_errors_json(&errors);
+	ASSERT(json_array_size(j) == 1);
+	e = xasprintf("%s: name: \"one\" is already defined in %s", b, a);
+	ASSERT_STREQ(json_string_value(json_array_get(j, 0)), e);
+	json_decref(j);
+	defset_errors_clear(&errors);
+	defset_clear(&set);
+	rm_tree(dir);
+}
+
+RUN_TESTS(T(proc_identity), T(state_roundtrip), T(defset_loading))
