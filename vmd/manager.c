@@ -302,7 +302,17 @@ static void after_exit(struct mvm *v, enum vm_exit_reason reason)
 		v->delay = (usec_t)m->host->restart_delay_max_ms * USEC_PER_MSEC;
 	log_info("%s: restarting in %llu ms", v->name, (unsigned long long)(delay / USEC_PER_MSEC));
 	vm_set_idle_state(v->vm, VM_BACKOFF);
-	loop_timer_set(v->timer, now_usec() + delay);
+	/* Disks and checks now, so the restart itself only starts processes;
+	 * a failure here shows again, and is counted, when it starts. */
+	if (start_allowed(v))
+		vm_prepare(v->vm);
+	/* The delay counts from the crash: waiting for the rest of the unit
+	 * to go down (virtiofsd, after SIGTERM) already took part of it. */
+	{
+		usec_t from = vm_down_usec(v->vm) ? vm_down_usec(v->vm) : now_usec();
+
+		loop_timer_set(v->timer, from + delay > now_usec() ? from + delay : now_usec());
+	}
 }
 
 static void on_ready(struct vm *vm, void *userdata)

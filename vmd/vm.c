@@ -96,6 +96,8 @@ struct vm {
 
 	char *dir, *disk_dir, *log_path;
 	char *system; /* def->system resolved, for this boot */
+	char *cmdline; /* the kernel command line, for this boot */
+	bool prepared; /* prepare() done, no process started yet */
 	int lock_fd;
 	struct vmlog log;
 
@@ -123,6 +125,7 @@ struct vm {
 	enum { TIMER_NONE, TIMER_READY, TIMER_POWERDOWN, TIMER_TERM, TIMER_TEARDOWN } timer_kind;
 
 	usec_t t_start, t_ready;
+	usec_t t_down; /* when the unit started to go down (QEMU or a share died) */
 	uint64_t started_at; /* CLOCK_REALTIME of t_start, for the state file */
 	uint64_t log_offset; /* where this boot's output starts */
 	uint32_t restarts;   /* the owner's count, kept in the state file */
@@ -350,6 +353,7 @@ static void close_channels(struct vm *vm)
  * sure no child is running. */
 static void cleanup_files(struct vm *vm)
 {
+	vm->prepared = false;
 	close_channels(vm);
 	free_shares(vm);
 	child_forget(&vm->qemu);
@@ -404,6 +408,8 @@ static void finish_teardown(struct vm *vm)
 /* QEMU is gone (or going): stop the rest of the unit and wait for it. */
 static void begin_teardown(struct vm *vm)
 {
+	if (!vm->t_down)
+		vm->t_down = now_usec();
 	if (vm->tearing_down) {
 		finish_teardown(vm);
 		return;
@@ -425,6 +431,8 @@ static void on_qemu_exit(struct loop_source *s, const siginfo_t *si, void *userd
 	char buf[128];
 
 	(void)s;
+	if (!vm->t_down)
+		vm->t_down = now_usec();
 	child_forget(&vm->qemu);
 	describe_status(si, buf, sizeof(buf));
 	if (vm->stop_requested)
@@ -1059,42 +1067,27 @@ static void undo_start(struct vm *vm)
 	set_state(vm, VM_STOPPED);
 }
 
-int vm_start(struct vm *vm)
+/* Everything before the first process: the lock, disks, the log, the
+ * closure check and the kernel command line. The daemon does this during a
+ * restart's backoff, so that the restart itself only starts processes. */
+static int prepare(struct vm *vm)
 {
 	struct schema_errors errors = {};
-	_cleanup_free_ char *params = NULL, *cmdline = NULL;
+	_cleanup_free_ char *params = NULL;
 	int r;
 
-	if (vm->state != VM_STOPPED && vm->state != VM_FAILED && vm->state != VM_BACKOFF)
-		return -EBUSY;
-	vm->t_start = now_usec();
-	vm->started_at = now_realtime_usec();
-	vm->t_ready = 0;
-	vm->ready = false;
-	vm->reason = VM_EXIT_NONE;
-	vm->shutdown_reason = NULL;
-	set_state(vm, VM_PREPARING);
-
 	r = lock_run_dir(vm, true);
-	if (r == -EBUSY) {
-		log_error("%s: already running (%s is locked by another vmd or its QEMU)", vm->def->name,
-			  vm->dir);
-		goto fail;
-	}
-	if (r < 0) {
-		log_error_errno(r, "%s: preparing %s: %m", vm->def->name, vm->dir);
-		goto fail;
-	}
+	if (r == -EBUSY)
+		return log_error_errno(r, "%s: already running (%s is locked by another vmd or its QEMU)",
+				       vm->def->name, vm->dir);
+	if (r < 0)
+		return log_error_errno(r, "%s: preparing %s: %m", vm->def->name, vm->dir);
 	r = sweep_disk_dir(vm);
-	if (r < 0) {
-		log_error_errno(r, "%s: removing stale disks in %s: %m", vm->def->name, vm->disk_dir);
-		goto fail;
-	}
+	if (r < 0)
+		return log_error_errno(r, "%s: removing stale disks in %s: %m", vm->def->name, vm->disk_dir);
 	r = open_log(vm);
-	if (r < 0) {
-		log_error_errno(r, "%s: opening the log in %s: %m", vm->def->name, vm->host->log_dir);
-		goto fail;
-	}
+	if (r < 0)
+		return log_error_errno(r, "%s: opening the log in %s: %m", vm->def->name, vm->host->log_dir);
 	vm->log_offset = vmlog_offset(&vm->log);
 	vmlog_printf(&vm->log, "starting %s from %s", vm->def->name, vm->def->system);
 
@@ -1111,25 +1104,66 @@ int vm_start(struct vm *vm)
 		for (size_t i = 0; i < errors.n; i++)
 			log_error("%s: %s", vm->def->name, errors.lines[i]);
 		schema_errors_clear(&errors);
-		goto fail;
+		return r;
 	}
 	r = read_closure_params(vm, &params);
-	if (r < 0) {
-		log_error_errno(r, "%s: reading %s/kernel-params: %m", vm->def->name, vm->def->system);
-		goto fail;
-	}
-	r = qemu_kernel_cmdline(vm->def, vm->system, params, &cmdline);
+	if (r < 0)
+		return log_error_errno(r, "%s: reading %s/kernel-params: %m", vm->def->name, vm->def->system);
+	free(vm->cmdline);
+	vm->cmdline = NULL;
+	r = qemu_kernel_cmdline(vm->def, vm->system, params, &vm->cmdline);
 	if (r == -E2BIG)
 		log_error("%s: the kernel command line is longer than %d bytes", vm->def->name,
 			  KERNEL_CMDLINE_MAX);
 	if (r < 0)
-		goto fail;
+		return r;
 	r = create_images(vm);
 	if (r < 0)
-		goto fail;
+		return r;
 	r = plan_shares(vm);
 	if (r < 0)
-		goto fail;
+		return r;
+	vm->prepared = true;
+	return 0;
+}
+
+int vm_prepare(struct vm *vm)
+{
+	int r;
+
+	if (vm->prepared)
+		return 0;
+	if (vm->state != VM_STOPPED && vm->state != VM_FAILED && vm->state != VM_BACKOFF)
+		return -EBUSY;
+	r = prepare(vm);
+	if (r < 0) {
+		if (vm->log.fd >= 0)
+			vmlog_printf(&vm->log, "start failed: %s", strerror(-r));
+		cleanup_files(vm);
+		vm->prepared = false;
+	}
+	return r;
+}
+
+int vm_start(struct vm *vm)
+{
+	int r;
+
+	if (vm->state != VM_STOPPED && vm->state != VM_FAILED && vm->state != VM_BACKOFF)
+		return -EBUSY;
+	vm->t_start = now_usec();
+	vm->t_down = 0;
+	vm->started_at = now_realtime_usec();
+	vm->t_ready = 0;
+	vm->ready = false;
+	vm->reason = VM_EXIT_NONE;
+	vm->shutdown_reason = NULL;
+	set_state(vm, VM_PREPARING);
+	if (!vm->prepared) {
+		r = prepare(vm);
+		if (r < 0)
+			goto fail;
+	}
 
 	set_state(vm, VM_STARTING_SHARES);
 	check_nofile();
@@ -1140,9 +1174,10 @@ int vm_start(struct vm *vm)
 	}
 
 	set_state(vm, VM_BOOTING);
-	r = start_qemu(vm, cmdline);
+	r = start_qemu(vm, vm->cmdline);
 	if (r < 0)
 		goto fail;
+	vm->prepared = false;
 	save_state(vm);
 	timer_arm(vm, TIMER_READY, vm->t_start + (usec_t)vm->host->ready_timeout_s * USEC_PER_SEC);
 	loop_timer_set(vm->log_timer, now_usec() + LOG_CHECK_USEC);
@@ -1170,6 +1205,7 @@ static void on_powerdown(struct qmp *q, json_t *ret, int error, const char *desc
 
 int vm_stop(struct vm *vm, bool force)
 {
+	vm_unprepare(vm);
 	if (!vm->qemu.running && !any_child_running(vm))
 		return 0;
 	vm->stop_requested = true;
@@ -1268,6 +1304,7 @@ void vm_free(struct vm *vm)
 	free(vm->disk_dir);
 	free(vm->log_path);
 	free(vm->system);
+	free(vm->cmdline);
 	free(vm);
 }
 
@@ -1323,19 +1360,35 @@ void vm_set_def(struct vm *vm, struct vm_def *def)
 		def_free(def);
 		return;
 	}
+	vm_unprepare(vm);
 	def_free(vm->def);
 	vm->def = def;
 }
 
+void vm_unprepare(struct vm *vm)
+{
+	if (vm->prepared && !any_child_running(vm))
+		cleanup_files(vm);
+}
+
 void vm_set_idle_state(struct vm *vm, enum vm_state state)
 {
-	if (vm->state == VM_STOPPED || vm->state == VM_BACKOFF || vm->state == VM_FAILED)
-		set_state(vm, state);
+	if (vm->state != VM_STOPPED && vm->state != VM_BACKOFF && vm->state != VM_FAILED)
+		return;
+	/* Only a VM about to restart keeps what vm_prepare() made. */
+	if (state != VM_BACKOFF)
+		vm_unprepare(vm);
+	set_state(vm, state);
 }
 
 void vm_set_restarts(struct vm *vm, uint32_t restarts)
 {
 	vm->restarts = restarts;
+}
+
+usec_t vm_down_usec(const struct vm *vm)
+{
+	return vm->t_down;
 }
 
 usec_t vm_started_usec(const struct vm *vm)

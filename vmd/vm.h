@@ -81,6 +81,11 @@ void vm_free(struct vm *vm);
 /* Starts a stopped VM. Synchronous failures are logged, undone and
  * returned; later ones come through exited(). */
 int vm_start(struct vm *vm);
+/* Does the part of vm_start() that starts no process (lock, disks, checks)
+ * ahead of time, e.g. during a restart's backoff. Undone by vm_stop(),
+ * vm_set_def(), vm_unprepare() or parking the VM other than in backoff. */
+int vm_prepare(struct vm *vm);
+void vm_unprepare(struct vm *vm);
 struct vmstate;
 /* Takes over a VM that a previous daemon started and that still runs:
  * its QEMU and virtiofsd are checked by pid and start time, then vmd
@@ -112,6 +117,9 @@ void vm_set_idle_state(struct vm *vm, enum vm_state state);
 void vm_set_restarts(struct vm *vm, uint32_t restarts);
 /* CLOCK_MONOTONIC usec when the current boot started (0 if stopped). */
 usec_t vm_started_usec(const struct vm *vm);
+/* When the last boot started to go down (its QEMU or a virtiofsd died, or
+ * a stop began tearing it down); 0 if it never did. */
+usec_t vm_down_usec(const struct vm *vm);
 
 const struct vm_def *vm_def(const struct vm *vm);
 const char *vm_name(const struct vm *vm);

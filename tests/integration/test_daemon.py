@@ -5,6 +5,7 @@ for leftovers after each test)."""
 
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -297,18 +298,18 @@ def test_exec_and_logs(env, daemons):
     assert p.returncode == 127
     p = d.ctl("logs", "talk", check=0)
     assert "-- vmd" in p.stdout and "starting talk" in p.stdout
-    follow = subprocess.Popen([VMD, "-c", env.config, "logs", "talk", "-f"], stdout=subprocess.PIPE, text=True)
+    follow = subprocess.Popen([VMD, "-c", env.config, "logs", "talk", "-f"], stdout=subprocess.PIPE)
     try:
         time.sleep(1)
         d.ctl("exec", "talk", "--", "sh", "-c", "echo hello-from-the-console > /dev/console", check=0)
         end = time.time() + 30
-        seen = ""
-        os.set_blocking(follow.stdout.fileno(), False)
-        while time.time() < end and "hello-from-the-console" not in seen:
-            chunk = follow.stdout.read()
-            if chunk:
-                seen += chunk
-            time.sleep(0.1)
+        seen = b""
+        fd = follow.stdout.fileno()
+        while time.time() < end and b"hello-from-the-console" not in seen:
+            r, _, _ = select.select([fd], [], [], 0.2)
+            if r:
+                seen += os.read(fd, 65536)
+        seen = seen.decode(errors="replace")
         assert "hello-from-the-console" in seen
     finally:
         follow.terminate()
