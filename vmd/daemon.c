@@ -15,6 +15,9 @@
 #include "manager.h"
 #include "qemu.h"
 
+/* EX_TEMPFAIL: "start me again"; see vmd.service. */
+#define DAEMON_EXIT_RESTART 75
+
 struct daemon {
 	struct loop *loop;
 	struct host_config *host;
@@ -109,6 +112,15 @@ static void on_signal(struct loop_source *s, const struct signalfd_siginfo *si, 
 	}
 	d->stopping = true;
 	notify("STOPPING=1");
+	/* SIGUSR2: leave for an upgrade. The VMs stay; the exit status tells
+	 * systemd (RestartForceExitStatus=75) to start the next daemon, which
+	 * adopts them. */
+	if (si->ssi_signo == SIGUSR2) {
+		log_info("SIGUSR2: exiting for a restart, leaving the VMs running");
+		d->exit_code = DAEMON_EXIT_RESTART;
+		manager_shutdown(d->manager, true, on_shutdown_done, d);
+		return;
+	}
 	if (d->keep_running)
 		log_info("%s: exiting, leaving the VMs running for the next daemon", strsignal((int)si->ssi_signo));
 	else
@@ -146,7 +158,8 @@ static void usage(FILE *f)
 		"\"vmd reload\", and answers the control socket <run_dir>/vmd.sock.\n"
 		"SIGTERM stops every VM gracefully, then exits; with --keep-running it\n"
 		"exits at once and leaves the VMs running for the next daemon, which\n"
-		"adopts them.\n");
+		"adopts them. SIGUSR2 does that too, whatever the option, and exits\n"
+		"with status 75 so that systemd starts the next daemon right away.\n");
 }
 
 int cmd_daemon(int argc, char **argv, const char *config)
@@ -158,7 +171,7 @@ int cmd_daemon(int argc, char **argv, const char *config)
 		{ "help", no_argument, NULL, 'h' },
 		{}
 	};
-	static const int signals[] = { SIGTERM, SIGINT, SIGHUP };
+	static const int signals[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR2 };
 	struct daemon d = { .exit_code = EXIT_OK };
 	_cleanup_free_ char *qemu = NULL, *virtiofsd = NULL;
 	_cleanup_close_ int lock = -EBADF;

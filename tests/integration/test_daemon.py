@@ -209,7 +209,12 @@ def test_keep_running_then_adopt(env, daemons):
     assert not os.path.exists(d.sock)
     d2 = daemons()
     assert d2.status()["survivor"]["pid"] == pid
-    assert d2.stop() == 0
+    # SIGUSR2: the same, for an upgrade under systemd (exit status 75).
+    assert d2.stop(signal.SIGUSR2) == 75
+    assert os.path.exists(f"/proc/{pid}")
+    d3 = daemons()
+    assert d3.status()["survivor"]["pid"] == pid
+    assert d3.stop() == 0
     assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
 
 
