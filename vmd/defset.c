@@ -34,7 +34,8 @@ static int expand(const char *path, char ***files)
 		}
 	}
 	closedir(d);
-	qsort(*files + first, strv_length(*files) - first, sizeof(char *), cmp_str);
+	if (strv_length(*files) > first)
+		qsort(*files + first, strv_length(*files) - first, sizeof(char *), cmp_str);
 	return 0;
 }
 

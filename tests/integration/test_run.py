@@ -265,10 +265,13 @@ def test_rust_virtiofsd_style(env):
     d = env.define("rusty", keys=[{"name": "ssh", "target": "/etc/ssh", "read_only": False}])
     p = env.run(d, "sh", "-c", "grep -c virtiofs /proc/mounts; echo hi > /etc/ssh/new", check=0)
     assert p.stdout.strip() == "2"
-    lines = open(fake + ".args").read().splitlines()
-    assert lines[0] == "--fd=3 --shared-dir=/nix/store --cache=always --sandbox=namespace --log-level=warn --readonly"
+    # The daemons start concurrently, so the order of the lines is not fixed.
+    lines = sorted(open(fake + ".args").read().splitlines())
     keydir = os.path.join(env.root, "keys", "rusty", "ssh")
-    assert lines[1] == f"--fd=3 --shared-dir={keydir} --cache=never --sandbox=namespace --log-level=warn"
+    assert lines == sorted([
+        "--fd=3 --shared-dir=/nix/store --cache=always --sandbox=namespace --log-level=warn --readonly",
+        f"--fd=3 --shared-dir={keydir} --cache=never --sandbox=namespace --log-level=warn",
+    ])
     assert open(os.path.join(keydir, "new")).read() == "hi\n"
     assert oct(os.stat(keydir).st_mode & 0o777) == "0o700"
 
