@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <sys/stat.h>
 
@@ -40,10 +41,25 @@ static char *last_line(const char *s)
 	return strndup(start, (size_t)(end - start));
 }
 
+/* Gives the finished unnamed file fd its name. */
+static int link_into_place(int fd, const char *path, bool replace)
+{
+	char fdpath[64];
+
+	if (fsync(fd) < 0)
+		return -errno;
+	snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", fd);
+	if (replace && unlink(path) < 0 && errno != ENOENT)
+		return -errno;
+	if (linkat(AT_FDCWD, fdpath, AT_FDCWD, path, AT_SYMLINK_FOLLOW) < 0)
+		return -errno;
+	return 0;
+}
+
 int disk_create(const char *path, enum disk_kind kind, uint64_t size_mib, const char *label,
 		bool *ret_created, char **ret_why)
 {
-	_cleanup_free_ char *dir = NULL, *mkfs = NULL, *out = NULL, *fdpath = NULL;
+	_cleanup_free_ char *dir = NULL, *mkfs = NULL, *out = NULL;
 	_cleanup_close_ int fd = -EBADF;
 	struct stat st;
 	int r;
@@ -93,19 +109,52 @@ int disk_create(const char *path, enum disk_kind kind, uint64_t size_mib, const 
 			return out && strstr(out, "No space left") ? -ENOSPC : -EIO;
 		return r;
 	}
-	if (fsync(fd) < 0)
-		return -errno;
-
-	fdpath = xasprintf("/proc/self/fd/%d", fd);
-	if (!fdpath)
-		return -ENOMEM;
-	if (kind == DISK_EPHEMERAL && unlink(path) < 0 && errno != ENOENT)
-		return -errno;
-	if (linkat(AT_FDCWD, fdpath, AT_FDCWD, path, AT_SYMLINK_FOLLOW) < 0)
-		return -errno;
-	if (ret_created)
+	r = link_into_place(fd, path, kind == DISK_EPHEMERAL);
+	if (r == 0 && ret_created)
 		*ret_created = true;
-	return 0;
+	return r;
+}
+
+int disk_create_overlay(const char *path, const char *base, const char *base_format, uint64_t size_mib,
+			char **ret_why)
+{
+	_cleanup_free_ char *dir = NULL, *qemu_img = NULL, *out = NULL, *size = NULL;
+	_cleanup_close_ int fd = -EBADF;
+	struct stat st;
+	int r;
+
+	/* qemu-img would give a worse message, and QEMU later a worse one. */
+	if (stat(base, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+		return -EINVAL;
+
+	r = find_executable("qemu-img", &qemu_img);
+	if (r < 0)
+		return r;
+	if (size_mib > 0) {
+		size = xasprintf("%" PRIu64 "M", size_mib);
+		if (!size)
+			return -ENOMEM;
+	}
+	fd = open_tmpfile(path, &dir);
+	if (fd < 0)
+		return fd;
+	{
+		char *argv[] = { qemu_img, "create", "-q", "-f", "qcow2", "-F", (char *)base_format,
+				 "-b", (char *)base, "/proc/self/fd/3", size, NULL };
+		struct spawn_fd pass = { fd, 3 };
+
+		r = spawn_run(argv, SANDBOX_TOOL, &pass, 1, 60 * USEC_PER_SEC, 8192, &out);
+	}
+	if (r != 0) {
+		if (ret_why)
+			*ret_why = last_line(out);
+		if (r > 0)
+			return out && strstr(out, "No space left") ? -ENOSPC : -EIO;
+		return r;
+	}
+	return link_into_place(fd, path, true);
 }
 
 int disk_remove(const char *path)

@@ -4,7 +4,7 @@
 /* Disk images: ephemeral disks (fresh every boot, ext4 without a journal,
  * deleted when the VM stops) and persistent volumes (created once, with a
  * journal, never deleted by vmd). Both are sparse raw files formatted on
- * the host. */
+ * the host. Overlays put a qcow2 file per boot over a read-only base image. */
 
 #include "util.h"
 
@@ -18,6 +18,13 @@ enum disk_kind { DISK_EPHEMERAL, DISK_PERSISTENT };
  * On mkfs failure, *ret_why (if given) holds its last output line. */
 int disk_create(const char *path, enum disk_kind kind, uint64_t size_mib, const char *label,
 		bool *ret_created, char **ret_why);
+
+/* Creates path as a qcow2 overlay on the read-only image base (format
+ * "raw" or "qcow2"), made by qemu-img the same all-or-nothing way as
+ * disk_create(). size_mib 0 takes the base's size. An existing file at path
+ * is replaced. */
+int disk_create_overlay(const char *path, const char *base, const char *base_format, uint64_t size_mib,
+			char **ret_why);
 
 /* Removes an ephemeral image; refuses anything but a regular file. */
 int disk_remove(const char *path);

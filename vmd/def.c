@@ -6,6 +6,8 @@
 #include "qemu.h"
 
 const char *const restart_policy_names[] = { "always", "on-failure", "never", NULL };
+const char *const key_generate_names[] = { "none", "wireguard", NULL };
+const char *const disk_format_names[] = { "raw", "qcow2", NULL };
 
 static const char *check_disk_name(const char *s)
 {
@@ -59,6 +61,7 @@ static const struct schema_field key_table[] = {
 	{ .key = "target", .type = SCHEMA_STRING, .offset = offsetof(struct def_key, target), .required = true, .check = check_guest_path },
 	{ .key = "source", .type = SCHEMA_STRING, .offset = offsetof(struct def_key, source), .check = check_host_path },
 	{ .key = "read_only", .type = SCHEMA_BOOL, .offset = offsetof(struct def_key, read_only), .def_bool = true },
+	{ .key = "generate", .type = SCHEMA_ENUM, .offset = offsetof(struct def_key, generate), .enum_names = key_generate_names, .def_enum = KEY_GENERATE_NONE },
 	{}
 };
 
@@ -72,9 +75,13 @@ static const struct schema_field share_table[] = {
 
 static const struct schema_field disk_table[] = {
 	{ .key = "name", .type = SCHEMA_STRING, .offset = offsetof(struct def_disk, name), .required = true, .check = check_disk_name },
-	{ .key = "size_mib", .type = SCHEMA_U64, .offset = offsetof(struct def_disk, size_mib), .required = true, .min = 1, .max = 1048576 },
+	/* 0 (or absent) means the base's size; validate() requires it
+	 * without a base. */
+	{ .key = "size_mib", .type = SCHEMA_U64, .offset = offsetof(struct def_disk, size_mib), .min = 0, .max = 1048576 },
 	{ .key = "mount", .type = SCHEMA_STRING, .offset = offsetof(struct def_disk, mount), .required = true, .check = check_guest_path },
 	{ .key = "persistent", .type = SCHEMA_BOOL, .offset = offsetof(struct def_disk, persistent) },
+	{ .key = "base", .type = SCHEMA_STRING, .offset = offsetof(struct def_disk, base), .check = check_host_path },
+	{ .key = "base_format", .type = SCHEMA_ENUM, .offset = offsetof(struct def_disk, base_format), .enum_names = disk_format_names, .def_enum = DISK_FORMAT_RAW },
 	{}
 };
 
@@ -145,6 +152,47 @@ static void check_unique_targets(const struct vm_def *d, struct schema_errors *e
 				break;                                                             \
 			}
 
+/* Field rules that need more than the field itself, checked even when
+ * other fields have errors. */
+static bool has_error_under(const struct schema_errors *errors, size_t from, const char *prefix)
+{
+	size_t n = strlen(prefix);
+
+	for (size_t i = from; i < errors->n; i++)
+		if (strncmp(errors->lines[i], prefix, n) == 0 && (prefix[n - 1] == ':' || strchr(".:", errors->lines[i][n])))
+			return true;
+	return false;
+}
+
+static void check_disks(const struct vm_def *d, struct schema_errors *errors, size_t from)
+{
+	for (size_t i = 0; i < d->n_disks; i++) {
+		char f[64];
+
+		/* Not on top of errors in what is checked here: a field that
+		 * failed to parse looks absent. */
+		snprintf(f, sizeof(f), "disks[%zu]:", i);
+		if (has_error_under(errors, from, f))
+			continue;
+		snprintf(f, sizeof(f), "disks[%zu].base", i);
+		if (has_error_under(errors, from, f))
+			continue;
+		snprintf(f, sizeof(f), "disks[%zu].size_mib", i);
+		if (has_error_under(errors, from, f))
+			continue;
+
+		if (!d->disks[i].base && d->disks[i].size_mib == 0) {
+			snprintf(f, sizeof(f), "disks[%zu].size_mib", i);
+			schema_error(errors, f, "must be 1..1048576 (required unless the disk has a base image)");
+		}
+		if (d->disks[i].base && d->disks[i].persistent) {
+			snprintf(f, sizeof(f), "disks[%zu].base", i);
+			schema_error(errors, f, "an overlay on a base image is thrown away at every stop; "
+						"it cannot be persistent");
+		}
+	}
+}
+
 static void validate(const struct vm_def *d, struct schema_errors *errors)
 {
 	int r;
@@ -153,6 +201,7 @@ static void validate(const struct vm_def *d, struct schema_errors *errors)
 	CHECK_UNIQUE(errors, d->shares, d->n_shares, tag, "shares");
 	CHECK_UNIQUE(errors, d->disks, d->n_disks, name, "disks");
 	check_unique_targets(d, errors);
+
 
 	/* The kernel command line has a hard limit; the closure's own
 	 * kernel-params come on top at boot and are checked then. */
@@ -171,6 +220,7 @@ int def_parse(json_t *json, struct vm_def **ret, struct schema_errors *errors)
 	if (!d)
 		return -ENOMEM;
 	schema_parse(def_table, json, d, "", errors);
+	check_disks(d, errors, before);
 	if (errors->n == before)
 		validate(d, errors);
 	if (errors->n != before) {

@@ -7,12 +7,15 @@
 #include "schema.h"
 
 enum restart_policy { RESTART_ALWAYS, RESTART_ON_FAILURE, RESTART_NEVER };
+enum key_generate { KEY_GENERATE_NONE, KEY_GENERATE_WIREGUARD };
+enum disk_format { DISK_FORMAT_RAW, DISK_FORMAT_QCOW2 };
 
 struct def_key {
 	char *name;
 	char *target;
 	char *source; /* NULL: <keys_dir>/<vm>/<name> */
 	bool read_only;
+	int generate; /* enum key_generate */
 };
 
 struct def_share {
@@ -24,9 +27,11 @@ struct def_share {
 
 struct def_disk {
 	char *name;
-	uint64_t size_mib;
+	uint64_t size_mib; /* 0 with a base: the base's size */
 	char *mount;
 	bool persistent;
+	char *base;      /* read-only base image: the disk is a qcow2 overlay per boot */
+	int base_format; /* enum disk_format */
 };
 
 struct vm_def {
@@ -51,6 +56,8 @@ struct vm_def {
 #define KERNEL_CMDLINE_MAX 2048
 
 extern const char *const restart_policy_names[];
+extern const char *const key_generate_names[];
+extern const char *const disk_format_names[];
 
 /* Parses and validates one definition. Returns 0, -EINVAL with errors
  * filled in, or another -errno. *ret is set only on success. */

@@ -260,7 +260,10 @@ static void after_exit(struct mvm *v, enum vm_exit_reason reason)
 	usec_t delay;
 
 	complete(v, WAIT_STOPPED, 0, NULL);
-	complete(v, WAIT_READY, -EIO, v->last_exit ? v->last_exit : "the VM stopped");
+	/* Who waits for "ready" across a restart or a changed definition
+	 * waits for the next boot. */
+	if (v->removed || m->shutting_down || !v->want || (!v->next_def && !v->restart_pending))
+		complete(v, WAIT_READY, -EIO, v->last_exit ? v->last_exit : "the VM stopped");
 	fail_execs(v, -ECONNRESET);
 
 	if (v->removed) {

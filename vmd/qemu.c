@@ -117,8 +117,9 @@ int qemu_argv(const struct qemu_config *c, char ***ret)
 		/* werror/rerror=report: a full host disk gives the guest EIO
 		 * instead of pausing the VM forever (QEMU's default). */
 		ADD("-drive");
-		ADD_ESCAPED("file=%s,format=raw,if=none,id=disk-%s,cache=%s,aio=threads,discard=unmap,werror=report,rerror=report",
-			    c->disks[i].path, c->disks[i].name, c->disks[i].ephemeral ? "unsafe" : "writeback");
+		ADD_ESCAPED("file=%s,format=%s,if=none,id=disk-%s,cache=%s,aio=threads,discard=unmap,werror=report,rerror=report",
+			    c->disks[i].path, c->disks[i].qcow2 ? "qcow2" : "raw", c->disks[i].name,
+			    c->disks[i].ephemeral ? "unsafe" : "writeback");
 		ADD("-device");
 		ADD("virtio-blk-pci,drive=disk-%s,serial=%s", c->disks[i].name, c->disks[i].name);
 	}
@@ -215,7 +216,8 @@ int qemu_kernel_cmdline(const struct vm_def *d, const char *system, const char *
 	for (size_t i = 0; i < d->n_disks; i++, k++) {
 		snprintf(m[k].what, sizeof(m[k].what), "/dev/disk/by-id/virtio-%s", d->disks[i].name);
 		m[k].where = d->disks[i].mount;
-		m[k].type = "ext4";
+		/* A base image may hold any filesystem the guest knows. */
+		m[k].type = d->disks[i].base ? "auto" : "ext4";
 		m[k].opts = "defaults";
 	}
 	qsort(m, k, sizeof(*m), mount_cmp);

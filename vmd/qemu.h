@@ -17,6 +17,7 @@ struct qemu_disk {
 	const char *name; /* also the virtio-blk serial */
 	const char *path;
 	bool ephemeral;   /* no flushes needed: the data dies with the VM */
+	bool qcow2;       /* an overlay on a base image; else raw */
 };
 
 struct qemu_config {

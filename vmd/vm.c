@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 
 #include "disk.h"
+#include "keydir.h"
 #include "jline.h"
 #include "log.h"
 #include "qemu.h"
@@ -477,10 +478,15 @@ static void on_share_exit(struct loop_source *s, const siginfo_t *si, void *user
 		 * is visible here. Give QEMU a moment to explain itself. */
 		/* So does a virtiofsd whose status we cannot see (adopted, not
 		 * our child), and any during a stop we asked for. */
-		if (vm->qemu.running && !vm->share_detail &&
-		    (!si || (si->si_code == CLD_EXITED && si->si_status == 0) || vm->stop_requested)) {
-			vm->share_detail = xasprintf("virtiofsd for %s %s", sh->tag, buf);
-			loop_timer_set(vm->share_timer, now_usec() + USEC_PER_SEC);
+		/* Every virtiofsd of the VM sees QEMU go at once: while one
+		 * such grace runs, the others just join it. */
+		if (vm->qemu.running &&
+		    (vm->share_detail || !si || (si->si_code == CLD_EXITED && si->si_status == 0) ||
+		     vm->stop_requested)) {
+			if (!vm->share_detail) {
+				vm->share_detail = xasprintf("virtiofsd for %s %s", sh->tag, buf);
+				loop_timer_set(vm->share_timer, now_usec() + USEC_PER_SEC);
+			}
 			return;
 		}
 		/* A dead virtiofsd leaves the guest hung on every access to the
@@ -690,40 +696,6 @@ static int open_log(struct vm *vm)
 	return vmlog_open(&vm->log, vm->log_path, vm->host->log_max_bytes);
 }
 
-static int key_dir(struct vm *vm, const struct def_key *k, char **ret)
-{
-	_cleanup_free_ char *vmdir = NULL, *dir = NULL;
-	struct stat st;
-	int r;
-
-	if (k->source) {
-		dir = strdup(k->source);
-		if (!dir)
-			return -ENOMEM;
-	} else {
-		vmdir = path_join(vm->host->keys_dir, vm->def->name);
-		dir = vmdir ? path_join(vmdir, k->name) : NULL;
-		if (!dir)
-			return -ENOMEM;
-		r = mkdir_p(vm->host->keys_dir, 0700);
-		if (r == 0 && mkdir(vmdir, 0700) < 0 && errno != EEXIST)
-			r = -errno;
-		if (r == 0 && mkdir(dir, 0700) < 0 && errno != EEXIST)
-			r = -errno;
-		if (r < 0)
-			return log_error_errno(r, "%s: creating key directory %s: %m", vm->def->name, dir);
-	}
-	/* Secrets are handed over only from a real directory: a symlink
-	 * could point the guest at any host directory. */
-	if (lstat(dir, &st) < 0)
-		return log_error_errno(errno, "%s: key %s: %s: %m", vm->def->name, k->name, dir);
-	if (!S_ISDIR(st.st_mode))
-		return log_error_errno(ENOTDIR, "%s: key %s: %s is not a directory (symlinks are refused)",
-				       vm->def->name, k->name, dir);
-	*ret = TAKE_PTR(dir);
-	return 0;
-}
-
 static int add_share(struct vm *vm, const char *tag, char *source, enum virtiofsd_cache cache, bool ro)
 {
 	struct vm_share *s = &vm->shares[vm->n_shares];
@@ -761,7 +733,7 @@ static int plan_shares(struct vm *vm)
 
 		if (!tag)
 			return -ENOMEM;
-		r = key_dir(vm, &d->keys[i], &dir);
+		r = keydir_prepare(vm->host->keys_dir, d->name, &d->keys[i], &dir);
 		if (r < 0)
 			return r;
 		/* Keys are small and may be rotated on the host: no caching. */
@@ -803,7 +775,8 @@ static int plan_images(struct vm *vm)
 		const struct def_disk *dk = &d->disks[i];
 
 		vm->images[i].disk = dk;
-		vm->images[i].path = xasprintf("%s/%s.img", dk->persistent ? voldir : vm->disk_dir, dk->name);
+		vm->images[i].path = xasprintf("%s/%s.%s", dk->persistent ? voldir : vm->disk_dir, dk->name,
+					       dk->base ? "qcow2" : "img");
 		if (!vm->images[i].path)
 			return -ENOMEM;
 		vm->n_images = i + 1;
@@ -830,6 +803,15 @@ static int create_images(struct vm *vm)
 		r = mkdir_p(dir, 0700);
 		if (r < 0)
 			return log_error_errno(r, "%s: creating %s: %m", d->name, dir);
+		if (dk->base) {
+			r = disk_create_overlay(vm->images[i].path, dk->base, disk_format_names[dk->base_format],
+						dk->size_mib, &why);
+			if (r < 0)
+				return log_error_errno(r, "%s: creating overlay disk %s on %s at %s: %m%s%s",
+						       d->name, dk->name, dk->base, vm->images[i].path,
+						       why ? ": " : "", why ? why : "");
+			continue;
+		}
 		r = disk_create(vm->images[i].path, dk->persistent ? DISK_PERSISTENT : DISK_EPHEMERAL,
 				dk->size_mib, dk->name, &created, &why);
 		if (r < 0)
@@ -962,7 +944,7 @@ static int start_qemu(struct vm *vm, const char *cmdline)
 		fs[i] = (struct qemu_fs){ vm->shares[i].tag, vm->shares[i].socket };
 	for (size_t i = 0; i < vm->n_images; i++)
 		disks[i] = (struct qemu_disk){ vm->images[i].disk->name, vm->images[i].path,
-					       !vm->images[i].disk->persistent };
+					       !vm->images[i].disk->persistent, vm->images[i].disk->base != NULL };
 	for (int i = 0; i < 4; i++) {
 		paths[i] = xasprintf("%s/%s.sock", vm->dir, chan_names[i]);
 		if (!paths[i])

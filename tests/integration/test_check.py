@@ -23,7 +23,7 @@ def test_errors_are_reported_per_file_and_field(env):
     p = env.vmd("check", "-c", env.config, bad, check=1)
     assert p.stdout.splitlines() == [
         f"{bad}: vcpus: must be 1..255",
-        f"{bad}: disks[0].size_mib: must be 1..1048576",
+        f"{bad}: disks[0].size_mib: must be 1..1048576 (required unless the disk has a base image)",
     ]
 
 

@@ -140,7 +140,7 @@ def test_reload_adds_removes_changes(env, daemons):
     changed = d.wait_state("changing", "running", ready=True, pid_not=changing["pid"])
     p = d.ctl("exec", "changing", "--", "grep", "MemTotal", "/proc/meminfo", check=0)
     assert 400 * 1024 < int(p.stdout.split()[1]) <= 512 * 1024
-    d.wait_for(lambda: "gone" not in d.status(), "gone to go")
+    d.wait_for(lambda: "gone" not in d.status() and not os.path.exists(env.run_dir("gone")), "gone to go")
     # The untouched VM was not restarted.
     assert d.status("keep")["keep"]["pid"] == keep["pid"]
     assert d.status("keep")["keep"]["restarts"] == 0

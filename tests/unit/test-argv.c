@@ -82,8 +82,10 @@ TEST(qemu_full)
 		{ "data", "/run/vm,d/vms/edge/fs4.sock" },
 	};
 	struct qemu_disk disks[] = {
-		{ "scratch", "/var/lib/vmd/disks/edge/scratch.img", true },
-		{ "db", "/var/lib/vmd/volumes/edge/db.img", false },
+		{ "scratch", "/var/lib/vmd/disks/edge/scratch.img", true, false },
+		{ "db", "/var/lib/vmd/volumes/edge/db.img", false, false },
+		{ "base", "/var/lib/vmd/disks/edge/base.qcow2", true, true },
+		{ "big", "/var/lib/vmd/disks/edge/big.qcow2", true, true },
 	};
 
 	ASSERT(qemu_kernel_cmdline(d, d->system, "", &cmdline) == 0);

@@ -118,10 +118,17 @@ TEST(full_fields)
 	ASSERT_STREQ(d->keys[2].source, "/srv/secrets/tls");
 	ASSERT(!d->keys[0].source);
 	ASSERT_EQ(d->n_shares, 1);
-	ASSERT_EQ(d->n_disks, 2);
+	ASSERT_EQ(d->keys[0].generate, KEY_GENERATE_WIREGUARD);
+	ASSERT_EQ(d->keys[1].generate, KEY_GENERATE_NONE);
+	ASSERT_EQ(d->n_disks, 4);
 	ASSERT(!d->disks[0].persistent);
 	ASSERT(d->disks[1].persistent);
 	ASSERT_EQ(d->disks[1].size_mib, 4096);
+	ASSERT(!d->disks[1].base);
+	ASSERT_STREQ(d->disks[2].base, "/var/lib/images/tools.qcow2");
+	ASSERT_EQ(d->disks[2].base_format, DISK_FORMAT_QCOW2);
+	ASSERT_EQ(d->disks[2].size_mib, 0);
+	ASSERT_EQ(d->disks[3].base_format, DISK_FORMAT_RAW);
 	def_free(d);
 }
 

@@ -7,22 +7,6 @@
 #include "test.h"
 #include "vmlog.h"
 
-static char *tmpdir(void)
-{
-	char tmpl[] = "/tmp/vmd-test-XXXXXX";
-	return strdup(mkdtemp(tmpl));
-}
-
-static void rm_tree(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-	ASSERT(fd >= 0);
-	ASSERT(rm_rf_children(fd) == 0);
-	close(fd);
-	ASSERT(rmdir(dir) == 0);
-}
-
 TEST(log_bounded)
 {
 	_cleanup_free_ char *dir = tmpdir();

@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+
+#include "util.h"
 
 #define ASSERT(x)                                                                       \
 	do {                                                                            \
@@ -55,6 +58,25 @@ static inline int run_tests(const struct test *tests, size_t n)
 		fflush(stdout);
 	}
 	return 0;
+}
+
+/* Helpers for tests that need files (from the core library). */
+
+/* A fresh directory under /tmp; remove it with rm_tree(). */
+static inline char *tmpdir(void)
+{
+	char tmpl[] = "/tmp/vmd-test-XXXXXX";
+	return strdup(mkdtemp(tmpl));
+}
+
+static inline void rm_tree(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	ASSERT(fd >= 0);
+	ASSERT(rm_rf_children(fd) == 0);
+	close(fd);
+	ASSERT(rmdir(dir) == 0);
 }
 
 #define RUN_TESTS(...)                                                                  \

@@ -1,0 +1,16 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Key directories: host directories that hand a VM its secrets (WireGuard
+ * keys, SSH host keys). The one place vmd touches them; it creates and
+ * fills them but never deletes or rewrites anything in them. */
+
+#include "def.h"
+
+/* The host directory for key k of VM vm: k->source, or
+ * <keys_dir>/<vm>/<k->name>. A missing directory is created (mode 0700,
+ * owned by whoever runs vmd: root). A path that is a symlink or not a
+ * directory is refused, and so is a source whose parent does not exist.
+ * If the key asks for it, a secret is generated into it on first use.
+ * Errors are logged with the VM's name. */
+int keydir_prepare(const char *keys_dir, const char *vm, const struct def_key *k, char **ret_path);
