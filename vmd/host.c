@@ -105,6 +105,28 @@ static void check_dirs(const struct host_config *c, struct schema_errors *errors
 	}
 }
 
+static char *resolved(const char *path)
+{
+	char *r = realpath(path, NULL);
+
+	return r ? r : strdup(path);
+}
+
+char *host_swept_dir(const struct host_config *c, const char *path)
+{
+	_cleanup_free_ char *vms = path_join(c->run_dir, "vms"), *disks = path_join(c->state_dir, "disks");
+	_cleanup_free_ char *real = resolved(path), *rvms = vms ? resolved(vms) : NULL;
+	_cleanup_free_ char *rdisks = disks ? resolved(disks) : NULL;
+
+	if (!real || !rvms || !rdisks)
+		return NULL;
+	if (overlap(real, rvms))
+		return TAKE_PTR(vms);
+	if (overlap(real, rdisks))
+		return TAKE_PTR(disks);
+	return NULL;
+}
+
 int host_config_parse_buffer(const char *buf, size_t len, struct host_config **ret,
 			     struct schema_errors *errors)
 {

@@ -47,3 +47,10 @@ static inline void host_config_freep(struct host_config **c)
 }
 #define _cleanup_host_config_ _cleanup_(host_config_freep)
 json_t *host_config_to_json(const struct host_config *c);
+
+/* Whether path (resolved through symlinks where it exists) overlaps one of
+ * the directories vmd empties at every start and stop: <run_dir>/vms and
+ * <state_dir>/disks. A definition must not hand those to a guest as keys or
+ * shares, nor use them for base images. Returns the directory it overlaps
+ * (free it) or NULL. */
+char *host_swept_dir(const struct host_config *c, const char *path);

@@ -714,6 +714,18 @@ static int add_share(struct vm *vm, const char *tag, char *source, enum virtiofs
 	return 0;
 }
 
+/* vmd empties its run and disk directories at every start and stop:
+ * nothing a guest keeps may live there. */
+static int refuse_swept(struct vm *vm, const char *what, const char *name, const char *path)
+{
+	_cleanup_free_ char *swept = host_swept_dir(vm->host, path);
+
+	if (!swept)
+		return 0;
+	return log_error_errno(EINVAL, "%s: %s %s: %s is inside %s, which vmd empties at every start and stop",
+			       vm->def->name, what, name, path, swept);
+}
+
 /* The store, then keys, then shares. */
 static int plan_shares(struct vm *vm)
 {
@@ -733,6 +745,13 @@ static int plan_shares(struct vm *vm)
 
 		if (!tag)
 			return -ENOMEM;
+		/* The default place, under keys_dir, cannot be swept (the
+		 * host settings are checked for that). */
+		if (d->keys[i].source) {
+			r = refuse_swept(vm, "key", d->keys[i].name, d->keys[i].source);
+			if (r < 0)
+				return r;
+		}
 		r = keydir_prepare(vm->host->keys_dir, d->name, &d->keys[i], &dir);
 		if (r < 0)
 			return r;
@@ -742,16 +761,21 @@ static int plan_shares(struct vm *vm)
 			return r;
 	}
 	for (size_t i = 0; i < d->n_shares; i++) {
+		_cleanup_free_ char *real = NULL;
 		struct stat st;
 
-		if (stat(d->shares[i].source, &st) < 0)
+		/* virtiofsd wants the directory itself, not a symlink to it. */
+		real = realpath(d->shares[i].source, NULL);
+		if (!real || stat(real, &st) < 0)
 			return log_error_errno(errno, "%s: share %s: %s: %m", d->name, d->shares[i].tag,
 					       d->shares[i].source);
 		if (!S_ISDIR(st.st_mode))
 			return log_error_errno(ENOTDIR, "%s: share %s: %s is not a directory", d->name,
 					       d->shares[i].tag, d->shares[i].source);
-		r = add_share(vm, d->shares[i].tag, strdup(d->shares[i].source), VIRTIOFSD_CACHE_AUTO,
-			      d->shares[i].read_only);
+		r = refuse_swept(vm, "share", d->shares[i].tag, real);
+		if (r < 0)
+			return r;
+		r = add_share(vm, d->shares[i].tag, TAKE_PTR(real), VIRTIOFSD_CACHE_AUTO, d->shares[i].read_only);
 		if (r < 0)
 			return r;
 	}
@@ -804,6 +828,9 @@ static int create_images(struct vm *vm)
 		if (r < 0)
 			return log_error_errno(r, "%s: creating %s: %m", d->name, dir);
 		if (dk->base) {
+			r = refuse_swept(vm, "disk", dk->name, dk->base);
+			if (r < 0)
+				return r;
 			r = disk_create_overlay(vm->images[i].path, dk->base, disk_format_names[dk->base_format],
 						dk->size_mib, &why);
 			if (r < 0)

@@ -135,6 +135,24 @@ def test_key_source_that_is_a_symlink_is_refused(env):
     assert os.listdir(real) == []
 
 
+def test_sources_in_swept_directories_are_refused(env):
+    # vmd empties these at every start and stop: a guest must not keep
+    # anything there, and vmd must not create anything there for it.
+    inside = os.path.join(env.root, "state", "disks", "victim")
+    os.makedirs(inside)
+    for fields, what in (
+            ({"keys": [{"name": "k", "target": "/etc/k", "source": f"{inside}/k"}]}, "key k"),
+            ({"shares": [{"tag": "s", "source": inside, "target": "/s"}]}, "share s"),
+            ({"disks": [{"name": "d", "mount": "/d", "base": f"{inside}/base.img"}]}, "disk d")):
+        d = env.define("swept", **fields)
+        p = env.run(d, "true")
+        assert p.returncode == 2, p.stderr
+        assert f"swept: {what}: {inside}" in p.stderr
+        assert "which vmd empties at every start and stop" in p.stderr
+    assert os.listdir(inside) == []
+    os.rmdir(inside)
+
+
 def make_base_image(env, fmt):
     """A small ext4 image holding one file, in raw or qcow2 format."""
     tree = os.path.join(env.root, "tree")
@@ -180,3 +198,25 @@ def test_overlay_base_missing(env):
     assert p.returncode == 2
     assert "creating overlay disk tools on /nonexistent/base.img" in p.stderr
     assert "No such file or directory" in p.stderr
+
+
+def test_shares_read_only_and_read_write(env):
+    ro = os.path.join(env.root, "ro")
+    rw = os.path.join(env.root, "rw")
+    os.mkdir(ro)
+    os.mkdir(rw)
+    with open(os.path.join(ro, "hello"), "w") as f:
+        f.write("from the host\n")
+    # A symlink to a share is followed (unlike a key's): virtiofsd gets
+    # the directory itself.
+    link = os.path.join(env.root, "rw-link")
+    os.symlink(rw, link)
+    d = env.define("sharing", shares=[
+        {"tag": "ro", "source": ro, "target": "/mnt/ro"},
+        {"tag": "rw", "source": link, "target": "/mnt/rw", "read_only": False}])
+    p = env.run(d, "sh", "-c", "cat /mnt/ro/hello; echo written > /mnt/rw/out; "
+                "echo x > /mnt/ro/evil || echo refused; "
+                "mount -o remount,rw /mnt/ro && echo x > /mnt/ro/evil2 || echo refused again; sync", check=0)
+    assert p.stdout.splitlines() == ["from the host", "refused", "refused again"], p.stdout + p.stderr
+    assert open(os.path.join(rw, "out")).read() == "written\n"
+    assert sorted(os.listdir(ro)) == ["hello"]
