@@ -1,0 +1,321 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <netlink/errno.h>
+#include <netlink/netlink.h>
+#include <netlink/route/addr.h>
+#include <netlink/route/link.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "link.h"
+#include "util.h"
+
+/* libnl's error codes to errno. */
+static int nlerr(int e)
+{
+	switch (e < 0 ? -e : e) {
+	case 0:
+		return 0;
+	case NLE_EXIST:
+		return -EEXIST;
+	case NLE_OBJ_NOTFOUND:
+	case NLE_NODEV:
+		return -ENODEV;
+	case NLE_PERM:
+		return -EPERM;
+	case NLE_NOMEM:
+		return -ENOMEM;
+	case NLE_BUSY:
+		return -EBUSY;
+	case NLE_RANGE:
+		return -ERANGE;
+	case NLE_NOADDR:
+		return -EADDRNOTAVAIL;
+	case NLE_OPNOTSUPP:
+		return -EOPNOTSUPP;
+	case NLE_INVAL:
+	case NLE_MSGTYPE_NOSUPPORT:
+		return -EINVAL;
+	case NLE_AF_NOSUPPORT:
+		return -EAFNOSUPPORT;
+	default:
+		return -EIO;
+	}
+}
+
+int netlink_open(struct nl_sock **ret)
+{
+	struct nl_sock *sk = nl_socket_alloc();
+	int r;
+
+	if (!sk)
+		return -ENOMEM;
+	r = nl_connect(sk, NETLINK_ROUTE);
+	if (r < 0) {
+		nl_socket_free(sk);
+		return nlerr(r);
+	}
+	*ret = sk;
+	return 0;
+}
+
+void netlink_close(struct nl_sock *sk)
+{
+	if (sk)
+		nl_socket_free(sk);
+}
+
+static void link_putp(struct rtnl_link **l)
+{
+	if (*l)
+		rtnl_link_put(*l);
+}
+#define _cleanup_link_ _cleanup_(link_putp)
+
+static int get_link(struct nl_sock *sk, const char *name, struct rtnl_link **ret)
+{
+	int r = rtnl_link_get_kernel(sk, 0, name, ret);
+
+	return r < 0 ? nlerr(r) : 0;
+}
+
+int link_lookup(struct nl_sock *sk, const char *name, bool *ret_is_bridge)
+{
+	_cleanup_link_ struct rtnl_link *l = NULL;
+	const char *type;
+	int r;
+
+	r = get_link(sk, name, &l);
+	if (r < 0)
+		return r;
+	type = rtnl_link_get_type(l);
+	if (ret_is_bridge)
+		*ret_is_bridge = type && streq(type, "bridge");
+	return rtnl_link_get_ifindex(l);
+}
+
+static int set_up(struct nl_sock *sk, struct rtnl_link *l)
+{
+	_cleanup_link_ struct rtnl_link *change = rtnl_link_alloc();
+
+	if (!change)
+		return -ENOMEM;
+	if (rtnl_link_get_flags(l) & IFF_UP)
+		return 0;
+	rtnl_link_set_flags(change, IFF_UP);
+	return nlerr(rtnl_link_change(sk, l, change, 0));
+}
+
+static int add_address(struct nl_sock *sk, int ifindex, const char *cidr)
+{
+	struct rtnl_addr *a = rtnl_addr_alloc();
+	struct nl_addr *local = NULL;
+	int r;
+
+	if (!a)
+		return -ENOMEM;
+	r = nl_addr_parse(cidr, AF_INET, &local);
+	if (r < 0 || nl_addr_get_prefixlen(local) == 0 || nl_addr_get_prefixlen(local) > 32) {
+		r = -EINVAL;
+		goto out;
+	}
+	rtnl_addr_set_ifindex(a, ifindex);
+	r = rtnl_addr_set_local(a, local);
+	if (r == 0)
+		r = rtnl_addr_add(sk, a, 0);
+	r = nlerr(r);
+	if (r == -EEXIST)
+		r = 0;
+out:
+	if (local)
+		nl_addr_put(local);
+	rtnl_addr_put(a);
+	return r;
+}
+
+int bridge_ensure(struct nl_sock *sk, const char *name, const char *cidr, bool *ret_created)
+{
+	_cleanup_link_ struct rtnl_link *l = NULL;
+	bool created = false, is_bridge;
+	int r, ifindex;
+
+	if (strlen(name) > LINK_NAME_MAX)
+		return -ENAMETOOLONG;
+	ifindex = link_lookup(sk, name, &is_bridge);
+	if (ifindex >= 0 && !is_bridge)
+		return -EEXIST;
+	if (ifindex == -ENODEV) {
+		_cleanup_link_ struct rtnl_link *want = rtnl_link_alloc();
+
+		if (!want)
+			return -ENOMEM;
+		rtnl_link_set_name(want, name);
+		r = rtnl_link_set_type(want, "bridge");
+		if (r == 0)
+			r = rtnl_link_add(sk, want, NLM_F_CREATE | NLM_F_EXCL);
+		if (r < 0)
+			return nlerr(r);
+		created = true;
+	} else if (ifindex < 0)
+		return ifindex;
+
+	r = get_link(sk, name, &l);
+	if (r == 0)
+		r = set_up(sk, l);
+	if (r == 0 && cidr)
+		r = add_address(sk, rtnl_link_get_ifindex(l), cidr);
+	if (r < 0) {
+		/* Undo only what was done here. */
+		if (created)
+			link_delete(sk, name);
+		return r;
+	}
+	if (ret_created)
+		*ret_created = created;
+	return 0;
+}
+
+int link_delete(struct nl_sock *sk, const char *name)
+{
+	_cleanup_link_ struct rtnl_link *l = NULL;
+	int r;
+
+	r = get_link(sk, name, &l);
+	if (r == -ENODEV)
+		return 0;
+	if (r < 0)
+		return r;
+	r = nlerr(rtnl_link_delete(sk, l));
+	return r == -ENODEV ? 0 : r;
+}
+
+static int tap_open(const char *name, bool multi)
+{
+	struct ifreq ifr = {};
+	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | (multi ? IFF_MULTI_QUEUE : 0);
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
+
+int tap_create(struct nl_sock *sk, const char *name, const char *bridge, unsigned queues, int *fds)
+{
+	_cleanup_link_ struct rtnl_link *l = NULL;
+	bool is_bridge;
+	int master, r = 0;
+	unsigned n = 0;
+
+	if (queues < 1 || queues > TAP_QUEUES_MAX)
+		return -EINVAL;
+	if (strlen(name) > LINK_NAME_MAX)
+		return -ENAMETOOLONG;
+	master = link_lookup(sk, bridge, &is_bridge);
+	if (master < 0)
+		return master;
+	if (!is_bridge)
+		return -ENOTTY;
+	/* A link of that name that is not ours would be reused by TUNSETIFF
+	 * if it were a persistent tap: refuse anything that exists. */
+	if (link_lookup(sk, name, NULL) >= 0)
+		return -EEXIST;
+
+	for (n = 0; n < queues; n++) {
+		int fd = tap_open(name, queues > 1);
+
+		if (fd < 0) {
+			r = fd;
+			goto fail;
+		}
+		fds[n] = fd;
+	}
+	r = get_link(sk, name, &l);
+	if (r == 0)
+		r = nlerr(rtnl_link_enslave_ifindex(sk, master, rtnl_link_get_ifindex(l)));
+	if (r == 0)
+		r = set_up(sk, l);
+	if (r == 0)
+		return 0;
+fail:
+	/* Closing every queue destroys the (non-persistent) tap. */
+	while (n > 0) {
+		n--;
+		fds[n] = safe_close(fds[n]);
+	}
+	return r;
+}
+
+static void name_hash(const char *vm, uint8_t *out, size_t n)
+{
+	static const uint8_t key[crypto_generichash_KEYBYTES] = "vmd link names and MAC addrs..";
+
+	crypto_generichash(out, n, (const uint8_t *)vm, strlen(vm), key, sizeof(key));
+}
+
+void link_name_for_vm(const char *vm, char *buf)
+{
+	uint8_t h[16];
+
+	if (strlen(vm) + 3 <= LINK_NAME_MAX) {
+		snprintf(buf, LINK_NAME_MAX + 1, "vm-%s", vm);
+		return;
+	}
+	name_hash(vm, h, sizeof(h));
+	snprintf(buf, LINK_NAME_MAX + 1, "vm-%.6s-%02x%02x%x", vm, h[0], h[1], h[2] >> 4);
+}
+
+void mac_for_vm(const char *vm, uint8_t mac[6])
+{
+	uint8_t h[16];
+
+	name_hash(vm, h, sizeof(h));
+	mac[0] = 0x52;
+	mac[1] = 0x54;
+	mac[2] = 0x00;
+	memcpy(mac + 3, h, 3);
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int mac_parse(const char *s, uint8_t mac[6])
+{
+	if (strlen(s) != 17)
+		return -EINVAL;
+	for (int i = 0; i < 6; i++) {
+		int hi = hexval(s[i * 3]), lo = hexval(s[i * 3 + 1]);
+
+		if (hi < 0 || lo < 0 || (i < 5 && s[i * 3 + 2] != ':'))
+			return -EINVAL;
+		mac[i] = (uint8_t)(hi << 4 | lo);
+	}
+	if (mac[0] & 1)
+		return -EINVAL; /* multicast */
+	return 0;
+}
+
+void mac_format(const uint8_t mac[6], char buf[18])
+{
+	snprintf(buf, 18, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+}

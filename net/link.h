@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Host links through rtnetlink (libnl-route): bridges, their addresses,
+ * and the taps that connect VMs to them. No shelling out to ip(8).
+ *
+ * Functions return 0 or a negative errno; libnl's own codes are mapped.
+ * All of them work in the network namespace of the calling thread. */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define LINK_NAME_MAX 15 /* IFNAMSIZ - 1 */
+#define TAP_QUEUES_MAX 16
+
+struct nl_sock;
+
+int netlink_open(struct nl_sock **ret);
+void netlink_close(struct nl_sock *sk);
+
+/* Makes sure a bridge called name exists and is up. An existing bridge is
+ * adopted (*ret_created = false); an existing link of another kind is
+ * -EEXIST. cidr (e.g. "10.0.0.1/24"), if not NULL, is added unless the
+ * bridge has it already. */
+int bridge_ensure(struct nl_sock *sk, const char *name, const char *cidr, bool *ret_created);
+
+/* The ifindex of name, or -ENODEV. *ret_is_bridge tells its kind. */
+int link_lookup(struct nl_sock *sk, const char *name, bool *ret_is_bridge);
+
+/* Deletes the link name; a missing one is not an error. */
+int link_delete(struct nl_sock *sk, const char *name);
+
+/* Creates tap name with queues queues (1..TAP_QUEUES_MAX; more than one
+ * makes a multiqueue tap) and vnet headers, enslaves it to bridge and
+ * brings it up. The tap is not persistent: it lives as long as one of the
+ * fds put in fds[0..queues-1] is open, so it goes away with the QEMU that
+ * holds them, even after a crash. On failure nothing is left. */
+int tap_create(struct nl_sock *sk, const char *name, const char *bridge, unsigned queues, int *fds);
+
+/* The host-side interface name for a VM: "vm-NAME" when that fits in
+ * LINK_NAME_MAX, else "vm-" + the first 6 characters + "-" + 5 hex digits
+ * of a hash of the whole name. buf must hold LINK_NAME_MAX + 1 bytes. */
+void link_name_for_vm(const char *vm, char *buf);
+
+/* A stable locally administered MAC for a VM: 52:54:00 (QEMU's prefix)
+ * followed by 3 bytes of a hash of its name. */
+void mac_for_vm(const char *vm, uint8_t mac[6]);
+/* "52:54:00:12:34:56" <-> bytes; parse accepts only that form and refuses
+ * multicast addresses. */
+int mac_parse(const char *s, uint8_t mac[6]);
+void mac_format(const uint8_t mac[6], char buf[18]);
