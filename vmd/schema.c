@@ -83,6 +83,9 @@ static const char *json_type_name(enum schema_type t)
 		return "an array of strings";
 	case SCHEMA_ARRAY:
 		return "an array of objects";
+	case SCHEMA_OBJECT:
+	case SCHEMA_MAP:
+		return "an object";
 	}
 	return "?";
 }
@@ -109,8 +112,12 @@ static void set_default(const struct schema_field *f, void *obj)
 		*FIELD_PTR(obj, f, char **) = NULL;
 		break;
 	case SCHEMA_ARRAY:
+	case SCHEMA_MAP:
 		*FIELD_PTR(obj, f, void *) = NULL;
 		*(size_t *)((char *)obj + f->count_offset) = 0;
+		break;
+	case SCHEMA_OBJECT:
+		*FIELD_PTR(obj, f, void *) = NULL;
 		break;
 	}
 }
@@ -225,6 +232,68 @@ static void parse_array(const struct schema_field *f, json_t *v, void *obj, cons
 	}
 }
 
+static void parse_object(const struct schema_field *f, json_t *v, void *obj, const char *fp,
+			 struct schema_errors *errors)
+{
+	void *item = calloc(1, f->item_size);
+
+	if (!item) {
+		schema_error(errors, fp, "out of memory");
+		return;
+	}
+	*FIELD_PTR(obj, f, void *) = item;
+	schema_parse(f->sub, v, item, fp, errors);
+}
+
+static int cmp_key(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void parse_map(const struct schema_field *f, json_t *v, void *obj, const char *fp,
+		      struct schema_errors *errors)
+{
+	size_t n = json_object_size(v), i = 0;
+	size_t *count = (size_t *)((char *)obj + f->count_offset);
+	_cleanup_free_ const char **keys = NULL;
+	const char *key;
+	char *items;
+	json_t *e;
+
+	if (f->max_items && n > f->max_items) {
+		schema_error(errors, fp, "must have at most %zu entries", f->max_items);
+		return;
+	}
+	if (n == 0)
+		return;
+	/* Sorted by name: the order of a JSON object means nothing. */
+	keys = calloc(n, sizeof(*keys));
+	items = calloc(n, f->item_size);
+	if (!keys || !items) {
+		free(items);
+		schema_error(errors, fp, "out of memory");
+		return;
+	}
+	json_object_foreach(v, key, e)
+		keys[i++] = key;
+	qsort(keys, n, sizeof(*keys), cmp_key);
+	*FIELD_PTR(obj, f, void *) = items;
+	for (i = 0; i < n; i++) {
+		char *item = items + i * f->item_size;
+		const char *why = f->check ? f->check(keys[i]) : NULL;
+		char ep[FIELD_PATH_MAX + 64];
+
+		snprintf(ep, sizeof(ep), "%s.%.60s", fp, keys[i]);
+		*count = i + 1;
+		schema_parse(f->sub, json_object_get(v, keys[i]), item, ep, errors);
+		if (why)
+			schema_error(errors, ep, "%s", why);
+		*(char **)(item + f->map_key_offset) = strdup(keys[i]);
+		if (!*(char **)(item + f->map_key_offset))
+			schema_error(errors, ep, "out of memory");
+	}
+}
+
 size_t schema_parse(const struct schema_field *table, json_t *json, void *obj, const char *path,
 		    struct schema_errors *errors)
 {
@@ -266,6 +335,10 @@ size_t schema_parse(const struct schema_field *table, json_t *json, void *obj, c
 		case SCHEMA_U64:
 			ok = json_is_integer(v);
 			break;
+		case SCHEMA_OBJECT:
+		case SCHEMA_MAP:
+			ok = json_is_object(v);
+			break;
 		default:
 			ok = json_is_array(v);
 		}
@@ -306,6 +379,12 @@ size_t schema_parse(const struct schema_field *table, json_t *json, void *obj, c
 		case SCHEMA_ARRAY:
 			parse_array(f, v, obj, fp, errors);
 			break;
+		case SCHEMA_OBJECT:
+			parse_object(f, v, obj, fp, errors);
+			break;
+		case SCHEMA_MAP:
+			parse_map(f, v, obj, fp, errors);
+			break;
 		}
 	}
 
@@ -345,6 +424,30 @@ void schema_free(const struct schema_field *table, void *obj)
 			free(*items);
 			*items = NULL;
 			*count = 0;
+			break;
+		}
+		case SCHEMA_MAP: {
+			char **items = FIELD_PTR(obj, f, char *);
+			size_t *count = (size_t *)((char *)obj + f->count_offset);
+
+			for (size_t i = 0; *items && i < *count; i++) {
+				char *item = *items + i * f->item_size;
+
+				schema_free(f->sub, item);
+				free(*(char **)(item + f->map_key_offset));
+			}
+			free(*items);
+			*items = NULL;
+			*count = 0;
+			break;
+		}
+		case SCHEMA_OBJECT: {
+			void **item = FIELD_PTR(obj, f, void *);
+
+			if (*item)
+				schema_free(f->sub, *item);
+			free(*item);
+			*item = NULL;
 			break;
 		}
 		default:
@@ -405,6 +508,30 @@ json_t *schema_to_json(const struct schema_field *table, const void *obj)
 			}
 			break;
 		}
+		case SCHEMA_MAP: {
+			const char *items = *FIELD_CPTR(obj, f, char *);
+			size_t count = *(const size_t *)((const char *)obj + f->count_offset);
+
+			v = json_object();
+			for (size_t i = 0; v && i < count; i++) {
+				const char *item = items + i * f->item_size;
+				json_t *e = schema_to_json(f->sub, item);
+
+				if (!e || json_object_set_new(v, *(char *const *)(item + f->map_key_offset), e) < 0) {
+					json_decref(v);
+					goto fail;
+				}
+			}
+			break;
+		}
+		case SCHEMA_OBJECT: {
+			const void *item = *FIELD_CPTR(obj, f, void *);
+
+			if (!item)
+				continue;
+			v = schema_to_json(f->sub, item);
+			break;
+		}
 		}
 		if (!v || json_object_set_new(o, f->key, v) < 0)
 			goto fail;
@@ -460,6 +587,34 @@ bool schema_equal(const struct schema_field *table, const void *a, const void *b
 			for (size_t i = 0; i < na; i++)
 				if (!schema_equal(f->sub, ia + i * f->item_size, ib + i * f->item_size))
 					return false;
+			break;
+		}
+		case SCHEMA_MAP: {
+			const char *ia = *FIELD_CPTR(a, f, char *), *ib = *FIELD_CPTR(b, f, char *);
+			size_t na = *(const size_t *)((const char *)a + f->count_offset);
+			size_t nb = *(const size_t *)((const char *)b + f->count_offset);
+
+			if (na != nb)
+				return false;
+			for (size_t i = 0; i < na; i++) {
+				const char *x = ia + i * f->item_size, *y = ib + i * f->item_size;
+
+				if (!streq(*(char *const *)(x + f->map_key_offset), *(char *const *)(y + f->map_key_offset)) ||
+				    !schema_equal(f->sub, x, y))
+					return false;
+			}
+			break;
+		}
+		case SCHEMA_OBJECT: {
+			const void *x = *FIELD_CPTR(a, f, void *), *y = *FIELD_CPTR(b, f, void *);
+
+			if (!x || !y) {
+				if (x != y)
+					return false;
+				break;
+			}
+			if (!schema_equal(f->sub, x, y))
+				return false;
 			break;
 		}
 		}

@@ -20,6 +20,10 @@ enum schema_type {
 	SCHEMA_ENUM,   /* int              */
 	SCHEMA_STRV,   /* char **          */
 	SCHEMA_ARRAY,  /* void *items + size_t count, items described by .sub */
+	SCHEMA_OBJECT, /* void *item (NULL when absent), described by .sub */
+	SCHEMA_MAP,    /* {"NAME": {...}, ...}: like SCHEMA_ARRAY, items sorted by
+	                * NAME, which goes to the char * at .map_key_offset of
+	                * each item and is checked with .check */
 };
 
 /* Returns NULL if the value is fine, else a reason ("must be absolute"). */
@@ -45,8 +49,10 @@ struct schema_field {
 	const struct schema_field *sub;
 	size_t item_size;
 	size_t count_offset;
-	/* SCHEMA_ARRAY and SCHEMA_STRV: maximum number of elements. */
+	/* SCHEMA_ARRAY, SCHEMA_MAP and SCHEMA_STRV: maximum number of elements. */
 	size_t max_items;
+	/* SCHEMA_MAP: where each item keeps its name. */
+	size_t map_key_offset;
 };
 
 /* A list of "FIELD: reason" lines. */

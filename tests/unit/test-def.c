@@ -207,5 +207,93 @@ TEST(host_invalid)
 	}
 }
 
-RUN_TESTS(T(invalid_definitions), T(valid_roundtrip), T(defaults), T(full_fields),
+/* The two container types the definitions do not use yet. */
+struct t_item {
+	char *name;
+	char *type;
+	uint32_t port;
+};
+struct t_root {
+	struct t_item *nets;
+	size_t n_nets;
+	struct t_item *one;
+};
+static const struct schema_field t_item_table[] = {
+	{ .key = "type", .type = SCHEMA_STRING, .offset = offsetof(struct t_item, type), .required = true },
+	{ .key = "port", .type = SCHEMA_U32, .offset = offsetof(struct t_item, port), .min = 1, .max = 65535, .def_uint = 7 },
+	{}
+};
+static const struct schema_field t_root_table[] = {
+	{ .key = "nets", .type = SCHEMA_MAP, .offset = offsetof(struct t_root, nets), .sub = t_item_table,
+	  .item_size = sizeof(struct t_item), .count_offset = offsetof(struct t_root, n_nets), .max_items = 3,
+	  .map_key_offset = offsetof(struct t_item, name), .check = check_name },
+	{ .key = "one", .type = SCHEMA_OBJECT, .offset = offsetof(struct t_root, one), .sub = t_item_table,
+	  .item_size = sizeof(struct t_item) },
+	{}
+};
+
+static size_t t_parse(const char *text, struct t_root *r, struct schema_errors *e)
+{
+	json_t *j = json_loads(text, 0, NULL);
+	size_t n;
+
+	ASSERT(j);
+	n = schema_parse(t_root_table, j, r, "", e);
+	json_decref(j);
+	return n;
+}
+
+TEST(schema_object_and_map)
+{
+	struct schema_errors e = {};
+	struct t_root a = {}, b = {}, c = {};
+	_cleanup_free_ char *text = NULL;
+	json_t *j;
+
+	ASSERT(t_parse("{\"nets\": {\"zeta\": {\"type\": \"bridge\"}, \"alpha\": {\"type\": \"wg\", \"port\": 51820}},"
+		       " \"one\": {\"type\": \"x\"}}", &a, &e) == 0);
+	ASSERT_EQ(a.n_nets, 2);
+	ASSERT_STREQ(a.nets[0].name, "alpha"); /* sorted */
+	ASSERT_EQ(a.nets[0].port, 51820);
+	ASSERT_STREQ(a.nets[1].name, "zeta");
+	ASSERT_EQ(a.nets[1].port, 7);
+	ASSERT(a.one && streq(a.one->type, "x"));
+
+	/* Canonical JSON parses back equal; key order does not matter. */
+	j = schema_to_json(t_root_table, &a);
+	text = json_dumps(j, JSON_SORT_KEYS);
+	json_decref(j);
+	ASSERT_STREQ(text, "{\"nets\": {\"alpha\": {\"port\": 51820, \"type\": \"wg\"}, \"zeta\": {\"port\": 7, \"type\": \"bridge\"}},"
+			   " \"one\": {\"port\": 7, \"type\": \"x\"}}");
+	ASSERT(t_parse(text, &b, &e) == 0);
+	ASSERT(schema_equal(t_root_table, &a, &b));
+	ASSERT(t_parse("{\"nets\": {\"alpha\": {\"type\": \"wg\", \"port\": 51820}, \"zeta\": {\"type\": \"bridge\"}}}", &c, &e) == 0);
+	ASSERT(!schema_equal(t_root_table, &a, &c)); /* "one" missing */
+	schema_free(t_root_table, &b);
+	ASSERT(t_parse("{\"nets\": {\"alpha\": {\"type\": \"wg\", \"port\": 51821}, \"zeta\": {\"type\": \"bridge\"}},"
+		       " \"one\": {\"type\": \"x\"}}", &b, &e) == 0);
+	ASSERT(!schema_equal(t_root_table, &a, &b)); /* a port differs */
+	schema_free(t_root_table, &a);
+	schema_free(t_root_table, &b);
+	schema_free(t_root_table, &c);
+	ASSERT(!a.nets && !a.one && a.n_nets == 0);
+
+	/* Errors carry the entry's name in the path. */
+	ASSERT(t_parse("{\"nets\": {\"Bad!\": {\"type\": \"x\"}, \"ok\": [], \"z\": {\"port\": 0}}, \"one\": 3}",
+		       &a, &e) == 5);
+	ASSERT_STREQ(e.lines[0], "nets.Bad!: may only contain a-z, 0-9 and '-'");
+	ASSERT_STREQ(e.lines[1], "nets.ok: must be an object");
+	ASSERT_STREQ(e.lines[2], "nets.z.port: must be 1..65535");
+	ASSERT_STREQ(e.lines[3], "nets.z.type: is required");
+	ASSERT_STREQ(e.lines[4], "one: must be an object");
+	schema_free(t_root_table, &a);
+	schema_errors_clear(&e);
+	ASSERT(t_parse("{\"nets\": {\"a\": {\"type\": \"x\"}, \"b\": {\"type\": \"x\"}, \"c\": {\"type\": \"x\"}, \"d\": {\"type\": \"x\"}}}",
+		       &a, &e) == 1);
+	ASSERT_STREQ(e.lines[0], "nets: must have at most 3 entries");
+	schema_free(t_root_table, &a);
+	schema_errors_clear(&e);
+}
+
+RUN_TESTS(T(invalid_definitions), T(schema_object_and_map), T(valid_roundtrip), T(defaults), T(full_fields),
 	  T(def_equal_detects_changes), T(host_defaults), T(host_invalid))
