@@ -191,11 +191,15 @@ class Daemon:
         self.wait_for(self.answers, "the control socket")
 
     def answers(self):
-        """The socket accepts (a stale file from a killed daemon does not)."""
+        """The daemon answers a request. Connecting is not enough: the socket
+        listens before the daemon's start-up (sweep, adoption, first load) is
+        over, and requests are answered only after it."""
         s = socket.socket(socket.AF_UNIX)
+        s.settimeout(60)
         try:
             s.connect(self.sock)
-            return True
+            s.sendall(b'{"command": "status"}\n')
+            return s.makefile("rb").readline().startswith(b"{")
         except OSError:
             return False
         finally:
