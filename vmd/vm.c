@@ -951,6 +951,30 @@ static void channels_done(struct channels *c)
 	}
 }
 
+/* Takes the four connected channel fds (QMP, console, notify, agent),
+ * as a fresh start and an adoption both have them. */
+static int attach_channels(struct vm *vm, int fds[4])
+{
+	int r;
+
+	vm->console_fd = fds[1];
+	vm->notify_fd = fds[2];
+	r = qmp_new(vm->loop, fds[0], on_qmp_event, NULL, vm, &vm->qmp);
+	if (r == 0)
+		r = qga_new(vm->loop, fds[3], &vm->qga);
+	else
+		safe_close(fds[3]);
+	if (r == 0)
+		r = fd_nonblock(vm->console_fd, true);
+	if (r == 0)
+		r = fd_nonblock(vm->notify_fd, true);
+	if (r == 0)
+		r = loop_add_io(vm->loop, vm->console_fd, EPOLLIN, on_console, vm, &vm->console_src);
+	if (r == 0)
+		r = loop_add_io(vm->loop, vm->notify_fd, EPOLLIN, on_notify, vm, &vm->notify_src);
+	return r;
+}
+
 static int start_qemu(struct vm *vm, const char *cmdline)
 {
 	_cleanup_strv_free_ char **argv = NULL;
@@ -1042,21 +1066,7 @@ static int start_qemu(struct vm *vm, const char *cmdline)
 			return log_error_errno(r, "%s: connecting to %s: %m", vm->def->name, paths[i]);
 		}
 	}
-	vm->console_fd = cfd[1];
-	vm->notify_fd = cfd[2];
-	r = qmp_new(vm->loop, cfd[0], on_qmp_event, NULL, vm, &vm->qmp);
-	if (r == 0)
-		r = qga_new(vm->loop, cfd[3], &vm->qga);
-	else
-		safe_close(cfd[3]);
-	if (r == 0)
-		r = fd_nonblock(vm->console_fd, true);
-	if (r == 0)
-		r = fd_nonblock(vm->notify_fd, true);
-	if (r == 0)
-		r = loop_add_io(vm->loop, vm->console_fd, EPOLLIN, on_console, vm, &vm->console_src);
-	if (r == 0)
-		r = loop_add_io(vm->loop, vm->notify_fd, EPOLLIN, on_notify, vm, &vm->notify_src);
+	r = attach_channels(vm, cfd);
 	if (r == 0)
 		r = qmp_command(vm->qmp, "cont", NULL, on_cont, vm);
 	if (r < 0)
@@ -1434,22 +1444,7 @@ static int adopt_channels(struct vm *vm)
 			return r;
 		}
 	}
-	vm->console_fd = fds[1];
-	vm->notify_fd = fds[2];
-	r = qmp_new(vm->loop, fds[0], on_qmp_event, NULL, vm, &vm->qmp);
-	if (r == 0)
-		r = qga_new(vm->loop, fds[3], &vm->qga);
-	else
-		safe_close(fds[3]);
-	if (r == 0)
-		r = fd_nonblock(vm->console_fd, true);
-	if (r == 0)
-		r = fd_nonblock(vm->notify_fd, true);
-	if (r == 0)
-		r = loop_add_io(vm->loop, vm->console_fd, EPOLLIN, on_console, vm, &vm->console_src);
-	if (r == 0)
-		r = loop_add_io(vm->loop, vm->notify_fd, EPOLLIN, on_notify, vm, &vm->notify_src);
-	return r;
+	return attach_channels(vm, fds);
 }
 
 int vm_adopt(struct vm *vm, const struct vmstate *st)
