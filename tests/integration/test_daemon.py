@@ -12,7 +12,7 @@ import subprocess
 import time
 
 from conftest import VMD
-from test_run import add_to_store
+from test_run import add_to_store, garbage_system
 
 
 def qemu_pid(env, name):
@@ -92,12 +92,7 @@ def test_kill_virtiofsd_restarts_the_vm(env, daemons):
 
 
 def test_crash_loop_ends_in_failed(env, daemons):
-    bogus = os.path.join(env.root, "garbage-system")
-    os.makedirs(bogus)
-    with open(os.path.join(bogus, "kernel"), "w") as f:
-        f.write("not a kernel\n")
-    os.symlink(os.path.join(env.closure, "initrd"), os.path.join(bogus, "initrd"))
-    os.symlink(os.path.join(env.closure, "init"), os.path.join(bogus, "init"))
+    bogus = garbage_system(env)
     env.write_settings(start_limit_burst=3, start_limit_interval_s=60)
     d = daemons()
     d.define("loop", system=add_to_store(bogus))

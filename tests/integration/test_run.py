@@ -169,15 +169,22 @@ def test_missing_virtiofsd(env):
     assert "no-such-virtiofsd: No such file or directory" in errors[0]
 
 
-def test_qemu_fails_halfway(env):
-    # virtiofsd and the disk exist by the time QEMU refuses the kernel:
-    # everything is undone.
+def garbage_system(env):
+    """A closure QEMU refuses: the real initrd and init, a kernel that is not
+    one. Not in the store yet (see add_to_store)."""
     bogus = os.path.join(env.root, "garbage-system")
     os.makedirs(bogus)
     with open(os.path.join(bogus, "kernel"), "w") as f:
         f.write("not a kernel\n")
     os.symlink(os.path.join(env.closure, "initrd"), os.path.join(bogus, "initrd"))
     os.symlink(os.path.join(env.closure, "init"), os.path.join(bogus, "init"))
+    return bogus
+
+
+def test_qemu_fails_halfway(env):
+    # virtiofsd and the disk exist by the time QEMU refuses the kernel:
+    # everything is undone.
+    bogus = garbage_system(env)
     d = env.define("garbage", system=add_to_store(bogus),
                    disks=[{"name": "scratch", "size_mib": 64, "mount": "/var"}])
     p = env.run(d, "true")
