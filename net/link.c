@@ -139,31 +139,51 @@ out:
 	return r;
 }
 
-int bridge_ensure(struct nl_sock *sk, const char *name, const char *cidr, bool *ret_created)
+static int link_kind(struct nl_sock *sk, const char *name, const char *kind)
 {
 	_cleanup_link_ struct rtnl_link *l = NULL;
-	bool created = false, is_bridge;
-	int r, ifindex;
+	const char *type;
+	int r;
+
+	r = get_link(sk, name, &l);
+	if (r < 0)
+		return r;
+	type = rtnl_link_get_type(l);
+	if (!type || !streq(type, kind))
+		return -ENOTTY;
+	return rtnl_link_get_ifindex(l);
+}
+
+/* Makes sure a link of kind called name exists (adopting one, refusing a
+ * link of another kind), is up and has cidr; undoes only what it did. */
+static int link_ensure(struct nl_sock *sk, const char *name, const char *kind, const char *cidr,
+		       bool *ret_created)
+{
+	_cleanup_link_ struct rtnl_link *l = NULL;
+	bool created = false;
+	int r;
 
 	if (strlen(name) > LINK_NAME_MAX)
 		return -ENAMETOOLONG;
-	ifindex = link_lookup(sk, name, &is_bridge);
-	if (ifindex >= 0 && !is_bridge)
+	r = link_kind(sk, name, kind);
+	if (r == -ENOTTY)
 		return -EEXIST;
-	if (ifindex == -ENODEV) {
+	if (r == -ENODEV) {
 		_cleanup_link_ struct rtnl_link *want = rtnl_link_alloc();
 
 		if (!want)
 			return -ENOMEM;
 		rtnl_link_set_name(want, name);
-		r = rtnl_link_set_type(want, "bridge");
+		r = rtnl_link_set_type(want, kind);
 		if (r == 0)
 			r = rtnl_link_add(sk, want, NLM_F_CREATE | NLM_F_EXCL);
+		/* A kind this kernel lacks (no wireguard module) is
+		 * EOPNOTSUPP ("Unknown device type"), which nlerr() keeps. */
 		if (r < 0)
 			return nlerr(r);
 		created = true;
-	} else if (ifindex < 0)
-		return ifindex;
+	} else if (r < 0)
+		return r;
 
 	r = get_link(sk, name, &l);
 	if (r == 0)
@@ -171,7 +191,6 @@ int bridge_ensure(struct nl_sock *sk, const char *name, const char *cidr, bool *
 	if (r == 0 && cidr)
 		r = add_address(sk, rtnl_link_get_ifindex(l), cidr);
 	if (r < 0) {
-		/* Undo only what was done here. */
 		if (created)
 			link_delete(sk, name);
 		return r;
@@ -179,6 +198,23 @@ int bridge_ensure(struct nl_sock *sk, const char *name, const char *cidr, bool *
 	if (ret_created)
 		*ret_created = created;
 	return 0;
+}
+
+int bridge_ensure(struct nl_sock *sk, const char *name, const char *cidr, bool *ret_created)
+{
+	return link_ensure(sk, name, "bridge", cidr, ret_created);
+}
+
+int wireguard_link_lookup(struct nl_sock *sk, const char *name)
+{
+	if (strlen(name) > LINK_NAME_MAX)
+		return -ENAMETOOLONG;
+	return link_kind(sk, name, "wireguard");
+}
+
+int wireguard_link_create(struct nl_sock *sk, const char *name, bool *ret_created)
+{
+	return link_ensure(sk, name, "wireguard", NULL, ret_created);
 }
 
 int link_delete(struct nl_sock *sk, const char *name)
@@ -318,4 +354,17 @@ int mac_parse(const char *s, uint8_t mac[6])
 void mac_format(const uint8_t mac[6], char buf[18])
 {
 	snprintf(buf, 18, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+}
+
+int link_configure(struct nl_sock *sk, const char *name, const char *cidr)
+{
+	_cleanup_link_ struct rtnl_link *l = NULL;
+	int r;
+
+	r = get_link(sk, name, &l);
+	if (r == 0 && cidr)
+		r = add_address(sk, rtnl_link_get_ifindex(l), cidr);
+	if (r == 0)
+		r = set_up(sk, l);
+	return r;
 }

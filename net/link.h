@@ -2,7 +2,8 @@
 #pragma once
 
 /* Host links through rtnetlink (libnl-route): bridges, their addresses,
- * and the taps that connect VMs to them. No shelling out to ip(8).
+ * the taps that connect VMs to them, and WireGuard links. No shelling out
+ * to ip(8).
  *
  * Functions return 0 or a negative errno; libnl's own codes are mapped.
  * All of them work in the network namespace of the calling thread. */
@@ -26,6 +27,20 @@ int bridge_ensure(struct nl_sock *sk, const char *name, const char *cidr, bool *
 
 /* The ifindex of name, or -ENODEV. *ret_is_bridge tells its kind. */
 int link_lookup(struct nl_sock *sk, const char *name, bool *ret_is_bridge);
+
+/* Makes sure a WireGuard link called name exists and is up, like
+ * bridge_ensure: an existing WireGuard link is adopted (*ret_created =
+ * false), a link of another kind is -EEXIST, and a kernel without
+ * WireGuard gives -EOPNOTSUPP. Keys and peers are set through wg.h. */
+int wireguard_link_create(struct nl_sock *sk, const char *name, bool *ret_created);
+
+/* The ifindex of the WireGuard link name: -ENODEV if there is no such
+ * link, -ENOTTY if it is of another kind. */
+int wireguard_link_lookup(struct nl_sock *sk, const char *name);
+
+/* Adds cidr (if not NULL, and unless the link has it) to the existing link
+ * name and brings it up. */
+int link_configure(struct nl_sock *sk, const char *name, const char *cidr);
 
 /* Deletes the link name; a missing one is not an error. */
 int link_delete(struct nl_sock *sk, const char *name);

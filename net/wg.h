@@ -5,7 +5,9 @@
  *
  *   WG_BACKEND_UAPI    the cross-platform userspace API of wireguard-go:
  *                      text lines on <uapi_dir>/<ifname>.sock;
- *   WG_BACKEND_KERNEL  the kernel module through generic netlink (not yet).
+ *   WG_BACKEND_KERNEL  the kernel module through generic netlink (the
+ *                      "wireguard" family), on a link made with
+ *                      wireguard_link_create() (link.h).
  *
  * Calls block for at most WG_IO_TIMEOUT_USEC: the messages are small and
  * the peer is local. Keys travel as bytes; nothing here logs them. */
@@ -41,7 +43,10 @@ struct wg_device {
 
 struct wg;
 
-/* uapi_dir NULL means WG_UAPI_DIR. */
+/* uapi_dir NULL means WG_UAPI_DIR; the kernel backend ignores it. The
+ * kernel backend works in the network namespace of the calling thread at
+ * open time, and wants the link there: -ENODEV if there is none, -ENOTTY
+ * if it is not WireGuard, -EOPNOTSUPP if the kernel has no WireGuard. */
 int wg_open(enum wg_backend backend, const char *ifname, const char *uapi_dir, struct wg **ret);
 void wg_close(struct wg *w);
 

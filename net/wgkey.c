@@ -109,12 +109,17 @@ static int write_key_file(int dirfd, const char *name, const uint8_t key[WG_KEY_
 	return 0;
 }
 
+int wg_keydir_private(int dirfd, uint8_t priv[WG_KEY_LEN])
+{
+	return read_key_file(dirfd, "privatekey", priv);
+}
+
 int wg_keydir_public(int dirfd, uint8_t pub[WG_KEY_LEN])
 {
 	uint8_t priv[WG_KEY_LEN];
 	int r;
 
-	r = read_key_file(dirfd, "privatekey", priv);
+	r = wg_keydir_private(dirfd, priv);
 	if (r == 0)
 		r = wg_key_public(priv, pub);
 	sodium_memzero(priv, sizeof(priv));

@@ -28,5 +28,6 @@ int wg_key_from_base64(const char *s, uint8_t key[WG_KEY_LEN]);
  * (-EBADMSG), not something to overwrite. *ret_created tells whether a new
  * key was made. */
 int wg_keydir_ensure(int dirfd, bool *ret_created);
-/* Reads the public key from dirfd's privatekey. */
+/* Reads dirfd's privatekey (the caller wipes it), or its public half. */
+int wg_keydir_private(int dirfd, uint8_t priv[WG_KEY_LEN]);
 int wg_keydir_public(int dirfd, uint8_t pub[WG_KEY_LEN]);

@@ -7,8 +7,10 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
+#include "addr.h"
 #include "link.h"
 #include "test.h"
+#include "wgconf.h"
 
 static struct nl_sock *sk;
 
@@ -104,6 +106,80 @@ TEST(names_and_macs)
 	ASSERT(mac_parse("52:54:00:ab:cd:eg", p) == -EINVAL);
 }
 
+TEST(addresses)
+{
+	char buf[ADDR_STR_MAX];
+	struct cidr a, b;
+	uint32_t x;
+
+	ASSERT(cidr_parse("10.0.0.2/24", &a) == 0);
+	ASSERT_EQ(a.addr, 0x0a000002u);
+	ASSERT_EQ(a.prefix, 24);
+	cidr_format(&a, false, buf);
+	ASSERT_STREQ(buf, "10.0.0.2/24");
+	cidr_format(&a, true, buf);
+	ASSERT_STREQ(buf, "10.0.0.0/24");
+	addr_format(cidr_netmask(a.prefix), buf);
+	ASSERT_STREQ(buf, "255.255.255.0");
+	ASSERT_EQ(cidr_netmask(0), 0u);
+	ASSERT_EQ(cidr_netmask(32), UINT32_MAX);
+	ASSERT(addr_parse("255.255.255.255", &x) == 0 && x == UINT32_MAX);
+	ASSERT(cidr_parse("0.0.0.0/0", &b) == 0);
+
+	/* Strict: whatever passes is safe on a command line and in a file. */
+	static const char *const bad[] = { "", "10.0.0.2", "10.0.0.2/", "10.0.0.2/33", "10.0.0.256/24",
+					   "10.0.0/24", "10.0.0.0.1/24", "010.0.0.2/24", "10.0.0.2/024",
+					   " 10.0.0.2/24", "10.0.0.2/24 ", "10.0.0.2/+4", "10.0.0.-2/24",
+					   "10.0.0.2/24\nx", "0x0a.0.0.2/24", "10.0.0.2/4294967320" };
+	for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+		ASSERT(cidr_parse(bad[i], &b) == -EINVAL);
+	ASSERT(addr_parse("10.0.0.2/24", &x) == -EINVAL);
+
+	ASSERT(cidr_parse("10.77.0.0/24", &b) == 0);
+	ASSERT(cidr_contains(&b, 0x0a4d00feu) && !cidr_contains(&b, 0x0a4e0002u));
+	ASSERT(cidr_is_edge(&b, 0x0a4d0000u) && cidr_is_edge(&b, 0x0a4d00ffu) && !cidr_is_edge(&b, 0x0a4d0001u));
+	ASSERT(cidr_parse("10.77.0.0/31", &b) == 0 && !cidr_is_edge(&b, 0x0a4d0000u));
+	ASSERT(cidr_parse("10.0.0.0/8", &b) == 0 && cidr_overlaps(&a, &b) && cidr_overlaps(&b, &a));
+	ASSERT(cidr_parse("10.0.1.0/24", &b) == 0 && !cidr_overlaps(&a, &b));
+}
+
+TEST(wg_conf)
+{
+	uint8_t priv[WG_KEY_LEN], pub[WG_KEY_LEN];
+	char priv64[WG_KEY_B64_LEN + 1], pub64[WG_KEY_B64_LEN + 1], want[512];
+	struct wg_conf c = {
+		.vm = "edge", .private_key = priv, .address = "10.77.0.2/32", .hub = "vmwg",
+		.hub_public_key = pub, .endpoint = "10.0.0.1", .port = 51820, .allowed_ips = "10.77.0.0/24",
+		.keepalive = 25,
+	};
+	char *text;
+
+	memset(priv, 0x11, sizeof(priv));
+	memset(pub, 0x22, sizeof(pub));
+	wg_key_to_base64(priv, priv64);
+	wg_key_to_base64(pub, pub64);
+	text = wg_conf_format(&c);
+	ASSERT(text);
+	snprintf(want, sizeof(want),
+		 "# Written by vmd for VM edge at every start; edits are overwritten.\n"
+		 "[Interface]\nPrivateKey = %s\nAddress = 10.77.0.2/32\n\n"
+		 "[Peer]\n# The host's WireGuard hub vmwg\nPublicKey = %s\nEndpoint = 10.0.0.1:51820\n"
+		 "AllowedIPs = 10.77.0.0/24\nPersistentKeepalive = 25\n",
+		 priv64, pub64);
+	ASSERT_STREQ(text, want);
+	free(text);
+
+	c.keepalive = 0;
+	text = wg_conf_format(&c);
+	ASSERT(text && !strstr(text, "PersistentKeepalive"));
+	free(text);
+
+	/* A value that would add a line of its own is refused. */
+	c.endpoint = "10.0.0.1\nPostUp = rm -rf /";
+	errno = 0;
+	ASSERT(!wg_conf_format(&c) && errno == EINVAL);
+}
+
 TEST(bridges)
 {
 	bool created, is_bridge;
@@ -169,4 +245,4 @@ TEST(taps)
 	netlink_close(sk);
 }
 
-RUN_TESTS(T(own_namespace), T(names_and_macs), T(bridges), T(taps))
+RUN_TESTS(T(own_namespace), T(names_and_macs), T(addresses), T(wg_conf), T(bridges), T(taps))
