@@ -6,13 +6,13 @@
 #include "log.h"
 #include "wgkey.h"
 
-/* Opens (creating if missing) the directory name below dirfd without
- * following a symlink at the last step. */
-static int open_or_make_dir(int dirfd, const char *name)
+/* Opens (creating it if missing and create is set) the directory name
+ * below dirfd without following a symlink at the last step. */
+static int open_dir_at(int dirfd, const char *name, bool create)
 {
 	int fd;
 
-	if (mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST)
+	if (create && mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST)
 		return -errno;
 	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
@@ -20,7 +20,8 @@ static int open_or_make_dir(int dirfd, const char *name)
 	return fd;
 }
 
-static int open_key_dir(const char *keys_dir, const char *vm, const struct def_key *k, char **ret_path)
+static int open_key_dir(const char *keys_dir, const char *vm, const struct def_key *k, bool create,
+			char **ret_path)
 {
 	_cleanup_free_ char *path = NULL, *parent = NULL;
 	_cleanup_close_ int top = -EBADF, vmfd = -EBADF;
@@ -38,18 +39,20 @@ static int open_key_dir(const char *keys_dir, const char *vm, const struct def_k
 		top = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (top < 0)
 			return -errno;
-		fd = open_or_make_dir(top, strrchr(path, '/') + 1);
+		fd = open_dir_at(top, strrchr(path, '/') + 1, create);
 	} else {
-		r = mkdir_p(keys_dir, 0700);
-		if (r < 0)
-			return r;
+		if (create) {
+			r = mkdir_p(keys_dir, 0700);
+			if (r < 0)
+				return r;
+		}
 		top = open(keys_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (top < 0)
 			return -errno;
-		vmfd = open_or_make_dir(top, vm);
+		vmfd = open_dir_at(top, vm, create);
 		if (vmfd < 0)
 			return vmfd;
-		fd = open_or_make_dir(vmfd, k->name);
+		fd = open_dir_at(vmfd, k->name, create);
 		path = xasprintf("%s/%s/%s", keys_dir, vm, k->name);
 		if (!path) {
 			safe_close(fd);
@@ -61,7 +64,7 @@ static int open_key_dir(const char *keys_dir, const char *vm, const struct def_k
 	return fd;
 }
 
-int keydir_prepare(const char *keys_dir, const char *vm, const struct def_key *k, char **ret_path)
+int keydir_prepare(const char *keys_dir, const char *vm, const struct def_key *k, char **ret_path, int *ret_fd)
 {
 	_cleanup_free_ char *path = NULL;
 	_cleanup_close_ int fd = -EBADF;
@@ -69,7 +72,7 @@ int keydir_prepare(const char *keys_dir, const char *vm, const struct def_key *k
 	struct stat st;
 	int r;
 
-	fd = open_key_dir(keys_dir, vm, k, &path);
+	fd = open_key_dir(keys_dir, vm, k, true, &path);
 	/* Secrets are handed over only from a real directory: a symlink could
 	 * point the guest at any host directory. */
 	if (fd == -ENOTDIR)
@@ -97,5 +100,39 @@ int keydir_prepare(const char *keys_dir, const char *vm, const struct def_key *k
 			log_info("%s: key %s: generated a WireGuard key in %s", vm, k->name, path);
 	}
 	*ret_path = TAKE_PTR(path);
+	if (ret_fd)
+		*ret_fd = TAKE_FD(fd);
 	return 0;
+}
+
+int keydir_wg_public(const char *keys_dir, const char *vm, const struct def_key *k, uint8_t pub[WG_KEY_LEN])
+{
+	_cleanup_free_ char *path = NULL;
+	_cleanup_close_ int fd = open_key_dir(keys_dir, vm, k, false, &path);
+
+	if (fd < 0)
+		return fd;
+	return wg_keydir_public(fd, pub);
+}
+
+int keydir_write_secret(int dirfd, const char *name, const char *text)
+{
+	_cleanup_free_ char *tmp = xasprintf(".%s.tmp", name);
+	_cleanup_close_ int fd = -EBADF;
+	int r;
+
+	if (!tmp)
+		return -ENOMEM;
+	(void)unlinkat(dirfd, tmp, 0);
+	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	r = write_all(fd, text, strlen(text));
+	if (r == 0 && fsync(fd) < 0)
+		r = -errno;
+	if (r == 0 && renameat(dirfd, tmp, dirfd, name) < 0)
+		r = -errno;
+	if (r < 0)
+		(void)unlinkat(dirfd, tmp, 0);
+	return r;
 }

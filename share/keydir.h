@@ -6,11 +6,21 @@
  * fills them but never deletes or rewrites anything in them. */
 
 #include "def.h"
+#include "wgkey.h"
 
 /* The host directory for key k of VM vm: k->source, or
  * <keys_dir>/<vm>/<k->name>. A missing directory is created (mode 0700,
  * owned by whoever runs vmd: root). A path that is a symlink or not a
  * directory is refused, and so is a source whose parent does not exist.
  * If the key asks for it, a secret is generated into it on first use.
- * Errors are logged with the VM's name. */
-int keydir_prepare(const char *keys_dir, const char *vm, const struct def_key *k, char **ret_path);
+ * Errors are logged with the VM's name. ret_fd, if given, gets the open
+ * directory. */
+int keydir_prepare(const char *keys_dir, const char *vm, const struct def_key *k, char **ret_path, int *ret_fd);
+
+/* The WireGuard public key of key directory k, read from its private key.
+ * Creates nothing: -ENOENT if there is no directory or key yet. */
+int keydir_wg_public(const char *keys_dir, const char *vm, const struct def_key *k, uint8_t pub[WG_KEY_LEN]);
+
+/* Replaces name in dirfd atomically with text, mode 0600 (vmd's own files
+ * in a key directory, such as wg0.conf; never a key). */
+int keydir_write_secret(int dirfd, const char *name, const char *text);

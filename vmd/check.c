@@ -39,10 +39,17 @@ int cmd_check(int argc, char **argv, const char *config)
 	}
 
 	/* Settings first: -c given explicitly must exist and be valid. */
-	if (cli_load_host(config, &host) < 0)
+	if (cli_load_host(config, &host) < 0) {
+		struct schema_errors ignored = {};
+
 		bad = true;
-	/* Closures are checked on this host, against its store. */
-	r = defset_load(argv + optind, host ? host->store_dir : "/nix/store", &set, &errors);
+		/* Still check the definitions, against the defaults. */
+		host_config_parse_buffer("", 0, &host, &ignored);
+		schema_errors_clear(&ignored);
+	}
+	/* Closures are checked on this host, against its store, and networks
+	 * against its settings. */
+	r = defset_load(argv + optind, host, &set, &errors);
 	if (r < 0) {
 		defset_errors_print(&errors, stdout);
 		bad = true;

@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "control.h"
 #include "defset.h"
+#include "hostnet.h"
 #include "log.h"
 #include "manager.h"
 #include "qemu.h"
@@ -23,6 +24,7 @@ struct daemon {
 	struct host_config *host;
 	struct manager *manager;
 	struct control *control;
+	struct hostnet *net;
 	bool keep_running;
 	bool stopping;
 	int exit_code;
@@ -65,7 +67,7 @@ static int reload(void *userdata, json_t **ret_summary, json_t **ret_errors)
 		/* No directory: no VMs. */
 		r = 0;
 	} else
-		r = defset_load(paths, d->host->store_dir, &set, &errors);
+		r = defset_load(paths, d->host, &set, &errors);
 	if (r < 0) {
 		log_error("reload refused: the definitions have errors; nothing was changed:");
 		defset_errors_print(&errors, stderr);
@@ -75,6 +77,8 @@ static int reload(void *userdata, json_t **ret_summary, json_t **ret_errors)
 		defset_clear(&set);
 		return -EINVAL;
 	}
+	/* Hub peers of VMs that left go now; the VMs follow. */
+	hostnet_sync(d->net, &set);
 	r = manager_apply(d->manager, &set, ret_summary);
 	defset_clear(&set);
 	if (r < 0)
@@ -90,6 +94,9 @@ static void on_shutdown_done(void *userdata, int error, const char *message)
 
 	(void)error;
 	(void)message;
+	/* Nothing runs on the networks any more, or everything stays. */
+	hostnet_down(d->net, d->keep_running || d->exit_code == DAEMON_EXIT_RESTART);
+	d->net = NULL;
 	loop_exit(d->loop, d->exit_code);
 }
 
@@ -231,18 +238,30 @@ int cmd_daemon(int argc, char **argv, const char *config)
 		goto out;
 	}
 
+	r = loop_new(&d.loop);
+	if (r == 0)
+		r = loop_add_signals(d.loop, signals, ELEMENTSOF(signals), on_signal, &d, &sigs);
+	if (r < 0) {
+		log_error_errno(r, "setting up: %m");
+		r = EXIT_RUNTIME;
+		goto out;
+	}
+	/* Bridges and hubs before any VM; a failure undoes itself. */
+	r = hostnet_up(d.loop, d.host, true, &d.net);
+	if (r < 0) {
+		log_error_errno(r, "setting up the host networks: %m");
+		r = EXIT_RUNTIME;
+		goto out;
+	}
 	struct vm_options opts = {
 		.accel = accel,
 		.caps = &caps,
 		.qemu = qemu,
 		.virtiofsd = virtiofsd,
 		.save_state = true,
+		.net = d.net,
 	};
-	r = loop_new(&d.loop);
-	if (r == 0)
-		r = loop_add_signals(d.loop, signals, ELEMENTSOF(signals), on_signal, &d, &sigs);
-	if (r == 0)
-		r = manager_new(d.loop, d.host, &opts, &d.manager);
+	r = manager_new(d.loop, d.host, &opts, &d.manager);
 	if (r < 0) {
 		log_error_errno(r, "setting up: %m");
 		r = EXIT_RUNTIME;
@@ -269,6 +288,8 @@ int cmd_daemon(int argc, char **argv, const char *config)
 out:
 	control_free(d.control);
 	manager_free(d.manager);
+	/* Only when the loop never ran a shutdown: a failed start. */
+	hostnet_down(d.net, false);
 	loop_source_freep(&sigs);
 	loop_free(d.loop);
 	host_config_free(d.host);

@@ -2,7 +2,10 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "addr.h"
 #include "def.h"
+#include "host.h"
+#include "link.h"
 #include "qemu.h"
 
 const char *const restart_policy_names[] = { "always", "on-failure", "never", NULL };
@@ -85,6 +88,44 @@ static const struct schema_field disk_table[] = {
 	{}
 };
 
+static const char *check_mac(const char *s)
+{
+	uint8_t mac[6];
+
+	if (streq(s, "auto"))
+		return NULL;
+	return mac_parse(s, mac) < 0 ? "must be \"auto\" or a unicast MAC address like 52:54:00:12:34:56" : NULL;
+}
+
+static const char *check_cidr(const char *s)
+{
+	struct cidr c;
+
+	return cidr_parse(s, &c) < 0 ? "must be an IPv4 address with a prefix length, like 10.0.0.2/24" : NULL;
+}
+
+static const char *check_host_cidr(const char *s)
+{
+	struct cidr c;
+
+	if (cidr_parse(s, &c) < 0)
+		return "must be an IPv4 address with /32, like 10.77.0.2/32";
+	return c.prefix != 32 ? "must be a single address: /32" : NULL;
+}
+
+static const struct schema_field network_table[] = {
+	{ .key = "bridge", .type = SCHEMA_STRING, .offset = offsetof(struct def_network, bridge), .required = true, .check = check_ifname },
+	{ .key = "mac", .type = SCHEMA_STRING, .offset = offsetof(struct def_network, mac), .def_string = "auto", .check = check_mac },
+	{ .key = "address", .type = SCHEMA_STRING, .offset = offsetof(struct def_network, address), .check = check_cidr },
+	{}
+};
+
+static const struct schema_field wireguard_table[] = {
+	{ .key = "hub", .type = SCHEMA_STRING, .offset = offsetof(struct def_wireguard, hub), .required = true, .check = check_ifname },
+	{ .key = "address", .type = SCHEMA_STRING, .offset = offsetof(struct def_wireguard, address), .required = true, .check = check_host_cidr },
+	{}
+};
+
 static const struct schema_field def_table[] = {
 	{ .key = "name", .type = SCHEMA_STRING, .offset = offsetof(struct vm_def, name), .required = true, .check = check_name },
 	{ .key = "system", .type = SCHEMA_STRING, .offset = offsetof(struct vm_def, system), .required = true, .check = check_host_path },
@@ -96,8 +137,16 @@ static const struct schema_field def_table[] = {
 	{ .key = "keys", .type = SCHEMA_ARRAY, .offset = offsetof(struct vm_def, keys), .sub = key_table, .item_size = sizeof(struct def_key), .count_offset = offsetof(struct vm_def, n_keys), .max_items = 32 },
 	{ .key = "shares", .type = SCHEMA_ARRAY, .offset = offsetof(struct vm_def, shares), .sub = share_table, .item_size = sizeof(struct def_share), .count_offset = offsetof(struct vm_def, n_shares), .max_items = 32 },
 	{ .key = "disks", .type = SCHEMA_ARRAY, .offset = offsetof(struct vm_def, disks), .sub = disk_table, .item_size = sizeof(struct def_disk), .count_offset = offsetof(struct vm_def, n_disks), .max_items = 32 },
+	{ .key = "network", .type = SCHEMA_OBJECT, .offset = offsetof(struct vm_def, network), .sub = network_table, .item_size = sizeof(struct def_network) },
+	{ .key = "wireguard", .type = SCHEMA_OBJECT, .offset = offsetof(struct vm_def, wireguard), .sub = wireguard_table, .item_size = sizeof(struct def_wireguard) },
 	{}
 };
+
+void def_mac(const struct vm_def *def, uint8_t mac[6])
+{
+	if (!def->network->mac || streq(def->network->mac, "auto") || mac_parse(def->network->mac, mac) < 0)
+		mac_for_vm(def->name, mac);
+}
 
 char *def_key_tag(const struct def_key *key)
 {
@@ -193,6 +242,35 @@ static void check_disks(const struct vm_def *d, struct schema_errors *errors, si
 	}
 }
 
+/* A VM on a WireGuard hub gets its identity in the key directory
+ * "wireguard", mounted read-only at /etc/wireguard, unless the definition
+ * declares that key itself (another target, a source of its own). */
+static int add_wireguard_key(struct vm_def *d)
+{
+	struct def_key *k;
+
+	for (size_t i = 0; i < d->n_keys; i++)
+		if (d->keys[i].name && streq(d->keys[i].name, DEF_WIREGUARD_KEY))
+			return 0;
+	k = reallocarray(d->keys, d->n_keys + 1, sizeof(*k));
+	if (!k)
+		return -ENOMEM;
+	d->keys = k;
+	k[d->n_keys] = (struct def_key){
+		.name = strdup(DEF_WIREGUARD_KEY),
+		.target = strdup(DEF_WIREGUARD_TARGET),
+		.read_only = true,
+		.generate = KEY_GENERATE_WIREGUARD,
+	};
+	if (!k[d->n_keys].name || !k[d->n_keys].target) {
+		free(k[d->n_keys].name);
+		free(k[d->n_keys].target);
+		return -ENOMEM;
+	}
+	d->n_keys++;
+	return 0;
+}
+
 static void validate(const struct vm_def *d, struct schema_errors *errors)
 {
 	int r;
@@ -221,6 +299,13 @@ int def_parse(json_t *json, struct vm_def **ret, struct schema_errors *errors)
 		return -ENOMEM;
 	schema_parse(def_table, json, d, "", errors);
 	check_disks(d, errors, before);
+	if (errors->n == before && d->wireguard) {
+		if (d->n_keys >= 32)
+			schema_error(errors, "keys", "must have at most 31 entries with wireguard (it adds the "
+						     "\"" DEF_WIREGUARD_KEY "\" key)");
+		else if (add_wireguard_key(d) < 0)
+			schema_error(errors, NULL, "out of memory");
+	}
 	if (errors->n == before)
 		validate(d, errors);
 	if (errors->n != before) {

@@ -34,6 +34,17 @@ struct def_disk {
 	int base_format; /* enum disk_format */
 };
 
+struct def_network {
+	char *bridge;  /* a bridge in the host settings' networks */
+	char *mac;     /* "auto" (stable, from the name) or "52:54:00:12:34:56" */
+	char *address; /* optional "10.0.0.2/24", inside the bridge's network */
+};
+
+struct def_wireguard {
+	char *hub;     /* a wireguard network in the host settings */
+	char *address; /* "10.77.0.2/32", inside the hub's network */
+};
+
 struct vm_def {
 	char *name;
 	char *system;
@@ -48,7 +59,13 @@ struct vm_def {
 	size_t n_shares;
 	struct def_disk *disks;
 	size_t n_disks;
+	struct def_network *network;     /* NULL: no network */
+	struct def_wireguard *wireguard; /* NULL: not on a hub */
 };
+
+/* The key directory that holds a VM's WireGuard identity and wg0.conf. */
+#define DEF_WIREGUARD_KEY "wireguard"
+#define DEF_WIREGUARD_TARGET "/etc/wireguard"
 
 #define DEF_NAME_MAX 32
 #define DEF_DISK_NAME_MAX 20 /* virtio-blk serial: 20 bytes */
@@ -75,6 +92,9 @@ static inline void def_freep(struct vm_def **d)
  * equal when their canonical JSON is. */
 json_t *def_to_json(const struct vm_def *def);
 bool def_equal(const struct vm_def *a, const struct vm_def *b);
+
+/* The VM's MAC address (auto or given); def must have a network. */
+void def_mac(const struct vm_def *def, uint8_t mac[6]);
 
 /* The virtiofs tag under which a key directory is exported. */
 char *def_key_tag(const struct def_key *key);

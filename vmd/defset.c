@@ -3,7 +3,9 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "addr.h"
 #include "defset.h"
+#include "link.h"
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -103,8 +105,87 @@ static void check_duplicates(struct defset *set, struct defset_errors *errors)
 	}
 }
 
-int defset_load(char *const *paths, const char *store_dir, struct defset *set, struct defset_errors *errors)
+/* One claim on something only one VM may have: a MAC, an address on a
+ * network, a host interface name. */
+struct claim {
+	char key[64];
+	const char *field;
+	const struct defset_entry *e;
+};
+
+static int cmp_claim(const void *a, const void *b)
 {
+	const struct claim *x = a, *y = b;
+	int c = strcmp(x->key, y->key);
+
+	return c ? c : (x->e < y->e ? -1 : x->e > y->e);
+}
+
+static void check_network_clashes(struct defset *set, struct defset_errors *errors)
+{
+	_cleanup_free_ struct claim *c = NULL;
+	size_t n = 0;
+
+	for (size_t i = 0; i < set->n; i++)
+		n += (set->entries[i].def->network ? 3 : 0) + (set->entries[i].def->wireguard ? 1 : 0);
+	if (n == 0)
+		return;
+	c = calloc(n, sizeof(*c));
+	if (!c)
+		return;
+	n = 0;
+	for (size_t i = 0; i < set->n; i++) {
+		const struct defset_entry *e = &set->entries[i];
+		const struct vm_def *d = e->def;
+		char buf[ADDR_STR_MAX > LINK_NAME_MAX + 1 ? ADDR_STR_MAX : LINK_NAME_MAX + 1];
+		struct cidr a;
+
+		if (d->network) {
+			uint8_t mac[6];
+			char m[18];
+
+			def_mac(d, mac);
+			mac_format(mac, m);
+			snprintf(c[n].key, sizeof(c[n].key), "mac %s", m);
+			c[n].field = "network.mac";
+			c[n++].e = e;
+			link_name_for_vm(d->name, buf);
+			snprintf(c[n].key, sizeof(c[n].key), "tap %s", buf);
+			c[n].field = "name";
+			c[n++].e = e;
+			if (d->network->address && cidr_parse(d->network->address, &a) == 0) {
+				addr_format(a.addr, buf);
+				snprintf(c[n].key, sizeof(c[n].key), "address %s on %s", buf, d->network->bridge);
+				c[n].field = "network.address";
+				c[n++].e = e;
+			}
+		}
+		if (d->wireguard && cidr_parse(d->wireguard->address, &a) == 0) {
+			addr_format(a.addr, buf);
+			snprintf(c[n].key, sizeof(c[n].key), "address %s on %s", buf, d->wireguard->hub);
+			c[n].field = "wireguard.address";
+			c[n++].e = e;
+		}
+	}
+	qsort(c, n, sizeof(*c), cmp_claim);
+	for (size_t i = 1, first = 0; i < n; i++) {
+		struct schema_errors *err;
+
+		if (!streq(c[i].key, c[first].key)) {
+			first = i;
+			continue;
+		}
+		err = errors_for(errors, c[i].e->file);
+		if (err)
+			schema_error(err, c[i].field, "VMs %s and %s (%s) both have %s", c[i].e->def->name,
+				     c[first].e->def->name, c[first].e->file, c[i].key);
+	}
+}
+
+int defset_load(char *const *paths, const struct host_config *host, struct defset *set,
+		struct defset_errors *errors)
+{
+	const char *store_dir = host ? host->store_dir : NULL;
 	_cleanup_strv_free_ char **files = NULL;
 	_cleanup_free_ char *store = NULL;
 	size_t before = errors->n;
@@ -134,8 +215,10 @@ int defset_load(char *const *paths, const char *store_dir, struct defset *set, s
 		struct schema_errors e = {};
 		struct vm_def *d = NULL;
 
-		if (def_load_file(files[i], &d, &e) == 0 && store)
+		if (def_load_file(files[i], &d, &e) == 0 && host) {
 			def_check_system(d, store, NULL, &e);
+			host_check_def(host, d, &e);
+		}
 		add_errors(errors, files[i], &e);
 		if (d) {
 			set->entries[set->n].file = strdup(files[i]);
@@ -143,6 +226,7 @@ int defset_load(char *const *paths, const char *store_dir, struct defset *set, s
 		}
 	}
 	check_duplicates(set, errors);
+	check_network_clashes(set, errors);
 	return errors->n == before ? 0 : -EINVAL;
 }
 

@@ -7,6 +7,7 @@
  * nothing is started from it. */
 
 #include "def.h"
+#include "host.h"
 
 struct defset_entry {
 	char *file;
@@ -29,10 +30,13 @@ struct defset_errors {
 	size_t n;
 };
 
-/* Loads paths (files, or directories of *.json, sorted). store_dir, if
- * not NULL, also checks each closure on this host. Returns 0, or -EINVAL
- * with errors filled in (the set then holds whatever parsed). */
-int defset_load(char *const *paths, const char *store_dir, struct defset *set, struct defset_errors *errors);
+/* Loads paths (files, or directories of *.json, sorted). host, if not
+ * NULL, also checks each closure on this host and each network against
+ * its settings. Across the set, names, MACs, addresses and host interface
+ * names must be unique. Returns 0, or -EINVAL with errors filled in (the
+ * set then holds whatever parsed). */
+int defset_load(char *const *paths, const struct host_config *host, struct defset *set,
+		struct defset_errors *errors);
 void defset_clear(struct defset *set);
 void defset_errors_clear(struct defset_errors *errors);
 /* Prints "FILE: FIELD: reason" lines. */

@@ -1,8 +1,45 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "addr.h"
+#include "def.h"
 #include "host.h"
 #include "virtiofsd.h"
 
 const char *const accel_names[] = { "auto", "kvm", "tcg", NULL };
+const char *const net_type_names[] = { "bridge", "wireguard", NULL };
+const char *const wg_impl_names[] = { "auto", "kernel", "userspace", NULL };
+
+const char *check_ifname(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 1 || n > 15)
+		return "must be 1..15 characters (an interface name, IFNAMSIZ)";
+	if (s[0] == '-' || s[0] == '.')
+		return "must not start with '-' or '.'";
+	for (const char *p = s; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		      *p == '-' || *p == '_' || *p == '.'))
+			return "may only contain letters, digits, '-', '_' and '.'";
+	return NULL;
+}
+
+static const char *check_cidr(const char *s)
+{
+	struct cidr c;
+
+	if (cidr_parse(s, &c) < 0)
+		return "must be an IPv4 address with a prefix length, like 10.0.0.1/24";
+	if (cidr_is_edge(&c, c.addr))
+		return "is the network's or its broadcast address, not a host's";
+	return NULL;
+}
+
+static const char *check_ipv4(const char *s)
+{
+	uint32_t a;
+
+	return addr_parse(s, &a) < 0 ? "must be an IPv4 address, like 10.0.0.1" : NULL;
+}
 
 /* A binary is a bare name looked up in $PATH, or an absolute path. */
 static const char *check_binary(const char *s)
@@ -42,6 +79,16 @@ static const char *check_dir(const char *s)
 #define DIR_FIELD(k, member, def) \
 	{ .key = k, .type = SCHEMA_STRING, .offset = offsetof(struct host_config, member), .def_string = def, .check = check_dir }
 
+static const struct schema_field network_table[] = {
+	{ .key = "type", .type = SCHEMA_ENUM, .offset = offsetof(struct host_network, type), .enum_names = net_type_names, .required = true },
+	{ .key = "address", .type = SCHEMA_STRING, .offset = offsetof(struct host_network, address), .check = check_cidr },
+	{ .key = "listen_port", .type = SCHEMA_U32, .offset = offsetof(struct host_network, listen_port), .min = 0, .max = 65535 },
+	{ .key = "endpoint", .type = SCHEMA_STRING, .offset = offsetof(struct host_network, endpoint), .check = check_ipv4 },
+	{ .key = "keepalive_s", .type = SCHEMA_U32, .offset = offsetof(struct host_network, keepalive_s), .min = 0, .max = 3600, .def_uint = WG_DEFAULT_KEEPALIVE },
+	{ .key = "implementation", .type = SCHEMA_ENUM, .offset = offsetof(struct host_network, implementation), .enum_names = wg_impl_names, .def_enum = WG_IMPL_AUTO },
+	{}
+};
+
 static const struct schema_field host_table[] = {
 	DIR_FIELD("definitions_dir", definitions_dir, "/etc/vmd/vms.d"),
 	DIR_FIELD("state_dir", state_dir, "/var/lib/vmd"),
@@ -62,6 +109,8 @@ static const struct schema_field host_table[] = {
 	{ .key = "start_limit_burst", .type = SCHEMA_U32, .offset = offsetof(struct host_config, start_limit_burst), .min = 1, .max = 1000, .def_uint = 5 },
 	{ .key = "start_limit_interval_s", .type = SCHEMA_U32, .offset = offsetof(struct host_config, start_limit_interval_s), .min = 1, .max = 86400, .def_uint = 60 },
 	{ .key = "control_group", .type = SCHEMA_STRING, .offset = offsetof(struct host_config, control_group), .def_string = "vmd", .check = check_group },
+	{ .key = "wireguard_go", .type = SCHEMA_STRING, .offset = offsetof(struct host_config, wireguard_go), .def_string = "wireguard-go", .check = check_binary },
+	{ .key = "networks", .type = SCHEMA_MAP, .offset = offsetof(struct host_config, networks), .sub = network_table, .item_size = sizeof(struct host_network), .count_offset = offsetof(struct host_config, n_networks), .map_key_offset = offsetof(struct host_network, name), .check = check_ifname, .max_items = 64 },
 	{}
 };
 
@@ -127,6 +176,106 @@ char *host_swept_dir(const struct host_config *c, const char *path)
 	return NULL;
 }
 
+const struct host_network *host_network_find(const struct host_config *c, const char *name)
+{
+	for (size_t i = 0; i < c->n_networks; i++)
+		if (streq(c->networks[i].name, name))
+			return &c->networks[i];
+	return NULL;
+}
+
+uint16_t host_network_port(const struct host_network *n)
+{
+	return n->listen_port ? (uint16_t)n->listen_port : WG_DEFAULT_PORT;
+}
+
+/* What one field of a network cannot say alone. */
+static void check_networks(const struct host_config *c, struct schema_errors *errors)
+{
+	for (size_t i = 0; i < c->n_networks; i++) {
+		const struct host_network *n = &c->networks[i];
+		struct cidr a, b;
+		char f[64];
+
+		if (n->type == NET_BRIDGE) {
+			snprintf(f, sizeof(f), "networks.%s", n->name);
+			if (n->endpoint || n->listen_port)
+				schema_error(errors, f, "endpoint and listen_port are for wireguard networks");
+		} else {
+			snprintf(f, sizeof(f), "networks.%s.address", n->name);
+			if (!n->address)
+				schema_error(errors, f, "is required for a wireguard hub (its address and network)");
+			snprintf(f, sizeof(f), "networks.%s.endpoint", n->name);
+			if (!n->endpoint)
+				schema_error(errors, f, "is required for a wireguard hub (the host address "
+							"the guests reach it at)");
+		}
+		if (!n->address || cidr_parse(n->address, &a) < 0)
+			continue;
+		for (size_t j = 0; j < i; j++) {
+			if (!c->networks[j].address || cidr_parse(c->networks[j].address, &b) < 0)
+				continue;
+			if (cidr_overlaps(&a, &b)) {
+				snprintf(f, sizeof(f), "networks.%s.address", n->name);
+				schema_error(errors, f, "%s overlaps %s of network %s", n->address,
+					     c->networks[j].address, c->networks[j].name);
+			}
+		}
+	}
+}
+
+/* The host address and network of a named network, if it has one. */
+static bool network_cidr(const struct host_network *n, struct cidr *ret)
+{
+	return n->address && cidr_parse(n->address, ret) == 0;
+}
+
+static void check_def_address(const struct host_network *n, const char *field, const char *value, bool host_route,
+			      struct schema_errors *errors)
+{
+	struct cidr net, a;
+	char buf[ADDR_STR_MAX];
+
+	if (cidr_parse(value, &a) < 0)
+		return; /* the definition's own check says why */
+	if (!network_cidr(n, &net)) {
+		schema_error(errors, field, "network %s has no address, so guests on it cannot have one", n->name);
+		return;
+	}
+	cidr_format(&net, true, buf);
+	if (!cidr_contains(&net, a.addr))
+		schema_error(errors, field, "%s is outside %s, the network of %s", value, buf, n->name);
+	else if (a.addr == net.addr)
+		schema_error(errors, field, "%s is the host's own address on %s", value, n->name);
+	else if (cidr_is_edge(&net, a.addr))
+		schema_error(errors, field, "%s is the network's or the broadcast address of %s", value, buf);
+	else if (!host_route && a.prefix != net.prefix)
+		schema_error(errors, field, "the prefix length must be /%u, that of %s (%s)", net.prefix, n->name, buf);
+}
+
+void host_check_def(const struct host_config *c, const struct vm_def *def, struct schema_errors *errors)
+{
+	const struct host_network *n;
+
+	if (def->network) {
+		n = host_network_find(c, def->network->bridge);
+		if (!n || n->type != NET_BRIDGE)
+			schema_error(errors, "network.bridge", "\"%s\" is not a bridge in the host settings' networks",
+				     def->network->bridge);
+		else if (def->network->address)
+			check_def_address(n, "network.address", def->network->address, false, errors);
+	}
+	if (def->wireguard) {
+		n = host_network_find(c, def->wireguard->hub);
+		if (!n || n->type != NET_WIREGUARD)
+			schema_error(errors, "wireguard.hub",
+				     "\"%s\" is not a wireguard network in the host settings' networks",
+				     def->wireguard->hub);
+		else
+			check_def_address(n, "wireguard.address", def->wireguard->address, true, errors);
+	}
+}
+
 int host_config_parse_buffer(const char *buf, size_t len, struct host_config **ret,
 			     struct schema_errors *errors)
 {
@@ -144,8 +293,10 @@ int host_config_parse_buffer(const char *buf, size_t len, struct host_config **r
 		j = json_object();
 	else
 		j = schema_load(buf, len, errors);
-	if (j && schema_parse(host_table, j, c, "", errors) == 0)
+	if (j && schema_parse(host_table, j, c, "", errors) == 0) {
 		check_dirs(c, errors);
+		check_networks(c, errors);
+	}
 	json_decref(j);
 	if (!j || errors->n != before) {
 		host_config_free(c);

@@ -8,6 +8,27 @@
 
 enum accel { ACCEL_AUTO, ACCEL_KVM, ACCEL_TCG };
 extern const char *const accel_names[];
+enum net_type { NET_BRIDGE, NET_WIREGUARD };
+extern const char *const net_type_names[];
+enum wg_impl { WG_IMPL_AUTO, WG_IMPL_KERNEL, WG_IMPL_USERSPACE };
+extern const char *const wg_impl_names[];
+
+#define WG_DEFAULT_PORT 51820
+#define WG_DEFAULT_KEEPALIVE 25
+
+/* One entry of "networks": a bridge the VMs' taps join, or a WireGuard hub
+ * the VMs are peers of. Its name is the host interface's name. */
+struct host_network {
+	char *name;
+	int type;           /* enum net_type */
+	char *address;      /* "10.0.0.1/24": the host's address and the network;
+	                     * optional for a bridge, required for a hub */
+	/* WireGuard only: */
+	uint32_t listen_port;   /* 0: WG_DEFAULT_PORT */
+	char *endpoint;         /* the host address guests reach the hub at */
+	uint32_t keepalive_s;   /* the guests' PersistentKeepalive; 0: off */
+	int implementation;     /* enum wg_impl */
+};
 
 struct host_config {
 	char *definitions_dir;
@@ -31,7 +52,23 @@ struct host_config {
 	uint32_t start_limit_interval_s;
 	/* Who may use the control socket besides root. */
 	char *control_group;
+	char *wireguard_go;
+	struct host_network *networks; /* sorted by name */
+	size_t n_networks;
 };
+
+/* An interface name: 1..15 characters (IFNAMSIZ), letters, digits, '-',
+ * '_' and '.', not starting with '-' or '.'. */
+const char *check_ifname(const char *s);
+const struct host_network *host_network_find(const struct host_config *c, const char *name);
+/* The hub's port (listen_port or its default). */
+uint16_t host_network_port(const struct host_network *n);
+
+struct vm_def;
+/* Checks a definition's network and wireguard fields against the host's
+ * networks: the bridge and hub exist and are of that type, the addresses
+ * lie inside them and are not the host's own. */
+void host_check_def(const struct host_config *c, const struct vm_def *def, struct schema_errors *errors);
 
 #define HOST_CONFIG_DEFAULT_PATH "/etc/vmd/vmd.json"
 

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <linux/kvm.h>
 
+#include "addr.h"
 #include "qemu.h"
 
 /* QEMU option values are comma-separated; a literal comma is doubled. */
@@ -123,6 +124,27 @@ int qemu_argv(const struct qemu_config *c, char ***ret)
 		ADD("-device");
 		ADD("virtio-blk-pci,drive=disk-%s,serial=%s", c->disks[i].name, c->disks[i].name);
 	}
+	if (c->n_taps > 0) {
+		_cleanup_free_ char *fds = NULL;
+
+		for (unsigned i = 0; i < c->n_taps; i++) {
+			char *n = xasprintf("%s%s%d", fds ? fds : "", fds ? ":" : "", c->tap_fds[i]);
+
+			if (!n)
+				return -ENOMEM;
+			free(fds);
+			fds = n;
+		}
+		ADD("-netdev");
+		ADD("tap,id=net0,%s=%s,vhost=%s", c->n_taps > 1 ? "fds" : "fd", fds, c->vhost ? "on" : "off");
+		ADD("-device");
+		/* Multiqueue: a queue pair per tap queue, and MSI-X vectors
+		 * for each plus config and control. */
+		if (c->n_taps > 1)
+			ADD("virtio-net-pci,netdev=net0,mac=%s,mq=on,vectors=%u", c->mac, 2 * c->n_taps + 2);
+		else
+			ADD("virtio-net-pci,netdev=net0,mac=%s", c->mac);
+	}
 	ADD("-S");
 
 	*ret = TAKE_PTR(a);
@@ -200,6 +222,16 @@ int qemu_kernel_cmdline(const struct vm_def *d, const char *system, const char *
 	 * guest is never left hanging. */
 	cl_add(c, "panic=-1");
 	cl_add(c, "systemd.hostname=%s", d->name);
+	if (d->network && d->network->address) {
+		struct cidr a;
+		char ip[ADDR_STR_MAX], mask[ADDR_STR_MAX];
+
+		if (cidr_parse(d->network->address, &a) == 0) {
+			addr_format(a.addr, ip);
+			addr_format(cidr_netmask(a.prefix), mask);
+			cl_add(c, "ip=%s:::%s:::off", ip, mask);
+		}
+	}
 
 	for (size_t i = 0; i < d->n_keys; i++, k++) {
 		snprintf(m[k].what, sizeof(m[k].what), "key-%s", d->keys[i].name);

@@ -32,11 +32,18 @@ struct qemu_config {
 	size_t n_fs;
 	const struct qemu_disk *disks;
 	size_t n_disks;
+	/* The network: a tap's queue fds as numbered in the child, and the
+	 * guest's MAC. More than one fd makes a multiqueue NIC. */
+	const char *mac;
+	const int *tap_fds;
+	unsigned n_taps;
+	bool vhost; /* vhost-net: only with KVM and /dev/vhost-net */
 };
 
 int qemu_argv(const struct qemu_config *c, char ***ret);
 
-/* The guest kernel command line: console, panic, hostname, the
+/* The guest kernel command line: console, panic, hostname, the guest's
+ * address on its bridge as the kernel's ip= (ip=ADDR:::NETMASK:::off), the
  * systemd.mount-extra= entries for keys, shares and disks (parents before
  * children), init=<system>/init, the closure's kernel-params, then the definition's
  * kernel_params. Returns -E2BIG beyond KERNEL_CMDLINE_MAX. ret may be NULL

@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "cli.h"
+#include "hostnet.h"
 #include "log.h"
 #include "qemu.h"
 #include "vm.h"
@@ -20,6 +21,7 @@ struct run {
 	bool cmd_done;
 	bool was_ready;
 	bool signal_after_cmd;
+	struct hostnet *net;
 };
 
 static void on_ready(struct vm *vm, void *userdata);
@@ -274,9 +276,16 @@ int cmd_run(int argc, char **argv, const char *config)
 
 	if (cli_load_host(config, &host) < 0)
 		return EXIT_BAD_INPUT;
-	if (def_load_file(argv[optind], &def, &errors) < 0) {
+	if (def_load_file(argv[optind], &def, &errors) == 0) {
+		host_check_def(host, def, &errors);
+		if (def->wireguard)
+			schema_error(&errors, "wireguard", "a VM on a WireGuard hub needs vmd daemon, which runs the "
+							   "hub and its peer list; vmd run cannot join one");
+	}
+	if (errors.n > 0) {
 		cli_print_errors(argv[optind], &errors);
 		schema_errors_clear(&errors);
+		def_free(def);
 		return EXIT_BAD_INPUT;
 	}
 
@@ -313,6 +322,13 @@ int cmd_run(int argc, char **argv, const char *config)
 		goto runtime_fail;
 	}
 
+	/* The bridges (created if missing, and then deleted again). */
+	if (def->network) {
+		r = hostnet_up(run.loop, host, false, &run.net);
+		if (r < 0)
+			goto runtime_fail;
+	}
+
 	struct vm_options opts = {
 		.accel = accel,
 		.caps = &caps,
@@ -321,6 +337,7 @@ int cmd_run(int argc, char **argv, const char *config)
 		/* A throwaway run must not outlive vmd, even after kill -9. */
 		.die_with_parent = true,
 		.lock_wait = 3 * USEC_PER_SEC,
+		.net = run.net,
 	};
 	r = vm_new(run.loop, host, &opts, TAKE_PTR(def), &run_callbacks, &run, &run.vm);
 	if (r < 0) {
@@ -336,6 +353,7 @@ int cmd_run(int argc, char **argv, const char *config)
 	loop_run(run.loop);
 out:
 	vm_free(run.vm);
+	hostnet_down(run.net, false);
 	loop_source_freep(&sigs);
 	loop_free(run.loop);
 	return run.exit_code < 0 ? EXIT_RUNTIME : run.exit_code;

@@ -11,8 +11,10 @@
 #include <sys/wait.h>
 
 #include "disk.h"
+#include "hostnet.h"
 #include "keydir.h"
 #include "jline.h"
+#include "link.h"
 #include "log.h"
 #include "qemu.h"
 #include "qmp.h"
@@ -28,8 +30,9 @@
 /* How long children get between SIGTERM and SIGKILL. */
 #define KILL_GRACE_USEC (5 * USEC_PER_SEC)
 
-/* QEMU's fd numbers for its pre-bound sockets and the run-dir lock. */
-enum { QFD_QMP = 3, QFD_CONSOLE, QFD_NOTIFY, QFD_AGENT, QFD_LOCK };
+/* QEMU's fd numbers for its pre-bound sockets, the run-dir lock and the
+ * tap queues. */
+enum { QFD_QMP = 3, QFD_CONSOLE, QFD_NOTIFY, QFD_AGENT, QFD_LOCK, QFD_TAP };
 
 const char *const vm_state_names[] = {
 	[VM_STOPPED] = "stopped",
@@ -752,9 +755,19 @@ static int plan_shares(struct vm *vm)
 			if (r < 0)
 				return r;
 		}
-		r = keydir_prepare(vm->host->keys_dir, d->name, &d->keys[i], &dir);
+		_cleanup_close_ int keyfd = -EBADF;
+
+		r = keydir_prepare(vm->host->keys_dir, d->name, &d->keys[i], &dir, &keyfd);
 		if (r < 0)
 			return r;
+		/* Its wg0.conf is written before the guest can look. */
+		if (d->wireguard && streq(d->keys[i].name, DEF_WIREGUARD_KEY)) {
+			r = hostnet_wg_join(vm->opts.net, d, keyfd);
+			if (r < 0) {
+				free(dir);
+				return r;
+			}
+		}
 		/* Keys are small and may be rotated on the host: no caching. */
 		r = add_share(vm, tag, dir, VIRTIOFSD_CACHE_NONE, d->keys[i].read_only);
 		if (r < 0)
@@ -975,6 +988,19 @@ static int attach_channels(struct vm *vm, int fds[4])
 	return r;
 }
 
+/* vmd's copies of a tap's queue fds: closed once QEMU holds them, so
+ * the tap lives exactly as long as that QEMU. */
+struct taps {
+	int fd[TAP_QUEUES_MAX];
+	unsigned n;
+};
+
+static void taps_done(struct taps *t)
+{
+	for (unsigned i = 0; i < t->n; i++)
+		safe_close(t->fd[i]);
+}
+
 static int start_qemu(struct vm *vm, const char *cmdline)
 {
 	_cleanup_strv_free_ char **argv = NULL;
@@ -987,6 +1013,11 @@ static int start_qemu(struct vm *vm, const char *cmdline)
 	char **paths = ch.paths;
 	int *lfd = ch.lfd;
 	_cleanup_free_ char *pidfile = NULL;
+	_cleanup_(taps_done) struct taps taps = {};
+	int tap_numbers[TAP_QUEUES_MAX];
+	unsigned n_taps = 0;
+	uint8_t mac[6];
+	char mac_str[18];
 	int cfd[4], r;
 
 	if (!fs || !disks || !kernel || !initrd)
@@ -1003,6 +1034,21 @@ static int start_qemu(struct vm *vm, const char *cmdline)
 		lfd[i] = unix_listen(paths[i]);
 		if (lfd[i] < 0)
 			return log_error_errno(lfd[i], "%s: binding %s: %m", vm->def->name, paths[i]);
+	}
+
+	if (vm->def->network) {
+		if (!vm->opts.net)
+			return log_error_errno(ENETDOWN, "%s: the host networks are not up", vm->def->name);
+		/* A queue pair per vCPU, as far as the tap allows. */
+		n_taps = vm->def->vcpus < TAP_QUEUES_MAX ? vm->def->vcpus : TAP_QUEUES_MAX;
+		r = hostnet_tap(vm->opts.net, vm->def, n_taps, taps.fd);
+		if (r < 0)
+			return r;
+		taps.n = n_taps;
+		for (unsigned i = 0; i < n_taps; i++)
+			tap_numbers[i] = QFD_TAP + (int)i;
+		def_mac(vm->def, mac);
+		mac_format(mac, mac_str);
 	}
 
 	struct qemu_config qc = {
@@ -1022,19 +1068,25 @@ static int start_qemu(struct vm *vm, const char *cmdline)
 		.n_fs = vm->n_shares,
 		.disks = disks,
 		.n_disks = vm->n_images,
+		.mac = vm->def->network ? mac_str : NULL,
+		.tap_fds = tap_numbers,
+		.n_taps = n_taps,
+		.vhost = vm->opts.accel == ACCEL_KVM && access("/dev/vhost-net", R_OK | W_OK) == 0,
 	};
 	r = qemu_argv(&qc, &argv);
 	if (r < 0)
 		return r;
 
-	struct spawn_fd fds[] = {
+	struct spawn_fd fds[5 + TAP_QUEUES_MAX] = {
 		{ lfd[0], QFD_QMP }, { lfd[1], QFD_CONSOLE }, { lfd[2], QFD_NOTIFY },
 		{ lfd[3], QFD_AGENT }, { vm->lock_fd, QFD_LOCK },
 	};
+	for (unsigned i = 0; i < n_taps; i++)
+		fds[5 + i] = (struct spawn_fd){ taps.fd[i], tap_numbers[i] };
 	struct spawn_opts o = {
 		.argv = argv,
 		.fds = fds,
-		.n_fds = ELEMENTSOF(fds),
+		.n_fds = 5 + n_taps,
 		.stdin_fd = -1,
 		.stdout_fd = vm->log.fd,
 		.stderr_fd = vm->log.fd,

@@ -71,6 +71,8 @@ struct vm_options {
 	/* Keep state.json in the run directory so a later daemon can adopt
 	 * the VM (the daemon; not vmd run). */
 	bool save_state;
+	/* The host networks (taps, WireGuard hubs); NULL: none are up. */
+	struct hostnet *net;
 };
 
 /* Takes ownership of def. host and opts must outlive the vm. */

@@ -33,14 +33,14 @@ static void write_defs(const char *dir, const char *closure, int n, int generati
 	}
 }
 
-static double reload_once(struct manager *m, char *dir, const char *store, json_t **summary)
+static double reload_once(struct manager *m, char *dir, const struct host_config *host, json_t **summary)
 {
 	char *paths[] = { dir, NULL };
 	struct defset set = {};
 	struct defset_errors errors = {};
 	usec_t t0 = now_usec();
 
-	if (defset_load(paths, store, &set, &errors) < 0) {
+	if (defset_load(paths, host, &set, &errors) < 0) {
 		defset_errors_print(&errors, stderr);
 		exit(1);
 	}
@@ -72,14 +72,14 @@ int main(int argc, char **argv)
 	    manager_new(l, host, &opts, &m) < 0)
 		return 1;
 	write_defs(dir, argv[1], n, 0);
-	first = reload_once(m, dir, host->store_dir, &summary);
+	first = reload_once(m, dir, host, &summary);
 	json_decref(summary);
 	/* Steady state: 10 % changed, the rest unchanged. Best of 5. */
 	for (int g = 1; g <= 5; g++) {
 		double t;
 
 		write_defs(dir, argv[1], n, g);
-		t = reload_once(m, dir, host->store_dir, &summary);
+		t = reload_once(m, dir, host, &summary);
 		if (g == 1)
 			printf("second reload: %zu changed, %zu unchanged\n",
 			       json_array_size(json_object_get(summary, "changed")),

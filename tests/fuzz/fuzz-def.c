@@ -1,12 +1,30 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Definition loader fuzzer. The first byte picks jansson's decoding flags,
  * the rest is the document. Whatever the validator accepts must survive a
- * round trip (serialise, parse again, compare) and must produce a kernel
- * command line and QEMU argv (the exec side is not run). */
+ * round trip (serialise, parse again, compare), pass the checks against a
+ * host's networks without crashing, and produce a kernel command line and
+ * QEMU argv, NIC included (neither exec nor netlink is touched). */
 #include <stdint.h>
 
 #include "def.h"
+#include "host.h"
+#include "link.h"
 #include "qemu.h"
+
+/* A host with a bridge and a hub, for the network checks. */
+static const struct host_config *fuzz_host(void)
+{
+	static const char settings[] =
+		"{\"networks\": {\"vmbr0\": {\"type\": \"bridge\", \"address\": \"10.0.0.1/24\"},"
+		" \"br1\": {\"type\": \"bridge\"},"
+		" \"vmwg\": {\"type\": \"wireguard\", \"address\": \"10.77.0.1/24\", \"endpoint\": \"10.0.0.1\"}}}";
+	static struct host_config *host;
+	struct schema_errors errors = {};
+
+	if (!host && host_config_parse_buffer(settings, sizeof(settings) - 1, &host, &errors) < 0)
+		abort();
+	return host;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -32,12 +50,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		json_t *canon = def_to_json(a);
 		char *text = canon ? json_dumps(canon, JSON_SORT_KEYS) : NULL;
 		char *cmdline = NULL, **argv = NULL;
+		struct schema_errors host_errors = {};
+		static const int tap_fds[] = { 8, 9, 10, 11 };
+		char mac[18] = "";
 		struct qemu_fs fs = { "nix-store", "/run/vmd/vms/x/fs0.sock" };
 		struct qemu_config qc = {
 			.binary = "/usr/bin/qemu-system-x86_64", .name = a->name, .accel = ACCEL_TCG,
 			.vcpus = a->vcpus, .memory_mib = a->memory_mib, .kernel = "/k", .initrd = "/i",
 			.qmp_fd = 3, .console_fd = 4, .notify_fd = 5, .agent_fd = 6, .fs = &fs, .n_fs = 1,
 		};
+		if (a->network) {
+			uint8_t m[6];
+
+			def_mac(a, m);
+			mac_format(m, mac);
+			qc.mac = mac;
+			qc.tap_fds = tap_fds;
+			qc.n_taps = a->vcpus < ELEMENTSOF(tap_fds) ? a->vcpus : ELEMENTSOF(tap_fds);
+		}
+		host_check_def(fuzz_host(), a, &host_errors);
+		schema_errors_clear(&host_errors);
 
 		if (!text || errors.n != 0)
 			abort();

@@ -99,6 +99,36 @@ TEST(qemu_full)
 	def_free(d);
 }
 
+/* A multiqueue tap (4 vCPUs, 4 queues) and a single-queue one, with the
+ * implicit WireGuard key mount and ip= on the kernel command line. */
+TEST(qemu_network)
+{
+	struct vm_def *d = load("network.json");
+	_cleanup_free_ char *cmdline = NULL;
+	_cleanup_strv_free_ char **argv = NULL, **argv1 = NULL;
+	struct qemu_fs fs[] = {
+		{ "nix-store", "/run/vmd/vms/web/fs0.sock" },
+		{ "key-wireguard", "/run/vmd/vms/web/fs1.sock" },
+	};
+	const int taps[] = { 8, 9, 10, 11 };
+
+	ASSERT(qemu_kernel_cmdline(d, d->system, "", &cmdline) == 0);
+	struct qemu_config c = config_for(d, ACCEL_TCG, cmdline);
+	c.fs = fs;
+	c.n_fs = ELEMENTSOF(fs);
+	c.mac = d->network->mac;
+	c.tap_fds = taps;
+	c.n_taps = 4;
+	ASSERT(qemu_argv(&c, &argv) == 0);
+	golden("qemu-network", argv);
+	c.n_taps = 1;
+	c.vhost = true;
+	ASSERT(qemu_argv(&c, &argv1) == 0);
+	ASSERT_STREQ(argv1[strv_length(argv1) - 4], "tap,id=net0,fd=8,vhost=on");
+	ASSERT_STREQ(argv1[strv_length(argv1) - 2], "virtio-net-pci,netdev=net0,mac=52:54:00:ab:cd:ef");
+	def_free(d);
+}
+
 TEST(kernel_cmdline)
 {
 	struct vm_def *d = load("full.json");
@@ -224,5 +254,5 @@ TEST(accel)
 	rmdir(root);
 }
 
-RUN_TESTS(T(qemu_minimal), T(qemu_full), T(kernel_cmdline), T(kernel_cmdline_limit), T(virtiofsd_styles),
+RUN_TESTS(T(qemu_minimal), T(qemu_full), T(qemu_network), T(kernel_cmdline), T(kernel_cmdline_limit), T(virtiofsd_styles),
 	  T(virtiofsd_help_parsing), T(accel))

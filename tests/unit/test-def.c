@@ -2,6 +2,9 @@
 #include <dirent.h>
 
 #include "def.h"
+#include "defset.h"
+#include "link.h"
+#include "qemu.h"
 #include "host.h"
 #include "test.h"
 
@@ -184,7 +187,30 @@ TEST(host_invalid)
 		{ "{\"virtiofsd_style\": \"go\"}", "virtiofsd_style: must be one of: auto, qemu, rust" },
 		{ "{\"stop_timeout_s\": 0}", "stop_timeout_s: must be 1..3600" },
 		{ "{\"log_max_bytes\": 10}", "log_max_bytes: must be 65536..1099511627776" },
-		{ "{\"networks\": {}}", "networks: unknown key" },
+		{ "{\"networks\": {\"vmbr0\": {}}}", "networks.vmbr0.type: is required" },
+		{ "{\"networks\": {\"vmbridge-far-too-long\": {\"type\": \"bridge\"}}}",
+		  "networks.vmbridge-far-too-long: must be 1..15 characters (an interface name, IFNAMSIZ)" },
+		{ "{\"networks\": {\"br/0\": {\"type\": \"bridge\"}}}",
+		  "networks.br/0: may only contain letters, digits, '-', '_' and '.'" },
+		{ "{\"networks\": {\"vmbr0\": {\"type\": \"switch\"}}}", "networks.vmbr0.type: must be one of: bridge, wireguard" },
+		{ "{\"networks\": {\"vmbr0\": {\"type\": \"bridge\", \"address\": \"10.0.0.1\"}}}",
+		  "networks.vmbr0.address: must be an IPv4 address with a prefix length, like 10.0.0.1/24" },
+		{ "{\"networks\": {\"vmbr0\": {\"type\": \"bridge\", \"address\": \"10.0.0.0/24\"}}}",
+		  "networks.vmbr0.address: is the network's or its broadcast address, not a host's" },
+		{ "{\"networks\": {\"vmbr0\": {\"type\": \"bridge\", \"address\": \"10.0.0.01/24\"}}}",
+		  "networks.vmbr0.address: must be an IPv4 address with a prefix length, like 10.0.0.1/24" },
+		{ "{\"networks\": {\"vmbr0\": {\"type\": \"bridge\", \"listen_port\": 51820}}}",
+		  "networks.vmbr0: endpoint and listen_port are for wireguard networks" },
+		{ "{\"networks\": {\"vmwg\": {\"type\": \"wireguard\", \"endpoint\": \"10.0.0.1\"}}}",
+		  "networks.vmwg.address: is required for a wireguard hub (its address and network)" },
+		{ "{\"networks\": {\"vmwg\": {\"type\": \"wireguard\", \"address\": \"10.77.0.1/24\"}}}",
+		  "networks.vmwg.endpoint: is required for a wireguard hub (the host address the guests reach it at)" },
+		{ "{\"networks\": {\"vmwg\": {\"type\": \"wireguard\", \"address\": \"10.77.0.1/24\", \"endpoint\": \"x\"}}}",
+		  "networks.vmwg.endpoint: must be an IPv4 address, like 10.0.0.1" },
+		{ "{\"networks\": {\"a\": {\"type\": \"bridge\", \"address\": \"10.0.0.1/16\"},"
+		  " \"b\": {\"type\": \"bridge\", \"address\": \"10.0.5.1/24\"}}}",
+		  "networks.b.address: 10.0.5.1/24 overlaps 10.0.0.1/16 of network a" },
+		{ "{\"wireguard_go\": \"wg go\"}", "wireguard_go: must not contain whitespace or control characters" },
 		{ "[1]", "(root): must be an object" },
 		{ "{\"keys_dir\": \"/run/vmd/vms/edge\"}", "keys_dir: must not overlap /run/vmd/vms, which vmd sweeps" },
 		{ "{\"keys_dir\": \"/var/lib/vmd/disks\"}",
@@ -295,5 +321,124 @@ TEST(schema_object_and_map)
 	schema_errors_clear(&e);
 }
 
+/* A definition's network against the host's networks, and clashes
+ * between definitions of one set. */
+TEST(networks_against_host)
+{
+	static const char host_text[] =
+		"{\"networks\": {\"vmbr0\": {\"type\": \"bridge\", \"address\": \"10.0.0.1/24\"},"
+		" \"bare\": {\"type\": \"bridge\"},"
+		" \"vmwg\": {\"type\": \"wireguard\", \"address\": \"10.77.0.1/24\", \"endpoint\": \"10.0.0.1\"}}}";
+	static const struct {
+		const char *fields, *error;
+	} cases[] = {
+		{ "\"network\": {\"bridge\": \"vmbr9\"}", "network.bridge: \"vmbr9\" is not a bridge in the host settings' networks" },
+		{ "\"network\": {\"bridge\": \"vmwg\"}", "network.bridge: \"vmwg\" is not a bridge in the host settings' networks" },
+		{ "\"network\": {\"bridge\": \"vmbr0\", \"address\": \"10.0.1.2/24\"}",
+		  "network.address: 10.0.1.2/24 is outside 10.0.0.0/24, the network of vmbr0" },
+		{ "\"network\": {\"bridge\": \"vmbr0\", \"address\": \"10.0.0.1/24\"}",
+		  "network.address: 10.0.0.1/24 is the host's own address on vmbr0" },
+		{ "\"network\": {\"bridge\": \"vmbr0\", \"address\": \"10.0.0.255/24\"}",
+		  "network.address: 10.0.0.255/24 is the network's or the broadcast address of 10.0.0.0/24" },
+		{ "\"network\": {\"bridge\": \"vmbr0\", \"address\": \"10.0.0.2/16\"}",
+		  "network.address: the prefix length must be /24, that of vmbr0 (10.0.0.0/24)" },
+		{ "\"network\": {\"bridge\": \"bare\", \"address\": \"10.0.0.2/24\"}",
+		  "network.address: network bare has no address, so guests on it cannot have one" },
+		{ "\"wireguard\": {\"hub\": \"vmbr0\", \"address\": \"10.77.0.2/32\"}",
+		  "wireguard.hub: \"vmbr0\" is not a wireguard network in the host settings' networks" },
+		{ "\"wireguard\": {\"hub\": \"vmwg\", \"address\": \"10.78.0.2/32\"}",
+		  "wireguard.address: 10.78.0.2/32 is outside 10.77.0.0/24, the network of vmwg" },
+		{ "\"wireguard\": {\"hub\": \"vmwg\", \"address\": \"10.77.0.1/32\"}",
+		  "wireguard.address: 10.77.0.1/32 is the host's own address on vmwg" },
+	};
+	struct schema_errors errors = {};
+	struct host_config *h = NULL;
+
+	ASSERT(host_config_parse_buffer(host_text, strlen(host_text), &h, &errors) == 0);
+	ASSERT_EQ(h->n_networks, 3);
+	ASSERT_STREQ(h->networks[0].name, "bare");
+	ASSERT_EQ(host_network_port(host_network_find(h, "vmwg")), 51820);
+	ASSERT_EQ(host_network_find(h, "vmwg")->keepalive_s, 25);
+	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+		_cleanup_free_ char *text = xasprintf("{\"name\": \"edge\", \"system\": \"/nix/store/x-sys\", %s}",
+						      cases[i].fields);
+		struct vm_def *d = NULL;
+
+		ASSERT(def_parse_buffer(text, strlen(text), &d, &errors) == 0);
+		host_check_def(h, d, &errors);
+		ASSERT_EQ(errors.n, 1);
+		ASSERT_STREQ(errors.lines[0], cases[i].error);
+		schema_errors_clear(&errors);
+		def_free(d);
+	}
+
+	/* A wireguard VM gets the key directory "wireguard" at /etc/wireguard. */
+	{
+		static const char t[] = "{\"name\": \"edge\", \"system\": \"/nix/store/x-sys\","
+					" \"network\": {\"bridge\": \"vmbr0\", \"address\": \"10.0.0.2/24\"},"
+					" \"wireguard\": {\"hub\": \"vmwg\", \"address\": \"10.77.0.2/32\"}}";
+		_cleanup_free_ char *cmdline = NULL;
+		struct vm_def *d = NULL;
+		uint8_t mac[6], mac2[6];
+
+		ASSERT(def_parse_buffer(t, strlen(t), &d, &errors) == 0);
+		host_check_def(h, d, &errors);
+		ASSERT_EQ(errors.n, 0);
+		ASSERT_EQ(d->n_keys, 1);
+		ASSERT_STREQ(d->keys[0].name, "wireguard");
+		ASSERT_STREQ(d->keys[0].target, "/etc/wireguard");
+		ASSERT(d->keys[0].read_only && d->keys[0].generate == KEY_GENERATE_WIREGUARD);
+		ASSERT_STREQ(d->network->mac, "auto");
+		def_mac(d, mac);
+		mac_for_vm("edge", mac2);
+		ASSERT(memcmp(mac, mac2, 6) == 0);
+		ASSERT(qemu_kernel_cmdline(d, d->system, "", &cmdline) == 0);
+		ASSERT(strstr(cmdline, " ip=10.0.0.2:::255.255.255.0:::off "));
+		def_free(d);
+	}
+	host_config_free(h);
+}
+
+TEST(network_clashes_in_a_set)
+{
+	_cleanup_free_ char *dir = tmpdir();
+	static const char *const files[][2] = {
+		{ "a.json", "{\"name\": \"a\", \"system\": \"/nix/store/x\", \"network\": {\"bridge\": \"vmbr0\","
+			    " \"mac\": \"52:54:00:00:00:01\", \"address\": \"10.0.0.2/24\"},"
+			    " \"wireguard\": {\"hub\": \"vmwg\", \"address\": \"10.77.0.2/32\"}}" },
+		{ "b.json", "{\"name\": \"b\", \"system\": \"/nix/store/x\", \"network\": {\"bridge\": \"vmbr0\","
+			    " \"mac\": \"52:54:00:00:00:01\", \"address\": \"10.0.0.2/24\"},"
+			    " \"wireguard\": {\"hub\": \"vmwg\", \"address\": \"10.77.0.2/32\"}}" },
+		{ "c.json", "{\"name\": \"c\", \"system\": \"/nix/store/x\", \"network\": {\"bridge\": \"vmbr0\","
+			    " \"address\": \"10.0.0.3/24\"}}" },
+	};
+	char *paths[] = { dir, NULL };
+	struct defset set = {};
+	struct defset_errors errors = {};
+
+	for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+		_cleanup_free_ char *p = path_join(dir, files[i][0]);
+		FILE *f = fopen(p, "w");
+
+		ASSERT(f);
+		fputs(files[i][1], f);
+		fclose(f);
+	}
+	ASSERT(defset_load(paths, NULL, &set, &errors) == -EINVAL);
+	ASSERT_EQ(errors.n, 1);
+	ASSERT(strstr(errors.files[0].file, "/b.json"));
+	ASSERT_EQ(errors.files[0].errors.n, 3);
+	ASSERT(strstr(errors.files[0].errors.lines[0], "network.address: VMs b and a ("));
+	ASSERT(strstr(errors.files[0].errors.lines[0], "/a.json) both have address 10.0.0.2 on vmbr0"));
+	ASSERT(strstr(errors.files[0].errors.lines[1], "wireguard.address: VMs b and a ("));
+	ASSERT(strstr(errors.files[0].errors.lines[1], "both have address 10.77.0.2 on vmwg"));
+	ASSERT(strstr(errors.files[0].errors.lines[2], "network.mac: VMs b and a ("));
+	ASSERT(strstr(errors.files[0].errors.lines[2], "both have mac 52:54:00:00:00:01"));
+	defset_errors_clear(&errors);
+	defset_clear(&set);
+	rm_tree(dir);
+}
+
 RUN_TESTS(T(invalid_definitions), T(schema_object_and_map), T(valid_roundtrip), T(defaults), T(full_fields),
-	  T(def_equal_detects_changes), T(host_defaults), T(host_invalid))
+	  T(def_equal_detects_changes), T(host_defaults), T(host_invalid), T(networks_against_host),
+	  T(network_clashes_in_a_set))

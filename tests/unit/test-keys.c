@@ -137,7 +137,7 @@ TEST(keydir_prepare)
 	char *path = NULL;
 
 	/* The default place, made 0700 at each level. */
-	ASSERT(keydir_prepare(keys, "edge", &k, &path) == 0);
+	ASSERT(keydir_prepare(keys, "edge", &k, &path, NULL) == 0);
 	_cleanup_free_ char *want = xasprintf("%s/edge/wg", keys), *priv = xasprintf("%s/privatekey", want);
 	ASSERT_STREQ(path, want);
 	free(path);
@@ -145,7 +145,7 @@ TEST(keydir_prepare)
 	ASSERT_EQ(mode_of(want), 0700);
 	ASSERT_EQ(mode_of(priv), 0600);
 	_cleanup_free_ char *p1 = slurp(priv);
-	ASSERT(keydir_prepare(keys, "edge", &k, &path) == 0);
+	ASSERT(keydir_prepare(keys, "edge", &k, &path, NULL) == 0);
 	free(path);
 	_cleanup_free_ char *p2 = slurp(priv);
 	ASSERT_STREQ(p1, p2);
@@ -153,25 +153,25 @@ TEST(keydir_prepare)
 	/* An explicit source is created if missing (its parent must exist). */
 	k.generate = KEY_GENERATE_NONE;
 	k.source = src;
-	ASSERT(keydir_prepare(keys, "edge", &k, &path) == 0);
+	ASSERT(keydir_prepare(keys, "edge", &k, &path, NULL) == 0);
 	ASSERT_STREQ(path, src);
 	free(path);
 	ASSERT_EQ(mode_of(src), 0700);
 	_cleanup_free_ char *deep = xasprintf("%s/no/such", dir);
 	k.source = deep;
-	ASSERT(keydir_prepare(keys, "edge", &k, &path) == -ENOENT);
+	ASSERT(keydir_prepare(keys, "edge", &k, &path, NULL) == -ENOENT);
 
 	/* Symlinks and files are refused, at the source and at the default place. */
 	ASSERT(symlink(src, link) == 0);
 	k.source = link;
-	ASSERT(keydir_prepare(keys, "edge", &k, &path) == -ENOTDIR);
+	ASSERT(keydir_prepare(keys, "edge", &k, &path, NULL) == -ENOTDIR);
 	spit(file, "x", 0600);
 	k.source = file;
-	ASSERT(keydir_prepare(keys, "edge", &k, &path) == -ENOTDIR);
+	ASSERT(keydir_prepare(keys, "edge", &k, &path, NULL) == -ENOTDIR);
 	k.source = NULL;
 	_cleanup_free_ char *other = xasprintf("%s/other", keys);
 	ASSERT(symlink(src, other) == 0);
-	ASSERT(keydir_prepare(keys, "other", &k, &path) == -ENOTDIR);
+	ASSERT(keydir_prepare(keys, "other", &k, &path, NULL) == -ENOTDIR);
 	rm_tree(dir);
 }
 
