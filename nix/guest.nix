@@ -10,7 +10,11 @@
 # - systemd (>= 254, NixOS >= 23.11) mounts key dirs, shares and disks from
 #   the systemd.mount-extra= entries vmd puts on the kernel command line;
 # - a unit writes READY=1 to the io.vmd.notify port once the system is up;
-# - the QEMU guest agent runs (vmd exec, vmd run DEF -- CMD).
+# - the QEMU guest agent runs (vmd exec, vmd run DEF -- CMD);
+# - the NIC gets the address vmd passes as ip=ADDR:::NETMASK:::off (a VM
+#   with "network": {"address": ...}), and wg0 comes up from the wg0.conf vmd
+#   writes into the key directory at /etc/wireguard (a VM with "wireguard"),
+#   through networking.wg-quick.
 { config, lib, pkgs, ... }:
 {
   boot.loader.grub.enable = false;
@@ -34,6 +38,42 @@
   nix.enable = lib.mkDefault false;
 
   services.qemuGuest.enable = true;
+
+  # The address on the bridge, from vmd's ip= parameter, on the first
+  # Ethernet NIC (the tap is the only one).
+  networking.useDHCP = lib.mkDefault false;
+  systemd.services.vmd-network = {
+    description = "Address from vmd's ip= kernel parameter";
+    wantedBy = [ "network.target" ];
+    before = [ "network.target" ];
+    after = [ "systemd-udevd.service" ];
+    unitConfig.ConditionKernelCommandLine = "ip";
+    serviceConfig = { Type = "oneshot"; RemainAfterExit = true; };
+    path = [ pkgs.iproute2 pkgs.gawk pkgs.coreutils ];
+    script = ''
+      conf=$(tr ' ' '\n' < /proc/cmdline | sed -n 's/^ip=//p' | tail -n 1)
+      IFS=: read -r addr _ gw mask _ dev _ <<< "$conf"
+      if [ -z "$dev" ]; then
+        for d in /sys/class/net/*; do
+          [ -e "$d/device" ] && { dev=''${d##*/}; break; }
+        done
+      fi
+      prefix=$(awk -v m="$mask" 'BEGIN { n = split(m, o, "."); p = 0
+        for (i = 1; i <= n; i++) { v = o[i]; while (v > 0) { p += v % 2; v = int(v / 2) } } print p }')
+      ip link set "$dev" up
+      ip addr replace "$addr/$prefix" dev "$dev"
+      if [ -n "$gw" ]; then ip route replace default via "$gw"; fi
+    '';
+  };
+
+  # WireGuard: vmd writes /etc/wireguard/wg0.conf (the VM's key and address,
+  # the host hub as peer) into the read-only key directory it mounts there.
+  boot.kernelModules = [ "wireguard" ];
+  networking.wg-quick.interfaces.wg0.configFile = "/etc/wireguard/wg0.conf";
+  systemd.services.wg-quick-wg0.unitConfig = {
+    ConditionPathExists = "/etc/wireguard/wg0.conf";
+    RequiresMountsFor = "/etc/wireguard";
+  };
 
   systemd.services.vmd-notify = {
     description = "Tell vmd the guest is ready";

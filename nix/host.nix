@@ -6,12 +6,17 @@
 #   services.vmd = {
 #     enable = true;
 #     package = pkgs.callPackage ./vmd/nix/package.nix { };   # or your own build
-#     settings = { accel = "kvm"; };                         # /etc/vmd/vmd.json
+#     settings = {                                           # /etc/vmd/vmd.json
+#       accel = "kvm";
+#       networks.vmbr0 = { type = "bridge"; address = "10.0.0.1/24"; };
+#       networks.vmwg = { type = "wireguard"; address = "10.77.0.1/24"; endpoint = "10.0.0.1"; };
+#     };
 #     vms.edge = {
 #       system = nixosConfigurations.edge.config.system.build.toplevel;
 #       memoryMiB = 1024;
 #       keys.ssh = { target = "/etc/ssh"; readOnly = false; };
-#       keys.wireguard = { target = "/etc/wireguard"; generate = "wireguard"; };
+#       network = { bridge = "vmbr0"; address = "10.0.0.2/24"; };
+#       wireguard = { hub = "vmwg"; address = "10.77.0.2/32"; };  # key dir "wireguard" at /etc/wireguard
 #       disks.scratch = { sizeMiB = 1024; mount = "/var"; };
 #       disks.db = { sizeMiB = 4096; mount = "/var/lib/db"; persistent = true; };
 #     };

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
 # The tiny guest: a Debian kernel, busybox-static, the stage-1 and stage-2
-# scripts from images/guest, and qemu-ga. The result is laid out like a NixOS
+# scripts from images/guest, qemu-ga, and ip and wg for the network. The result is laid out like a NixOS
 # system toplevel (kernel, initrd, init, kernel-params), so vmd boots it
 # exactly as it boots a real NixOS system.
 #
@@ -28,6 +28,7 @@ let
   busybox = mk "busybox" "busybox.sh" { src = bbSrc; };
   linux = mk "linux" "linux.sh" { src = import' "linux"; };
   qemu-ga = mk "qemu-ga" "copy.sh" { src = import' "qemu-ga"; };
+  nettools = mk "nettools" "copy.sh" { src = import' "nettools"; };
   initrd = mk "initrd" "initrd.sh" {
     inherit busybox linux;
     init = "${scripts}/stage-1.sh";
@@ -39,6 +40,7 @@ in
 mk "vmd-tiny-guest" "toplevel.sh" {
   inherit busybox linux initrd;
   qemuGa = qemu-ga;
+  inherit nettools;
   stage2 = "${scripts}/stage-2.sh";
   kernelParams = "loglevel=4";
 }
