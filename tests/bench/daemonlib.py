@@ -22,7 +22,8 @@ def prepare():
 
 
 class BenchDaemon:
-    def __init__(self, **settings):
+    def __init__(self, netns=None, **settings):
+        self.netns = netns
         self.root = tempfile.mkdtemp(prefix="vmd-bench-", dir="/tmp")
         self.conf = os.path.join(self.root, "vmd.json")
         self.defs = os.path.join(self.root, "vms.d")
@@ -40,7 +41,9 @@ class BenchDaemon:
 
     def start(self):
         self.log = open(os.path.join(self.root, "daemon.log"), "w")
-        self.proc = subprocess.Popen([VMD, "daemon", "-c", self.conf], stdout=self.log, stderr=subprocess.STDOUT)
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        self.proc = subprocess.Popen([*prefix, VMD, "daemon", "-c", self.conf], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
         sock = os.path.join(self.root, "run", "vmd.sock")
         while not os.path.exists(sock):
             if self.proc.poll() is not None:
