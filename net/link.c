@@ -165,24 +165,32 @@ static int link_ensure(struct nl_sock *sk, const char *name, const char *kind, c
 
 	if (strlen(name) > LINK_NAME_MAX)
 		return -ENAMETOOLONG;
-	r = link_kind(sk, name, kind);
-	if (r == -ENOTTY)
-		return -EEXIST;
-	if (r == -ENODEV) {
-		_cleanup_link_ struct rtnl_link *want = rtnl_link_alloc();
+	/* Twice: another vmd (two vmd runs on one bridge) may make it
+	 * between the lookup and the add; then it is adopted. */
+	for (int tries = 0; tries < 2; tries++) {
+		_cleanup_link_ struct rtnl_link *want = NULL;
 
+		r = link_kind(sk, name, kind);
+		if (r == -ENOTTY)
+			return -EEXIST;
+		if (r != -ENODEV)
+			break;
+		want = rtnl_link_alloc();
 		if (!want)
 			return -ENOMEM;
 		rtnl_link_set_name(want, name);
 		r = rtnl_link_set_type(want, kind);
 		if (r == 0)
 			r = rtnl_link_add(sk, want, NLM_F_CREATE | NLM_F_EXCL);
+		r = nlerr(r);
 		/* A kind this kernel lacks (no wireguard module) is
 		 * EOPNOTSUPP ("Unknown device type"), which nlerr() keeps. */
-		if (r < 0)
-			return nlerr(r);
-		created = true;
-	} else if (r < 0)
+		if (r != -EEXIST) {
+			created = r == 0;
+			break;
+		}
+	}
+	if (r < 0)
 		return r;
 
 	r = get_link(sk, name, &l);
@@ -215,6 +223,23 @@ int wireguard_link_lookup(struct nl_sock *sk, const char *name)
 int wireguard_link_create(struct nl_sock *sk, const char *name, bool *ret_created)
 {
 	return link_ensure(sk, name, "wireguard", NULL, ret_created);
+}
+
+int link_count_ports(struct nl_sock *sk, const char *name)
+{
+	struct nl_cache *cache = NULL;
+	int master, n = 0, r;
+
+	master = link_lookup(sk, name, NULL);
+	if (master < 0)
+		return master;
+	r = rtnl_link_alloc_cache(sk, AF_UNSPEC, &cache);
+	if (r < 0)
+		return nlerr(r);
+	for (struct nl_object *o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o))
+		n += rtnl_link_get_master((struct rtnl_link *)o) == master;
+	nl_cache_free(cache);
+	return n;
 }
 
 int link_delete(struct nl_sock *sk, const char *name)

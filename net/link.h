@@ -42,6 +42,9 @@ int wireguard_link_lookup(struct nl_sock *sk, const char *name);
  * name and brings it up. */
 int link_configure(struct nl_sock *sk, const char *name, const char *cidr);
 
+/* How many links have name as their master (a bridge's ports). */
+int link_count_ports(struct nl_sock *sk, const char *name);
+
 /* Deletes the link name; a missing one is not an error. */
 int link_delete(struct nl_sock *sk, const char *name);
 

@@ -120,6 +120,7 @@ static int hub_key(const struct host_config *host, const char *name, uint8_t pri
 }
 
 static void on_hub_exit(struct loop_source *s, const siginfo_t *si, void *userdata);
+static void save_state_or_warn(struct hostnet *n);
 
 static int wait_for_uapi(struct hub *h)
 {
@@ -245,6 +246,7 @@ static void on_hub_timer(struct loop_source *s, void *userdata)
 	if (hub_restart(h) == 0) {
 		log_info("network %s: wireguard-go restarted (pid %d), %zu peers restored", h->cfg->name,
 			 (int)h->proc.pid, h->n_peers);
+		save_state_or_warn(h->net);
 		return;
 	}
 	loop_timer_set(h->restart_timer, now_usec() + 5 * HUB_RESTART_DELAY_USEC);
@@ -424,23 +426,34 @@ static int save_state(struct hostnet *n)
 	return r;
 }
 
+static void save_state_or_warn(struct hostnet *n)
+{
+	int r = save_state(n);
+
+	if (r < 0)
+		log_error_errno(r, "saving %s/net.json for the next daemon: %m", n->host->run_dir);
+}
+
 void hostnet_down(struct hostnet *n, bool keep)
 {
 	_cleanup_free_ char *path = NULL;
 
 	if (!n)
 		return;
-	if (n->daemon && keep) {
-		int r = save_state(n);
-
-		if (r < 0)
-			log_error_errno(r, "saving %s/net.json for the next daemon: %m", n->host->run_dir);
-	}
+	if (n->daemon && keep)
+		save_state_or_warn(n);
 	for (size_t i = 0; i < n->n_hubs; i++)
 		hub_down(&n->hubs[i], keep);
 	for (size_t i = 0; !keep && n->created && n->created[i]; i++) {
-		int r = link_delete(n->sk, n->created[i]);
+		/* Our own taps are gone with their QEMUs; a port left is
+		 * someone else's, such as another vmd run's VM. */
+		int r = link_count_ports(n->sk, n->created[i]);
 
+		if (r > 0) {
+			log_warning("network %s: bridge left in place: %d other port(s) still on it", n->created[i], r);
+			continue;
+		}
+		r = r < 0 && r != -ENODEV ? r : link_delete(n->sk, n->created[i]);
 		if (r < 0)
 			log_error_errno(r, "network %s: deleting the bridge: %m", n->created[i]);
 		else
@@ -522,8 +535,10 @@ int hostnet_up(struct loop *l, const struct host_config *host, bool daemon, stru
 			goto fail;
 	}
 	json_decref(prev.j);
-	if (daemon && path)
-		(void)unlink(path); /* taken over */
+	/* Kept current from now on, so that a daemon that crashed is
+	 * succeeded by one that adopts its hubs and knows its bridges. */
+	if (daemon)
+		save_state_or_warn(n);
 	*ret = n;
 	return 0;
 fail:

@@ -222,7 +222,17 @@ def test_existing_bridge_is_adopted_and_kept_and_hub_survives_daemon_restart(env
     dump = subprocess.run(["wg", "show", hub], capture_output=True, text=True, check=True).stdout
     assert key in dump and "listening port: 51820" in dump
 
-    assert d2.stop() == 0
+    # The daemon crashes: the hub outlives it (as VMs do), and the next
+    # daemon adopts the restarted wireguard-go instead of tripping over it.
+    hub_pid = [pid for pid, cmd in processes_mentioning(hub) if "wireguard-go" in cmd]
+    assert len(hub_pid) == 1
+    d2.proc.kill()
+    d2.proc.wait(timeout=30)
+    d3 = start_in(netns, daemons, env)
+    assert f"adopted wireguard-go (pid {hub_pid[0]})" in d3.output()
+    assert [pid for pid, cmd in processes_mentioning(hub) if "wireguard-go" in cmd] == hub_pid
+
+    assert d3.stop() == 0
     # The adopted bridge stays (vmd did not make it); the hub goes.
     assert netns.has_link(bridge) and not netns.has_link(hub)
     assert not os.path.exists(f"/run/wireguard/{hub}.sock")
@@ -281,3 +291,39 @@ def test_run_on_a_bridge(env, netns):
     assert "inet 10.0.0.7/24" in p.stdout
     # vmd run made the bridge, and removed it and the tap again.
     assert not netns.has_link(bridge) and not netns.has_link("vm-solo")
+
+
+def test_two_runs_share_a_bridge(env, netns):
+    """The vmd run that made the bridge leaves it while another VM is on it."""
+    tag = secrets.token_hex(3)
+    bridge, hub, nets = networks(tag)
+    env.write_settings(networks={bridge: nets[bridge]})
+    da = env.define("ra", network={"bridge": bridge, "address": "10.0.0.8/24"})
+    db = env.define("rb", network={"bridge": bridge, "address": "10.0.0.9/24"})
+
+    def run(d, script):
+        return subprocess.Popen(["ip", "netns", "exec", netns.name, conftest.VMD, "run", "-q", "-c", env.config,
+                                 d, "--", "sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+
+    # ra makes the bridge and ends once rb's command has pinged it (its
+    # kernel counts the echo requests); rb then waits for ra to be gone
+    # and needs the bridge still.
+    echos = ("awk '/^Icmp:/ { if (!n) { for (i = 1; i <= NF; i++) if ($i == \"InEchos\") n = i; next }"
+             " exit !($n > 0) }' /proc/net/snmp")
+    a = run(da, f"i=0; until {echos}; do usleep 200000; i=$((i+1)); [ $i -lt 1500 ] || exit 9; done")
+    end = time.time() + 60
+    while not netns.has_link(bridge) and time.time() < end and a.poll() is None:
+        time.sleep(0.05)
+    assert netns.has_link(bridge), a.communicate()
+    b = run(db, "i=0; until ping -c 1 -W 1 10.0.0.8 >/dev/null; do i=$((i+1)); [ $i -lt 300 ] || exit 9; done;"
+                " i=0; while ping -c 1 -W 1 10.0.0.8 >/dev/null; do i=$((i+1)); [ $i -lt 300 ] || exit 8; done;"
+                " ping -c 2 -W 5 10.0.0.1")
+    out_a, err_a = a.communicate(timeout=300)
+    assert a.returncode == 0, err_a
+    assert "bridge left in place: 1 other port(s) still on it" in err_a
+    out_b, err_b = b.communicate(timeout=300)
+    assert b.returncode == 0, err_b
+    assert " 0% packet loss" in out_b
+    # rb found the bridge, so it is not rb's to delete either.
+    assert netns.has_link(bridge) and not netns.has_link("vm-ra") and not netns.has_link("vm-rb")

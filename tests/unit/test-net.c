@@ -194,10 +194,14 @@ TEST(bridges)
 	ASSERT(bridge_ensure(sk, "vmbr0", "10.0.0.1/24", &created) == 0);
 	ASSERT(!created);
 	/* A link of another kind is not a bridge to adopt. */
+	ASSERT_EQ(link_count_ports(sk, "vmbr0"), 0);
 	ASSERT(tap_create(sk, "notabridge", "vmbr0", 1, &fd) == 0);
 	ASSERT(bridge_ensure(sk, "notabridge", NULL, &created) == -EEXIST);
+	ASSERT_EQ(link_count_ports(sk, "vmbr0"), 1);
 	close(fd);
 	ASSERT(gone("notabridge"));
+	ASSERT_EQ(link_count_ports(sk, "vmbr0"), 0);
+	ASSERT_EQ(link_count_ports(sk, "nosuchlink"), -ENODEV);
 	/* 15 characters fit, 16 do not. */
 	ASSERT(bridge_ensure(sk, "fifteen-chars-x", NULL, &created) == 0);
 	ASSERT(link_delete(sk, "fifteen-chars-x") == 0);
