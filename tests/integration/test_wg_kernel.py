@@ -63,11 +63,11 @@ def test_kernel_backend_in_guest(env):
     assert len(plans) == 1, out
     n = int(plans[0][3:])
     oks = [l for l in lines if re.match(r"^ok \d+ - ", l)]
-    assert n >= 8 and len(oks) == n, out
+    assert n >= 9 and len(oks) == n, out
     assert not [l for l in lines if l.startswith("not ok") or "# SKIP" in l.upper()], out
     assert [int(l.split()[1]) for l in oks] == list(range(1, n + 1)), out
     for name in ("link_create", "device_set_get", "peer_add", "peer_update", "refused", "peer_remove",
-                 "many_allowed_ips", "handshake"):
+                 "many_allowed_ips", "handshake", "hostnet_kernel_hub"):
         assert any(l.endswith(" - " + name) for l in oks), name
     # The cross-check with wg(8) ran, and the handshake moved bytes.
     assert "# wg show wga dump: 2 line(s)" in out, out

@@ -9,7 +9,11 @@
  *
  * WG-COMMAND runs wg(8) (wireguard-tools), whose "show IF dump" is
  * checked against wg_device_get(); by default $WG, else wg from PATH. In
- * the guest it is "/t/ld-linux-x86-64.so.2 --library-path /t /t/wg". */
+ * the guest it is "/t/ld-linux-x86-64.so.2 --library-path /t /t/wg".
+ *
+ * The last test runs the daemon's side (vmd/hostnet.c) on a kernel hub:
+ * the code path a host with the module takes, which the build hosts
+ * cannot. */
 #include <arpa/inet.h>
 #include <inttypes.h>
 #include <linux/if.h>
@@ -19,11 +23,15 @@
 #include <netlink/route/link.h>
 #include <poll.h>
 #include <sched.h>
+#include <sodium.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "hostnet.h"
+#include "keydir.h"
 #include "link.h"
 #include "test.h"
 #include "wg.h"
@@ -608,11 +616,150 @@ TEST(handshake)
 	netlink_close(sk_b);
 }
 
+static bool file_has(const char *path, const char *text)
+{
+	_cleanup_free_ char *buf = NULL;
+
+	return read_file(path, 1 << 20, &buf, NULL) == 0 && strstr(buf, text);
+}
+
+static bool has_ipv4(struct nl_sock *sk, const char *dev, const char *cidr)
+{
+	struct nl_cache *cache = NULL;
+	int ifindex = wireguard_link_lookup(sk, dev);
+	bool found = false;
+
+	ASSERT(ifindex > 0);
+	ASSERT(rtnl_addr_alloc_cache(sk, &cache) == 0);
+	for (struct nl_object *o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o)) {
+		struct rtnl_addr *a = (struct rtnl_addr *)o;
+		char buf[64];
+
+		if (rtnl_addr_get_ifindex(a) == ifindex && rtnl_addr_get_family(a) == AF_INET &&
+		    streq(nl_addr2str(rtnl_addr_get_local(a), buf, sizeof(buf)), cidr))
+			found = true;
+	}
+	nl_cache_free(cache);
+	return found;
+}
+
+/* vmd/hostnet.c as the daemon runs it, on a host with the module: the
+ * hub is a kernel link, configured through generic netlink; a VM joins
+ * it, a reload without the VM removes its peer, the link goes at exit,
+ * and a --keep-running exit hands it to the next daemon. */
+TEST(hostnet_kernel_hub)
+{
+	char root[] = "/tmp/wgk-hostnet-XXXXXX", settings[1024], path[256];
+	struct host_config *host = NULL;
+	struct schema_errors errors = {};
+	struct hostnet *n = NULL;
+	struct vm_def *def = NULL;
+	struct defset none = {};
+	struct nl_sock *sk = NULL;
+	struct loop *l = NULL;
+	struct wg_device d;
+	struct wg *w = NULL;
+	uint8_t hub_priv[WG_KEY_LEN], vm_pub[WG_KEY_LEN];
+	char *keypath = NULL;
+	int keyfd = -EBADF, dirfd;
+	const struct wg_peer *p;
+	struct stat st;
+
+	ASSERT(unshare(CLONE_NEWNET) == 0);
+	ASSERT(netlink_open(&sk) == 0);
+	ASSERT(mkdtemp(root));
+	snprintf(settings, sizeof(settings),
+		 "{\"state_dir\": \"%s/state\", \"run_dir\": \"%s/run\", \"keys_dir\": \"%s/keys\","
+		 " \"log_dir\": \"%s/log\", \"definitions_dir\": \"%s/vms.d\","
+		 " \"networks\": {\"wgh0\": {\"type\": \"wireguard\", \"address\": \"10.77.0.1/24\", \"listen_port\": 51850,"
+		 " \"endpoint\": \"10.0.0.1\", \"implementation\": \"kernel\"}}}",
+		 root, root, root, root, root);
+	ASSERT(host_config_parse_buffer(settings, strlen(settings), &host, &errors) == 0);
+	snprintf(path, sizeof(path), "%s/run", root);
+	ASSERT(mkdir(path, 0755) == 0);
+	ASSERT(loop_new(&l) == 0);
+
+	ASSERT(hostnet_up(l, host, true, &n) == 0);
+	ASSERT(wireguard_link_lookup(sk, "wgh0") > 0 && link_is_up(sk, "wgh0"));
+	ASSERT(has_ipv4(sk, "wgh0", "10.77.0.1/24"));
+	ASSERT(file_has("/proc/sys/net/ipv4/conf/wgh0/forwarding", "1"));
+	/* The hub's key, made once in the state directory, is the device's. */
+	snprintf(path, sizeof(path), "%s/state/networks/wgh0", root);
+	dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	ASSERT(dirfd >= 0);
+	ASSERT(fstatat(dirfd, "privatekey", &st, 0) == 0 && (st.st_mode & 0777) == 0600);
+	ASSERT(wg_keydir_private(dirfd, hub_priv) == 0);
+	close(dirfd);
+	ASSERT(wg_open(WG_BACKEND_KERNEL, "wgh0", NULL, &w) == 0);
+	ASSERT(wg_device_get(w, &d) == 0);
+	ASSERT(d.has_private_key && memcmp(d.private_key, hub_priv, WG_KEY_LEN) == 0);
+	ASSERT_EQ(d.listen_port, 51850);
+	ASSERT_EQ(d.n_peers, 0);
+	wg_device_clear(&d);
+
+	/* A VM joins: its key is made, its wg0.conf written, its peer added. */
+	static const char vm[] = "{\"name\": \"edge\", \"system\": \"/nix/store/aaaa-edge\","
+				 " \"wireguard\": {\"hub\": \"wgh0\", \"address\": \"10.77.0.2/32\"}}";
+	ASSERT(def_parse_buffer(vm, sizeof(vm) - 1, &def, &errors) == 0);
+	ASSERT(def->n_keys == 1 && streq(def->keys[0].name, "wireguard"));
+	ASSERT(keydir_prepare(host->keys_dir, "edge", &def->keys[0], &keypath, &keyfd) == 0);
+	ASSERT(hostnet_wg_join(n, def, keyfd) == 0);
+	ASSERT(wg_keydir_public(keyfd, vm_pub) == 0);
+	ASSERT(fstatat(keyfd, "wg0.conf", &st, 0) == 0 && (st.st_mode & 0777) == 0600);
+	snprintf(path, sizeof(path), "%s/wg0.conf", keypath);
+	ASSERT(file_has(path, "Address = 10.77.0.2/32\n") && file_has(path, "Endpoint = 10.0.0.1:51850\n") &&
+	       file_has(path, "AllowedIPs = 10.77.0.0/24\n"));
+	ASSERT(wg_device_get(w, &d) == 0);
+	ASSERT_EQ(d.n_peers, 1);
+	p = wg_device_find_peer(&d, vm_pub);
+	ASSERT(p && p->allowed_ips && streq(p->allowed_ips[0], "10.77.0.2/32") && !p->allowed_ips[1]);
+	wg_device_clear(&d);
+	wg_check(w, "wgh0");
+
+	/* A reload without the VM takes its peer away. */
+	hostnet_sync(n, &none);
+	ASSERT(wg_device_get(w, &d) == 0);
+	ASSERT_EQ(d.n_peers, 0);
+	wg_device_clear(&d);
+	wg_close(w);
+
+	/* --keep-running: the link stays for the next daemon, which adopts
+	 * it as its own; a plain exit then removes it. (Bridges are
+	 * tested on the host: test-net.c, test_net.py.) */
+	hostnet_down(n, true);
+	ASSERT(wireguard_link_lookup(sk, "wgh0") > 0);
+	snprintf(path, sizeof(path), "%s/run/net.json", root);
+	ASSERT(file_has(path, "\"wgh0\""));
+	ASSERT(hostnet_up(l, host, true, &n) == 0);
+	hostnet_down(n, false);
+	ASSERT_EQ(wireguard_link_lookup(sk, "wgh0"), -ENODEV);
+	ASSERT(access(path, F_OK) < 0 && errno == ENOENT);
+
+	/* A hub vmd did not make is adopted and left behind. */
+	bool created;
+	ASSERT(wireguard_link_create(sk, "wgh0", &created) == 0 && created);
+	ASSERT(hostnet_up(l, host, true, &n) == 0);
+	hostnet_down(n, false);
+	ASSERT(wireguard_link_lookup(sk, "wgh0") > 0);
+	ASSERT(link_delete(sk, "wgh0") == 0);
+
+	sodium_memzero(hub_priv, sizeof(hub_priv));
+	safe_close(keyfd);
+	free(keypath);
+	def_free(def);
+	loop_free(l);
+	host_config_free(host);
+	netlink_close(sk);
+	snprintf(settings, sizeof(settings), "rm -rf %s", root);
+	ASSERT(system(settings) == 0);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct test tests[] = {
 		T(link_create), T(device_set_get), T(peer_add),         T(peer_update),
 		T(refused),     T(peer_remove),    T(many_allowed_ips), T(handshake),
+		T(hostnet_kernel_hub),
 	};
 	int r;
 
