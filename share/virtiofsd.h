@@ -13,6 +13,9 @@ extern const char *const virtiofsd_style_names[];
 
 enum virtiofsd_cache { VIRTIOFSD_CACHE_ALWAYS, VIRTIOFSD_CACHE_AUTO, VIRTIOFSD_CACHE_NONE };
 
+/* virtiofsd holds an fd per inode it has seen: the RLIMIT_NOFILE it gets. */
+#define VIRTIOFSD_NOFILE 1048576
+
 struct virtiofsd_caps {
 	enum virtiofsd_style style;
 	bool readonly;           /* Rust: --readonly */

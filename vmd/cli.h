@@ -21,5 +21,7 @@ void cli_print_errors(const char *file, const struct schema_errors *errors);
 int cmd_check(int argc, char **argv, const char *config);
 int cmd_run(int argc, char **argv, const char *config);
 int cmd_daemon(int argc, char **argv, const char *config);
+/* What libvirt runs as virtiofsd for the libvirt driver (not for users). */
+int cmd_virtiofsd_exec(int argc, char **argv);
 /* The control commands: status, start, stop, restart, reload, exec, logs. */
 int cmd_ctl(int argc, char **argv, const char *config);

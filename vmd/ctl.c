@@ -136,23 +136,28 @@ static int print_status(json_t *vms)
 	size_t i;
 	json_t *v;
 
-	printf("%-20s %-16s %-5s %-8s %-9s %-8s %-7s %s\n", "NAME", "STATE", "READY", "PID", "UPTIME", "RESTARTS",
-	       "BOOT", "LAST EXIT");
+	printf("%-20s %-16s %-5s %-12s %-8s %-9s %-8s %-7s %s\n", "NAME", "STATE", "READY", "HOST", "PID", "UPTIME",
+	       "RESTARTS", "BOOT", "LAST EXIT");
 	json_array_foreach(vms, i, v) {
 		char up[32] = "-", boot[32] = "-", pid[32] = "-";
 		json_t *b = json_object_get(v, "boot_time_s"), *p = json_object_get(v, "pid");
 		double u = json_real_value(json_object_get(v, "uptime_s"));
 		const char *le = json_string_value(json_object_get(v, "last_exit"));
 
-		if (json_is_integer(p)) {
+		const char *host = json_string_value(json_object_get(v, "host"));
+		const char *driver = json_string_value(json_object_get(v, "driver"));
+
+		if (json_is_integer(p))
 			snprintf(pid, sizeof(pid), "%lld", (long long)json_integer_value(p));
+		else if (driver && streq(driver, "libvirt") && u > 0)
+			snprintf(pid, sizeof(pid), "libvirt"); /* libvirt's QEMU */
+		if (u > 0)
 			format_duration(u, up, sizeof(up));
-		}
 		if (json_is_number(b))
 			snprintf(boot, sizeof(boot), "%.2fs", json_number_value(b));
-		printf("%-20s %-16s %-5s %-8s %-9s %-8lld %-7s %s\n", json_string_value(json_object_get(v, "name")),
+		printf("%-20s %-16s %-5s %-12s %-8s %-9s %-8lld %-7s %s\n", json_string_value(json_object_get(v, "name")),
 		       json_string_value(json_object_get(v, "state")),
-		       json_is_true(json_object_get(v, "ready")) ? "yes" : "no", pid, up,
+		       json_is_true(json_object_get(v, "ready")) ? "yes" : "no", host ? host : "-", pid, up,
 		       (long long)json_integer_value(json_object_get(v, "restarts")), boot, le ? le : "-");
 	}
 	return EXIT_OK;

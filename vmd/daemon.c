@@ -12,6 +12,7 @@
 #include "control.h"
 #include "defset.h"
 #include "hostnet.h"
+#include "libvirt.h"
 #include "log.h"
 #include "manager.h"
 #include "qemu.h"
@@ -25,6 +26,7 @@ struct daemon {
 	struct manager *manager;
 	struct control *control;
 	struct hostnet *net;
+	struct lv *lv;
 	bool keep_running;
 	bool stopping;
 	int exit_code;
@@ -253,6 +255,13 @@ int cmd_daemon(int argc, char **argv, const char *config)
 		r = EXIT_RUNTIME;
 		goto out;
 	}
+	/* libvirt's event loop runs in ours; connections open as needed. */
+	r = lv_new(d.loop, &d.lv);
+	if (r < 0) {
+		log_error_errno(r, "setting up libvirt: %m");
+		r = EXIT_RUNTIME;
+		goto out;
+	}
 	struct vm_options opts = {
 		.accel = accel,
 		.caps = &caps,
@@ -260,6 +269,7 @@ int cmd_daemon(int argc, char **argv, const char *config)
 		.virtiofsd = virtiofsd,
 		.save_state = true,
 		.net = d.net,
+		.lv = d.lv,
 	};
 	r = manager_new(d.loop, d.host, &opts, &d.manager);
 	if (r < 0) {
@@ -288,6 +298,7 @@ int cmd_daemon(int argc, char **argv, const char *config)
 out:
 	control_free(d.control);
 	manager_free(d.manager);
+	lv_free(d.lv);
 	/* Only when the loop never ran a shutdown: a failed start. */
 	hostnet_down(d.net, false);
 	loop_source_freep(&sigs);

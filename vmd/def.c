@@ -113,6 +113,14 @@ static const char *check_host_cidr(const char *s)
 	return c.prefix != 32 ? "must be a single address: /32" : NULL;
 }
 
+static const char *check_driver(const char *s)
+{
+	for (size_t i = 0; driver_names[i]; i++)
+		if (streq(s, driver_names[i]))
+			return NULL;
+	return "must be \"qemu\" or \"libvirt\"";
+}
+
 static const struct schema_field network_table[] = {
 	{ .key = "bridge", .type = SCHEMA_STRING, .offset = offsetof(struct def_network, bridge), .required = true, .check = check_ifname },
 	{ .key = "mac", .type = SCHEMA_STRING, .offset = offsetof(struct def_network, mac), .def_string = "auto", .check = check_mac },
@@ -139,8 +147,17 @@ static const struct schema_field def_table[] = {
 	{ .key = "disks", .type = SCHEMA_ARRAY, .offset = offsetof(struct vm_def, disks), .sub = disk_table, .item_size = sizeof(struct def_disk), .count_offset = offsetof(struct vm_def, n_disks), .max_items = 32 },
 	{ .key = "network", .type = SCHEMA_OBJECT, .offset = offsetof(struct vm_def, network), .sub = network_table, .item_size = sizeof(struct def_network) },
 	{ .key = "wireguard", .type = SCHEMA_OBJECT, .offset = offsetof(struct vm_def, wireguard), .sub = wireguard_table, .item_size = sizeof(struct def_wireguard) },
+	{ .key = "driver", .type = SCHEMA_STRING, .offset = offsetof(struct vm_def, driver), .check = check_driver },
+	{ .key = "host", .type = SCHEMA_STRING, .offset = offsetof(struct vm_def, host), .check = check_name },
 	{}
 };
+
+int def_driver(const struct vm_def *def, int host_default)
+{
+	if (def->host || (def->driver && streq(def->driver, "libvirt")))
+		return DRIVER_LIBVIRT;
+	return def->driver ? DRIVER_QEMU : host_default;
+}
 
 void def_mac(const struct vm_def *def, uint8_t mac[6])
 {

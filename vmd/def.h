@@ -61,6 +61,8 @@ struct vm_def {
 	size_t n_disks;
 	struct def_network *network;     /* NULL: no network */
 	struct def_wireguard *wireguard; /* NULL: not on a hub */
+	char *driver; /* "qemu", "libvirt" or NULL: the host settings' */
+	char *host;   /* one of the host settings' hosts, or NULL: this one */
 };
 
 /* The key directory that holds a VM's WireGuard identity and wg0.conf. */
@@ -92,6 +94,10 @@ static inline void def_freep(struct vm_def **d)
  * equal when their canonical JSON is. */
 json_t *def_to_json(const struct vm_def *def);
 bool def_equal(const struct vm_def *a, const struct vm_def *b);
+
+/* The driver that runs def (enum driver): its own, or the settings'
+ * default; a VM on another host always runs through libvirt. */
+int def_driver(const struct vm_def *def, int host_default);
 
 /* The VM's MAC address (auto or given); def must have a network. */
 void def_mac(const struct vm_def *def, uint8_t mac[6]);

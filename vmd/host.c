@@ -7,6 +7,22 @@
 const char *const accel_names[] = { "auto", "kvm", "tcg", NULL };
 const char *const net_type_names[] = { "bridge", "wireguard", NULL };
 const char *const wg_impl_names[] = { "auto", "kernel", "userspace", NULL };
+const char *const driver_names[] = { "qemu", "libvirt", NULL };
+
+/* libvirt parses it; vmd only keeps it to one printable line. */
+const char *check_libvirt_uri(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 1 || n > LIBVIRT_URI_MAX)
+		return "must be 1..512 characters";
+	for (const char *p = s; *p; p++)
+		if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f)
+			return "must be printable ASCII without spaces";
+	if (!strstr(s, ":/"))
+		return "must be a libvirt URI, like qemu:///system or qemu+ssh://host/system";
+	return NULL;
+}
 
 const char *check_ifname(const char *s)
 {
@@ -89,6 +105,13 @@ static const struct schema_field network_table[] = {
 	{}
 };
 
+static const struct schema_field remote_table[] = {
+	{ .key = "libvirt_uri", .type = SCHEMA_STRING, .offset = offsetof(struct host_remote, libvirt_uri), .required = true, .check = check_libvirt_uri },
+	{ .key = "virtiofsd", .type = SCHEMA_STRING, .offset = offsetof(struct host_remote, virtiofsd), .check = check_abs_path },
+	{ .key = "accel", .type = SCHEMA_ENUM, .offset = offsetof(struct host_remote, accel), .enum_names = accel_names, .def_enum = ACCEL_AUTO },
+	{}
+};
+
 static const struct schema_field host_table[] = {
 	DIR_FIELD("definitions_dir", definitions_dir, "/etc/vmd/vms.d"),
 	DIR_FIELD("state_dir", state_dir, "/var/lib/vmd"),
@@ -110,6 +133,9 @@ static const struct schema_field host_table[] = {
 	{ .key = "start_limit_interval_s", .type = SCHEMA_U32, .offset = offsetof(struct host_config, start_limit_interval_s), .min = 1, .max = 86400, .def_uint = 60 },
 	{ .key = "control_group", .type = SCHEMA_STRING, .offset = offsetof(struct host_config, control_group), .def_string = "vmd", .check = check_group },
 	{ .key = "wireguard_go", .type = SCHEMA_STRING, .offset = offsetof(struct host_config, wireguard_go), .def_string = "wireguard-go", .check = check_binary },
+	{ .key = "driver", .type = SCHEMA_ENUM, .offset = offsetof(struct host_config, driver), .enum_names = driver_names, .def_enum = DRIVER_QEMU },
+	{ .key = "libvirt_uri", .type = SCHEMA_STRING, .offset = offsetof(struct host_config, libvirt_uri), .def_string = "qemu:///system", .check = check_libvirt_uri },
+	{ .key = "hosts", .type = SCHEMA_MAP, .offset = offsetof(struct host_config, hosts), .sub = remote_table, .item_size = sizeof(struct host_remote), .count_offset = offsetof(struct host_config, n_hosts), .map_key_offset = offsetof(struct host_remote, name), .check = check_name, .max_items = 256 },
 	{ .key = "networks", .type = SCHEMA_MAP, .offset = offsetof(struct host_config, networks), .sub = network_table, .item_size = sizeof(struct host_network), .count_offset = offsetof(struct host_config, n_networks), .map_key_offset = offsetof(struct host_network, name), .check = check_ifname, .max_items = 64 },
 	{}
 };
@@ -181,6 +207,14 @@ const struct host_network *host_network_find(const struct host_config *c, const 
 	for (size_t i = 0; i < c->n_networks; i++)
 		if (streq(c->networks[i].name, name))
 			return &c->networks[i];
+	return NULL;
+}
+
+const struct host_remote *host_remote_find(const struct host_config *c, const char *name)
+{
+	for (size_t i = 0; i < c->n_hosts; i++)
+		if (streq(c->hosts[i].name, name))
+			return &c->hosts[i];
 	return NULL;
 }
 
@@ -257,6 +291,25 @@ void host_check_def(const struct host_config *c, const struct vm_def *def, struc
 {
 	const struct host_network *n;
 
+	if (def->host) {
+		if (!host_remote_find(c, def->host))
+			schema_error(errors, "host", "\"%s\" is not in the host settings' hosts", def->host);
+		if (def->driver && streq(def->driver, "qemu"))
+			schema_error(errors, "driver", "must be \"libvirt\" (or absent) for a VM on another host");
+		/* vmd makes disks, key directories and networks on its own
+		 * host only; another host's libvirtd cannot be handed them. */
+		if (def->n_disks > 0)
+			schema_error(errors, "disks", "a VM on another host (\"host\") cannot have disks yet");
+		if (def->n_keys > 0)
+			schema_error(errors, def->wireguard ? "wireguard" : "keys",
+				     "a VM on another host (\"host\") cannot have key directories yet");
+		if (def->n_shares > 0)
+			schema_error(errors, "shares", "a VM on another host (\"host\") cannot have shares yet");
+		if (def->network)
+			schema_error(errors, "network", "a VM on another host (\"host\") cannot have a network yet");
+		return;
+	}
+
 	if (def->network) {
 		n = host_network_find(c, def->network->bridge);
 		if (!n || n->type != NET_BRIDGE)
@@ -296,6 +349,8 @@ int host_config_parse_buffer(const char *buf, size_t len, struct host_config **r
 	if (j && schema_parse(host_table, j, c, "", errors) == 0) {
 		check_dirs(c, errors);
 		check_networks(c, errors);
+		if (host_remote_find(c, "local"))
+			schema_error(errors, "hosts.local", "is reserved: \"local\" is this host");
 	}
 	json_decref(j);
 	if (!j || errors->n != before) {

@@ -12,6 +12,11 @@ enum net_type { NET_BRIDGE, NET_WIREGUARD };
 extern const char *const net_type_names[];
 enum wg_impl { WG_IMPL_AUTO, WG_IMPL_KERNEL, WG_IMPL_USERSPACE };
 extern const char *const wg_impl_names[];
+/* How a VM is run: vmd's own QEMU and virtiofsd, or a libvirt domain. */
+enum driver { DRIVER_QEMU, DRIVER_LIBVIRT };
+extern const char *const driver_names[];
+
+#define LIBVIRT_URI_MAX 512
 
 #define WG_DEFAULT_PORT 51820
 #define WG_DEFAULT_KEEPALIVE 25
@@ -28,6 +33,15 @@ struct host_network {
 	char *endpoint;         /* the host address guests reach the hub at */
 	uint32_t keepalive_s;   /* the guests' PersistentKeepalive; 0: off */
 	int implementation;     /* enum wg_impl */
+};
+
+/* One entry of "hosts": another machine's libvirtd, for VMs placed there
+ * with "host". Its name is what definitions and status call it. */
+struct host_remote {
+	char *name;
+	char *libvirt_uri;
+	char *virtiofsd; /* the path on that host; NULL: the local setting */
+	int accel;       /* enum accel; auto: what that libvirtd offers */
 };
 
 struct host_config {
@@ -55,12 +69,18 @@ struct host_config {
 	char *wireguard_go;
 	struct host_network *networks; /* sorted by name */
 	size_t n_networks;
+	int driver; /* enum driver: the default for definitions */
+	char *libvirt_uri;
+	struct host_remote *hosts; /* sorted by name */
+	size_t n_hosts;
 };
 
 /* An interface name: 1..15 characters (IFNAMSIZ), letters, digits, '-',
  * '_' and '.', not starting with '-' or '.'. */
 const char *check_ifname(const char *s);
 const struct host_network *host_network_find(const struct host_config *c, const char *name);
+const struct host_remote *host_remote_find(const struct host_config *c, const char *name);
+const char *check_libvirt_uri(const char *s);
 /* The hub's port (listen_port or its default). */
 uint16_t host_network_port(const struct host_network *n);
 

@@ -21,7 +21,8 @@ static void usage(FILE *f)
 		"  vmd start|stop|restart NAME\n"
 		"  vmd reload                   re-read definitions and apply the difference\n"
 		"  vmd exec NAME -- CMD ARG...  run a command in a running guest\n"
-		"  vmd logs NAME [-f]           console + QEMU + virtiofsd log of one VM\n\n"
+		"  vmd logs NAME [-f]           console + QEMU + virtiofsd log of one VM\n"
+		"  vmd virtiofsd-exec ...       internal: what libvirt runs as virtiofsd (libvirt driver)\n\n"
 		"Every command takes -c FILE for the host settings (default %s)\n"
 		"and --help. Exit status: 0 success, 1 bad input, 2 runtime failure;\n"
 		"run with a command exits with the command's status.\n",
@@ -67,6 +68,8 @@ int main(int argc, char **argv)
 		return cmd_run(argc - i, argv + i, config);
 	if (streq(argv[i], "daemon"))
 		return cmd_daemon(argc - i, argv + i, config);
+	if (streq(argv[i], "virtiofsd-exec"))
+		return cmd_virtiofsd_exec(argc - i, argv + i);
 	{
 		static const char *const ctl[] = { "status", "start", "stop", "restart", "reload", "exec", "logs" };
 

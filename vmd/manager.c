@@ -2,8 +2,10 @@
 #include <dirent.h>
 #include <stdio.h>
 
+#include "libvirt.h"
 #include "log.h"
 #include "manager.h"
+#include "qga.h"
 #include "vmstate.h"
 
 enum waiter_kind { WAIT_READY, WAIT_STOPPED };
@@ -409,6 +411,106 @@ void manager_free(struct manager *m)
 	free(m);
 }
 
+/* One of the domains on c with vmd's metadata (text). Domains of another
+ * vmd (instance id) and anything unreadable are left alone. at_start: the
+ * configuration is not loaded yet, so the domain's own definition is
+ * taken; later, a domain of a VM not configured goes, and one that runs
+ * another definition than its VM's is replaced. */
+static void adopt_domain(struct manager *m, struct lv_conn *c, const char *domain, const char *text, bool at_start)
+{
+	_cleanup_free_ char *json = NULL, *expect = NULL;
+	char id[VMLV_INSTANCE_ID_LEN + 1];
+	struct vmstate st = {};
+	struct mvm *v;
+	bool created = false;
+	size_t len;
+	int r;
+
+	if (base64_decode(text, strlen(text), &json, &len) < 0 || vmstate_parse(json, len, &st) < 0) {
+		log_warning("libvirt %s: domain %s carries vmd's metadata, but it cannot be read; leaving it alone",
+			    lv_conn_uri(c), domain);
+		return;
+	}
+	if (vmlv_instance_id(m->host, id) < 0 || !st.instance || !streq(st.instance, id)) {
+		log_debug("libvirt %s: domain %s belongs to another vmd; leaving it alone", lv_conn_uri(c), domain);
+		goto out;
+	}
+	expect = vmlv_domain_name(st.def->name);
+	if (!expect || !streq(expect, domain)) {
+		log_warning("libvirt %s: domain %s says it is VM %s; leaving it alone", lv_conn_uri(c), domain,
+			    st.def->name);
+		goto out;
+	}
+	v = find(m, st.def->name);
+	if (v && is_active(v))
+		goto out; /* followed already (a reconnect) */
+	if (!v && !at_start) {
+		log_info("%s: its domain %s is running but the VM is not configured; destroying it", st.def->name, domain);
+		lv_destroy_by_name(c, domain);
+		goto out;
+	}
+	if (v && !def_equal(vm_def(v->vm), st.def)) {
+		log_info("%s: domain %s runs an older definition; destroying it", v->name, domain);
+		lv_destroy_by_name(c, domain);
+		goto out;
+	}
+	if (!v) {
+		v = mvm_new(m, TAKE_PTR(st.def));
+		if (!v)
+			goto out;
+		created = true;
+	}
+	r = vm_adopt_domain(v->vm, c, domain, &st);
+	if (r == 0) {
+		loop_timer_set(v->timer, 0);
+		v->want = true;
+		v->restarts = st.restarts;
+		v->ready_at = now_usec();
+	} else if (r == -EBUSY) {
+		log_warning("%s: domain %s is in the hands of another vmd (its run directory is locked); leaving it",
+			    v->name, domain);
+	}
+	if (r < 0 && created) {
+		v->removed = true;
+		mvm_release(v);
+	}
+out:
+	vmstate_clear(&st);
+}
+
+static void adopt_domains(struct manager *m, struct lv_conn *c, bool at_start)
+{
+	_cleanup_strv_free_ char **names = NULL, **texts = NULL;
+	int r = lv_list_ours(c, &names, &texts);
+
+	if (r < 0) {
+		log_warning("libvirt %s: listing its domains: %s", lv_conn_uri(c), lv_error());
+		return;
+	}
+	for (size_t i = 0; names && names[i]; i++)
+		adopt_domain(m, c, names[i], texts[i], at_start);
+}
+
+static void on_conn_up(struct lv_conn *c, void *userdata)
+{
+	adopt_domains(userdata, c, false);
+}
+
+static void adopt_libvirt(struct manager *m)
+{
+	struct lv_conn *c;
+
+	lv_on_conn_up(m->opts.lv, on_conn_up, m);
+	/* The local libvirtd only if it is there, unless it is the default
+	 * driver; another host's always (it is declared for this). */
+	if (lv_conn_get(m->opts.lv, m->host->libvirt_uri, m->host->driver != DRIVER_LIBVIRT, &c) == 0 &&
+	    lv_conn_is_up(c))
+		adopt_domains(m, c, true);
+	for (size_t i = 0; i < m->host->n_hosts; i++)
+		if (lv_conn_get(m->opts.lv, m->host->hosts[i].libvirt_uri, false, &c) == 0 && lv_conn_is_up(c))
+			adopt_domains(m, c, true);
+}
+
 int manager_adopt_all(struct manager *m)
 {
 	_cleanup_free_ char *vms = path_join(m->host->run_dir, "vms");
@@ -419,6 +521,10 @@ int manager_adopt_all(struct manager *m)
 
 	if (!vms || !disks)
 		return -ENOMEM;
+	/* libvirt's domains first: their run directories are unlocked while
+	 * no daemon follows them, and must not be swept below. */
+	if (m->opts.lv)
+		adopt_libvirt(m);
 	for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
 		d = opendir(dirs[i]);
 		if (!d)
@@ -720,14 +826,17 @@ static json_t *status_of(struct mvm *v)
 	const struct vm_def *d = vm_def(v->vm);
 	usec_t started = vm_started_usec(v->vm), boot = vm_ready_usec(v->vm);
 	pid_t pid = vm_qemu_pid(v->vm);
+	int dom = vm_domain_id(v->vm);
+	_cleanup_free_ char *domain = dom ? vmlv_domain_name(v->name) : NULL;
 
-	return json_pack("{s:s, s:s, s:b, s:o, s:i, s:f, s:o, s:o, s:s, s:b, s:s, s:s}", "name", v->name, "state",
-			 vm_state_names[vm_get_state(v->vm)], "ready", vm_is_ready(v->vm), "pid",
+	return json_pack("{s:s, s:s, s:b, s:o, s:i, s:f, s:o, s:o, s:s, s:s, s:o, s:b, s:s, s:s}", "name", v->name,
+			 "state", vm_state_names[vm_get_state(v->vm)], "ready", vm_is_ready(v->vm), "pid",
 			 pid ? json_integer(pid) : json_null(), "restarts", (int)v->restarts, "uptime_s",
 			 started ? (double)(now_usec() - started) / USEC_PER_SEC : 0.0, "last_exit",
 			 v->last_exit ? json_string(v->last_exit) : json_null(), "boot_time_s",
-			 boot ? json_real((double)boot / USEC_PER_SEC) : json_null(), "host", "local", "autostart",
-			 d->autostart, "restart", restart_policy_names[d->restart], "system", d->system);
+			 boot ? json_real((double)boot / USEC_PER_SEC) : json_null(), "host", vm_host(v->vm),
+			 "driver", vm_driver_name(v->vm), "domain", domain ? json_string(domain) : json_null(),
+			 "autostart", d->autostart, "restart", restart_policy_names[d->restart], "system", d->system);
 }
 
 json_t *manager_status(struct manager *m, const char *name)

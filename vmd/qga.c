@@ -10,6 +10,13 @@ enum qga_state { QGA_IDLE, QGA_SYNC, QGA_EXEC, QGA_STATUS };
 struct qga {
 	struct loop *loop;
 	struct jline *ch;
+	/* Or a call transport; its replies wait in a queue of one, handed
+	 * over from the loop so that no callback runs inside send_cmd(). */
+	qga_call_fn call;
+	void *call_userdata;
+	json_t *reply;
+	int reply_error; /* -ENOTCONN: the transport itself is down */
+	struct loop_source *reply_timer;
 	struct loop_source *timer;
 	enum qga_state state;
 	bool broken;
@@ -108,6 +115,26 @@ static void fail(struct qga *g, int error, const char *text)
 	finish(g, &res);
 }
 
+static int call_cmd(struct qga *g, json_t *m)
+{
+	_cleanup_free_ char *text = json_dumps(m, JSON_COMPACT), *reply = NULL;
+	const char *why = NULL;
+	int r;
+
+	if (!text)
+		return -ENOMEM;
+	r = g->call(g->call_userdata, text, &reply, &why);
+	g->reply_error = r == -ENOTCONN ? r : 0;
+	json_decref(g->reply);
+	if (r == 0)
+		g->reply = json_loads(reply, 0, NULL);
+	else
+		g->reply = json_pack("{s:{s:s, s:i}}", "error", "desc", why ? why : strerror(-r), "errno", -r);
+	if (!g->reply)
+		g->reply = json_pack("{s:{s:s}}", "error", "desc", "the guest agent's reply is not JSON");
+	return loop_timer_set(g->reply_timer, now_usec());
+}
+
 static int send_cmd(struct qga *g, const char *cmd, json_t *args)
 {
 	json_t *m = json_pack("{s:s}", "execute", cmd);
@@ -117,7 +144,7 @@ static int send_cmd(struct qga *g, const char *cmd, json_t *args)
 		json_decref(m);
 		return -ENOMEM;
 	}
-	r = jline_send(g->ch, m);
+	r = g->call ? call_cmd(g, m) : jline_send(g->ch, m);
 	json_decref(m);
 	return r;
 }
@@ -126,6 +153,11 @@ static int send_sync(struct qga *g)
 {
 	uint32_t rnd = 0;
 	int r;
+
+	/* The transport synchronises itself; only ask whether the agent is
+	 * there yet. */
+	if (g->call)
+		return send_cmd(g, "guest-ping", NULL);
 
 	/* A fresh random id per attempt: a late answer to an earlier
 	 * attempt cannot be mistaken for this one. */
@@ -189,7 +221,7 @@ static void on_msg(struct jline *c, json_t *msg, void *userdata)
 		json_t *args, *a;
 
 		/* Anything but the answer to the current sync is stale. */
-		if (!json_is_integer(ret) || json_integer_value(ret) != g->sync_id)
+		if (g->call ? !ret : !json_is_integer(ret) || json_integer_value(ret) != g->sync_id)
 			return;
 		args = json_pack("{s:s, s:b}", "path", g->argv[0], "capture-output", 1);
 		a = json_array();
@@ -265,6 +297,42 @@ static void on_timer(struct loop_source *s, void *userdata)
 	}
 }
 
+static void on_reply(struct loop_source *s, void *userdata)
+{
+	struct qga *g = userdata;
+	json_t *m = g->reply;
+
+	(void)s;
+	g->reply = NULL;
+	/* Not the agent's answer: nobody to ask (libvirtd away, domain gone). */
+	if (g->reply_error && g->state != QGA_IDLE)
+		fail(g, -ECONNRESET, json_string_value(json_object_get(json_object_get(m, "error"), "desc")));
+	else if (m)
+		on_msg(NULL, m, g);
+	json_decref(m);
+}
+
+int qga_new_call(struct loop *l, qga_call_fn call, void *call_userdata, struct qga **ret)
+{
+	struct qga *g = calloc(1, sizeof(*g));
+	int r;
+
+	if (!g)
+		return -ENOMEM;
+	g->loop = l;
+	g->call = call;
+	g->call_userdata = call_userdata;
+	r = loop_add_timer(l, 0, on_timer, g, &g->timer);
+	if (r == 0)
+		r = loop_add_timer(l, 0, on_reply, g, &g->reply_timer);
+	if (r < 0) {
+		qga_free(g);
+		return r;
+	}
+	*ret = g;
+	return 0;
+}
+
 int qga_new(struct loop *l, int fd, struct qga **ret)
 {
 	struct qga *g = calloc(1, sizeof(*g));
@@ -294,6 +362,8 @@ void qga_free(struct qga *g)
 		return;
 	g->cb = NULL;
 	loop_source_freep(&g->timer);
+	loop_source_freep(&g->reply_timer);
+	json_decref(g->reply);
 	jline_free(g->ch);
 	strv_free(g->argv);
 	free(g);

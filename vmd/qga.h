@@ -23,6 +23,13 @@ typedef void (*qga_exec_cb)(struct qga *g, const struct qga_result *res, void *u
 
 /* Takes ownership of fd (connected to the agent chardev). */
 int qga_new(struct loop *l, int fd, struct qga **ret);
+
+/* Another way to reach the agent: one that answers each command itself
+ * and synchronises on its own (libvirt's virDomainQemuAgentCommand).
+ * Returns 0 with the reply's JSON text in *ret_reply (freed by qga), or
+ * -errno with a reason in *ret_error (not freed). */
+typedef int (*qga_call_fn)(void *userdata, const char *cmd, char **ret_reply, const char **ret_error);
+int qga_new_call(struct loop *l, qga_call_fn call, void *call_userdata, struct qga **ret);
 void qga_free(struct qga *g);
 
 /* Runs argv[0] (searched in the guest's PATH) with argv[1..], which must

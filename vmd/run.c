@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "hostnet.h"
+#include "libvirt.h"
 #include "log.h"
 #include "qemu.h"
 #include "vm.h"
@@ -22,6 +23,7 @@ struct run {
 	bool was_ready;
 	bool signal_after_cmd;
 	struct hostnet *net;
+	struct lv *lv;
 };
 
 static void on_ready(struct vm *vm, void *userdata);
@@ -329,15 +331,25 @@ int cmd_run(int argc, char **argv, const char *config)
 			goto runtime_fail;
 	}
 
+	if (def_driver(def, host->driver) == DRIVER_LIBVIRT) {
+		r = lv_new(run.loop, &run.lv);
+		if (r < 0) {
+			log_error_errno(r, "setting up libvirt: %m");
+			goto runtime_fail;
+		}
+	}
+
 	struct vm_options opts = {
 		.accel = accel,
 		.caps = &caps,
 		.qemu = qemu,
 		.virtiofsd = virtiofsd,
-		/* A throwaway run must not outlive vmd, even after kill -9. */
+		/* A throwaway run must not outlive vmd, even after kill -9
+		 * (with libvirt: its domain dies with vmd's connection). */
 		.die_with_parent = true,
 		.lock_wait = 3 * USEC_PER_SEC,
 		.net = run.net,
+		.lv = run.lv,
 	};
 	r = vm_new(run.loop, host, &opts, TAKE_PTR(def), &run_callbacks, &run, &run.vm);
 	if (r < 0) {
@@ -353,6 +365,7 @@ int cmd_run(int argc, char **argv, const char *config)
 	loop_run(run.loop);
 out:
 	vm_free(run.vm);
+	lv_free(run.lv);
 	hostnet_down(run.net, false);
 	loop_source_freep(&sigs);
 	loop_free(run.loop);

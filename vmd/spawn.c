@@ -54,6 +54,55 @@ _noreturn_ static void child_fail(int errfd, int stage)
 	_exit(127);
 }
 
+/* The last steps before exec, shared by a forked child and spawn_exec():
+ * limits, the read-only path, the parent-death signal, no new privileges
+ * and the seccomp filter. Async-signal-safe; returns the failed stage
+ * (errno set) or 0. */
+static int confine(const struct spawn_opts *o, const struct sock_fprog *filter, pid_t parent)
+{
+	if (o->nofile > 0) {
+		struct rlimit rl = { o->nofile, o->nofile };
+
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+			/* Without CAP_SYS_RESOURCE: as high as the hard limit. */
+			if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+				return STAGE_RLIMIT;
+			rl.rlim_cur = rl.rlim_max;
+			if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+				return STAGE_RLIMIT;
+		}
+	}
+
+	if (o->readonly_path) {
+		struct mount_attr attr = { .attr_set = MOUNT_ATTR_RDONLY };
+
+		if (unshare(CLONE_NEWNS) < 0 ||
+		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+		    mount(o->readonly_path, o->readonly_path, NULL, MS_BIND | MS_REC, NULL) < 0)
+			return STAGE_MOUNT;
+		/* Recursive where the kernel can (5.12+), else the top mount. */
+		if (syscall(SYS_mount_setattr, AT_FDCWD, o->readonly_path, AT_RECURSIVE, &attr,
+			    sizeof(attr)) < 0 &&
+		    mount(NULL, o->readonly_path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0)
+			return STAGE_MOUNT;
+	}
+
+	if (o->die_with_parent) {
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+			return STAGE_PDEATHSIG;
+		/* The parent may have died before prctl(). */
+		if (getppid() != parent) {
+			errno = ESRCH;
+			return STAGE_PDEATHSIG;
+		}
+	}
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+	    syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, filter) < 0)
+		return STAGE_SECCOMP;
+	return 0;
+}
+
 /* Runs between fork() and exec(): async-signal-safe calls only. */
 _noreturn_ static void child(const struct spawn_opts *o, const struct sock_fprog *filter, int errfd,
 			     int devnull, pid_t parent)
@@ -122,49 +171,33 @@ _noreturn_ static void child(const struct spawn_opts *o, const struct sock_fprog
 	if (sigprocmask(SIG_SETMASK, &all, NULL) < 0)
 		child_fail(errfd, STAGE_SIGNALS);
 
-	if (o->nofile > 0) {
-		struct rlimit rl = { o->nofile, o->nofile };
+	{
+		int stage = confine(o, filter, parent);
 
-		if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
-			/* Without CAP_SYS_RESOURCE: as high as the hard limit. */
-			if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-				child_fail(errfd, STAGE_RLIMIT);
-			rl.rlim_cur = rl.rlim_max;
-			if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-				child_fail(errfd, STAGE_RLIMIT);
-		}
+		if (stage)
+			child_fail(errfd, stage);
 	}
-
-	if (o->readonly_path) {
-		struct mount_attr attr = { .attr_set = MOUNT_ATTR_RDONLY };
-
-		if (unshare(CLONE_NEWNS) < 0 ||
-		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-		    mount(o->readonly_path, o->readonly_path, NULL, MS_BIND | MS_REC, NULL) < 0)
-			child_fail(errfd, STAGE_MOUNT);
-		/* Recursive where the kernel can (5.12+), else the top mount. */
-		if (syscall(SYS_mount_setattr, AT_FDCWD, o->readonly_path, AT_RECURSIVE, &attr,
-			    sizeof(attr)) < 0 &&
-		    mount(NULL, o->readonly_path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0)
-			child_fail(errfd, STAGE_MOUNT);
-	}
-
-	if (o->die_with_parent) {
-		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
-			child_fail(errfd, STAGE_PDEATHSIG);
-		/* The parent may have died before prctl(). */
-		if (getppid() != parent) {
-			errno = ESRCH;
-			child_fail(errfd, STAGE_PDEATHSIG);
-		}
-	}
-
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
-	    syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, filter) < 0)
-		child_fail(errfd, STAGE_SECCOMP);
 
 	execve(o->argv[0], o->argv, o->envp ? o->envp : (char *const *)default_env);
 	child_fail(errfd, STAGE_EXEC);
+}
+
+int spawn_exec(const struct spawn_opts *o)
+{
+	const struct sock_fprog *filter;
+	int r, stage;
+
+	r = sandbox_filter(o->profile, &filter);
+	if (r < 0)
+		return r;
+	stage = confine(o, filter, getppid());
+	if (stage == 0) {
+		execve(o->argv[0], o->argv, o->envp ? o->envp : environ);
+		stage = STAGE_EXEC;
+	}
+	r = -errno;
+	log_error_errno(r, "%s: %s: %m", o->argv[0], stage_names[stage]);
+	return r;
 }
 
 int spawn(const struct spawn_opts *o, pid_t *ret_pid, int *ret_pidfd)

@@ -43,6 +43,12 @@ struct spawn_opts {
  * (O_CLOEXEC). On failure nothing is left running. */
 int spawn(const struct spawn_opts *o, pid_t *ret_pid, int *ret_pidfd);
 
+/* The same confinement for this process, then exec (the fds and signals
+ * stay as they are; envp NULL: this process's environment). Only returns
+ * on failure, logged. For a wrapper that another program starts, such as
+ * the virtiofsd that libvirt runs. */
+int spawn_exec(const struct spawn_opts *o);
+
 /* Waits for a child started by spawn(), killing it after timeout.
  * Returns its exit status (0..255), 128+signal, or -errno/-ETIMEDOUT. */
 int spawn_wait(int pidfd, usec_t timeout);

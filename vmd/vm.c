@@ -19,13 +19,15 @@
 #include "qemu.h"
 #include "qmp.h"
 #include "spawn.h"
-#include "vm.h"
-#include "vmlog.h"
-#include "vmstate.h"
+#include "vm-internal.h"
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
 #endif
+
+/* How long a libvirt domain's QEMU may outlive its virtiofsd before the
+ * virtiofsd is taken for the cause. */
+#define SHARE_BLAME_USEC (5 * USEC_PER_SEC)
 
 /* How long children get between SIGTERM and SIGKILL. */
 #define KILL_GRACE_USEC (5 * USEC_PER_SEC)
@@ -58,85 +60,7 @@ const char *const vm_exit_reason_names[] = {
 	NULL,
 };
 
-struct vm_child {
-	char *what; /* "QEMU", "virtiofsd for nix-store" */
-	pid_t pid;
-	int pidfd;
-	struct loop_source *src;
-	bool running;
-};
-
-struct vm_share {
-	char *tag;
-	char *source;
-	char *socket;
-	char *pidfile;
-	enum virtiofsd_cache cache;
-	bool read_only;
-	struct vm_child proc;
-};
-
-struct vm_image {
-	char *path;
-	const struct def_disk *disk;
-};
-
-struct vm {
-	struct loop *loop;
-	const struct host_config *host;
-	struct vm_options opts;
-	struct vm_def *def;
-	const struct vm_callbacks *cb;
-	void *userdata;
-
-	enum vm_state state;
-	bool ready;
-	bool stop_requested;
-	bool stop_forced;
-	bool tearing_down;
-	enum vm_exit_reason reason;
-	char *detail;
-	const char *shutdown_reason; /* from QMP SHUTDOWN; static strings */
-
-	char *dir, *disk_dir, *log_path;
-	char *system; /* def->system resolved, for this boot */
-	char *cmdline; /* the kernel command line, for this boot */
-	bool prepared; /* prepare() done, no process started yet */
-	int lock_fd;
-	struct vmlog log;
-
-	struct vm_share *shares;
-	size_t n_shares;
-	struct vm_image *images;
-	size_t n_images;
-	struct vm_child qemu;
-
-	struct qmp *qmp;
-	struct qga *qga;
-	int console_fd, notify_fd;
-	struct loop_source *console_src, *notify_src;
-	char notify_buf[512];
-	size_t notify_len;
-
-	struct loop_source *timer;
-	/* A virtiofsd that exited cleanly: blamed only if QEMU does not exit
-	 * right after it (see on_share_exit). */
-	struct loop_source *share_timer;
-	char *share_detail;
-	/* QEMU and virtiofsd write the log directly; check its size now and
-	 * then, not only when vmd writes to it. */
-	struct loop_source *log_timer;
-	enum { TIMER_NONE, TIMER_READY, TIMER_POWERDOWN, TIMER_TERM, TIMER_TEARDOWN } timer_kind;
-
-	usec_t t_start, t_ready;
-	usec_t t_down; /* when the unit started to go down (QEMU or a share died) */
-	uint64_t started_at; /* CLOCK_REALTIME of t_start, for the state file */
-	uint64_t log_offset; /* where this boot's output starts */
-	uint32_t restarts;   /* the owner's count, kept in the state file */
-	bool adopted;        /* its processes are not our children */
-};
-
-static void set_state(struct vm *vm, enum vm_state s)
+void vm_set_state(struct vm *vm, enum vm_state s)
 {
 	enum vm_state old = vm->state;
 
@@ -148,8 +72,8 @@ static void set_state(struct vm *vm, enum vm_state s)
 		vm->cb->state_changed(vm, old, vm->userdata);
 }
 
-static void set_reason(struct vm *vm, enum vm_exit_reason r, const char *fmt, ...) _printf_(3, 4);
-static void set_reason(struct vm *vm, enum vm_exit_reason r, const char *fmt, ...)
+void vm_set_reason(struct vm *vm, enum vm_exit_reason r, const char *fmt, ...) _printf_(3, 4);
+void vm_set_reason(struct vm *vm, enum vm_exit_reason r, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -181,7 +105,7 @@ char *vm_volume_dir(const struct host_config *host, const char *name)
 	return xasprintf("%s/volumes/%s", host->state_dir, name);
 }
 
-static int timer_arm(struct vm *vm, int kind, usec_t when)
+int vm_timer_arm(struct vm *vm, int kind, usec_t when)
 {
 	vm->timer_kind = kind;
 	return loop_timer_set(vm->timer, when);
@@ -246,7 +170,7 @@ static int write_pidfile(const char *path, pid_t pid)
  * QEMU inherits the locked fd: the VM counts as running as long as either
  * vmd or its QEMU is alive, so a second vmd can never take it over or wipe
  * its sockets. */
-static int lock_run_dir(struct vm *vm, bool sweep)
+int vm_lock_run_dir(struct vm *vm, bool sweep)
 {
 	usec_t give_up = now_usec() + vm->opts.lock_wait;
 
@@ -355,9 +279,10 @@ static void close_channels(struct vm *vm)
 
 /* Everything of this boot is gone once this returns; callers have made
  * sure no child is running. */
-static void cleanup_files(struct vm *vm)
+void vm_cleanup_files(struct vm *vm)
 {
 	vm->prepared = false;
+	vmlv_release(vm);
 	close_channels(vm);
 	free_shares(vm);
 	child_forget(&vm->qemu);
@@ -372,9 +297,15 @@ static void cleanup_files(struct vm *vm)
 	vm->share_detail = NULL;
 }
 
+/* The part of the boot whose end ends the VM: QEMU, or the domain. */
+static bool main_running(const struct vm *vm)
+{
+	return vm->qemu.running || vm->dom_running;
+}
+
 static bool any_child_running(struct vm *vm)
 {
-	if (vm->qemu.running)
+	if (main_running(vm))
 		return true;
 	for (size_t i = 0; i < vm->n_shares; i++)
 		if (vm->shares[i].proc.running)
@@ -393,10 +324,10 @@ static void finish_teardown(struct vm *vm)
 		vmlog_printf(&vm->log, "stopped: %s%s%s", vm_exit_reason_names[vm->reason],
 			     vm->detail ? ": " : "", vm->detail ? vm->detail : "");
 	/* An adopted VM's lock was held by its QEMU, which is gone now. */
-	if (vm->lock_fd < 0 && lock_run_dir(vm, false) < 0)
+	if (vm->lock_fd < 0 && vm_lock_run_dir(vm, false) < 0)
 		log_warning("%s: %s is still locked; leaving it", vm->def->name, vm->dir);
 	vm->adopted = false;
-	cleanup_files(vm);
+	vm_cleanup_files(vm);
 	reason = vm->reason;
 	detail = TAKE_PTR(vm->detail);
 	vm->reason = VM_EXIT_NONE;
@@ -404,13 +335,13 @@ static void finish_teardown(struct vm *vm)
 	vm->tearing_down = false;
 	vm->stop_requested = false;
 	vm->stop_forced = false;
-	set_state(vm, VM_STOPPED);
+	vm_set_state(vm, VM_STOPPED);
 	if (vm->cb->exited)
 		vm->cb->exited(vm, reason, detail, vm->userdata);
 }
 
 /* QEMU is gone (or going): stop the rest of the unit and wait for it. */
-static void begin_teardown(struct vm *vm)
+void vm_begin_teardown(struct vm *vm)
 {
 	if (!vm->t_down)
 		vm->t_down = now_usec();
@@ -421,11 +352,13 @@ static void begin_teardown(struct vm *vm)
 	vm->tearing_down = true;
 	close_channels(vm);
 	if (vm->state != VM_STOPPING)
-		set_state(vm, VM_STOPPING);
+		vm_set_state(vm, VM_STOPPING);
 	for (size_t i = 0; i < vm->n_shares; i++)
 		child_signal(&vm->shares[i].proc, SIGTERM);
 	child_signal(&vm->qemu, SIGTERM);
-	timer_arm(vm, TIMER_TEARDOWN, now_usec() + KILL_GRACE_USEC);
+	if (vm->dom_running)
+		vmlv_destroy(vm);
+	vm_timer_arm(vm, TIMER_TEARDOWN, now_usec() + KILL_GRACE_USEC);
 	finish_teardown(vm);
 }
 
@@ -440,20 +373,20 @@ static void on_qemu_exit(struct loop_source *s, const siginfo_t *si, void *userd
 	child_forget(&vm->qemu);
 	describe_status(si, buf, sizeof(buf));
 	if (vm->stop_requested)
-		set_reason(vm, VM_EXIT_STOPPED, "stopped by request");
+		vm_set_reason(vm, VM_EXIT_STOPPED, "stopped by request");
 	else if (vm->shutdown_reason && streq(vm->shutdown_reason, "guest-shutdown"))
-		set_reason(vm, VM_EXIT_POWEROFF, "the guest powered off");
+		vm_set_reason(vm, VM_EXIT_POWEROFF, "the guest powered off");
 	else if (vm->shutdown_reason && streq(vm->shutdown_reason, "guest-reset"))
-		set_reason(vm, VM_EXIT_REBOOT, "the guest rebooted (or its kernel panicked)");
+		vm_set_reason(vm, VM_EXIT_REBOOT, "the guest rebooted (or its kernel panicked)");
 	else if (vm->shutdown_reason && streq(vm->shutdown_reason, "guest-panic"))
-		set_reason(vm, VM_EXIT_CRASHED, "the guest kernel panicked");
+		vm_set_reason(vm, VM_EXIT_CRASHED, "the guest kernel panicked");
 	else if (!vm->ready && vm->state == VM_BOOTING)
-		set_reason(vm, VM_EXIT_START_FAILED, "QEMU %s before the guest was ready", buf);
+		vm_set_reason(vm, VM_EXIT_START_FAILED, "QEMU %s before the guest was ready", buf);
 	else
-		set_reason(vm, VM_EXIT_CRASHED, "QEMU %s", buf);
+		vm_set_reason(vm, VM_EXIT_CRASHED, "QEMU %s", buf);
 	if (vm->log.fd >= 0)
 		vmlog_printf(&vm->log, "QEMU (pid %d) %s", (int)(si ? si->si_pid : 0), buf);
-	begin_teardown(vm);
+	vm_begin_teardown(vm);
 }
 
 static void on_share_exit(struct loop_source *s, const siginfo_t *si, void *userdata)
@@ -471,8 +404,8 @@ static void on_share_exit(struct loop_source *s, const siginfo_t *si, void *user
 			break;
 		if (vm->stop_forced) {
 			/* A forced stop kills everything at once. */
-			set_reason(vm, VM_EXIT_STOPPED, "stopped by request");
-			begin_teardown(vm);
+			vm_set_reason(vm, VM_EXIT_STOPPED, "stopped by request");
+			vm_begin_teardown(vm);
 			return;
 		}
 		describe_status(si, buf, sizeof(buf));
@@ -483,9 +416,11 @@ static void on_share_exit(struct loop_source *s, const siginfo_t *si, void *user
 		 * our child), and any during a stop we asked for. */
 		/* Every virtiofsd of the VM sees QEMU go at once: while one
 		 * such grace runs, the others just join it. */
-		if (vm->qemu.running &&
+		if (main_running(vm) &&
 		    (vm->share_detail || !si || (si->si_code == CLD_EXITED && si->si_status == 0) ||
 		     vm->stop_requested)) {
+			if (!vm->t_down)
+				vm->t_down = now_usec();
 			if (!vm->share_detail) {
 				vm->share_detail = xasprintf("virtiofsd for %s %s", sh->tag, buf);
 				loop_timer_set(vm->share_timer, now_usec() + USEC_PER_SEC);
@@ -494,11 +429,11 @@ static void on_share_exit(struct loop_source *s, const siginfo_t *si, void *user
 		}
 		/* A dead virtiofsd leaves the guest hung on every access to the
 		 * share, and vhost-user does not reconnect: stop the whole VM. */
-		set_reason(vm, VM_EXIT_SHARE_FAILED, "virtiofsd for %s %s", sh->tag, buf);
+		vm_set_reason(vm, VM_EXIT_SHARE_FAILED, "virtiofsd for %s %s", sh->tag, buf);
 		log_error("%s: virtiofsd for %s %s; stopping the VM", vm->def->name, sh->tag, buf);
 		if (vm->log.fd >= 0)
 			vmlog_printf(&vm->log, "virtiofsd for %s %s", sh->tag, buf);
-		begin_teardown(vm);
+		vm_begin_teardown(vm);
 		return;
 	}
 	finish_teardown(vm);
@@ -515,22 +450,27 @@ static void on_timer(struct loop_source *s, void *userdata)
 	case TIMER_READY:
 		if (vm->ready)
 			return;
-		set_reason(vm, VM_EXIT_READY_TIMEOUT, "no READY=1 from the guest within %u s",
+		vm_set_reason(vm, VM_EXIT_READY_TIMEOUT, "no READY=1 from the guest within %u s",
 			   vm->host->ready_timeout_s);
 		log_error("%s: no READY=1 from the guest within %u s; stopping it", vm->def->name,
 			  vm->host->ready_timeout_s);
-		begin_teardown(vm);
+		vm_begin_teardown(vm);
 		break;
 	case TIMER_POWERDOWN:
-		log_warning("%s: the guest did not power off within %u s; sending SIGTERM to QEMU",
-			    vm->def->name, vm->host->stop_timeout_s);
+		log_warning("%s: the guest did not power off within %u s; %s", vm->def->name,
+			    vm->host->stop_timeout_s, vm->dom_running ? "destroying the domain" : "sending SIGTERM to QEMU");
 		child_signal(&vm->qemu, SIGTERM);
-		timer_arm(vm, TIMER_TERM, now_usec() + KILL_GRACE_USEC);
+		if (vm->dom_running)
+			vmlv_destroy(vm);
+		vm_timer_arm(vm, TIMER_TERM, now_usec() + KILL_GRACE_USEC);
 		break;
 	case TIMER_TERM:
 	case TIMER_TEARDOWN:
 		if (vm->qemu.running)
 			log_warning("%s: QEMU ignored SIGTERM; killing it", vm->def->name);
+		/* Again: libvirtd may have been away the first time. */
+		if (vm->dom_running)
+			vmlv_destroy(vm);
 		child_signal(&vm->qemu, SIGKILL);
 		for (size_t i = 0; i < vm->n_shares; i++)
 			child_signal(&vm->shares[i].proc, SIGKILL);
@@ -538,7 +478,6 @@ static void on_timer(struct loop_source *s, void *userdata)
 	}
 }
 
-#define LOG_CHECK_USEC (5 * USEC_PER_SEC)
 
 static void on_log_timer(struct loop_source *s, void *userdata)
 {
@@ -557,9 +496,22 @@ static void on_share_timer(struct loop_source *s, void *userdata)
 	(void)s;
 	if (vm->tearing_down || !vm->share_detail)
 		return;
-	set_reason(vm, VM_EXIT_SHARE_FAILED, "%s", vm->share_detail);
+	/* With libvirt, QEMU's exit is not ours to see: its virtiofsd go
+	 * while it exits, and the domain's end comes seconds later when
+	 * QEMU is slow to die. Blame the share only once QEMU has outlived it
+	 * by SHARE_BLAME_USEC, and not at all while libvirt says the domain
+	 * is going (unless that takes for ever). */
+	if (vm->dom_running) {
+		usec_t since = now_usec() - vm->t_down;
+
+		if (vmlv_running(vm) ? since < SHARE_BLAME_USEC : since < 6 * SHARE_BLAME_USEC) {
+			loop_timer_set(vm->share_timer, now_usec() + USEC_PER_SEC);
+			return;
+		}
+	}
+	vm_set_reason(vm, VM_EXIT_SHARE_FAILED, "%s", vm->share_detail);
 	log_error("%s: %s; stopping the VM", vm->def->name, vm->share_detail);
-	begin_teardown(vm);
+	vm_begin_teardown(vm);
 }
 
 static void on_qmp_event(struct qmp *q, const char *event, json_t *data, void *userdata)
@@ -586,8 +538,8 @@ static void on_cont(struct qmp *q, json_t *ret, int error, const char *desc, voi
 	(void)ret;
 	/* A closed connection means QEMU is exiting; its exit explains. */
 	if (error == -EIO && !vm->tearing_down) {
-		set_reason(vm, VM_EXIT_START_FAILED, "QMP cont failed: %s", desc);
-		begin_teardown(vm);
+		vm_set_reason(vm, VM_EXIT_START_FAILED, "QMP cont failed: %s", desc);
+		vm_begin_teardown(vm);
 	}
 }
 
@@ -606,9 +558,14 @@ static void on_console(struct loop_source *s, int fd, uint32_t revents, void *us
 		loop_source_freep(&vm->console_src);
 		return;
 	}
-	vmlog_write(&vm->log, buf, (size_t)n);
+	vm_console_feed(vm, buf, (size_t)n);
+}
+
+void vm_console_feed(struct vm *vm, const char *buf, size_t n)
+{
+	vmlog_write(&vm->log, buf, n);
 	if (vm->cb->console)
-		vm->cb->console(vm, buf, (size_t)n, vm->userdata);
+		vm->cb->console(vm, buf, n, vm->userdata);
 }
 
 /* The state file lets the next daemon adopt this VM; only the daemon asks
@@ -638,7 +595,7 @@ static void save_state(struct vm *vm)
 		log_warning_errno(r, "%s: writing %s/state.json: %m", vm->def->name, vm->dir);
 }
 
-static void became_ready(struct vm *vm)
+void vm_became_ready(struct vm *vm)
 {
 	/* Too late: we are already taking it down. */
 	if (vm->ready || vm->stop_requested || vm->tearing_down)
@@ -646,15 +603,54 @@ static void became_ready(struct vm *vm)
 	vm->ready = true;
 	vm->t_ready = now_usec();
 	if (vm->timer_kind == TIMER_READY)
-		timer_arm(vm, TIMER_NONE, 0);
+		vm_timer_arm(vm, TIMER_NONE, 0);
 	vmlog_printf(&vm->log, "ready after %.2f s", (double)(vm->t_ready - vm->t_start) / USEC_PER_SEC);
-	save_state(vm);
-	set_state(vm, VM_RUNNING);
+	if (vm->dom)
+		vmlv_ready(vm);
+	else
+		save_state(vm);
+	vm_set_state(vm, VM_RUNNING);
 	if (vm->cb->ready)
 		vm->cb->ready(vm, vm->userdata);
 }
 
 /* sd_notify format: newline-separated VAR=VALUE. */
+static void notify_lines(struct vm *vm)
+{
+	for (;;) {
+		char *nl = strchr(vm->notify_buf, '\n');
+
+		if (!nl)
+			break;
+		*nl = 0;
+		if (streq(vm->notify_buf, "READY=1"))
+			vm_became_ready(vm);
+		else if (startswith(vm->notify_buf, "STATUS="))
+			log_info("%s: status: %.200s", vm->def->name, vm->notify_buf + 7);
+		memmove(vm->notify_buf, nl + 1, vm->notify_len - (size_t)(nl + 1 - vm->notify_buf) + 1);
+		vm->notify_len -= (size_t)(nl + 1 - vm->notify_buf);
+	}
+	/* A line longer than the buffer is garbage: drop it. */
+	if (vm->notify_len >= sizeof(vm->notify_buf) - 1)
+		vm->notify_len = 0;
+}
+
+void vm_notify_feed(struct vm *vm, const char *buf, size_t n)
+{
+	while (n > 0) {
+		size_t k = sizeof(vm->notify_buf) - 1 - vm->notify_len;
+
+		if (k > n)
+			k = n;
+		memcpy(vm->notify_buf + vm->notify_len, buf, k);
+		vm->notify_len += k;
+		vm->notify_buf[vm->notify_len] = 0;
+		buf += k;
+		n -= k;
+		notify_lines(vm);
+	}
+}
+
 static void on_notify(struct loop_source *s, int fd, uint32_t revents, void *userdata)
 {
 	struct vm *vm = userdata;
@@ -671,25 +667,10 @@ static void on_notify(struct loop_source *s, int fd, uint32_t revents, void *use
 	}
 	vm->notify_len += (size_t)n;
 	vm->notify_buf[vm->notify_len] = 0;
-	for (;;) {
-		char *nl = strchr(vm->notify_buf, '\n');
-
-		if (!nl)
-			break;
-		*nl = 0;
-		if (streq(vm->notify_buf, "READY=1"))
-			became_ready(vm);
-		else if (startswith(vm->notify_buf, "STATUS="))
-			log_info("%s: status: %.200s", vm->def->name, vm->notify_buf + 7);
-		memmove(vm->notify_buf, nl + 1, vm->notify_len - (size_t)(nl + 1 - vm->notify_buf) + 1);
-		vm->notify_len -= (size_t)(nl + 1 - vm->notify_buf);
-	}
-	/* A line longer than the buffer is garbage: drop it. */
-	if (vm->notify_len >= sizeof(vm->notify_buf) - 1)
-		vm->notify_len = 0;
+	notify_lines(vm);
 }
 
-static int open_log(struct vm *vm)
+int vm_open_log(struct vm *vm)
 {
 	int r;
 
@@ -730,7 +711,7 @@ static int refuse_swept(struct vm *vm, const char *what, const char *name, const
 }
 
 /* The store, then keys, then shares. */
-static int plan_shares(struct vm *vm)
+int vm_plan_shares(struct vm *vm)
 {
 	const struct vm_def *d = vm->def;
 	int r;
@@ -796,7 +777,7 @@ static int plan_shares(struct vm *vm)
 }
 
 /* Where each disk's image lives. */
-static int plan_images(struct vm *vm)
+int vm_plan_images(struct vm *vm)
 {
 	const struct vm_def *d = vm->def;
 	_cleanup_free_ char *voldir = vm_volume_dir(vm->host, d->name);
@@ -826,7 +807,7 @@ static int create_images(struct vm *vm)
 	const struct vm_def *d = vm->def;
 	int r;
 
-	r = plan_images(vm);
+	r = vm_plan_images(vm);
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < vm->n_images; i++) {
@@ -864,7 +845,6 @@ static int create_images(struct vm *vm)
 	return 0;
 }
 
-#define VIRTIOFSD_NOFILE 1048576
 
 /* virtiofsd holds an fd per inode it has seen; say so once if it cannot
  * get many (no CAP_SYS_RESOURCE and a low hard limit). */
@@ -1128,14 +1108,17 @@ static int start_qemu(struct vm *vm, const char *cmdline)
 
 static void undo_start(struct vm *vm)
 {
+	if (vm->dom_running)
+		vmlv_destroy(vm);
+	vm->dom_running = false;
 	child_kill_wait(&vm->qemu);
 	for (size_t i = 0; i < vm->n_shares; i++)
 		child_kill_wait(&vm->shares[i].proc);
-	cleanup_files(vm);
+	vm_cleanup_files(vm);
 	vm->reason = VM_EXIT_NONE;
 	free(vm->detail);
 	vm->detail = NULL;
-	set_state(vm, VM_STOPPED);
+	vm_set_state(vm, VM_STOPPED);
 }
 
 /* Everything before the first process: the lock, disks, the log, the
@@ -1147,7 +1130,7 @@ static int prepare(struct vm *vm)
 	_cleanup_free_ char *params = NULL;
 	int r;
 
-	r = lock_run_dir(vm, true);
+	r = vm_lock_run_dir(vm, true);
 	if (r == -EBUSY)
 		return log_error_errno(r, "%s: already running (%s is locked by another vmd or its QEMU)",
 				       vm->def->name, vm->dir);
@@ -1156,7 +1139,7 @@ static int prepare(struct vm *vm)
 	r = sweep_disk_dir(vm);
 	if (r < 0)
 		return log_error_errno(r, "%s: removing stale disks in %s: %m", vm->def->name, vm->disk_dir);
-	r = open_log(vm);
+	r = vm_open_log(vm);
 	if (r < 0)
 		return log_error_errno(r, "%s: opening the log in %s: %m", vm->def->name, vm->host->log_dir);
 	vm->log_offset = vmlog_offset(&vm->log);
@@ -1191,7 +1174,7 @@ static int prepare(struct vm *vm)
 	r = create_images(vm);
 	if (r < 0)
 		return r;
-	r = plan_shares(vm);
+	r = vm_plan_shares(vm);
 	if (r < 0)
 		return r;
 	vm->prepared = true;
@@ -1210,7 +1193,7 @@ int vm_prepare(struct vm *vm)
 	if (r < 0) {
 		if (vm->log.fd >= 0)
 			vmlog_printf(&vm->log, "start failed: %s", strerror(-r));
-		cleanup_files(vm);
+		vm_cleanup_files(vm);
 		vm->prepared = false;
 	}
 	return r;
@@ -1229,14 +1212,23 @@ int vm_start(struct vm *vm)
 	vm->ready = false;
 	vm->reason = VM_EXIT_NONE;
 	vm->shutdown_reason = NULL;
-	set_state(vm, VM_PREPARING);
+	vm_set_state(vm, VM_PREPARING);
 	if (!vm->prepared) {
 		r = prepare(vm);
 		if (r < 0)
 			goto fail;
 	}
 
-	set_state(vm, VM_STARTING_SHARES);
+	vm->driver = def_driver(vm->def, vm->host->driver);
+	if (vm->driver == DRIVER_LIBVIRT) {
+		/* libvirt starts virtiofsd and QEMU itself. */
+		vm_set_state(vm, VM_BOOTING);
+		r = vmlv_start(vm);
+		if (r < 0)
+			goto fail;
+		goto started;
+	}
+	vm_set_state(vm, VM_STARTING_SHARES);
 	check_nofile();
 	for (size_t i = 0; i < vm->n_shares; i++) {
 		r = start_share(vm, &vm->shares[i]);
@@ -1244,13 +1236,14 @@ int vm_start(struct vm *vm)
 			goto fail;
 	}
 
-	set_state(vm, VM_BOOTING);
+	vm_set_state(vm, VM_BOOTING);
 	r = start_qemu(vm, vm->cmdline);
 	if (r < 0)
 		goto fail;
-	vm->prepared = false;
 	save_state(vm);
-	timer_arm(vm, TIMER_READY, vm->t_start + (usec_t)vm->host->ready_timeout_s * USEC_PER_SEC);
+started:
+	vm->prepared = false;
+	vm_timer_arm(vm, TIMER_READY, vm->t_start + (usec_t)vm->host->ready_timeout_s * USEC_PER_SEC);
 	loop_timer_set(vm->log_timer, now_usec() + LOG_CHECK_USEC);
 	return 0;
 
@@ -1270,18 +1263,20 @@ static void on_powerdown(struct qmp *q, json_t *ret, int error, const char *desc
 	if (error == -EIO && vm->qemu.running) {
 		log_warning("%s: system_powerdown failed (%s); sending SIGTERM", vm->def->name, desc);
 		child_signal(&vm->qemu, SIGTERM);
-		timer_arm(vm, TIMER_TERM, now_usec() + KILL_GRACE_USEC);
+		vm_timer_arm(vm, TIMER_TERM, now_usec() + KILL_GRACE_USEC);
 	}
 }
 
 int vm_stop(struct vm *vm, bool force)
 {
 	vm_unprepare(vm);
-	if (!vm->qemu.running && !any_child_running(vm))
+	if (!any_child_running(vm))
 		return 0;
 	vm->stop_requested = true;
 	if (force) {
 		vm->stop_forced = true;
+		if (vm->dom_running)
+			vmlv_destroy(vm);
 		child_signal(&vm->qemu, SIGKILL);
 		for (size_t i = 0; i < vm->n_shares; i++)
 			child_signal(&vm->shares[i].proc, SIGKILL);
@@ -1289,17 +1284,27 @@ int vm_stop(struct vm *vm, bool force)
 	}
 	if (vm->state == VM_STOPPING)
 		return 0;
-	set_state(vm, VM_STOPPING);
+	vm_set_state(vm, VM_STOPPING);
+	if (vm->dom_running) {
+		/* The same graceful path, through libvirt. */
+		if (vm->ready && vmlv_stop(vm) == 0) {
+			vmlog_printf(&vm->log, "stopping: ACPI powerdown (through libvirt)");
+			return vm_timer_arm(vm, TIMER_POWERDOWN,
+					    now_usec() + (usec_t)vm->host->stop_timeout_s * USEC_PER_SEC);
+		}
+		vmlv_destroy(vm);
+		return vm_timer_arm(vm, TIMER_TERM, now_usec() + KILL_GRACE_USEC);
+	}
 	/* ACPI powerdown only reaches a guest that is up; before READY,
 	 * QEMU's own orderly exit on SIGTERM is the graceful path. */
 	if (vm->ready && vm->qmp &&
 	    qmp_command(vm->qmp, "system_powerdown", NULL, on_powerdown, vm) == 0) {
 		vmlog_printf(&vm->log, "stopping: ACPI powerdown");
-		return timer_arm(vm, TIMER_POWERDOWN,
+		return vm_timer_arm(vm, TIMER_POWERDOWN,
 				 now_usec() + (usec_t)vm->host->stop_timeout_s * USEC_PER_SEC);
 	}
 	child_signal(&vm->qemu, SIGTERM);
-	return timer_arm(vm, TIMER_TERM, now_usec() + KILL_GRACE_USEC);
+	return vm_timer_arm(vm, TIMER_TERM, now_usec() + KILL_GRACE_USEC);
 }
 
 int vm_exec(struct vm *vm, char *const *argv, usec_t timeout, qga_exec_cb cb, void *userdata)
@@ -1359,12 +1364,15 @@ void vm_free(struct vm *vm)
 {
 	if (!vm)
 		return;
+	if (vm->dom_running)
+		vmlv_destroy(vm);
+	vm->dom_running = false;
 	if (any_child_running(vm)) {
 		child_kill_wait(&vm->qemu);
 		for (size_t i = 0; i < vm->n_shares; i++)
 			child_kill_wait(&vm->shares[i].proc);
 	}
-	cleanup_files(vm);
+	vm_cleanup_files(vm);
 	loop_source_freep(&vm->timer);
 	loop_source_freep(&vm->share_timer);
 	loop_source_freep(&vm->log_timer);
@@ -1383,6 +1391,8 @@ void vm_detach(struct vm *vm)
 {
 	if (vm->state == VM_STOPPED || vm->state == VM_BACKOFF || vm->state == VM_FAILED)
 		return;
+	/* The domain runs on; the next daemon finds it by its metadata. */
+	vmlv_release(vm);
 	close_channels(vm);
 	child_forget(&vm->qemu);
 	for (size_t i = 0; i < vm->n_shares; i++)
@@ -1412,7 +1422,7 @@ int vm_sweep_stale(const struct host_config *host, const char *name)
 
 	vm.dir = vm_run_dir(host, name);
 	vm.disk_dir = vm_disk_dir(host, name);
-	r = vm.dir && vm.disk_dir ? lock_run_dir(&vm, true) : -ENOMEM;
+	r = vm.dir && vm.disk_dir ? vm_lock_run_dir(&vm, true) : -ENOMEM;
 	if (r == 0)
 		r = sweep_disk_dir(&vm);
 	if (vm.lock_fd >= 0) {
@@ -1439,7 +1449,7 @@ void vm_set_def(struct vm *vm, struct vm_def *def)
 void vm_unprepare(struct vm *vm)
 {
 	if (vm->prepared && !any_child_running(vm))
-		cleanup_files(vm);
+		vm_cleanup_files(vm);
 }
 
 void vm_set_idle_state(struct vm *vm, enum vm_state state)
@@ -1449,7 +1459,7 @@ void vm_set_idle_state(struct vm *vm, enum vm_state state)
 	/* Only a VM about to restart keeps what vm_prepare() made. */
 	if (state != VM_BACKOFF)
 		vm_unprepare(vm);
-	set_state(vm, state);
+	vm_set_state(vm, state);
 }
 
 void vm_set_restarts(struct vm *vm, uint32_t restarts)
@@ -1464,7 +1474,7 @@ usec_t vm_down_usec(const struct vm *vm)
 
 usec_t vm_started_usec(const struct vm *vm)
 {
-	return vm->qemu.running ? vm->t_start : 0;
+	return main_running(vm) ? vm->t_start : 0;
 }
 
 /* Opens a process named in a state file, if it is still that process. */
@@ -1477,6 +1487,41 @@ static int adopt_child(struct vm *vm, struct vm_child *c, const struct proc_id *
 	c->pid = id->pid;
 	c->running = true;
 	return loop_add_child(vm->loop, c->pidfd, cb, vm, &c->src);
+}
+
+int vm_adopt_share(struct vm *vm, struct vm_share *s, const struct proc_id *id)
+{
+	return adopt_child(vm, &s->proc, id, on_share_exit);
+}
+
+void vm_forget_share(struct vm *vm, struct vm_share *s)
+{
+	(void)vm;
+	child_forget(&s->proc);
+}
+
+int vm_adopt_domain(struct vm *vm, struct lv_conn *c, const char *domain, const struct vmstate *st)
+{
+	/* Also one waiting for libvirtd to come back (backoff, failed). */
+	if (vm->state != VM_STOPPED && vm->state != VM_BACKOFF && vm->state != VM_FAILED)
+		return -EBUSY;
+	vm_unprepare(vm);
+	return vmlv_adopt(vm, c, domain, st);
+}
+
+const char *vm_host(const struct vm *vm)
+{
+	return vm->def->host ? vm->def->host : "local";
+}
+
+const char *vm_driver_name(const struct vm *vm)
+{
+	return driver_names[main_running(vm) ? vm->driver : def_driver(vm->def, vm->host->driver)];
+}
+
+int vm_domain_id(const struct vm *vm)
+{
+	return vm->dom ? lv_dom_id(vm->dom) : 0;
 }
 
 static int adopt_channels(struct vm *vm)
@@ -1499,9 +1544,22 @@ static int adopt_channels(struct vm *vm)
 	return attach_channels(vm, fds);
 }
 
+void vm_adopted(struct vm *vm, const struct vmstate *st)
+{
+	uint64_t now_real = now_realtime_usec();
+
+	/* The boot's times, carried over on this host's monotonic clock. */
+	vm->started_at = st->started_at;
+	vm->t_start = now_usec() - (now_real > st->started_at ? now_real - st->started_at : 0);
+	vm->t_ready = vm->t_start + st->boot_usec;
+	vm->ready = true;
+	vm->restarts = st->restarts;
+	vm_set_state(vm, VM_RUNNING);
+	loop_timer_set(vm->log_timer, now_usec() + LOG_CHECK_USEC);
+}
+
 int vm_adopt(struct vm *vm, const struct vmstate *st)
 {
-	uint64_t now_real;
 	const char *why = NULL;
 	int r;
 
@@ -1510,13 +1568,13 @@ int vm_adopt(struct vm *vm, const struct vmstate *st)
 	vm->adopted = true;
 	vm->reason = VM_EXIT_NONE;
 	vm->shutdown_reason = NULL;
-	r = open_log(vm);
+	r = vm_open_log(vm);
 	if (r < 0)
 		return log_error_errno(r, "%s: opening the log: %m", vm->def->name);
 	vm->log_offset = vmlog_offset(&vm->log);
-	r = plan_images(vm);
+	r = vm_plan_images(vm);
 	if (r == 0)
-		r = plan_shares(vm);
+		r = vm_plan_shares(vm);
 	if (r < 0)
 		goto stale;
 
@@ -1546,16 +1604,9 @@ int vm_adopt(struct vm *vm, const struct vmstate *st)
 		goto stale;
 	}
 
-	now_real = now_realtime_usec();
-	vm->started_at = st->started_at;
-	vm->t_start = now_usec() - (now_real > st->started_at ? now_real - st->started_at : 0);
-	vm->t_ready = vm->t_start + st->boot_usec;
-	vm->ready = true;
-	vm->restarts = st->restarts;
 	vmlog_printf(&vm->log, "adopted by a new vmd (QEMU pid %d)", (int)vm->qemu.pid);
 	log_info("%s: adopted (QEMU pid %d)", vm->def->name, (int)vm->qemu.pid);
-	set_state(vm, VM_RUNNING);
-	loop_timer_set(vm->log_timer, now_usec() + LOG_CHECK_USEC);
+	vm_adopted(vm, st);
 	return 0;
 
 stale:
@@ -1565,10 +1616,10 @@ stale:
 	child_kill_wait(&vm->qemu);
 	for (size_t i = 0; i < vm->n_shares; i++)
 		child_kill_wait(&vm->shares[i].proc);
-	if (lock_run_dir(vm, true) < 0)
+	if (vm_lock_run_dir(vm, true) < 0)
 		log_warning("%s: %s is still locked; leaving it", vm->def->name, vm->dir);
 	vm->adopted = false;
-	cleanup_files(vm);
+	vm_cleanup_files(vm);
 	return -ESTALE;
 }
 

@@ -73,6 +73,8 @@ struct vm_options {
 	bool save_state;
 	/* The host networks (taps, WireGuard hubs); NULL: none are up. */
 	struct hostnet *net;
+	/* libvirt's connections, for VMs of the libvirt driver; NULL: none. */
+	struct lv *lv;
 };
 
 /* Takes ownership of def. host and opts must outlive the vm. */
@@ -95,6 +97,12 @@ struct vmstate;
  * or whose virtiofsd is gone, is killed and cleaned up instead, like
  * libvirt does: -ESTALE. The vm must be stopped and have st's definition. */
 int vm_adopt(struct vm *vm, const struct vmstate *st);
+
+struct lv_conn;
+/* Takes over a running libvirt domain that vmd made (found by its
+ * metadata, whose text st holds): as vm_adopt(), -ESTALE if it was not
+ * fully started (then it is destroyed). */
+int vm_adopt_domain(struct vm *vm, struct lv_conn *c, const char *domain, const struct vmstate *st);
 
 /* Graceful: ACPI powerdown, SIGTERM after stop_timeout_s, SIGKILL 5 s
  * later. force: SIGKILL now. */
@@ -122,6 +130,20 @@ usec_t vm_started_usec(const struct vm *vm);
 /* When the last boot started to go down (its QEMU or a virtiofsd died, or
  * a stop began tearing it down); 0 if it never did. */
 usec_t vm_down_usec(const struct vm *vm);
+
+/* A VM's libvirt domain is vmd-NAME. */
+char *vmlv_domain_name(const char *vm);
+/* Which vmd made a domain (in its metadata): <state_dir>/instance-id,
+ * made on first use. */
+#define VMLV_INSTANCE_ID_LEN 32
+int vmlv_instance_id(const struct host_config *host, char out[VMLV_INSTANCE_ID_LEN + 1]);
+
+/* Where it runs: "local" or the name of one of the settings' hosts. */
+const char *vm_host(const struct vm *vm);
+/* "qemu" or "libvirt": of the boot that runs, else of the definition. */
+const char *vm_driver_name(const struct vm *vm);
+/* Its libvirt domain's id while one runs, else 0. */
+int vm_domain_id(const struct vm *vm);
 
 const struct vm_def *vm_def(const struct vm *vm);
 const char *vm_name(const struct vm *vm);

@@ -60,6 +60,7 @@ void vmstate_clear(struct vmstate *s)
 {
 	def_free(s->def);
 	free(s->shares);
+	free(s->instance);
 	*s = (struct vmstate){};
 }
 
@@ -68,26 +69,42 @@ static json_t *proc_json(const struct proc_id *id)
 	return json_pack("{s:i, s:I}", "pid", (int)id->pid, "start_time", (json_int_t)id->start_time);
 }
 
+char *vmstate_format(const struct vmstate *s)
+{
+	json_t *j, *shares;
+	char *text;
+
+	shares = json_array();
+	for (size_t i = 0; shares && i < s->n_shares; i++)
+		json_array_append_new(shares, proc_json(&s->shares[i]));
+	j = json_pack("{s:i, s:o, s:o, s:I, s:I, s:b, s:i}", "version", 1, "definition", def_to_json(s->def),
+		      "shares", shares, "started_at", (json_int_t)s->started_at, "boot_usec",
+		      (json_int_t)s->boot_usec, "ready", s->ready, "restarts", (int)s->restarts);
+	if (j && s->qemu.pid > 0 && json_object_set_new(j, "qemu", proc_json(&s->qemu)) < 0) {
+		json_decref(j);
+		j = NULL;
+	}
+	if (j && s->instance && json_object_set_new(j, "instance", json_string(s->instance)) < 0) {
+		json_decref(j);
+		j = NULL;
+	}
+	if (!j)
+		return NULL;
+	text = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	return text;
+}
+
 int vmstate_write(const char *dir, const struct vmstate *s)
 {
 	_cleanup_free_ char *path = path_join(dir, "state.json"), *tmp = path_join(dir, ".state.json.tmp");
 	_cleanup_free_ char *text = NULL;
 	_cleanup_close_ int fd = -EBADF;
-	json_t *j, *shares;
 	int r;
 
 	if (!path || !tmp)
 		return -ENOMEM;
-	shares = json_array();
-	for (size_t i = 0; shares && i < s->n_shares; i++)
-		json_array_append_new(shares, proc_json(&s->shares[i]));
-	j = json_pack("{s:i, s:o, s:o, s:o, s:I, s:I, s:b, s:i}", "version", 1, "definition", def_to_json(s->def),
-		      "qemu", proc_json(&s->qemu), "shares", shares, "started_at", (json_int_t)s->started_at,
-		      "boot_usec", (json_int_t)s->boot_usec, "ready", s->ready, "restarts", (int)s->restarts);
-	if (!j)
-		return -ENOMEM;
-	text = json_dumps(j, JSON_COMPACT);
-	json_decref(j);
+	text = vmstate_format(s);
 	if (!text)
 		return -ENOMEM;
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -113,29 +130,28 @@ static int proc_from_json(json_t *j, struct proc_id *ret)
 	return 0;
 }
 
-int vmstate_read(const char *dir, struct vmstate *ret)
+int vmstate_parse(const char *buf, size_t len, struct vmstate *ret)
 {
-	_cleanup_free_ char *path = path_join(dir, "state.json"), *buf = NULL;
 	struct vmstate s = {};
 	struct schema_errors errors = {};
-	json_t *j, *shares, *v;
-	size_t len, i;
+	json_t *j, *shares, *v, *q, *inst;
+	size_t i;
 	int r;
 
-	if (!path)
-		return -ENOMEM;
-	r = read_file(path, 1024 * 1024, &buf, &len);
-	if (r < 0)
-		return r;
 	j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
 	if (!j)
 		return -EINVAL;
 	r = -EINVAL;
-	if (json_integer_value(json_object_get(j, "version")) != 1)
+	if (!json_is_object(j) || json_integer_value(json_object_get(j, "version")) != 1)
 		goto out;
 	if (def_parse(json_object_get(j, "definition"), &s.def, &errors) < 0)
 		goto out;
-	if (proc_from_json(json_object_get(j, "qemu"), &s.qemu) < 0)
+	/* Absent for a libvirt domain: libvirt runs its QEMU. */
+	q = json_object_get(j, "qemu");
+	if (q && proc_from_json(q, &s.qemu) < 0)
+		goto out;
+	inst = json_object_get(j, "instance");
+	if (inst && (!json_is_string(inst) || !(s.instance = strdup(json_string_value(inst)))))
 		goto out;
 	shares = json_object_get(j, "shares");
 	if (!json_is_array(shares) || json_array_size(shares) > 128)
@@ -161,4 +177,18 @@ out:
 	vmstate_clear(&s);
 	json_decref(j);
 	return r;
+}
+
+int vmstate_read(const char *dir, struct vmstate *ret)
+{
+	_cleanup_free_ char *path = path_join(dir, "state.json"), *buf = NULL;
+	size_t len;
+	int r;
+
+	if (!path)
+		return -ENOMEM;
+	r = read_file(path, 1024 * 1024, &buf, &len);
+	if (r < 0)
+		return r;
+	return vmstate_parse(buf, len, ret);
 }

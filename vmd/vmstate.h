@@ -30,9 +30,15 @@ struct vmstate {
 	uint64_t boot_usec;  /* start to READY; 0 if not ready */
 	bool ready;
 	uint32_t restarts;
+	/* A libvirt domain's: which vmd made it (<state_dir>/instance-id). */
+	char *instance;
 };
 
 void vmstate_clear(struct vmstate *s);
 /* Written atomically (temporary file, then rename). */
 int vmstate_write(const char *dir, const struct vmstate *s);
 int vmstate_read(const char *dir, struct vmstate *ret);
+/* The same as text (a libvirt domain keeps it in its metadata), and back;
+ * the text is outside input there, and checked as such. */
+char *vmstate_format(const struct vmstate *s);
+int vmstate_parse(const char *buf, size_t len, struct vmstate *ret);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "def.h"
+#include "domxml.h"
 #include "qemu.h"
 #include "test.h"
 #include "virtiofsd.h"
@@ -7,11 +8,9 @@
 /* Compares argv with tests/golden/NAME.args (one argument per line), or
  * rewrites the file with VMD_UPDATE_GOLDEN=1. A command-line change shows
  * up as a readable diff of that file. */
-static void golden(const char *name, char **argv)
+static void golden_text(const char *file, const char *got_nl)
 {
-	_cleanup_free_ char *path = xasprintf("%s/golden/%s.args", TESTS_DIR, name);
-	_cleanup_free_ char *got = strv_join(argv, "\n"), *want = NULL;
-	_cleanup_free_ char *got_nl = xasprintf("%s\n", got);
+	_cleanup_free_ char *path = xasprintf("%s/golden/%s", TESTS_DIR, file), *want = NULL;
 
 	if (getenv("VMD_UPDATE_GOLDEN")) {
 		FILE *f = fopen(path, "w");
@@ -24,6 +23,15 @@ static void golden(const char *name, char **argv)
 	if (!streq(want, got_nl))
 		fprintf(stderr, "%s differs; got:\n%s", path, got_nl);
 	ASSERT_STREQ(want, got_nl);
+}
+
+static void golden(const char *name, char **argv)
+{
+	_cleanup_free_ char *file = xasprintf("%s.args", name);
+	_cleanup_free_ char *got = strv_join(argv, "\n");
+	_cleanup_free_ char *got_nl = xasprintf("%s\n", got);
+
+	golden_text(file, got_nl);
 }
 
 static struct vm_def *load(const char *file)
@@ -127,6 +135,74 @@ TEST(qemu_network)
 	ASSERT_STREQ(argv1[strv_length(argv1) - 4], "tap,id=net0,fd=8,vhost=on");
 	ASSERT_STREQ(argv1[strv_length(argv1) - 2], "virtio-net-pci,netdev=net0,mac=52:54:00:ab:cd:ef");
 	def_free(d);
+}
+
+/* The libvirt domain for the same VMs; <binary path> is vmd's wrapper. */
+TEST(domain_minimal)
+{
+	struct domxml_fs fs[] = { { "nix-store", "/nix/store", "/run/vmd/vms/edge/fs0-virtiofsd", VIRTIOFSD_CACHE_ALWAYS } };
+	struct domxml_config c = {
+		.name = "vmd-edge",
+		.vcpus = 1,
+		.memory_mib = 512,
+		.kernel = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-edge-system/kernel",
+		.initrd = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-edge-system/initrd",
+		.cmdline = "console=ttyS0 panic=-1 systemd.hostname=edge init=/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-edge-system/init",
+		.fs = fs,
+		.n_fs = ELEMENTSOF(fs),
+	};
+	_cleanup_free_ char *xml = NULL;
+
+	ASSERT(domxml_build(&c, &xml) == 0);
+	golden_text("domain-minimal.xml", xml);
+}
+
+TEST(domain_full)
+{
+	struct domxml_fs fs[] = {
+		{ "nix-store", "/nix/store", "/run/vmd/vms/web/fs0-virtiofsd", VIRTIOFSD_CACHE_ALWAYS },
+		{ "key-wireguard", "/var/lib/vmd/keys/web/wireguard", "/run/vmd/vms/web/fs1-virtiofsd", VIRTIOFSD_CACHE_NONE },
+		{ "data", "/srv/a&b'<c>", "/run/vmd/vms/web/fs2-virtiofsd", VIRTIOFSD_CACHE_AUTO },
+	};
+	struct domxml_disk disks[] = {
+		{ "scratch", "/var/lib/vmd/disks/web/scratch.img", false, true },
+		{ "db", "/var/lib/vmd/volumes/web/db.img", false, false },
+		{ "base", "/var/lib/vmd/disks/web/base.qcow2", true, true },
+	};
+	struct domxml_config c = {
+		.name = "vmd-web",
+		.kvm = true,
+		.vcpus = 4,
+		.memory_mib = 2048,
+		.kernel = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-edge-system/kernel",
+		.initrd = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-edge-system/initrd",
+		.cmdline = "console=ttyS0 panic=-1 systemd.hostname=web ip=10.0.0.2:::255.255.255.0:::off "
+			   "systemd.mount-extra=key-wireguard:/etc/wireguard:virtiofs:ro init=/nix/store/x/init",
+		.fs = fs,
+		.n_fs = ELEMENTSOF(fs),
+		.disks = disks,
+		.n_disks = ELEMENTSOF(disks),
+		.bridge = "vmbr0",
+		.mac = "52:54:00:ab:cd:ef",
+		.tap = "vm-web",
+		.queues = 4,
+		.metadata = "eyJ2ZXJzaW9uIjogMX0=",
+	};
+	_cleanup_free_ char *xml = NULL, *text = NULL;
+
+	ASSERT(domxml_build(&c, &xml) == 0);
+	golden_text("domain-full.xml", xml);
+
+	/* The metadata element as virDomainGetMetadata() gives it back. */
+	ASSERT(domxml_metadata_text("<vmd:vm xmlns:vmd=\"urn:x-vmd:domain:1\">eyJ2ZXJzaW9uIjogMX0=</vmd:vm>", &text) == 0);
+	ASSERT_STREQ(text, "eyJ2ZXJzaW9uIjogMX0=");
+	free(text);
+	text = NULL;
+	ASSERT(domxml_metadata_text("<vm>abc</vm>", &text) == 0);
+	ASSERT_STREQ(text, "abc");
+	ASSERT(domxml_metadata_text("<vmd:vm xmlns:vmd=\"urn:x-vmd:domain:1\"/>", &text) == -EBADMSG);
+	ASSERT(domxml_metadata_text("no element", &text) == -EBADMSG);
+	ASSERT(domxml_metadata_text("<a>x<b", &text) == -EBADMSG);
 }
 
 TEST(kernel_cmdline)
@@ -254,5 +330,5 @@ TEST(accel)
 	rmdir(root);
 }
 
-RUN_TESTS(T(qemu_minimal), T(qemu_full), T(qemu_network), T(kernel_cmdline), T(kernel_cmdline_limit), T(virtiofsd_styles),
+RUN_TESTS(T(qemu_minimal), T(qemu_full), T(qemu_network), T(domain_minimal), T(domain_full), T(kernel_cmdline), T(kernel_cmdline_limit), T(virtiofsd_styles),
 	  T(virtiofsd_help_parsing), T(accel))
