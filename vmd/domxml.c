@@ -192,7 +192,8 @@ int domxml_metadata_text(const char *element, char **ret)
 	const char *start = strchr(element, '>'), *end = strrchr(element, '<');
 	char *s;
 
-	if (!start || !end || end <= start || start[-1] == '/' || end[1] != '/')
+	/* "<x/>" has no text; ">..." has no start tag. */
+	if (!start || !end || start == element || end <= start || start[-1] == '/' || end[1] != '/')
 		return -EBADMSG;
 	start++;
 	s = strndup(start, (size_t)(end - start));

@@ -11,13 +11,15 @@
 #include "link.h"
 #include "qemu.h"
 
-/* A host with a bridge and a hub, for the network checks. */
+/* A host with a bridge, a hub and another host, for the checks against
+ * the settings. */
 static const struct host_config *fuzz_host(void)
 {
 	static const char settings[] =
 		"{\"networks\": {\"vmbr0\": {\"type\": \"bridge\", \"address\": \"10.0.0.1/24\"},"
 		" \"br1\": {\"type\": \"bridge\"},"
-		" \"vmwg\": {\"type\": \"wireguard\", \"address\": \"10.77.0.1/24\", \"endpoint\": \"10.0.0.1\"}}}";
+		" \"vmwg\": {\"type\": \"wireguard\", \"address\": \"10.77.0.1/24\", \"endpoint\": \"10.0.0.1\"}},"
+		" \"hosts\": {\"b\": {\"libvirt_uri\": \"qemu+ssh://b/system\"}}}";
 	static struct host_config *host;
 	struct schema_errors errors = {};
 

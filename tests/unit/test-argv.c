@@ -203,6 +203,7 @@ TEST(domain_full)
 	ASSERT(domxml_metadata_text("<vmd:vm xmlns:vmd=\"urn:x-vmd:domain:1\"/>", &text) == -EBADMSG);
 	ASSERT(domxml_metadata_text("no element", &text) == -EBADMSG);
 	ASSERT(domxml_metadata_text("<a>x<b", &text) == -EBADMSG);
+	ASSERT(domxml_metadata_text(">x</vm>", &text) == -EBADMSG); /* found by fuzz-state */
 }
 
 TEST(kernel_cmdline)

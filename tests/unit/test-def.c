@@ -399,6 +399,80 @@ TEST(networks_against_host)
 	host_config_free(h);
 }
 
+TEST(drivers_and_hosts)
+{
+	static const char host_text[] =
+		"{\"driver\": \"libvirt\", \"libvirt_uri\": \"qemu+unix:///system?socket=/tmp/s\","
+		" \"hosts\": {\"b\": {\"libvirt_uri\": \"qemu+ssh://b.example/system\", \"accel\": \"kvm\"}}}";
+	static const struct {
+		const char *fields, *error;
+	} cases[] = {
+		{ "\"host\": \"c\"", "host: \"c\" is not in the host settings' hosts" },
+		{ "\"host\": \"b\", \"driver\": \"qemu\"", "driver: must be \"libvirt\" (or absent) for a VM on another host" },
+		{ "\"host\": \"b\", \"disks\": [{\"name\": \"d\", \"size_mib\": 1, \"mount\": \"/d\"}]",
+		  "disks: a VM on another host (\"host\") cannot have disks yet" },
+		{ "\"host\": \"b\", \"shares\": [{\"tag\": \"t\", \"source\": \"/srv\", \"target\": \"/t\"}]",
+		  "shares: a VM on another host (\"host\") cannot have shares yet" },
+		{ "\"host\": \"b\", \"keys\": [{\"name\": \"ssh\", \"target\": \"/etc/ssh\"}]",
+		  "keys: a VM on another host (\"host\") cannot have key directories yet" },
+	};
+	static const char *const bad_hosts[][2] = {
+		{ "{\"driver\": \"xen\"}", "driver: must be one of: qemu, libvirt" },
+		{ "{\"libvirt_uri\": \"qemu system\"}", "libvirt_uri: must be printable ASCII without spaces" },
+		{ "{\"libvirt_uri\": \"nothing\"}", "libvirt_uri: must be a libvirt URI, like qemu:///system or qemu+ssh://host/system" },
+		{ "{\"hosts\": {\"local\": {\"libvirt_uri\": \"qemu:///system\"}}}", "hosts.local: is reserved: \"local\" is this host" },
+		{ "{\"hosts\": {\"B\": {\"libvirt_uri\": \"qemu:///system\"}}}", NULL },
+		{ "{\"hosts\": {\"b\": {}}}", "hosts.b.libvirt_uri: is required" },
+	};
+	struct schema_errors errors = {};
+	struct host_config *h = NULL;
+	struct vm_def *d = NULL;
+
+	ASSERT(host_config_parse_buffer(host_text, strlen(host_text), &h, &errors) == 0);
+	ASSERT_EQ(h->driver, DRIVER_LIBVIRT);
+	ASSERT_EQ(h->n_hosts, 1);
+	ASSERT_EQ(host_remote_find(h, "b")->accel, ACCEL_KVM);
+	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+		_cleanup_free_ char *text = xasprintf("{\"name\": \"edge\", \"system\": \"/nix/store/x-sys\", %s}",
+						      cases[i].fields);
+
+		ASSERT(def_parse_buffer(text, strlen(text), &d, &errors) == 0);
+		host_check_def(h, d, &errors);
+		ASSERT_EQ(errors.n, 1);
+		ASSERT_STREQ(errors.lines[0], cases[i].error);
+		schema_errors_clear(&errors);
+		def_free(d);
+	}
+	/* Which driver runs a definition. */
+	static const struct {
+		const char *fields;
+		int host_default, want;
+	} drivers[] = {
+		{ "", DRIVER_QEMU, DRIVER_QEMU },
+		{ "", DRIVER_LIBVIRT, DRIVER_LIBVIRT },
+		{ ", \"driver\": \"qemu\"", DRIVER_LIBVIRT, DRIVER_QEMU },
+		{ ", \"driver\": \"libvirt\"", DRIVER_QEMU, DRIVER_LIBVIRT },
+		{ ", \"host\": \"b\"", DRIVER_QEMU, DRIVER_LIBVIRT },
+	};
+	for (size_t i = 0; i < ELEMENTSOF(drivers); i++) {
+		_cleanup_free_ char *text = xasprintf("{\"name\": \"edge\", \"system\": \"/nix/store/x-sys\"%s}",
+						      drivers[i].fields);
+
+		ASSERT(def_parse_buffer(text, strlen(text), &d, &errors) == 0);
+		ASSERT_EQ(def_driver(d, drivers[i].host_default), drivers[i].want);
+		def_free(d);
+	}
+	host_config_free(h);
+
+	for (size_t i = 0; i < ELEMENTSOF(bad_hosts); i++) {
+		h = NULL;
+		ASSERT(host_config_parse_buffer(bad_hosts[i][0], strlen(bad_hosts[i][0]), &h, &errors) < 0);
+		if (bad_hosts[i][1])
+			ASSERT_STREQ(errors.lines[0], bad_hosts[i][1]);
+		schema_errors_clear(&errors);
+	}
+}
+
 TEST(network_clashes_in_a_set)
 {
 	_cleanup_free_ char *dir = tmpdir();
@@ -441,4 +515,4 @@ TEST(network_clashes_in_a_set)
 
 RUN_TESTS(T(invalid_definitions), T(schema_object_and_map), T(valid_roundtrip), T(defaults), T(full_fields),
 	  T(def_equal_detects_changes), T(host_defaults), T(host_invalid), T(networks_against_host),
-	  T(network_clashes_in_a_set))
+	  T(drivers_and_hosts), T(network_clashes_in_a_set))
