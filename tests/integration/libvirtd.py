@@ -9,7 +9,8 @@ QEMU capabilities cache in /var/cache/libvirt, which libvirt writes
 atomically). libvirtd itself can then be killed and started again in the
 same namespace, finding its running domains as a restarted daemon does.
 Its domains' QEMU processes run in that namespace too; hide= paths are
-covered there by empty tmpfs, so the host "lacks" them."""
+covered there by empty tmpfs, so the host "lacks" them. netns= runs it in
+that network namespace (its taps and bridges are there)."""
 
 import os
 import shutil
@@ -21,7 +22,7 @@ LIBVIRT_DIRS = ["/run/libvirt", "/var/lib/libvirt", "/var/log/libvirt", "/etc/li
 
 
 class PrivateLibvirtd:
-    def __init__(self, root, name="libvirt", hide=()):
+    def __init__(self, root, name="libvirt", hide=(), netns=None):
         self.dir = os.path.join(root, name)
         self.sock_dir = os.path.join(self.dir, "sock")
         os.makedirs(self.sock_dir)
@@ -41,7 +42,9 @@ class PrivateLibvirtd:
                   f"printf \"{conf}\" > /etc/libvirt/libvirtd.conf && "
                   f"printf \"{qconf}\" > /etc/libvirt/qemu.conf && "
                   f"touch {self.dir}/ready && exec sleep infinity")
-        self.holder = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script])
+        prefix = ["ip", "netns", "exec", netns] if netns else []
+        self.holder = subprocess.Popen([*prefix, "unshare", "--mount", "--propagation", "private", "sh", "-c",
+                                        script])
         self._wait(lambda: os.path.exists(os.path.join(self.dir, "ready")), "the namespace")
         self.daemon = None
         self.start()
@@ -66,7 +69,8 @@ class PrivateLibvirtd:
 
     def start(self):
         assert self.daemon is None
-        self.daemon = subprocess.Popen(["nsenter", "-t", str(self.holder.pid), "-m", "libvirtd", "-f",
+        # The holder's mount and network namespaces.
+        self.daemon = subprocess.Popen(["nsenter", "-t", str(self.holder.pid), "-m", "-n", "libvirtd", "-f",
                                         "/etc/libvirt/libvirtd.conf", "-p", self.pidfile],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self._wait(self.answers, "libvirtd to answer")

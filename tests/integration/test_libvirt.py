@@ -292,3 +292,37 @@ def test_two_drivers_at_once_and_vmd_run(env, lv, daemons):
     # The next run sweeps what the killed one left.
     p = env.run(run, "true")
     assert p.returncode == 0, p.stderr
+
+
+def test_bridge_network_through_libvirt(env, daemons):
+    """libvirt makes the tap (vmd names it) on vmd's bridge; a libvirt VM and
+    a QEMU-driver VM share the bridge. Everything in a namespace of the
+    test's own, libvirtd too."""
+    import secrets
+
+    from test_net import NetNS, start_in
+
+    ns = NetNS()
+    lvn = None
+    try:
+        os.chmod(env.root, 0o711)
+        lvn = PrivateLibvirtd(env.root, netns=ns.name)
+        bridge = f"vb{secrets.token_hex(3)}"
+        env.write_settings(libvirt_uri=lvn.uri, networks={bridge: {"type": "bridge", "address": "10.0.0.1/24"}})
+        d = start_in(ns, daemons, env)
+        d.define("lnet", driver="libvirt", vcpus=2, network={"bridge": bridge, "address": "10.0.0.2/24"})
+        d.define("qnet", network={"bridge": bridge, "address": "10.0.0.3/24"})
+        d.ctl("reload", check=0)
+        d.wait_state("lnet", "running", ready=True)
+        d.wait_state("qnet", "running", ready=True)
+        assert f"master {bridge}" in ns.run("ip", "link", "show", "vm-lnet").stdout
+        out = exec_ok(d, "lnet", "sh", "-c", "ls /sys/class/net/eth0/queues; cat /sys/class/net/eth0/address; "
+                      "ping -c 2 -W 5 10.0.0.1 >/dev/null && ping -c 2 -W 5 10.0.0.3 >/dev/null && echo pings-ok")
+        assert "rx-1" in out and "tx-1" in out and "pings-ok" in out
+        assert lvn.domains() == ["vmd-lnet"]
+        assert d.stop() == 0
+        assert not ns.has_link("vm-lnet") and not ns.has_link(bridge)
+    finally:
+        if lvn:
+            lvn.close()
+        ns.delete()
