@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libvirt/libvirt-qemu.h>
@@ -10,6 +11,96 @@
 #include "domxml.h"
 #include "libvirt.h"
 #include "log.h"
+
+/* libvirt is loaded when a VM first needs it, not linked: its libraries
+ * (glib, libxml2, gnutls and some fifty more) would triple the resident
+ * size of every vmd, also of one that never runs a libvirt domain. The
+ * prototypes still come from libvirt's headers, so every call is checked. */
+#define LIBVIRT_SYMBOLS(X) \
+	X(virConnectClose) \
+	X(virConnectDomainEventDeregisterAny) \
+	X(virConnectDomainEventRegisterAny) \
+	X(virConnectGetCapabilities) \
+	X(virConnectListAllDomains) \
+	X(virConnectOpen) \
+	X(virConnectRegisterCloseCallback) \
+	X(virConnectSetKeepAlive) \
+	X(virConnectUnregisterCloseCallback) \
+	X(virDomainCreateXML) \
+	X(virDomainDestroy) \
+	X(virDomainFree) \
+	X(virDomainGetID) \
+	X(virDomainGetMetadata) \
+	X(virDomainGetName) \
+	X(virDomainGetState) \
+	X(virDomainGetUUID) \
+	X(virDomainIsActive) \
+	X(virDomainLookupByName) \
+	X(virDomainLookupByUUID) \
+	X(virDomainOpenChannel) \
+	X(virDomainOpenConsole) \
+	X(virDomainResume) \
+	X(virDomainSetMetadata) \
+	X(virDomainShutdownFlags) \
+	X(virEventRegisterImpl) \
+	X(virGetLastError) \
+	X(virGetLastErrorMessage) \
+	X(virInitialize) \
+	X(virResetLastError) \
+	X(virSetErrorFunc) \
+	X(virStoragePoolCreateXML) \
+	X(virStoragePoolDestroy) \
+	X(virStoragePoolFree) \
+	X(virStorageVolFree) \
+	X(virStorageVolLookupByName) \
+	X(virStreamAbort) \
+	X(virStreamEventAddCallback) \
+	X(virStreamEventRemoveCallback) \
+	X(virStreamFinish) \
+	X(virStreamFree) \
+	X(virStreamNew) \
+	X(virStreamRecv)
+#define LIBVIRT_QEMU_SYMBOLS(X) \
+	X(virDomainQemuAgentCommand)
+#define DECLARE(name) static typeof(name) *sym_##name;
+LIBVIRT_SYMBOLS(DECLARE)
+LIBVIRT_QEMU_SYMBOLS(DECLARE)
+#undef DECLARE
+
+static int load_libvirt(void)
+{
+	static int loaded; /* 1, or -errno once failed */
+	void *lib, *qlib;
+
+	if (loaded)
+		return loaded < 0 ? loaded : 0;
+	lib = dlopen("libvirt.so.0", RTLD_NOW | RTLD_LOCAL);
+	qlib = lib ? dlopen("libvirt-qemu.so.0", RTLD_NOW | RTLD_LOCAL) : NULL;
+	if (!lib || !qlib) {
+		log_error("cannot load libvirt (Debian: the libvirt0 package): %s", dlerror());
+		loaded = -EOPNOTSUPP;
+		return loaded;
+	}
+#define RESOLVE(name)                                                                        \
+	if (!(sym_##name = (typeof(name) *)dlsym(lib, #name))) {                             \
+		log_error("libvirt.so.0 has no %s: too old a libvirt", #name);              \
+		loaded = -EOPNOTSUPP;                                                       \
+		return loaded;                                                              \
+	}
+	LIBVIRT_SYMBOLS(RESOLVE)
+#undef RESOLVE
+	lib = qlib;
+#define RESOLVE(name)                                                                        \
+	if (!(sym_##name = (typeof(name) *)dlsym(lib, #name))) {                             \
+		log_error("libvirt-qemu.so.0 has no %s: too old a libvirt", #name);         \
+		loaded = -EOPNOTSUPP;                                                       \
+		return loaded;                                                              \
+	}
+	LIBVIRT_QEMU_SYMBOLS(RESOLVE)
+#undef RESOLVE
+	loaded = 1;
+	return 0;
+}
 
 #define RETRY_MIN_USEC (100 * USEC_PER_MSEC)
 #define RETRY_MAX_USEC (10 * USEC_PER_SEC)
@@ -278,7 +369,11 @@ static void quiet_errors(void *userdata, virErrorPtr e)
 
 const char *lv_error(void)
 {
-	const char *m = virGetLastErrorMessage();
+	const char *m;
+
+	if (!ev.loop)
+		return "libvirt could not be loaded";
+	m = sym_virGetLastErrorMessage();
 
 	return m ? m : "unknown libvirt error";
 }
@@ -286,7 +381,7 @@ const char *lv_error(void)
 /* libvirt's error as -errno, for the callers' own decisions. */
 static int lv_errno(void)
 {
-	virErrorPtr e = virGetLastError();
+	virErrorPtr e = ev.loop ? sym_virGetLastError() : NULL;
 
 	if (!e)
 		return -EIO;
@@ -327,17 +422,30 @@ int lv_new(struct loop *l, struct lv **ret)
 	if (!lv)
 		return -ENOMEM;
 	lv->loop = l;
-	if (!ev.loop) {
-		if (virInitialize() < 0 || loop_add_timer(l, 0, ev_reap, NULL, &ev.reaper) < 0) {
-			free(lv);
-			return -EIO;
-		}
-		ev.loop = l;
-		virSetErrorFunc(NULL, quiet_errors);
-		virEventRegisterImpl(ev_add_handle, ev_update_handle, ev_remove_handle, ev_add_timeout,
-				     ev_update_timeout, ev_remove_timeout);
-	}
 	*ret = lv;
+	return 0;
+}
+
+/* On the first connection: load libvirt, put its event loop on ours (it
+ * must be registered before any connection opens). */
+static int lv_init(struct lv *lv)
+{
+	int r;
+
+	if (ev.loop)
+		return ev.loop == lv->loop ? 0 : -EBUSY;
+	r = load_libvirt();
+	if (r < 0)
+		return r;
+	if (sym_virInitialize() < 0)
+		return -EIO;
+	r = loop_add_timer(lv->loop, 0, ev_reap, NULL, &ev.reaper);
+	if (r < 0)
+		return r;
+	ev.loop = lv->loop;
+	sym_virSetErrorFunc(NULL, quiet_errors);
+	sym_virEventRegisterImpl(ev_add_handle, ev_update_handle, ev_remove_handle, ev_add_timeout,
+				 ev_update_timeout, ev_remove_timeout);
 	return 0;
 }
 
@@ -348,9 +456,9 @@ static void streams_close(struct lv_dom *d)
 	for (size_t i = 0; i < ELEMENTSOF(ss); i++) {
 		if (!*ss[i])
 			continue;
-		virStreamEventRemoveCallback(*ss[i]);
-		virStreamAbort(*ss[i]);
-		virStreamFree(*ss[i]);
+		sym_virStreamEventRemoveCallback(*ss[i]);
+		sym_virStreamAbort(*ss[i]);
+		sym_virStreamFree(*ss[i]);
 		*ss[i] = NULL;
 	}
 }
@@ -364,7 +472,7 @@ static void on_stream(virStreamPtr st, int events, void *opaque)
 
 	(void)events;
 	for (;;) {
-		n = virStreamRecv(st, buf, sizeof(buf));
+		n = sym_virStreamRecv(st, buf, sizeof(buf));
 		if (n == -2)
 			return; /* nothing more for now */
 		if (n <= 0)
@@ -378,12 +486,12 @@ static void on_stream(virStreamPtr st, int events, void *opaque)
 			return;
 	}
 	/* End of the stream (the domain is going) or an error. */
-	virStreamEventRemoveCallback(st);
+	sym_virStreamEventRemoveCallback(st);
 	if (n == 0)
-		virStreamFinish(st);
+		sym_virStreamFinish(st);
 	else
-		virStreamAbort(st);
-	virStreamFree(st);
+		sym_virStreamAbort(st);
+	sym_virStreamFree(st);
 	if (console)
 		d->console = NULL;
 	else
@@ -392,22 +500,22 @@ static void on_stream(virStreamPtr st, int events, void *opaque)
 
 static int open_stream(struct lv_dom *d, bool console)
 {
-	virStreamPtr st = virStreamNew(d->c->conn, VIR_STREAM_NONBLOCK);
+	virStreamPtr st = sym_virStreamNew(d->c->conn, VIR_STREAM_NONBLOCK);
 	int r;
 
 	if (!st)
 		return lv_errno();
 	/* FORCE: a previous daemon's stream may still hold it. */
-	r = console ? virDomainOpenConsole(d->dom, NULL, st, VIR_DOMAIN_CONSOLE_FORCE) :
-		      virDomainOpenChannel(d->dom, "io.vmd.notify", st, VIR_DOMAIN_CHANNEL_FORCE);
+	r = console ? sym_virDomainOpenConsole(d->dom, NULL, st, VIR_DOMAIN_CONSOLE_FORCE) :
+		      sym_virDomainOpenChannel(d->dom, "io.vmd.notify", st, VIR_DOMAIN_CHANNEL_FORCE);
 	if (r == 0)
-		r = virStreamEventAddCallback(st, VIR_STREAM_EVENT_READABLE | VIR_STREAM_EVENT_ERROR |
+		r = sym_virStreamEventAddCallback(st, VIR_STREAM_EVENT_READABLE | VIR_STREAM_EVENT_ERROR |
 							  VIR_STREAM_EVENT_HANGUP,
 					      on_stream, d, NULL);
 	if (r < 0) {
 		r = lv_errno();
-		virStreamAbort(st);
-		virStreamFree(st);
+		sym_virStreamAbort(st);
+		sym_virStreamFree(st);
 		return r;
 	}
 	if (console)
@@ -430,7 +538,7 @@ static struct lv_dom *find_dom(struct lv_conn *c, virDomainPtr dom)
 {
 	unsigned char uuid[VIR_UUID_BUFLEN];
 
-	if (virDomainGetUUID(dom, uuid) < 0)
+	if (sym_virDomainGetUUID(dom, uuid) < 0)
 		return NULL;
 	for (struct lv_dom *d = c->doms; d; d = d->next)
 		if (memcmp(d->uuid, uuid, sizeof(uuid)) == 0)
@@ -495,7 +603,7 @@ static void on_reboot(virConnectPtr conn, virDomainPtr dom, void *opaque)
 	if (!d || d->ended)
 		return;
 	d->rebooting = true;
-	if (virDomainDestroy(d->dom) < 0)
+	if (sym_virDomainDestroy(d->dom) < 0)
 		log_warning("%s: destroying it after the guest reset: %s", d->name, lv_error());
 }
 
@@ -506,12 +614,12 @@ static void conn_drop(struct lv_conn *c)
 	if (!c->conn)
 		return;
 	if (c->lifecycle_id >= 0)
-		virConnectDomainEventDeregisterAny(c->conn, c->lifecycle_id);
+		sym_virConnectDomainEventDeregisterAny(c->conn, c->lifecycle_id);
 	if (c->reboot_id >= 0)
-		virConnectDomainEventDeregisterAny(c->conn, c->reboot_id);
+		sym_virConnectDomainEventDeregisterAny(c->conn, c->reboot_id);
 	c->lifecycle_id = c->reboot_id = -1;
-	virConnectUnregisterCloseCallback(c->conn, on_close);
-	virConnectClose(c->conn);
+	sym_virConnectUnregisterCloseCallback(c->conn, on_close);
+	sym_virConnectClose(c->conn);
 	c->conn = NULL;
 	c->up = false;
 }
@@ -539,7 +647,7 @@ static void on_close(virConnectPtr conn, int reason, void *opaque)
 	for (struct lv_dom *d = c->doms; d; d = d->next) {
 		streams_close(d);
 		if (d->dom) {
-			virDomainFree(d->dom);
+			sym_virDomainFree(d->dom);
 			d->dom = NULL;
 		}
 		if (!d->ended && d->ops->link)
@@ -553,16 +661,16 @@ static void on_close(virConnectPtr conn, int reason, void *opaque)
 /* Opens the connection and looks again at every domain followed on it. */
 static int conn_open(struct lv_conn *c)
 {
-	virConnectPtr conn = virConnectOpen(c->uri);
+	virConnectPtr conn = sym_virConnectOpen(c->uri);
 
 	if (!conn)
 		return lv_errno();
 	c->conn = conn;
-	c->lifecycle_id = virConnectDomainEventRegisterAny(conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+	c->lifecycle_id = sym_virConnectDomainEventRegisterAny(conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
 							    VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle), c, NULL);
-	c->reboot_id = virConnectDomainEventRegisterAny(conn, NULL, VIR_DOMAIN_EVENT_ID_REBOOT,
+	c->reboot_id = sym_virConnectDomainEventRegisterAny(conn, NULL, VIR_DOMAIN_EVENT_ID_REBOOT,
 							 VIR_DOMAIN_EVENT_CALLBACK(on_reboot), c, NULL);
-	if (c->lifecycle_id < 0 || c->reboot_id < 0 || virConnectRegisterCloseCallback(conn, on_close, c, NULL) < 0) {
+	if (c->lifecycle_id < 0 || c->reboot_id < 0 || sym_virConnectRegisterCloseCallback(conn, on_close, c, NULL) < 0) {
 		int r = lv_errno();
 
 		conn_drop(c);
@@ -570,15 +678,15 @@ static int conn_open(struct lv_conn *c)
 	}
 	/* A libvirtd that hangs (or a host that vanished) is noticed in
 	 * about 15 s; local connections may not support it. */
-	(void)virConnectSetKeepAlive(conn, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT);
+	(void)sym_virConnectSetKeepAlive(conn, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT);
 	c->up = true;
 	c->delay = 0;
 	for (struct lv_dom *d = c->doms, *next; d; d = next) {
 		next = d->next;
 		if (d->ended)
 			continue;
-		d->dom = virDomainLookupByUUID(conn, d->uuid);
-		if (!d->dom || virDomainIsActive(d->dom) != 1) {
+		d->dom = sym_virDomainLookupByUUID(conn, d->uuid);
+		if (!d->dom || sym_virDomainIsActive(d->dom) != 1) {
 			dom_ended(d, LV_END_GONE, "the domain was gone when libvirtd came back");
 			continue;
 		}
@@ -633,6 +741,9 @@ int lv_conn_get(struct lv *lv, const char *uri, bool probe, struct lv_conn **ret
 			*ret = c;
 			return 0;
 		}
+	r = lv_init(lv);
+	if (r < 0)
+		return r;
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
@@ -689,16 +800,16 @@ static int dom_new(struct lv_conn *c, virDomainPtr dom, bool want_notify, const 
 		   void *userdata, struct lv_dom **ret)
 {
 	struct lv_dom *d = calloc(1, sizeof(*d));
-	const char *name = virDomainGetName(dom);
+	const char *name = sym_virDomainGetName(dom);
 
-	if (!d || !name || !(d->name = strdup(name)) || virDomainGetUUID(dom, d->uuid) < 0) {
+	if (!d || !name || !(d->name = strdup(name)) || sym_virDomainGetUUID(dom, d->uuid) < 0) {
 		free(d ? d->name : NULL);
 		free(d);
 		return -ENOMEM;
 	}
 	d->c = c;
 	d->dom = dom;
-	d->id = (int)virDomainGetID(dom);
+	d->id = (int)sym_virDomainGetID(dom);
 	d->want_notify = want_notify;
 	d->ops = ops;
 	d->userdata = userdata;
@@ -717,22 +828,22 @@ int lv_dom_create(struct lv_conn *c, const char *xml, bool autodestroy, const st
 
 	if (!c->up)
 		return -ENOTCONN;
-	dom = virDomainCreateXML(c->conn, xml, VIR_DOMAIN_START_PAUSED | (autodestroy ? VIR_DOMAIN_START_AUTODESTROY : 0));
+	dom = sym_virDomainCreateXML(c->conn, xml, VIR_DOMAIN_START_PAUSED | (autodestroy ? VIR_DOMAIN_START_AUTODESTROY : 0));
 	if (!dom)
 		return lv_errno();
 	r = dom_new(c, dom, true, ops, userdata, &d);
 	if (r < 0) {
-		virDomainDestroy(dom);
-		virDomainFree(dom);
+		sym_virDomainDestroy(dom);
+		sym_virDomainFree(dom);
 		return r;
 	}
 	r = open_streams(d);
-	if (r == 0 && virDomainResume(dom) < 0)
+	if (r == 0 && sym_virDomainResume(dom) < 0)
 		r = lv_errno();
 	if (r < 0) {
 		/* The event for this destroy must not reach the caller. */
 		d->ended = true;
-		virDomainDestroy(dom);
+		sym_virDomainDestroy(dom);
 		lv_dom_free(d);
 		return r;
 	}
@@ -749,16 +860,16 @@ int lv_dom_attach(struct lv_conn *c, const char *name, bool want_notify, const s
 
 	if (!c->up)
 		return -ENOTCONN;
-	dom = virDomainLookupByName(c->conn, name);
+	dom = sym_virDomainLookupByName(c->conn, name);
 	if (!dom)
 		return lv_errno();
-	if (virDomainIsActive(dom) != 1) {
-		virDomainFree(dom);
+	if (sym_virDomainIsActive(dom) != 1) {
+		sym_virDomainFree(dom);
 		return -ESRCH;
 	}
 	r = dom_new(c, dom, want_notify, ops, userdata, &d);
 	if (r < 0) {
-		virDomainFree(dom);
+		sym_virDomainFree(dom);
 		return r;
 	}
 	r = open_streams(d);
@@ -781,7 +892,7 @@ void lv_dom_free(struct lv_dom *d)
 		}
 	streams_close(d);
 	if (d->dom)
-		virDomainFree(d->dom);
+		sym_virDomainFree(d->dom);
 	free(d->name);
 	free(d);
 }
@@ -797,7 +908,7 @@ int lv_dom_running(struct lv_dom *d)
 
 	if (!lv_dom_is_up(d))
 		return -ENOTCONN;
-	if (virDomainGetState(d->dom, &state, &reason, 0) < 0)
+	if (sym_virDomainGetState(d->dom, &state, &reason, 0) < 0)
 		return lv_errno();
 	return state == VIR_DOMAIN_RUNNING || state == VIR_DOMAIN_PAUSED || state == VIR_DOMAIN_BLOCKED ||
 	       state == VIR_DOMAIN_PMSUSPENDED;
@@ -817,7 +928,7 @@ int lv_dom_shutdown(struct lv_dom *d)
 {
 	if (!lv_dom_is_up(d))
 		return -ENOTCONN;
-	return virDomainShutdownFlags(d->dom, VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN) < 0 ? lv_errno() : 0;
+	return sym_virDomainShutdownFlags(d->dom, VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN) < 0 ? lv_errno() : 0;
 }
 
 int lv_dom_destroy(struct lv_dom *d)
@@ -826,7 +937,7 @@ int lv_dom_destroy(struct lv_dom *d)
 
 	if (!lv_dom_is_up(d))
 		return -ENOTCONN;
-	if (virDomainDestroy(d->dom) == 0)
+	if (sym_virDomainDestroy(d->dom) == 0)
 		return 0;
 	r = lv_errno();
 	/* Already gone: its STOPPED event is on the way. */
@@ -839,7 +950,7 @@ int lv_dom_agent(struct lv_dom *d, const char *cmd, int timeout_s, char **ret)
 
 	if (!lv_dom_is_up(d))
 		return -ENOTCONN;
-	reply = virDomainQemuAgentCommand(d->dom, cmd, timeout_s, 0);
+	reply = sym_virDomainQemuAgentCommand(d->dom, cmd, timeout_s, 0);
 	if (!reply)
 		return lv_errno();
 	*ret = reply;
@@ -854,7 +965,7 @@ int lv_dom_set_metadata(struct lv_dom *d, const char *text)
 		return -ENOMEM;
 	if (!lv_dom_is_up(d))
 		return -ENOTCONN;
-	return virDomainSetMetadata(d->dom, VIR_DOMAIN_METADATA_ELEMENT, xml, DOMXML_NS_PREFIX, DOMXML_NS,
+	return sym_virDomainSetMetadata(d->dom, VIR_DOMAIN_METADATA_ELEMENT, xml, DOMXML_NS_PREFIX, DOMXML_NS,
 				    VIR_DOMAIN_AFFECT_LIVE) < 0 ?
 		       lv_errno() :
 		       0;
@@ -868,23 +979,23 @@ int lv_list_ours(struct lv_conn *c, char ***ret_names, char ***ret_texts)
 
 	if (!c->up)
 		return -ENOTCONN;
-	n = virConnectListAllDomains(c->conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
+	n = sym_virConnectListAllDomains(c->conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
 	if (n < 0)
 		return lv_errno();
 	for (int i = 0; i < n; i++) {
-		char *element = virDomainGetMetadata(doms[i], VIR_DOMAIN_METADATA_ELEMENT, DOMXML_NS, 0);
+		char *element = sym_virDomainGetMetadata(doms[i], VIR_DOMAIN_METADATA_ELEMENT, DOMXML_NS, 0);
 		char *text = NULL;
 
 		if (element && r == 0 && domxml_metadata_text(element, &text) == 0) {
-			if (strv_extend(&names, virDomainGetName(doms[i])) < 0 || strv_extend(&texts, text) < 0)
+			if (strv_extend(&names, sym_virDomainGetName(doms[i])) < 0 || strv_extend(&texts, text) < 0)
 				r = -ENOMEM;
 		}
 		free(text);
 		free(element);
-		virDomainFree(doms[i]);
+		sym_virDomainFree(doms[i]);
 	}
 	free(doms);
-	virResetLastError();
+	sym_virResetLastError();
 	if (r < 0)
 		return r;
 	/* Two lists of the same length, both NULL-terminated (or NULL). */
@@ -900,12 +1011,12 @@ int lv_destroy_by_name(struct lv_conn *c, const char *name)
 
 	if (!c->up)
 		return -ENOTCONN;
-	dom = virDomainLookupByName(c->conn, name);
+	dom = sym_virDomainLookupByName(c->conn, name);
 	if (!dom)
 		return lv_errno();
-	if (virDomainDestroy(dom) < 0)
+	if (sym_virDomainDestroy(dom) < 0)
 		r = lv_errno();
-	virDomainFree(dom);
+	sym_virDomainFree(dom);
 	return r;
 }
 
@@ -927,25 +1038,25 @@ int lv_check_files(struct lv_conn *c, const char *dir, const char *const *names,
 			rnd, dir);
 	if (!xml)
 		return -ENOMEM;
-	pool = virStoragePoolCreateXML(c->conn, xml, 0);
+	pool = sym_virStoragePoolCreateXML(c->conn, xml, 0);
 	if (!pool) {
 		r = lv_errno();
 		*ret_missing = dir;
 		return r == -EIO ? -ENOENT : r;
 	}
 	for (size_t i = 0; names[i]; i++) {
-		virStorageVolPtr v = virStorageVolLookupByName(pool, names[i]);
+		virStorageVolPtr v = sym_virStorageVolLookupByName(pool, names[i]);
 
 		if (!v) {
 			*ret_missing = names[i];
 			r = -ENOENT;
 			break;
 		}
-		virStorageVolFree(v);
+		sym_virStorageVolFree(v);
 	}
-	virStoragePoolDestroy(pool);
-	virStoragePoolFree(pool);
-	virResetLastError();
+	sym_virStoragePoolDestroy(pool);
+	sym_virStoragePoolFree(pool);
+	sym_virResetLastError();
 	return r;
 }
 
@@ -955,7 +1066,7 @@ int lv_has_kvm(struct lv_conn *c)
 
 	if (!c->up)
 		return -ENOTCONN;
-	caps = virConnectGetCapabilities(c->conn);
+	caps = sym_virConnectGetCapabilities(c->conn);
 	if (!caps)
 		return lv_errno();
 	return strstr(caps, "<domain type='kvm'") != NULL;

@@ -496,19 +496,57 @@ static void on_conn_up(struct lv_conn *c, void *userdata)
 	adopt_domains(userdata, c, false);
 }
 
+/* Where a previous daemon ran libvirt domains: the URIs its VMs' run
+ * directories name (vm-libvirt.c leaves them there). */
+static int uris_in_run_dirs(struct manager *m, char ***ret)
+{
+	_cleanup_free_ char *vms = path_join(m->host->run_dir, "vms");
+	struct dirent *de;
+	DIR *d = vms ? opendir(vms) : NULL;
+	int r = 0;
+
+	if (!d)
+		return vms ? 0 : -ENOMEM;
+	while (r == 0 && (de = readdir(d))) {
+		_cleanup_free_ char *path = NULL, *uri = NULL;
+
+		if (de->d_name[0] == '.' || check_name(de->d_name))
+			continue;
+		path = xasprintf("%s/%s/" VMLV_URI_FILE, vms, de->d_name);
+		if (!path || read_file(path, LIBVIRT_URI_MAX + 2, &uri, NULL) < 0)
+			continue;
+		uri[strcspn(uri, "\n")] = 0;
+		if (!check_libvirt_uri(uri) && !strv_contains(*ret, uri))
+			r = strv_extend(ret, uri);
+	}
+	closedir(d);
+	return r;
+}
+
 static void adopt_libvirt(struct manager *m)
 {
+	_cleanup_strv_free_ char **uris = NULL;
 	struct lv_conn *c;
 
 	lv_on_conn_up(m->opts.lv, on_conn_up, m);
-	/* The local libvirtd only if it is there, unless it is the default
-	 * driver; another host's always (it is declared for this). */
-	if (lv_conn_get(m->opts.lv, m->host->libvirt_uri, m->host->driver != DRIVER_LIBVIRT, &c) == 0 &&
-	    lv_conn_is_up(c))
-		adopt_domains(m, c, true);
+	/* libvirt is loaded only for a vmd that uses it: the default driver
+	 * or another host in the settings, or domains a previous daemon left
+	 * (the local libvirtd then only if it answers now). */
+	if (m->host->driver == DRIVER_LIBVIRT && strv_extend(&uris, m->host->libvirt_uri) < 0)
+		return;
 	for (size_t i = 0; i < m->host->n_hosts; i++)
-		if (lv_conn_get(m->opts.lv, m->host->hosts[i].libvirt_uri, false, &c) == 0 && lv_conn_is_up(c))
+		if (!strv_contains(uris, m->host->hosts[i].libvirt_uri) &&
+		    strv_extend(&uris, m->host->hosts[i].libvirt_uri) < 0)
+			return;
+	if (uris_in_run_dirs(m, &uris) < 0)
+		log_warning("looking for libvirt domains a previous daemon left: out of memory");
+	for (size_t i = 0; uris && uris[i]; i++) {
+		bool declared = (m->host->driver == DRIVER_LIBVIRT && streq(uris[i], m->host->libvirt_uri)) ||
+				!streq(uris[i], m->host->libvirt_uri);
+
+		if (lv_conn_get(m->opts.lv, uris[i], !declared, &c) == 0 && lv_conn_is_up(c))
 			adopt_domains(m, c, true);
+	}
 }
 
 int manager_adopt_all(struct manager *m)

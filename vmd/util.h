@@ -69,6 +69,7 @@ static inline void strv_freep(char ***l)
 }
 #define _cleanup_strv_free_ _cleanup_(strv_freep)
 size_t strv_length(char *const *l);
+bool strv_contains(char *const *l, const char *s);
 /* Appends a copy of s; returns 0 or -ENOMEM. */
 int strv_extend(char ***l, const char *s);
 /* Appends s and takes ownership, also on failure. */

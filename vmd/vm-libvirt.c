@@ -186,6 +186,19 @@ static int write_wrapper(struct vm *vm, size_t i, char **ret)
 	return 0;
 }
 
+static int write_uri(struct vm *vm)
+{
+	_cleanup_free_ char *path = path_join(vm->dir, VMLV_URI_FILE), *line = xasprintf("%s\n", conn_uri(vm));
+	_cleanup_close_ int fd = -EBADF;
+
+	if (!path || !line)
+		return -ENOMEM;
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	return write_all(fd, line, strlen(line));
+}
+
 /* QEMU runs as libvirt's qemu user, which must reach the images: the
  * directories vmd made down to them may be searched (not listed) by
  * others. libvirt's DAC driver then labels the images themselves. */
@@ -367,6 +380,10 @@ int vmlv_start(struct vm *vm)
 	r = domxml_build(&dc, &xml);
 	if (r < 0)
 		return r;
+	/* So that a next daemon knows to look there (and load libvirt). */
+	r = write_uri(vm);
+	if (r < 0)
+		return log_error_errno(r, "%s: writing %s/%s: %m", vm->def->name, vm->dir, VMLV_URI_FILE);
 	/* A throwaway run's domain goes with vmd's connection. */
 	r = lv_dom_create(c, xml, vm->opts.die_with_parent, &dom_ops, vm, &vm->dom);
 	if (r < 0)

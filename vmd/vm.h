@@ -136,6 +136,8 @@ char *vmlv_domain_name(const char *vm);
 /* Which vmd made a domain (in its metadata): <state_dir>/instance-id,
  * made on first use. */
 #define VMLV_INSTANCE_ID_LEN 32
+/* In a libvirt VM's run directory: the URI of the libvirtd it runs on. */
+#define VMLV_URI_FILE "libvirt-uri"
 int vmlv_instance_id(const struct host_config *host, char out[VMLV_INSTANCE_ID_LEN + 1]);
 
 /* Where it runs: "local" or the name of one of the settings' hosts. */

@@ -273,6 +273,14 @@ def test_two_drivers_at_once_and_vmd_run(env, lv, daemons):
     assert exec_ok(d, "viaqemu", "hostname").strip() == "viaqemu"
     assert exec_ok(d, "vialibvirt", "hostname").strip() == "vialibvirt"
     assert lv.domains() == ["vmd-vialibvirt"]
+    # The default driver is qemu: the next daemon looks for libvirt
+    # domains where the VMs' run directories say they are, and adopts both.
+    d.proc.send_signal(signal.SIGUSR2)
+    assert d.proc.wait(timeout=60) == 75
+    d = daemons()
+    out = d.output()
+    assert "viaqemu: adopted (QEMU pid" in out and "vialibvirt: adopted (libvirt domain vmd-vialibvirt" in out
+    exec_ok(d, "vialibvirt", "true")
     assert d.stop() == 0
 
     # vmd run through libvirt: the command's status, and a domain that
