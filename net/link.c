@@ -85,7 +85,8 @@ static int get_link(struct nl_sock *sk, const char *name, struct rtnl_link **ret
 	return r < 0 ? nlerr(r) : 0;
 }
 
-int link_lookup(struct nl_sock *sk, const char *name, bool *ret_is_bridge)
+/* The ifindex of name, and whether it is of kind ("bridge", ...). */
+static int lookup_kind(struct nl_sock *sk, const char *name, const char *kind, bool *ret_is)
 {
 	_cleanup_link_ struct rtnl_link *l = NULL;
 	const char *type;
@@ -95,9 +96,14 @@ int link_lookup(struct nl_sock *sk, const char *name, bool *ret_is_bridge)
 	if (r < 0)
 		return r;
 	type = rtnl_link_get_type(l);
-	if (ret_is_bridge)
-		*ret_is_bridge = type && streq(type, "bridge");
+	if (ret_is)
+		*ret_is = type && streq(type, kind);
 	return rtnl_link_get_ifindex(l);
+}
+
+int link_lookup(struct nl_sock *sk, const char *name, bool *ret_is_bridge)
+{
+	return lookup_kind(sk, name, "bridge", ret_is_bridge);
 }
 
 static int set_up(struct nl_sock *sk, struct rtnl_link *l)
@@ -139,19 +145,13 @@ out:
 	return r;
 }
 
+/* The ifindex of name if it is of kind; -ENOTTY if of another. */
 static int link_kind(struct nl_sock *sk, const char *name, const char *kind)
 {
-	_cleanup_link_ struct rtnl_link *l = NULL;
-	const char *type;
-	int r;
+	bool is;
+	int r = lookup_kind(sk, name, kind, &is);
 
-	r = get_link(sk, name, &l);
-	if (r < 0)
-		return r;
-	type = rtnl_link_get_type(l);
-	if (!type || !streq(type, kind))
-		return -ENOTTY;
-	return rtnl_link_get_ifindex(l);
+	return r >= 0 && !is ? -ENOTTY : r;
 }
 
 /* Makes sure a link of kind called name exists (adopting one, refusing a

@@ -116,6 +116,9 @@ int vm_lock_run_dir(struct vm *vm, bool sweep);
 int vm_plan_images(struct vm *vm);
 int vm_plan_shares(struct vm *vm);
 void vm_cleanup_files(struct vm *vm);
+/* What an adoption knows without starting anything: this boot's log
+ * offset, its images and shares (key directories prepared again). */
+int vm_adopt_plan(struct vm *vm);
 /* An adopted VM runs on, ready, with st's times and restart count. */
 void vm_adopted(struct vm *vm, const struct vmstate *st);
 

@@ -523,12 +523,8 @@ int vmlv_adopt(struct vm *vm, struct lv_conn *c, const char *domain, const struc
 		return r;
 	vm->adopted = true;
 	r = vm_open_log(vm);
-	if (r < 0)
-		goto stale;
-	vm->log_offset = vmlog_offset(&vm->log);
-	r = vm_plan_images(vm);
 	if (r == 0)
-		r = vm_plan_shares(vm);
+		r = vm_adopt_plan(vm);
 	if (r < 0)
 		goto stale;
 	r = lv_dom_attach(c, domain, !st->ready, &dom_ops, vm, &vm->dom);

@@ -1544,6 +1544,15 @@ static int adopt_channels(struct vm *vm)
 	return attach_channels(vm, fds);
 }
 
+int vm_adopt_plan(struct vm *vm)
+{
+	int r;
+
+	vm->log_offset = vmlog_offset(&vm->log);
+	r = vm_plan_images(vm);
+	return r < 0 ? r : vm_plan_shares(vm);
+}
+
 void vm_adopted(struct vm *vm, const struct vmstate *st)
 {
 	uint64_t now_real = now_realtime_usec();
@@ -1571,10 +1580,7 @@ int vm_adopt(struct vm *vm, const struct vmstate *st)
 	r = vm_open_log(vm);
 	if (r < 0)
 		return log_error_errno(r, "%s: opening the log: %m", vm->def->name);
-	vm->log_offset = vmlog_offset(&vm->log);
-	r = vm_plan_images(vm);
-	if (r == 0)
-		r = vm_plan_shares(vm);
+	r = vm_adopt_plan(vm);
 	if (r < 0)
 		goto stale;
 
