@@ -181,35 +181,29 @@ static uint32_t epoll_events(int events)
 	return (events & VIR_EVENT_HANDLE_READABLE ? EPOLLIN : 0) | (events & VIR_EVENT_HANDLE_WRITABLE ? EPOLLOUT : 0);
 }
 
+/* Unlinks and frees the removed entries of a list of ev_handle or
+ * ev_timeout (both lay out removed, opaque, ff and next alike). */
+#define REAP(head, type)                                      \
+	for (type **pp = &(head); *pp;) {                     \
+		type *e = *pp;                                \
+		if (!e->removed) {                            \
+			pp = &e->next;                        \
+			continue;                             \
+		}                                             \
+		*pp = e->next;                                \
+		if (e->ff)                                    \
+			e->ff(e->opaque);                     \
+		free(e);                                      \
+	}
+
 static void ev_reap(struct loop_source *s, void *userdata)
 {
 	(void)s;
 	(void)userdata;
-	for (struct ev_handle **pp = &ev.handles; *pp;) {
-		struct ev_handle *h = *pp;
-
-		if (!h->removed) {
-			pp = &h->next;
-			continue;
-		}
-		*pp = h->next;
-		if (h->ff)
-			h->ff(h->opaque);
-		free(h);
-	}
-	for (struct ev_timeout **pp = &ev.timeouts; *pp;) {
-		struct ev_timeout *t = *pp;
-
-		if (!t->removed) {
-			pp = &t->next;
-			continue;
-		}
-		*pp = t->next;
-		if (t->ff)
-			t->ff(t->opaque);
-		free(t);
-	}
+	REAP(ev.handles, struct ev_handle);
+	REAP(ev.timeouts, struct ev_timeout);
 }
+#undef REAP
 
 static void ev_handle_io(struct loop_source *s, int fd, uint32_t revents, void *userdata)
 {

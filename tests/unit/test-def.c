@@ -321,6 +321,22 @@ TEST(schema_object_and_map)
 	schema_errors_clear(&e);
 }
 
+/* A definition of VM edge with fields that host_check_def() refuses with
+ * exactly error. */
+static void expect_host_error(const struct host_config *h, const char *fields, const char *error)
+{
+	_cleanup_free_ char *text = xasprintf("{\"name\": \"edge\", \"system\": \"/nix/store/x-sys\", %s}", fields);
+	struct schema_errors errors = {};
+	struct vm_def *d = NULL;
+
+	ASSERT(def_parse_buffer(text, strlen(text), &d, &errors) == 0);
+	host_check_def(h, d, &errors);
+	ASSERT_EQ(errors.n, 1);
+	ASSERT_STREQ(errors.lines[0], error);
+	schema_errors_clear(&errors);
+	def_free(d);
+}
+
 /* A definition's network against the host's networks, and clashes
  * between definitions of one set. */
 TEST(networks_against_host)
@@ -359,18 +375,8 @@ TEST(networks_against_host)
 	ASSERT_STREQ(h->networks[0].name, "bare");
 	ASSERT_EQ(host_network_port(host_network_find(h, "vmwg")), 51820);
 	ASSERT_EQ(host_network_find(h, "vmwg")->keepalive_s, 25);
-	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
-		_cleanup_free_ char *text = xasprintf("{\"name\": \"edge\", \"system\": \"/nix/store/x-sys\", %s}",
-						      cases[i].fields);
-		struct vm_def *d = NULL;
-
-		ASSERT(def_parse_buffer(text, strlen(text), &d, &errors) == 0);
-		host_check_def(h, d, &errors);
-		ASSERT_EQ(errors.n, 1);
-		ASSERT_STREQ(errors.lines[0], cases[i].error);
-		schema_errors_clear(&errors);
-		def_free(d);
-	}
+	for (size_t i = 0; i < ELEMENTSOF(cases); i++)
+		expect_host_error(h, cases[i].fields, cases[i].error);
 
 	/* A wireguard VM gets the key directory "wireguard" at /etc/wireguard. */
 	{
@@ -432,17 +438,8 @@ TEST(drivers_and_hosts)
 	ASSERT_EQ(h->driver, DRIVER_LIBVIRT);
 	ASSERT_EQ(h->n_hosts, 1);
 	ASSERT_EQ(host_remote_find(h, "b")->accel, ACCEL_KVM);
-	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
-		_cleanup_free_ char *text = xasprintf("{\"name\": \"edge\", \"system\": \"/nix/store/x-sys\", %s}",
-						      cases[i].fields);
-
-		ASSERT(def_parse_buffer(text, strlen(text), &d, &errors) == 0);
-		host_check_def(h, d, &errors);
-		ASSERT_EQ(errors.n, 1);
-		ASSERT_STREQ(errors.lines[0], cases[i].error);
-		schema_errors_clear(&errors);
-		def_free(d);
-	}
+	for (size_t i = 0; i < ELEMENTSOF(cases); i++)
+		expect_host_error(h, cases[i].fields, cases[i].error);
 	/* Which driver runs a definition. */
 	static const struct {
 		const char *fields;
