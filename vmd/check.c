@@ -58,3 +58,36 @@ int cmd_check(int argc, char **argv, const char *config)
 	defset_clear(&set);
 	return bad ? EXIT_BAD_INPUT : EXIT_OK;
 }
+
+int cmd_schema(int argc, char **argv)
+{
+	_cleanup_free_ char *text = NULL;
+	json_t *doc;
+
+	if (argc > 1 && (streq(argv[1], "-h") || streq(argv[1], "--help"))) {
+		printf("Usage: vmd schema\n\n"
+		       "Prints the schema of definitions and host settings as JSON: for every\n"
+		       "field its type, Nix name, default, limits, allowed values and meaning.\n"
+		       "nix/schema.json is this output; the NixOS module builds its options\n"
+		       "from it.\n");
+		return EXIT_OK;
+	}
+	if (argc > 1) {
+		fprintf(stderr, "vmd schema: takes no arguments (see vmd schema --help)\n");
+		return EXIT_BAD_INPUT;
+	}
+	doc = json_pack("{s:i, s:s, s:o?, s:o?}", "schema_version", 1, "vmd_version", VMD_VERSION,
+			"definition", def_describe(), "settings", host_config_describe());
+	if (!doc || !json_object_get(doc, "definition") || !json_object_get(doc, "settings")) {
+		json_decref(doc);
+		fprintf(stderr, "vmd schema: out of memory\n");
+		return EXIT_RUNTIME;
+	}
+	text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	json_decref(doc);
+	if (!text || printf("%s\n", text) < 0 || fflush(stdout) != 0) {
+		fprintf(stderr, "vmd schema: cannot write the schema\n");
+		return EXIT_RUNTIME;
+	}
+	return EXIT_OK;
+}

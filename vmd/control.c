@@ -38,6 +38,8 @@ struct control {
 	struct manager *m;
 	control_reload_cb reload;
 	void *reload_userdata;
+	control_shutdown_cb shutdown;
+	void *shutdown_userdata;
 	char *path;
 	int fd;
 	struct loop_source *listen_src;
@@ -315,6 +317,15 @@ static void dispatch(struct client *cl, json_t *req)
 		}
 		return;
 	}
+	if (streq(cmd, "shutdown")) {
+		if (!c->shutdown) {
+			reply_error(cl, id, "shutdown: not supported here");
+			return;
+		}
+		reply(cl, id, json_pack("{s:b, s:s}", "ok", 1, "message", "stopping every VM, then the daemon"));
+		c->shutdown(c->shutdown_userdata);
+		return;
+	}
 	if (!name) {
 		reply_error(cl, id, "name: required for %s", cmd);
 		return;
@@ -547,6 +558,12 @@ int control_new(struct loop *l, struct manager *m, const struct host_config *hos
 	}
 	*ret = c;
 	return 0;
+}
+
+void control_set_shutdown(struct control *c, control_shutdown_cb shutdown, void *userdata)
+{
+	c->shutdown = shutdown;
+	c->shutdown_userdata = userdata;
 }
 
 void control_free(struct control *c)

@@ -29,6 +29,13 @@ int control_new(struct loop *l, struct manager *m, const struct host_config *hos
 		void *userdata, struct control **ret);
 void control_free(struct control *c);
 
+/* "shutdown": power every VM off and end the daemon, as SIGTERM does. The
+ * reply comes at once; the client then waits for the connection to close,
+ * which happens when the daemon exits. Without a callback (tests, fuzzing)
+ * the command is refused. */
+typedef void (*control_shutdown_cb)(void *userdata);
+void control_set_shutdown(struct control *c, control_shutdown_cb shutdown, void *userdata);
+
 /* Serves one connected socket as if it had been accepted (tests, fuzzing:
  * the peer is trusted). */
 int control_add_client(struct control *c, int fd);

@@ -234,6 +234,48 @@ static int do_reload(const struct host_config *host)
 	return r;
 }
 
+/* Returns once the daemon has closed the connection: it is exiting, with
+ * every VM down. No daemon at all is nothing to do. */
+static int do_shutdown(const struct host_config *host)
+{
+	_cleanup_free_ char *path = path_join(host->run_dir, "vmd.sock");
+	struct conn c = { .fd = -EBADF };
+	json_t *rep, *req = json_pack("{s:s}", "command", "shutdown");
+	int r = EXIT_OK, q;
+
+	if (!path || !req) {
+		json_decref(req);
+		return EXIT_RUNTIME;
+	}
+	c.fd = unix_connect(path);
+	if (c.fd < 0)
+		json_decref(req);
+	if (c.fd == -ENOENT || c.fd == -ECONNREFUSED) {
+		fprintf(stderr, "vmd shutdown: no daemon runs for %s\n", host->run_dir);
+		return EXIT_OK;
+	}
+	if (c.fd < 0) {
+		log_error_errno(c.fd, "cannot reach the daemon at %s: %m", path);
+		return EXIT_RUNTIME;
+	}
+	q = conn_send(&c, req);
+	json_decref(req);
+	if (q < 0 || !(rep = conn_recv(&c))) {
+		log_error("the daemon did not answer");
+		conn_close(&c);
+		return EXIT_RUNTIME;
+	}
+	if (!json_is_true(json_object_get(rep, "ok")))
+		r = fail_reply(rep);
+	else
+		fprintf(stderr, "vmd shutdown: %s\n", json_string_value(json_object_get(rep, "message")));
+	json_decref(rep);
+	while (r == EXIT_OK && (rep = conn_recv(&c)))
+		json_decref(rep);
+	conn_close(&c);
+	return r;
+}
+
 static int write_b64(FILE *f, json_t *v)
 {
 	_cleanup_free_ char *out = NULL;
@@ -324,7 +366,8 @@ static void usage(FILE *f, const char *cmd)
 		"  vmd start|stop|restart NAME  and wait until it is ready (start, restart) or down (stop)\n"
 		"  vmd reload                   re-read the definitions and apply the difference\n"
 		"  vmd exec [--timeout SEC] NAME -- CMD ARG...   run a command in the guest\n"
-		"  vmd logs NAME [-f]           console, QEMU and virtiofsd output of the VM\n\n"
+		"  vmd logs NAME [-f]           console, QEMU and virtiofsd output of the VM\n"
+		"  vmd shutdown                 power every VM off, stop the daemon, wait for both\n\n"
 		"They talk to \"vmd daemon\" through <run_dir>/vmd.sock.\n",
 		cmd);
 }
@@ -392,7 +435,7 @@ int cmd_ctl(int argc, char **argv, const char *config)
 			usage(stderr, cmd);
 			return EXIT_BAD_INPUT;
 		}
-	} else if (streq(cmd, "reload")) {
+	} else if (streq(cmd, "reload") || streq(cmd, "shutdown")) {
 		if (nrest != 0) {
 			usage(stderr, cmd);
 			return EXIT_BAD_INPUT;
@@ -417,6 +460,8 @@ int cmd_ctl(int argc, char **argv, const char *config)
 		return do_status(host, nrest ? rest[0] : NULL, as_json);
 	if (streq(cmd, "reload"))
 		return do_reload(host);
+	if (streq(cmd, "shutdown"))
+		return do_shutdown(host);
 	if (streq(cmd, "exec"))
 		return do_exec(host, rest[0], rest + 2, (unsigned)timeout);
 	if (streq(cmd, "logs"))

@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "control.h"
 #include "defset.h"
+#include "gcroot.h"
 #include "hostnet.h"
 #include "libvirt.h"
 #include "log.h"
@@ -54,6 +55,38 @@ static void notify(const char *msg)
 		log_debug_errno(errno, "sd_notify: %m");
 }
 
+/* Every defined VM's closure is a GC root in <state_dir>/gcroots/, running
+ * or not, so that a VM that is stopped or waiting to restart still has it;
+ * a VM that left the configuration loses its root. VMs of other hosts have
+ * their closures there, not here. */
+static void sync_gcroots(struct daemon *d, const struct defset *set)
+{
+	_cleanup_free_ char *dir = path_join(d->host->state_dir, "gcroots");
+	_cleanup_strv_free_ char **names = calloc(set->n + 1, sizeof(char *));
+	_cleanup_strv_free_ char **targets = calloc(set->n + 1, sizeof(char *));
+	size_t n = 0;
+	int r;
+
+	if (!dir || !names || !targets)
+		return (void)log_error_errno(-ENOMEM, "GC roots: %m");
+	for (size_t i = 0; i < set->n; i++) {
+		const struct vm_def *def = set->entries[i].def;
+		char *real;
+
+		if (def->host || !(real = realpath(def->system, NULL)))
+			continue;
+		targets[n] = real;
+		names[n] = strdup(def->name);
+		if (!names[n++])
+			return (void)log_error_errno(-ENOMEM, "GC roots: %m");
+	}
+	r = gcroot_sync_dir(d->host->gcroots_dir, dir, names, targets, n);
+	if (r == -ENOENT)
+		log_debug("no %s: the closures get no GC roots", d->host->gcroots_dir);
+	else if (r < 0)
+		log_warning_errno(r, "registering GC roots for the closures in %s: %m", dir);
+}
+
 /* Loads and validates every definition; nothing changes unless all are
  * valid. */
 static int reload(void *userdata, json_t **ret_summary, json_t **ret_errors)
@@ -81,6 +114,8 @@ static int reload(void *userdata, json_t **ret_summary, json_t **ret_errors)
 	}
 	/* Hub peers of VMs that left go now; the VMs follow. */
 	hostnet_sync(d->net, &set);
+	/* Before manager_apply(), which takes the definitions. */
+	sync_gcroots(d, &set);
 	r = manager_apply(d->manager, &set, ret_summary);
 	defset_clear(&set);
 	if (r < 0)
@@ -135,6 +170,21 @@ static void on_signal(struct loop_source *s, const struct signalfd_siginfo *si, 
 	else
 		log_info("%s: stopping every VM", strsignal((int)si->ssi_signo));
 	manager_shutdown(d->manager, d->keep_running, on_shutdown_done, d);
+}
+
+/* "vmd shutdown": what SIGTERM does, even for a daemon started with
+ * --keep-running: the host is going down (vmd-guests.service asks). */
+static void on_shutdown_request(void *userdata)
+{
+	struct daemon *d = userdata;
+
+	if (d->stopping)
+		return;
+	d->stopping = true;
+	d->keep_running = false;
+	notify("STOPPING=1");
+	log_info("shutdown requested: stopping every VM");
+	manager_shutdown(d->manager, false, on_shutdown_done, d);
 }
 
 /* One daemon per run_dir: a lock file, checked before anything else. */
@@ -284,6 +334,7 @@ int cmd_daemon(int argc, char **argv, const char *config)
 		r = EXIT_RUNTIME;
 		goto out;
 	}
+	control_set_shutdown(d.control, on_shutdown_request, &d);
 	/* VMs a previous daemon left running first, then the configuration
 	 * decides what else runs. */
 	r = manager_adopt_all(d.manager);

@@ -60,31 +60,31 @@ static const char *check_host_path(const char *s)
 }
 
 static const struct schema_field key_table[] = {
-	{ .key = "name", .type = SCHEMA_STRING, .offset = offsetof(struct def_key, name), .required = true, .check = check_name },
-	{ .key = "target", .type = SCHEMA_STRING, .offset = offsetof(struct def_key, target), .required = true, .check = check_guest_path },
-	{ .key = "source", .type = SCHEMA_STRING, .offset = offsetof(struct def_key, source), .check = check_host_path },
-	{ .key = "read_only", .type = SCHEMA_BOOL, .offset = offsetof(struct def_key, read_only), .def_bool = true },
-	{ .key = "generate", .type = SCHEMA_ENUM, .offset = offsetof(struct def_key, generate), .enum_names = key_generate_names, .def_enum = KEY_GENERATE_NONE },
+	{ .key = "name", .type = SCHEMA_STRING, .offset = offsetof(struct def_key, name), .required = true, .check = check_name, .format = "name", .doc = "The key directory's name: unique in the VM, virtiofs tag key-NAME, default source <keys_dir>/<vm>/NAME." },
+	{ .key = "target", .type = SCHEMA_STRING, .offset = offsetof(struct def_key, target), .required = true, .check = check_guest_path, .format = "guest-path", .doc = "Where the guest mounts it (absolute; not /, not below /nix/store, /proc, /sys or /dev)." },
+	{ .key = "source", .type = SCHEMA_STRING, .offset = offsetof(struct def_key, source), .check = check_host_path, .format = "path", .doc = "The host directory; default <keys_dir>/<vm>/<name>. Created with mode 0700 if missing; never a symlink; never deleted." },
+	{ .key = "read_only", .type = SCHEMA_BOOL, .offset = offsetof(struct def_key, read_only), .def_bool = true, .doc = "Mount it read-only in the guest." },
+	{ .key = "generate", .type = SCHEMA_ENUM, .offset = offsetof(struct def_key, generate), .enum_names = key_generate_names, .def_enum = KEY_GENERATE_NONE, .doc = "Make a secret in it on first use: \"wireguard\" writes privatekey (0600) and publickey." },
 	{}
 };
 
 static const struct schema_field share_table[] = {
-	{ .key = "tag", .type = SCHEMA_STRING, .offset = offsetof(struct def_share, tag), .required = true, .check = check_tag },
-	{ .key = "source", .type = SCHEMA_STRING, .offset = offsetof(struct def_share, source), .required = true, .check = check_host_path },
-	{ .key = "target", .type = SCHEMA_STRING, .offset = offsetof(struct def_share, target), .required = true, .check = check_guest_path },
-	{ .key = "read_only", .type = SCHEMA_BOOL, .offset = offsetof(struct def_share, read_only), .def_bool = true },
+	{ .key = "tag", .type = SCHEMA_STRING, .offset = offsetof(struct def_share, tag), .required = true, .check = check_tag, .format = "tag", .doc = "The virtiofs tag: 1..36 of letters, digits, -_.; not nix-store or key-*; unique in the VM." },
+	{ .key = "source", .type = SCHEMA_STRING, .offset = offsetof(struct def_share, source), .required = true, .check = check_host_path, .format = "path", .doc = "The host directory to share; must exist." },
+	{ .key = "target", .type = SCHEMA_STRING, .offset = offsetof(struct def_share, target), .required = true, .check = check_guest_path, .format = "guest-path", .doc = "Where the guest mounts it." },
+	{ .key = "read_only", .type = SCHEMA_BOOL, .offset = offsetof(struct def_share, read_only), .def_bool = true, .doc = "Share it read-only." },
 	{}
 };
 
 static const struct schema_field disk_table[] = {
-	{ .key = "name", .type = SCHEMA_STRING, .offset = offsetof(struct def_disk, name), .required = true, .check = check_disk_name },
+	{ .key = "name", .type = SCHEMA_STRING, .offset = offsetof(struct def_disk, name), .required = true, .check = check_disk_name, .format = "disk-name", .doc = "The disk's name and virtio-blk serial (at most 20 characters); the guest finds it as /dev/disk/by-id/virtio-NAME." },
 	/* 0 (or absent) means the base's size; validate() requires it
 	 * without a base. */
-	{ .key = "size_mib", .type = SCHEMA_U64, .offset = offsetof(struct def_disk, size_mib), .min = 0, .max = 1048576 },
-	{ .key = "mount", .type = SCHEMA_STRING, .offset = offsetof(struct def_disk, mount), .required = true, .check = check_guest_path },
-	{ .key = "persistent", .type = SCHEMA_BOOL, .offset = offsetof(struct def_disk, persistent) },
-	{ .key = "base", .type = SCHEMA_STRING, .offset = offsetof(struct def_disk, base), .check = check_host_path },
-	{ .key = "base_format", .type = SCHEMA_ENUM, .offset = offsetof(struct def_disk, base_format), .enum_names = disk_format_names, .def_enum = DISK_FORMAT_RAW },
+	{ .key = "size_mib", .type = SCHEMA_U64, .offset = offsetof(struct def_disk, size_mib), .min = 0, .max = 1048576, .doc = "Size in MiB (sparse). Required without base; with base, 0 means the base's size." },
+	{ .key = "mount", .type = SCHEMA_STRING, .offset = offsetof(struct def_disk, mount), .required = true, .check = check_guest_path, .format = "guest-path", .doc = "Where the guest mounts it." },
+	{ .key = "persistent", .type = SCHEMA_BOOL, .offset = offsetof(struct def_disk, persistent), .doc = "Keep it across boots under <state_dir>/volumes/<vm>/; vmd never deletes it. Otherwise it is fresh on every boot." },
+	{ .key = "base", .type = SCHEMA_STRING, .offset = offsetof(struct def_disk, base), .check = check_host_path, .format = "path", .doc = "A read-only base image: the disk is a fresh qcow2 overlay over it on every boot." },
+	{ .key = "base_format", .type = SCHEMA_ENUM, .offset = offsetof(struct def_disk, base_format), .enum_names = disk_format_names, .def_enum = DISK_FORMAT_RAW, .doc = "The base image's format (never probed)." },
 	{}
 };
 
@@ -122,33 +122,33 @@ static const char *check_driver(const char *s)
 }
 
 static const struct schema_field network_table[] = {
-	{ .key = "bridge", .type = SCHEMA_STRING, .offset = offsetof(struct def_network, bridge), .required = true, .check = check_ifname },
-	{ .key = "mac", .type = SCHEMA_STRING, .offset = offsetof(struct def_network, mac), .def_string = "auto", .check = check_mac },
-	{ .key = "address", .type = SCHEMA_STRING, .offset = offsetof(struct def_network, address), .check = check_cidr },
+	{ .key = "bridge", .type = SCHEMA_STRING, .offset = offsetof(struct def_network, bridge), .required = true, .check = check_ifname, .format = "ifname", .doc = "A network of type bridge in the host settings; the VM's tap goes on it." },
+	{ .key = "mac", .type = SCHEMA_STRING, .offset = offsetof(struct def_network, mac), .def_string = "auto", .check = check_mac, .format = "mac", .doc = "\"auto\" (52:54:00 and a hash of the VM name, stable) or a unicast MAC; unique across definitions." },
+	{ .key = "address", .type = SCHEMA_STRING, .offset = offsetof(struct def_network, address), .check = check_cidr, .format = "cidr", .doc = "The guest's IPv4 address with prefix length, inside the bridge's network (passed as ip=)." },
 	{}
 };
 
 static const struct schema_field wireguard_table[] = {
-	{ .key = "hub", .type = SCHEMA_STRING, .offset = offsetof(struct def_wireguard, hub), .required = true, .check = check_ifname },
-	{ .key = "address", .type = SCHEMA_STRING, .offset = offsetof(struct def_wireguard, address), .required = true, .check = check_host_cidr },
+	{ .key = "hub", .type = SCHEMA_STRING, .offset = offsetof(struct def_wireguard, hub), .required = true, .check = check_ifname, .format = "ifname", .doc = "A network of type wireguard in the host settings." },
+	{ .key = "address", .type = SCHEMA_STRING, .offset = offsetof(struct def_wireguard, address), .required = true, .check = check_host_cidr, .format = "host-cidr", .doc = "The VM's address on the hub, /32, inside the hub's network; unique on the hub." },
 	{}
 };
 
 static const struct schema_field def_table[] = {
-	{ .key = "name", .type = SCHEMA_STRING, .offset = offsetof(struct vm_def, name), .required = true, .check = check_name },
-	{ .key = "system", .type = SCHEMA_STRING, .offset = offsetof(struct vm_def, system), .required = true, .check = check_host_path },
-	{ .key = "vcpus", .type = SCHEMA_U32, .offset = offsetof(struct vm_def, vcpus), .min = 1, .max = 255, .def_uint = 1 },
-	{ .key = "memory_mib", .type = SCHEMA_U32, .offset = offsetof(struct vm_def, memory_mib), .min = 64, .max = 1048576, .def_uint = 512 },
-	{ .key = "autostart", .type = SCHEMA_BOOL, .offset = offsetof(struct vm_def, autostart), .def_bool = true },
-	{ .key = "restart", .type = SCHEMA_ENUM, .offset = offsetof(struct vm_def, restart), .enum_names = restart_policy_names, .def_enum = RESTART_ALWAYS },
-	{ .key = "kernel_params", .type = SCHEMA_STRV, .offset = offsetof(struct vm_def, kernel_params), .check = check_kernel_param, .max_items = 64 },
-	{ .key = "keys", .type = SCHEMA_ARRAY, .offset = offsetof(struct vm_def, keys), .sub = key_table, .item_size = sizeof(struct def_key), .count_offset = offsetof(struct vm_def, n_keys), .max_items = 32 },
-	{ .key = "shares", .type = SCHEMA_ARRAY, .offset = offsetof(struct vm_def, shares), .sub = share_table, .item_size = sizeof(struct def_share), .count_offset = offsetof(struct vm_def, n_shares), .max_items = 32 },
-	{ .key = "disks", .type = SCHEMA_ARRAY, .offset = offsetof(struct vm_def, disks), .sub = disk_table, .item_size = sizeof(struct def_disk), .count_offset = offsetof(struct vm_def, n_disks), .max_items = 32 },
-	{ .key = "network", .type = SCHEMA_OBJECT, .offset = offsetof(struct vm_def, network), .sub = network_table, .item_size = sizeof(struct def_network) },
-	{ .key = "wireguard", .type = SCHEMA_OBJECT, .offset = offsetof(struct vm_def, wireguard), .sub = wireguard_table, .item_size = sizeof(struct def_wireguard) },
-	{ .key = "driver", .type = SCHEMA_STRING, .offset = offsetof(struct vm_def, driver), .check = check_driver },
-	{ .key = "host", .type = SCHEMA_STRING, .offset = offsetof(struct vm_def, host), .check = check_name },
+	{ .key = "name", .type = SCHEMA_STRING, .offset = offsetof(struct vm_def, name), .required = true, .check = check_name, .format = "name", .doc = "The VM's name: 1..32 of [a-z0-9-], first a letter or digit; unique. Every host path vmd makes for the VM derives from it." },
+	{ .key = "system", .type = SCHEMA_STRING, .offset = offsetof(struct vm_def, system), .required = true, .check = check_host_path, .format = "path", .doc = "The system closure (kernel, initrd, init, optional kernel-params) inside store_dir; a symlink to it is resolved." },
+	{ .key = "vcpus", .type = SCHEMA_U32, .offset = offsetof(struct vm_def, vcpus), .min = 1, .max = 255, .def_uint = 1, .doc = "Number of virtual CPUs." },
+	{ .key = "memory_mib", .type = SCHEMA_U32, .offset = offsetof(struct vm_def, memory_mib), .min = 64, .max = 1048576, .def_uint = 512, .doc = "Guest memory in MiB (memfd-backed and shared, as virtiofs needs)." },
+	{ .key = "autostart", .type = SCHEMA_BOOL, .offset = offsetof(struct vm_def, autostart), .def_bool = true, .doc = "The daemon starts it at start and on reload." },
+	{ .key = "restart", .type = SCHEMA_ENUM, .offset = offsetof(struct vm_def, restart), .enum_names = restart_policy_names, .def_enum = RESTART_ALWAYS, .doc = "What the daemon does when the VM ends; restarts back off exponentially up to the start limit." },
+	{ .key = "kernel_params", .type = SCHEMA_STRV, .offset = offsetof(struct vm_def, kernel_params), .check = check_kernel_param, .max_items = 64, .format = "kernel-param", .doc = "Extra kernel parameters, appended last (no whitespace or quotes; init= is vmd's)." },
+	{ .key = "keys", .type = SCHEMA_ARRAY, .offset = offsetof(struct vm_def, keys), .sub = key_table, .item_size = sizeof(struct def_key), .count_offset = offsetof(struct vm_def, n_keys), .max_items = 32, .doc = "Key directories handed to the guest (WireGuard keys, SSH host keys)." },
+	{ .key = "shares", .type = SCHEMA_ARRAY, .offset = offsetof(struct vm_def, shares), .sub = share_table, .item_size = sizeof(struct def_share), .count_offset = offsetof(struct vm_def, n_shares), .max_items = 32, .doc = "Host directories shared with the guest over virtiofs." },
+	{ .key = "disks", .type = SCHEMA_ARRAY, .offset = offsetof(struct vm_def, disks), .sub = disk_table, .item_size = sizeof(struct def_disk), .count_offset = offsetof(struct vm_def, n_disks), .max_items = 32, .doc = "virtio-blk disks: ephemeral (fresh every boot), persistent, or overlays on a base image." },
+	{ .key = "network", .type = SCHEMA_OBJECT, .offset = offsetof(struct vm_def, network), .sub = network_table, .item_size = sizeof(struct def_network), .doc = "A NIC on a host bridge." },
+	{ .key = "wireguard", .type = SCHEMA_OBJECT, .offset = offsetof(struct vm_def, wireguard), .sub = wireguard_table, .item_size = sizeof(struct def_wireguard), .doc = "The VM as a peer of a host WireGuard hub; adds a key directory \"wireguard\" at /etc/wireguard." },
+	{ .key = "driver", .type = SCHEMA_STRING, .offset = offsetof(struct vm_def, driver), .check = check_driver, .format = "driver", .doc = "qemu or libvirt; default: the host settings' driver." },
+	{ .key = "host", .type = SCHEMA_STRING, .offset = offsetof(struct vm_def, host), .check = check_name, .format = "name", .doc = "One of the host settings' hosts: the VM runs on that host's libvirtd." },
 	{}
 };
 
@@ -370,6 +370,11 @@ void def_free(struct vm_def *def)
 		return;
 	schema_free(def_table, def);
 	free(def);
+}
+
+json_t *def_describe(void)
+{
+	return schema_describe(def_table);
 }
 
 json_t *def_to_json(const struct vm_def *def)

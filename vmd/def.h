@@ -93,6 +93,8 @@ static inline void def_freep(struct vm_def **d)
 /* Canonical JSON (all fields, defaults filled in). Two definitions are
  * equal when their canonical JSON is. */
 json_t *def_to_json(const struct vm_def *def);
+/* The definitions' schema (schema_describe()). */
+json_t *def_describe(void);
 bool def_equal(const struct vm_def *a, const struct vm_def *b);
 
 /* The driver that runs def (enum driver): its own, or the settings'

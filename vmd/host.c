@@ -92,51 +92,52 @@ static const char *check_dir(const char *s)
 	return streq(s, "/") ? "must not be /" : NULL;
 }
 
-#define DIR_FIELD(k, member, def) \
-	{ .key = k, .type = SCHEMA_STRING, .offset = offsetof(struct host_config, member), .def_string = def, .check = check_dir }
+#define DIR_FIELD(k, member, def, d) \
+	{ .key = k, .type = SCHEMA_STRING, .offset = offsetof(struct host_config, member), .def_string = def, .check = check_dir, .format = "dir", .doc = d }
 
 static const struct schema_field network_table[] = {
-	{ .key = "type", .type = SCHEMA_ENUM, .offset = offsetof(struct host_network, type), .enum_names = net_type_names, .required = true },
-	{ .key = "address", .type = SCHEMA_STRING, .offset = offsetof(struct host_network, address), .check = check_cidr },
-	{ .key = "listen_port", .type = SCHEMA_U32, .offset = offsetof(struct host_network, listen_port), .min = 0, .max = 65535 },
-	{ .key = "endpoint", .type = SCHEMA_STRING, .offset = offsetof(struct host_network, endpoint), .check = check_ipv4 },
-	{ .key = "keepalive_s", .type = SCHEMA_U32, .offset = offsetof(struct host_network, keepalive_s), .min = 0, .max = 3600, .def_uint = WG_DEFAULT_KEEPALIVE },
-	{ .key = "implementation", .type = SCHEMA_ENUM, .offset = offsetof(struct host_network, implementation), .enum_names = wg_impl_names, .def_enum = WG_IMPL_AUTO },
+	{ .key = "type", .type = SCHEMA_ENUM, .offset = offsetof(struct host_network, type), .enum_names = net_type_names, .required = true, .doc = "bridge or wireguard (a hub)." },
+	{ .key = "address", .type = SCHEMA_STRING, .offset = offsetof(struct host_network, address), .check = check_cidr, .format = "cidr", .doc = "The host's address on the network, with prefix length: the network the VMs' addresses must be in. Required for wireguard." },
+	{ .key = "listen_port", .type = SCHEMA_U32, .offset = offsetof(struct host_network, listen_port), .min = 0, .max = 65535, .doc = "wireguard: the hub's UDP port; 0 means 51820." },
+	{ .key = "endpoint", .type = SCHEMA_STRING, .offset = offsetof(struct host_network, endpoint), .check = check_ipv4, .format = "ipv4", .doc = "wireguard: the host address the guests reach the hub at, normally its address on a bridge. Required for wireguard." },
+	{ .key = "keepalive_s", .type = SCHEMA_U32, .offset = offsetof(struct host_network, keepalive_s), .min = 0, .max = 3600, .def_uint = WG_DEFAULT_KEEPALIVE, .doc = "wireguard: the guests' PersistentKeepalive in seconds; 0 turns it off." },
+	{ .key = "implementation", .type = SCHEMA_ENUM, .offset = offsetof(struct host_network, implementation), .enum_names = wg_impl_names, .def_enum = WG_IMPL_AUTO, .doc = "wireguard: kernel (the module), userspace (wireguard-go) or auto (the kernel where it has the module)." },
 	{}
 };
 
 static const struct schema_field remote_table[] = {
-	{ .key = "libvirt_uri", .type = SCHEMA_STRING, .offset = offsetof(struct host_remote, libvirt_uri), .required = true, .check = check_libvirt_uri },
-	{ .key = "virtiofsd", .type = SCHEMA_STRING, .offset = offsetof(struct host_remote, virtiofsd), .check = check_abs_path },
-	{ .key = "accel", .type = SCHEMA_ENUM, .offset = offsetof(struct host_remote, accel), .enum_names = accel_names, .def_enum = ACCEL_AUTO },
+	{ .key = "libvirt_uri", .type = SCHEMA_STRING, .offset = offsetof(struct host_remote, libvirt_uri), .required = true, .check = check_libvirt_uri, .format = "libvirt-uri", .doc = "That host's libvirtd, like qemu+ssh://b/system." },
+	{ .key = "virtiofsd", .type = SCHEMA_STRING, .offset = offsetof(struct host_remote, virtiofsd), .check = check_abs_path, .format = "path", .doc = "virtiofsd's path on that host; default: this host's setting." },
+	{ .key = "accel", .type = SCHEMA_ENUM, .offset = offsetof(struct host_remote, accel), .enum_names = accel_names, .def_enum = ACCEL_AUTO, .doc = "auto: KVM if that libvirtd offers it." },
 	{}
 };
 
 static const struct schema_field host_table[] = {
-	DIR_FIELD("definitions_dir", definitions_dir, "/etc/vmd/vms.d"),
-	DIR_FIELD("state_dir", state_dir, "/var/lib/vmd"),
-	DIR_FIELD("run_dir", run_dir, "/run/vmd"),
-	DIR_FIELD("log_dir", log_dir, "/var/log/vmd"),
-	DIR_FIELD("keys_dir", keys_dir, "/var/lib/vmd/keys"),
-	DIR_FIELD("store_dir", store_dir, "/nix/store"),
-	{ .key = "accel", .type = SCHEMA_ENUM, .offset = offsetof(struct host_config, accel), .enum_names = accel_names, .def_enum = ACCEL_AUTO },
-	{ .key = "qemu", .type = SCHEMA_STRING, .offset = offsetof(struct host_config, qemu), .def_string = "qemu-system-x86_64", .check = check_binary },
-	{ .key = "virtiofsd", .type = SCHEMA_STRING, .offset = offsetof(struct host_config, virtiofsd), .def_string = "/usr/lib/qemu/virtiofsd", .check = check_binary },
-	{ .key = "virtiofsd_style", .type = SCHEMA_ENUM, .offset = offsetof(struct host_config, virtiofsd_style), .enum_names = virtiofsd_style_names, .def_enum = VIRTIOFSD_STYLE_AUTO },
-	{ .key = "ready_timeout_s", .type = SCHEMA_U32, .offset = offsetof(struct host_config, ready_timeout_s), .min = 1, .max = 3600, .def_uint = 300 },
-	{ .key = "stop_timeout_s", .type = SCHEMA_U32, .offset = offsetof(struct host_config, stop_timeout_s), .min = 1, .max = 3600, .def_uint = 30 },
-	{ .key = "log_max_bytes", .type = SCHEMA_U64, .offset = offsetof(struct host_config, log_max_bytes), .min = 65536, .max = UINT64_C(1) << 40, .def_uint = 8 * 1024 * 1024 },
-	{ .key = "restart_delay_min_ms", .type = SCHEMA_U32, .offset = offsetof(struct host_config, restart_delay_min_ms), .min = 1, .max = 3600000, .def_uint = 100 },
-	{ .key = "restart_delay_max_ms", .type = SCHEMA_U32, .offset = offsetof(struct host_config, restart_delay_max_ms), .min = 1, .max = 3600000, .def_uint = 30000 },
-	{ .key = "restart_reset_s", .type = SCHEMA_U32, .offset = offsetof(struct host_config, restart_reset_s), .min = 1, .max = 86400, .def_uint = 10 },
-	{ .key = "start_limit_burst", .type = SCHEMA_U32, .offset = offsetof(struct host_config, start_limit_burst), .min = 1, .max = 1000, .def_uint = 5 },
-	{ .key = "start_limit_interval_s", .type = SCHEMA_U32, .offset = offsetof(struct host_config, start_limit_interval_s), .min = 1, .max = 86400, .def_uint = 60 },
-	{ .key = "control_group", .type = SCHEMA_STRING, .offset = offsetof(struct host_config, control_group), .def_string = "vmd", .check = check_group },
-	{ .key = "wireguard_go", .type = SCHEMA_STRING, .offset = offsetof(struct host_config, wireguard_go), .def_string = "wireguard-go", .check = check_binary },
-	{ .key = "driver", .type = SCHEMA_ENUM, .offset = offsetof(struct host_config, driver), .enum_names = driver_names, .def_enum = DRIVER_QEMU },
-	{ .key = "libvirt_uri", .type = SCHEMA_STRING, .offset = offsetof(struct host_config, libvirt_uri), .def_string = "qemu:///system", .check = check_libvirt_uri },
-	{ .key = "hosts", .type = SCHEMA_MAP, .offset = offsetof(struct host_config, hosts), .sub = remote_table, .item_size = sizeof(struct host_remote), .count_offset = offsetof(struct host_config, n_hosts), .map_key_offset = offsetof(struct host_remote, name), .check = check_name, .max_items = 256 },
-	{ .key = "networks", .type = SCHEMA_MAP, .offset = offsetof(struct host_config, networks), .sub = network_table, .item_size = sizeof(struct host_network), .count_offset = offsetof(struct host_config, n_networks), .map_key_offset = offsetof(struct host_network, name), .check = check_ifname, .max_items = 64 },
+	DIR_FIELD("definitions_dir", definitions_dir, "/etc/vmd/vms.d", "The daemon's definitions, one NAME.json per VM; a missing directory means none."),
+	DIR_FIELD("state_dir", state_dir, "/var/lib/vmd", "Ephemeral disks (disks/<vm>/), persistent volumes (volumes/<vm>/), GC roots of defined VMs (gcroots/)."),
+	DIR_FIELD("run_dir", run_dir, "/run/vmd", "The control socket, the daemon lock, and per running VM its sockets, pid files and state."),
+	DIR_FIELD("log_dir", log_dir, "/var/log/vmd", "One <vm>.log per VM: console, QEMU and virtiofsd output."),
+	DIR_FIELD("keys_dir", keys_dir, "/var/lib/vmd/keys", "Default key directories, <keys_dir>/<vm>/<key>."),
+	DIR_FIELD("store_dir", store_dir, "/nix/store", "The Nix store shared read-only with every guest."),
+	DIR_FIELD("gcroots_dir", gcroots_dir, "/nix/var/nix/gcroots/auto", "Where vmd registers GC roots for the closures of defined and running VMs (Nix's auto roots); a missing directory means none."),
+	{ .key = "accel", .type = SCHEMA_ENUM, .offset = offsetof(struct host_config, accel), .enum_names = accel_names, .def_enum = ACCEL_AUTO, .doc = "auto picks KVM only where it works (not on PVM), else TCG." },
+	{ .key = "qemu", .type = SCHEMA_STRING, .offset = offsetof(struct host_config, qemu), .def_string = VMD_DEFAULT_QEMU, .check = check_binary, .format = "binary", .doc = "QEMU: a name looked up in $PATH, or an absolute path." },
+	{ .key = "virtiofsd", .type = SCHEMA_STRING, .offset = offsetof(struct host_config, virtiofsd), .def_string = VMD_DEFAULT_VIRTIOFSD, .check = check_binary, .format = "binary", .doc = "virtiofsd, the C one (QEMU <= 7) or the Rust one." },
+	{ .key = "virtiofsd_style", .type = SCHEMA_ENUM, .offset = offsetof(struct host_config, virtiofsd_style), .enum_names = virtiofsd_style_names, .def_enum = VIRTIOFSD_STYLE_AUTO, .doc = "virtiofsd's command-line style; auto probes --help." },
+	{ .key = "ready_timeout_s", .type = SCHEMA_U32, .offset = offsetof(struct host_config, ready_timeout_s), .min = 1, .max = 3600, .def_uint = 300, .doc = "A VM with no READY=1 by then is stopped (and counts as a failed start)." },
+	{ .key = "stop_timeout_s", .type = SCHEMA_U32, .offset = offsetof(struct host_config, stop_timeout_s), .min = 1, .max = 3600, .def_uint = 30, .doc = "ACPI powerdown grace before SIGTERM." },
+	{ .key = "log_max_bytes", .type = SCHEMA_U64, .offset = offsetof(struct host_config, log_max_bytes), .min = 65536, .max = UINT64_C(1) << 40, .def_uint = 8 * 1024 * 1024, .doc = "Over this a VM log is moved to <vm>.log.1 and started anew." },
+	{ .key = "restart_delay_min_ms", .type = SCHEMA_U32, .offset = offsetof(struct host_config, restart_delay_min_ms), .min = 1, .max = 3600000, .def_uint = 100, .doc = "The first restart delay." },
+	{ .key = "restart_delay_max_ms", .type = SCHEMA_U32, .offset = offsetof(struct host_config, restart_delay_max_ms), .min = 1, .max = 3600000, .def_uint = 30000, .doc = "Where the doubling restart delay stops." },
+	{ .key = "restart_reset_s", .type = SCHEMA_U32, .offset = offsetof(struct host_config, restart_reset_s), .min = 1, .max = 86400, .def_uint = 10, .doc = "Ready this long, and the restart delay starts over." },
+	{ .key = "start_limit_burst", .type = SCHEMA_U32, .offset = offsetof(struct host_config, start_limit_burst), .min = 1, .max = 1000, .def_uint = 5, .doc = "This many starts within start_limit_interval_s make a VM failed." },
+	{ .key = "start_limit_interval_s", .type = SCHEMA_U32, .offset = offsetof(struct host_config, start_limit_interval_s), .min = 1, .max = 86400, .def_uint = 60, .doc = "The start-limit window." },
+	{ .key = "control_group", .type = SCHEMA_STRING, .offset = offsetof(struct host_config, control_group), .def_string = "vmd", .check = check_group, .format = "group", .doc = "The group allowed on the control socket besides root." },
+	{ .key = "wireguard_go", .type = SCHEMA_STRING, .offset = offsetof(struct host_config, wireguard_go), .def_string = VMD_DEFAULT_WIREGUARD_GO, .check = check_binary, .format = "binary", .doc = "The userspace WireGuard, for hubs where the kernel has no module." },
+	{ .key = "driver", .type = SCHEMA_ENUM, .offset = offsetof(struct host_config, driver), .enum_names = driver_names, .def_enum = DRIVER_QEMU, .doc = "The default driver for definitions: qemu (vmd runs QEMU and virtiofsd) or libvirt." },
+	{ .key = "libvirt_uri", .type = SCHEMA_STRING, .offset = offsetof(struct host_config, libvirt_uri), .def_string = "qemu:///system", .check = check_libvirt_uri, .format = "libvirt-uri", .doc = "This host's libvirtd." },
+	{ .key = "hosts", .type = SCHEMA_MAP, .offset = offsetof(struct host_config, hosts), .sub = remote_table, .item_size = sizeof(struct host_remote), .count_offset = offsetof(struct host_config, n_hosts), .map_key_offset = offsetof(struct host_remote, name), .check = check_name, .max_items = 256, .format = "name", .doc = "Other hosts' libvirtd, by name." },
+	{ .key = "networks", .type = SCHEMA_MAP, .offset = offsetof(struct host_config, networks), .sub = network_table, .item_size = sizeof(struct host_network), .count_offset = offsetof(struct host_config, n_networks), .map_key_offset = offsetof(struct host_network, name), .check = check_ifname, .max_items = 64, .format = "ifname", .doc = "Host networks (bridges, WireGuard hubs) by interface name." },
 	{}
 };
 
@@ -383,6 +384,11 @@ void host_config_free(struct host_config *c)
 		return;
 	schema_free(host_table, c);
 	free(c);
+}
+
+json_t *host_config_describe(void)
+{
+	return schema_describe(host_table);
 }
 
 json_t *host_config_to_json(const struct host_config *c)

@@ -51,6 +51,8 @@ struct host_config {
 	char *log_dir;
 	char *keys_dir;
 	char *store_dir;
+	/* Nix's registry of indirect GC roots; missing: no roots. */
+	char *gcroots_dir;
 	int accel; /* enum accel */
 	char *qemu;
 	char *virtiofsd;
@@ -104,6 +106,8 @@ static inline void host_config_freep(struct host_config **c)
 }
 #define _cleanup_host_config_ _cleanup_(host_config_freep)
 json_t *host_config_to_json(const struct host_config *c);
+/* The settings' schema (schema_describe()). */
+json_t *host_config_describe(void);
 
 /* Whether path (resolved through symlinks where it exists) overlaps one of
  * the directories vmd empties at every start and stop: <run_dir>/vms and

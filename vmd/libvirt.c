@@ -74,8 +74,8 @@ static int load_libvirt(void)
 
 	if (loaded)
 		return loaded < 0 ? loaded : 0;
-	lib = dlopen("libvirt.so.0", RTLD_NOW | RTLD_LOCAL);
-	qlib = lib ? dlopen("libvirt-qemu.so.0", RTLD_NOW | RTLD_LOCAL) : NULL;
+	lib = dlopen(VMD_LIBVIRT_LIBRARY, RTLD_NOW | RTLD_LOCAL);
+	qlib = lib ? dlopen(VMD_LIBVIRT_QEMU_LIBRARY, RTLD_NOW | RTLD_LOCAL) : NULL;
 	if (!lib || !qlib) {
 		log_error("cannot load libvirt (Debian: the libvirt0 package): %s", dlerror());
 		loaded = -EOPNOTSUPP;
@@ -83,7 +83,7 @@ static int load_libvirt(void)
 	}
 #define RESOLVE(name)                                                                        \
 	if (!(sym_##name = (typeof(name) *)dlsym(lib, #name))) {                             \
-		log_error("libvirt.so.0 has no %s: too old a libvirt", #name);              \
+		log_error(VMD_LIBVIRT_LIBRARY " has no %s: too old a libvirt", #name);       \
 		loaded = -EOPNOTSUPP;                                                       \
 		return loaded;                                                              \
 	}
@@ -92,7 +92,7 @@ static int load_libvirt(void)
 	lib = qlib;
 #define RESOLVE(name)                                                                        \
 	if (!(sym_##name = (typeof(name) *)dlsym(lib, #name))) {                             \
-		log_error("libvirt-qemu.so.0 has no %s: too old a libvirt", #name);         \
+		log_error(VMD_LIBVIRT_QEMU_LIBRARY " has no %s: too old a libvirt", #name); \
 		loaded = -EOPNOTSUPP;                                                       \
 		return loaded;                                                              \
 	}

@@ -22,6 +22,8 @@ static void usage(FILE *f)
 		"  vmd reload                   re-read definitions and apply the difference\n"
 		"  vmd exec NAME -- CMD ARG...  run a command in a running guest\n"
 		"  vmd logs NAME [-f]           console + QEMU + virtiofsd log of one VM\n"
+		"  vmd shutdown                 power every VM off, then stop the daemon\n"
+		"  vmd schema                   the definition and settings schema as JSON\n"
 		"  vmd virtiofsd-exec ...       internal: what libvirt runs as virtiofsd (libvirt driver)\n\n"
 		"Every command takes -c FILE for the host settings (default %s)\n"
 		"and --help. Exit status: 0 success, 1 bad input, 2 runtime failure;\n"
@@ -68,10 +70,12 @@ int main(int argc, char **argv)
 		return cmd_run(argc - i, argv + i, config);
 	if (streq(argv[i], "daemon"))
 		return cmd_daemon(argc - i, argv + i, config);
+	if (streq(argv[i], "schema"))
+		return cmd_schema(argc - i, argv + i);
 	if (streq(argv[i], "virtiofsd-exec"))
 		return cmd_virtiofsd_exec(argc - i, argv + i);
 	{
-		static const char *const ctl[] = { "status", "start", "stop", "restart", "reload", "exec", "logs" };
+		static const char *const ctl[] = { "status", "start", "stop", "restart", "reload", "exec", "logs", "shutdown" };
 
 		for (size_t k = 0; k < ELEMENTSOF(ctl); k++)
 			if (streq(argv[i], ctl[k]))

@@ -53,6 +53,12 @@ struct schema_field {
 	size_t max_items;
 	/* SCHEMA_MAP: where each item keeps its name. */
 	size_t map_key_offset;
+	/* For people and for nix/: what the field means, and the name of the
+	 * string format .check enforces ("path", "name", "cidr", ...).
+	 * `vmd schema` prints both; the NixOS module builds its options from
+	 * that output, so the two cannot drift apart. */
+	const char *doc;
+	const char *format;
 };
 
 /* A list of "FIELD: reason" lines. */
@@ -76,6 +82,12 @@ json_t *schema_to_json(const struct schema_field *table, const void *obj);
 
 /* Field by field, what schema_to_json() would make equal. */
 bool schema_equal(const struct schema_field *table, const void *a, const void *b);
+
+/* The table as a JSON document: per field its type, Nix name, default,
+ * limits, allowed values, format and doc, nested tables under "fields". */
+json_t *schema_describe(const struct schema_field *table);
+/* "memory_mib" -> "memoryMiB": the field's name in the Nix modules. */
+char *schema_nix_name(const char *key);
 
 /* Loads a JSON document from a buffer; syntax errors go to errors under
  * the field name "json". */

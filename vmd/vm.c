@@ -10,6 +10,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include "gcroot.h"
 #include "disk.h"
 #include "hostnet.h"
 #include "keydir.h"
@@ -219,10 +220,30 @@ static int sweep_disk_dir(struct vm *vm)
 	return rm_rf_children(fd);
 }
 
+/* The closure of a running VM is a GC root, so that nix-collect-garbage
+ * cannot delete what the guest runs from. A host without Nix has no
+ * registry; any other failure is worth a warning, not a failed start. */
+static void add_gcroot(struct vm *vm)
+{
+	_cleanup_free_ char *link = path_join(vm->dir, "system");
+	int r = link ? gcroot_add(vm->host->gcroots_dir, link, vm->system) : -ENOMEM;
+
+	if (r == -ENOENT)
+		log_debug("%s: no %s, no GC root for %s", vm->def->name, vm->host->gcroots_dir, vm->system);
+	else if (r < 0)
+		log_warning_errno(r, "%s: registering %s as a GC root in %s: %m", vm->def->name, vm->system,
+				  vm->host->gcroots_dir);
+}
+
 static void remove_run_dir(struct vm *vm)
 {
+	_cleanup_free_ char *link = NULL;
+
 	if (vm->lock_fd < 0)
 		return;
+	link = path_join(vm->dir, "system");
+	if (link)
+		(void)gcroot_remove(vm->host->gcroots_dir, link);
 	rm_rf_children(vm->lock_fd);
 	if (rmdir(vm->dir) < 0 && errno != ENOENT)
 		log_warning_errno(errno, "%s: removing %s: %m", vm->def->name, vm->dir);
@@ -1160,6 +1181,7 @@ static int prepare(struct vm *vm)
 		schema_errors_clear(&errors);
 		return r;
 	}
+	add_gcroot(vm);
 	r = read_closure_params(vm, &params);
 	if (r < 0)
 		return log_error_errno(r, "%s: reading %s/kernel-params: %m", vm->def->name, vm->def->system);

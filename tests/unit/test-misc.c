@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 
 #include "disk.h"
+#include "gcroot.h"
 #include "schema.h"
 #include "test.h"
 #include "vmlog.h"
@@ -138,4 +140,114 @@ TEST(rm_rf_keeps_symlink_targets)
 	rm_tree(keep);
 }
 
-RUN_TESTS(T(log_bounded), T(disks), T(read_file_limits), T(path_checks), T(rm_rf_keeps_symlink_targets))
+static char *link_target(const char *path)
+{
+	char buf[4096];
+	ssize_t n = readlink(path, buf, sizeof(buf) - 1);
+
+	if (n < 0)
+		return NULL;
+	buf[n] = 0;
+	return strdup(buf);
+}
+
+static size_t count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	size_t n = 0;
+
+	ASSERT(d);
+	while ((de = readdir(d)))
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* The registration is the only entry of the registry; returns its path. */
+static char *only_registration(const char *reg)
+{
+	DIR *d = opendir(reg);
+	struct dirent *de;
+	char *found = NULL;
+
+	ASSERT(d);
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.') {
+			ASSERT(!found);
+			ASSERT(strncmp(de->d_name, "vmd-", 4) == 0 && strlen(de->d_name) == 36);
+			found = xasprintf("%s/%s", reg, de->d_name);
+		}
+	closedir(d);
+	return found;
+}
+
+TEST(gcroots)
+{
+	_cleanup_free_ char *top = tmpdir();
+	_cleanup_free_ char *reg = xasprintf("%s/auto", top), *roots = xasprintf("%s/roots", top);
+	_cleanup_free_ char *link = xasprintf("%s/run-system", top), *missing = xasprintf("%s/none", top);
+	_cleanup_free_ char *a = xasprintf("%s/roots/a", top), *b = xasprintf("%s/roots/b", top);
+	_cleanup_free_ char *keep = xasprintf("%s/roots/not-a-root", top);
+	char *r1, *t;
+	char *names[] = { "a", "b" }, *targets[] = { "/nix/store/aaa-sys", "/nix/store/bbb-sys" };
+	int fd;
+
+	ASSERT(mkdir(reg, 0755) == 0);
+	/* No registry (no Nix on this host): nothing is made. */
+	ASSERT_EQ(gcroot_add(missing, link, "/nix/store/aaa-sys"), -ENOENT);
+	ASSERT(access(link, F_OK) < 0);
+	ASSERT_EQ(gcroot_sync_dir(missing, roots, names, targets, 2), -ENOENT);
+	ASSERT(access(roots, F_OK) < 0);
+
+	/* One link, one registration pointing at it; a second add replaces
+	 * the target and keeps the one registration. */
+	ASSERT_EQ(gcroot_add(reg, link, "/nix/store/aaa-sys"), 0);
+	ASSERT_STREQ(t = link_target(link), "/nix/store/aaa-sys");
+	free(t);
+	r1 = only_registration(reg);
+	ASSERT_STREQ(t = link_target(r1), link);
+	free(t);
+	ASSERT_EQ(gcroot_add(reg, link, "/nix/store/ccc-sys"), 0);
+	ASSERT_STREQ(t = link_target(link), "/nix/store/ccc-sys");
+	free(t);
+	free(only_registration(reg));
+	ASSERT_EQ(gcroot_remove(reg, link), 0);
+	ASSERT(access(r1, F_OK) < 0 && errno == ENOENT);
+	ASSERT_EQ(count_entries(reg), 0);
+	/* Already gone is fine. */
+	ASSERT_EQ(gcroot_remove(reg, link), 0);
+	/* A file where the link would go is not vmd's: left alone. */
+	fd = open(link, O_WRONLY | O_CREAT, 0600);
+	ASSERT(fd >= 0);
+	close(fd);
+	ASSERT_EQ(gcroot_add(reg, link, "/nix/store/aaa-sys"), -EEXIST);
+	ASSERT_EQ(gcroot_remove(reg, link), -EEXIST);
+	ASSERT(access(link, F_OK) == 0);
+	unlink(link);
+
+	/* A directory of roots follows the set it is given. */
+	ASSERT_EQ(gcroot_sync_dir(reg, roots, names, targets, 2), 0);
+	ASSERT_STREQ(t = link_target(a), "/nix/store/aaa-sys");
+	free(t);
+	ASSERT_STREQ(t = link_target(b), "/nix/store/bbb-sys");
+	free(t);
+	ASSERT_EQ(count_entries(reg), 2);
+	fd = open(keep, O_WRONLY | O_CREAT, 0600);
+	ASSERT(fd >= 0);
+	close(fd);
+	ASSERT_EQ(gcroot_sync_dir(reg, roots, names + 1, targets + 1, 1), 0);
+	ASSERT(access(a, F_OK) < 0 && errno == ENOENT);
+	ASSERT_STREQ(t = link_target(b), "/nix/store/bbb-sys");
+	free(t);
+	ASSERT_EQ(count_entries(reg), 1);
+	ASSERT(access(keep, F_OK) == 0);
+	ASSERT_EQ(gcroot_sync_dir(reg, roots, NULL, NULL, 0), 0);
+	ASSERT_EQ(count_entries(reg), 0);
+	ASSERT_EQ(count_entries(roots), 1);
+	free(r1);
+	rm_tree(top);
+}
+
+RUN_TESTS(T(log_bounded), T(disks), T(read_file_limits), T(path_checks), T(rm_rf_keeps_symlink_targets),
+	  T(gcroots))
