@@ -32,6 +32,7 @@ let
   initrd = mk "initrd" "initrd.sh" {
     inherit busybox linux;
     init = "${scripts}/stage-1.sh";
+    mounts = "${scripts}/vmd-mounts.sh";
     # What stage 1 needs to reach the store and the disks; everything else
     # loads in stage 2 from the store.
     modules = "virtio_pci virtio_blk virtio_console virtiofs ext4 crc32c_generic";

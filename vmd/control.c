@@ -574,6 +574,10 @@ void control_free(struct control *c)
 		struct client *cl = c->clients;
 
 		c->clients = cl->next;
+		/* A reply queued just before the daemon ends (to "shutdown",
+		 * when there was nothing to stop) still reaches its client. */
+		if (cl->ch)
+			jline_flush_final(cl->ch);
 		client_free(cl);
 	}
 	loop_source_freep(&c->listen_src);

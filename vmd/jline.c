@@ -217,6 +217,25 @@ void jline_free(struct jline *c)
 	free(c);
 }
 
+void jline_flush_final(struct jline *c)
+{
+	size_t off = 0;
+
+	while (!c->closed && off < c->out_len) {
+		ssize_t n = send(c->fd, c->out + off, c->out_len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	if (off == 0)
+		return;
+	memmove(c->out, c->out + off, c->out_len - off);
+	c->out_len -= off;
+}
+
 int jline_send_raw(struct jline *c, const void *buf, size_t n)
 {
 	char *o;

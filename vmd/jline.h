@@ -26,6 +26,9 @@ typedef void (*jline_error_cb)(struct jline *c, int error, void *userdata);
 int jline_new(struct loop *l, int fd, size_t max_line, jline_msg_cb on_msg, jline_close_cb on_close,
 	      void *userdata, struct jline **ret);
 void jline_free(struct jline *c);
+/* What is still queued goes out now, as far as the socket takes it without
+ * blocking; no callback runs. For a last reply before the process exits. */
+void jline_flush_final(struct jline *c);
 
 void jline_on_error(struct jline *c, jline_error_cb on_error);
 /* Output queued beyond max is refused with -ENOBUFS (default 64 MiB). */

@@ -23,15 +23,30 @@ grep -q " /dev/shm " /proc/mounts || mount -t tmpfs -o mode=1777 shm /dev/shm
 # demos and tests of a guest that ends by itself).
 poweroff_after=
 ipconf=
+activation=
 set -f
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
 	systemd.hostname=*) hostname "${arg#systemd.hostname=}" ;;
 	ip=*) ipconf=${arg#ip=} ;;
 	vmd.guest.poweroff-after=*) poweroff_after=${arg#vmd.guest.poweroff-after=} ;;
+	vmd.guest.simulate-activation) activation=1 ;;
 	esac
 done
 set +f
+
+# vmd.guest.simulate-activation (tests): the first thing NixOS activation
+# does to /etc and /var, so a test can see that the stage-1 mounts were
+# already there: a key directory at /etc/ssh receives sshd_config next to
+# the host's keys, and a disk at /var receives /var/lib/nixos.
+if [ -n "$activation" ]; then
+	mkdir -p /etc/static/ssh /etc/ssh /var/lib/nixos
+	echo "# written by the simulated activation" > /etc/static/ssh/sshd_config
+	ln -sfn /etc/static/ssh/sshd_config /etc/ssh/sshd_config ||
+		echo "vmd guest: activation: cannot write /etc/ssh/sshd_config" >&2
+	echo "root:0" > /var/lib/nixos/uid-map ||
+		echo "vmd guest: activation: cannot write /var/lib/nixos" >&2
+fi
 
 port_node() {
 	for p in /sys/class/virtio-ports/*; do

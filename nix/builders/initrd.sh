@@ -8,7 +8,8 @@ for a in $(busybox --list); do [ "$a" = busybox ] || ln -s busybox $root/bin/$a;
 # The kernel runs /sbin/modprobe for modules it wants by itself.
 ln -s bin $root/sbin
 cp $init $root/init
-chmod 0755 $root/init
+cp $mounts $root/vmd-mounts.sh
+chmod 0755 $root/init $root/vmd-mounts.sh
 
 ver=$(ls $linux/lib/modules)
 mdir=lib/modules/$ver

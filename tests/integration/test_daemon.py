@@ -384,3 +384,27 @@ def test_recycled_pid_is_not_adopted(env, daemons):
         os.close(lock)
         import shutil
         shutil.rmtree(run, ignore_errors=True)
+
+
+def test_shutdown_command_powers_off_and_waits(env, daemons):
+    """`vmd shutdown`, what vmd-guests.service runs when the host goes down:
+    even a --keep-running daemon powers every VM off gracefully, exits 0,
+    and the command returns only once the daemon is gone."""
+    d = daemons("--keep-running")
+    for n in ("s1", "s2"):
+        d.define(n)
+    d.ctl("reload", check=0)
+    pids = [d.wait_state(n, "running", ready=True)["pid"] for n in ("s1", "s2")]
+    p = d.ctl("shutdown", check=0)
+    assert "stopping every VM" in p.stderr
+    # The command returned: the daemon has closed its socket and is exiting.
+    assert d.proc.wait(timeout=30) == 0
+    for n, pid in zip(("s1", "s2"), pids):
+        log = open(os.path.join(env.root, "log", f"{n}.log")).read()
+        assert "stopping: ACPI powerdown" in log and "reboot: Power down" in log
+        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    assert "shutdown requested: stopping every VM" in d.output()
+    # No daemon: nothing to do, and that is no error (an ExecStop= at
+    # shutdown must not fail because the daemon is already gone).
+    p = d.ctl("shutdown", check=0)
+    assert "no daemon runs" in p.stderr
