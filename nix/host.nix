@@ -1,84 +1,243 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# NixOS host module: declare VMs in Nix, run them with the vmd daemon.
+# NixOS host module: VMs declared in configuration.nix, kept up by the vmd
+# daemon. With the flake: `imports = [ vmd.nixosModules.host ];`, else
+# `imports = [ ./vmd/nix/host.nix ];`.
 #
-#   imports = [ ./vmd/nix/host.nix ];
 #   services.vmd = {
 #     enable = true;
-#     package = pkgs.callPackage ./vmd/nix/package.nix { };   # or your own build
-#     settings = {                                           # /etc/vmd/vmd.json
-#       accel = "kvm";
-#       networks.vmbr0 = { type = "bridge"; address = "10.0.0.1/24"; };
-#       networks.vmwg = { type = "wireguard"; address = "10.77.0.1/24"; endpoint = "10.0.0.1"; };
-#     };
+#     settings.networks.vmbr0 = { type = "bridge"; address = "10.0.0.1/24"; };
 #     vms.edge = {
-#       system = nixosConfigurations.edge.config.system.build.toplevel;
+#       config = { pkgs, ... }: {              # the guest, as a NixOS module
+#         services.nginx.enable = true;
+#         vmd.guest.sshHostKeys.enable = true;  # host keys kept in a key directory
+#       };
 #       memoryMiB = 1024;
-#       keys.ssh = { target = "/etc/ssh"; readOnly = false; };
 #       network = { bridge = "vmbr0"; address = "10.0.0.2/24"; };
-#       wireguard = { hub = "vmwg"; address = "10.77.0.2/32"; };  # key dir "wireguard" at /etc/wireguard
-#       disks.scratch = { sizeMiB = 1024; mount = "/var"; };
-#       disks.db = { sizeMiB = 4096; mount = "/var/lib/db"; persistent = true; };
+#       disks.var = { sizeMiB = 2048; mount = "/var"; };
 #     };
 #   };
 #
-# Each VM becomes /etc/vmd/vms.d/<name>.json (through nix/lib.nix, which the
-# test suite evaluates and checks); a rebuild that changes any of them
-# reloads the daemon, which restarts exactly the VMs that changed. The VM
-# options are vmd's definition fields in Nix spelling (README.md,
-# "Definition reference"); vmd itself validates them at reload.
+# Every option below `settings` and `vms.<name>` is generated from
+# nix/schema.json (`vmd schema`): the same names, types, limits and
+# descriptions vmd validates with, in Nix spelling. `null` leaves a field
+# out, so vmd's own default applies.
+#
+# Units (the libvirtd / libvirt-guests split):
+# - vmd.service runs the daemon. A new package or new settings restart it,
+#   and that never reboots a VM: the unit's stop signal is SIGUSR2, on
+#   which the daemon exits and leaves every VM running, and the next daemon
+#   adopts them. New definitions are applied by `vmd reload`, which waits
+#   for the daemon's answer, so `nixos-rebuild switch` fails when vmd
+#   rejects them; only the VMs whose definitions changed restart.
+# - vmd-guests.service powers the VMs off when the host goes down: it is
+#   ordered after vmd.service, so it stops first, and its ExecStop runs
+#   `vmd shutdown` (ACPI powerdown of every VM, in parallel, then the daemon
+#   exits). A switch never restarts it (restartIfChanged = false).
+#   `systemctl restart vmd-guests` reboots every VM; `systemctl stop vmd`
+#   leaves them running, as with libvirtd.
+# - The definitions are checked with `vmd check` when the system is built:
+#   an invalid VM fails `nixos-rebuild`, not the daemon.
 { config, lib, pkgs, ... }:
 let
+  inherit (lib) mkOption mkIf types literalExpression;
   cfg = config.services.vmd;
   vmdLib = import ./lib.nix;
-  etcFiles = vmdLib.toEtcFiles cfg.vms;
+  opts = vmdLib.options lib;
+  vmd = "${cfg.package}/bin/vmd";
+
+  absolute = types.strMatching "/.*";
+
+  # Guest-side wishes (nix/guest.nix's vmd.guest.definition, e.g. the key
+  # directory of sshHostKeys), then the host's own fields over them.
+  dropNulls = v:
+    if lib.isAttrs v && !lib.isDerivation v
+    then lib.mapAttrs (_: dropNulls) (lib.filterAttrs (_: x: x != null) v)
+    else v;
+  definitionFields = vm: removeAttrs vm [ "config" "nixos" "_module" ];
+
+  definitionOf = name: vm:
+    let
+      guest = if vm.nixos == null then { } else
+        dropNulls (removeAttrs vm.nixos.config.vmd.guest.definition [ "name" "system" "_module" ]);
+      system =
+        if vm.system != null then vm.system
+        else if vm.nixos != null then vm.nixos.config.system.build.toplevel
+        else throw "services.vmd.vms.${name}: set `system` (a closure) or `config` (a NixOS guest)";
+    in
+    vmdLib.toDefinition name (lib.recursiveUpdate guest (dropNulls (definitionFields vm)) // { inherit system; });
+
+  definitions = lib.mapAttrs definitionOf cfg.vms;
+  settingsJSON = vmdLib.toSettings (dropNulls cfg.settings);
+  settingsFile = pkgs.writeText "vmd.json" (builtins.toJSON settingsJSON);
+  definitionFiles = lib.mapAttrs (name: d: pkgs.writeText "vmd-${name}.json" (builtins.toJSON d)) definitions;
+
+  # All definitions in one directory, checked by vmd itself against the
+  # settings and the closures (which are inputs of this build).
+  checkedDefinitions = pkgs.runCommand "vmd-definitions" { } ''
+    mkdir -p $out
+    ${lib.concatStrings (lib.mapAttrsToList (name: f: ''
+      cp ${f} $out/${name}.json
+    '') definitionFiles)}
+    ${vmd} check -c ${settingsFile} $out
+  '';
+
+  stopTimeout = (if cfg.settings.stopTimeoutS != null then cfg.settings.stopTimeoutS else 30)
+    # then SIGTERM, SIGKILL 5 s later, and the daemon's own exit
+    + 5 + 25;
+
+  vmModule = { name, config, ... }: {
+    options = opts.definitionOptions {
+      name = mkOption {
+        type = types.str;
+        default = name;
+        readOnly = true;
+        description = "The VM's name: the attribute name (1..32 of [a-z0-9-]).";
+      };
+      system = mkOption {
+        type = types.nullOr (types.either types.package absolute);
+        default = null;
+        description = ''
+          The system closure to boot (kernel, initrd, init): a NixOS toplevel
+          or a store path. Default: the toplevel of `config`.
+        '';
+      };
+    } // {
+      config = mkOption {
+        type = types.nullOr types.deferredModule;
+        default = null;
+        description = ''
+          The guest, written inline as a NixOS module. It is evaluated with
+          nix/guest.nix imported and `networking.hostName` defaulting to the
+          VM's name, and its toplevel becomes `system`.
+        '';
+      };
+      nixos = mkOption {
+        type = types.unspecified;
+        readOnly = true;
+        internal = true;
+        description = "The evaluated inline guest, or null.";
+      };
+    };
+    config.nixos = if config.config == null then null else cfg.evalGuest {
+      inherit name;
+      modules = [
+        ./guest.nix
+        { networking.hostName = lib.mkDefault name; }
+        config.config
+      ];
+    };
+  };
 in
 {
   options.services.vmd = {
     enable = lib.mkEnableOption "vmd, the declarative microVM manager";
 
-    package = lib.mkOption {
-      type = lib.types.package;
-      description = "The vmd package (its bin/vmd is started).";
+    package = mkOption {
+      type = types.package;
+      default = pkgs.vmd or (pkgs.callPackage ./package.nix { });
+      defaultText = literalExpression "pkgs.vmd or (pkgs.callPackage ./package.nix { })";
+      description = "The vmd package.";
     };
 
-    settings = lib.mkOption {
-      type = lib.types.attrsOf lib.types.anything;
+    settings = mkOption {
+      type = types.submodule {
+        options = opts.settingsOptions {
+          qemu = mkOption {
+            type = types.str;
+            default = "${pkgs.qemu_kvm}/bin/qemu-system-x86_64";
+            defaultText = literalExpression ''"''${pkgs.qemu_kvm}/bin/qemu-system-x86_64"'';
+            description = "QEMU. JSON field: `qemu`.";
+          };
+          virtiofsd = mkOption {
+            type = types.str;
+            default = "${pkgs.virtiofsd}/bin/virtiofsd";
+            defaultText = literalExpression ''"''${pkgs.virtiofsd}/bin/virtiofsd"'';
+            description = "virtiofsd (nixpkgs' QEMU ships none; this is the Rust one). JSON field: `virtiofsd`.";
+          };
+          wireguard_go = mkOption {
+            type = types.str;
+            default = "${pkgs.wireguard-go}/bin/wireguard-go";
+            defaultText = literalExpression ''"''${pkgs.wireguard-go}/bin/wireguard-go"'';
+            description = "wireguard-go, for hubs where the kernel has no WireGuard module. JSON field: `wireguard_go`.";
+          };
+        };
+      };
       default = { };
-      description = "Host settings, written to /etc/vmd/vmd.json.";
+      description = "Host settings, written to /etc/vmd/vmd.json. Fields left null take vmd's defaults.";
     };
 
-    vms = lib.mkOption {
-      type = lib.types.attrsOf (lib.types.attrsOf lib.types.anything);
+    vms = mkOption {
+      type = types.attrsOf (types.submodule vmModule);
       default = { };
-      description = "VM definitions by name (Nix spelling of the JSON fields).";
+      description = "VM definitions by name, written to /etc/vmd/vms.d/NAME.json.";
+    };
+
+    openFirewall = mkOption {
+      type = types.bool;
+      default = true;
+      description = "Open the UDP ports of the WireGuard hubs in settings.networks.";
+    };
+
+    evalGuest = mkOption {
+      type = types.functionTo types.unspecified;
+      internal = true;
+      default = { name, modules }: import "${pkgs.path}/nixos/lib/eval-config.nix" {
+        system = pkgs.stdenv.hostPlatform.system;
+        inherit pkgs modules;
+        prefix = [ "services" "vmd" "vms" name "config" ];
+      };
+      description = "How an inline guest is evaluated (NixOS's eval-config.nix; tests replace it).";
     };
   };
 
-  config = lib.mkIf cfg.enable {
-    environment.etc = lib.mapAttrs (_: text: { inherit text; mode = "0644"; }) etcFiles
-      // { "vmd/vmd.json".text = builtins.toJSON cfg.settings; };
+  config = mkIf cfg.enable {
+    environment.etc."vmd/vmd.json".source = settingsFile;
+    environment.etc."vmd/vms.d".source = checkedDefinitions;
 
     users.groups.vmd = { };
 
-    # The same unit as vmd/vmd.service.in; see the comments there.
+    networking.firewall.allowedUDPPorts = mkIf cfg.openFirewall (vmdLib.hubPorts settingsJSON);
+
+    system.build.vmdDefinitions = checkedDefinitions;
+
     systemd.services.vmd = {
       description = "vmd: declarative microVMs";
       after = [ "local-fs.target" "network.target" ];
       wantedBy = [ "multi-user.target" ];
+      # mkfs.ext4 for disks, qemu-img for overlays.
       path = [ pkgs.e2fsprogs pkgs.qemu_kvm ];
-      reloadTriggers = lib.attrValues etcFiles;
-      restartTriggers = [ (builtins.toJSON cfg.settings) ];
+      restartTriggers = [ cfg.package settingsFile ];
+      reloadTriggers = [ checkedDefinitions ];
       serviceConfig = {
         Type = "notify";
         NotifyAccess = "main";
-        ExecStart = "${cfg.package}/bin/vmd daemon";
-        ExecReload = "${pkgs.coreutils}/bin/kill -HUP $MAINPID";
+        ExecStart = "${vmd} daemon";
+        # Synchronous, and fails when vmd rejects the definitions.
+        ExecReload = "${vmd} reload";
+        # Stopping the unit (a restart for a new package or new settings)
+        # leaves the VMs running for the next daemon, which adopts them.
         KillMode = "process";
+        KillSignal = "SIGUSR2";
+        SuccessExitStatus = 75;
         Restart = "on-failure";
         RestartSec = "1s";
         RestartForceExitStatus = 75;
-        TimeoutStopSec = "90s";
+      };
+    };
+
+    systemd.services.vmd-guests = {
+      description = "vmd: power the VMs off when the host stops";
+      wantedBy = [ "multi-user.target" ];
+      wants = [ "vmd.service" ];
+      after = [ "vmd.service" ];
+      restartIfChanged = false;
+      serviceConfig = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        ExecStart = "${pkgs.coreutils}/bin/true";
+        ExecStop = "${vmd} shutdown";
+        TimeoutStopSec = stopTimeout;
       };
     };
   };

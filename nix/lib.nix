@@ -1,67 +1,159 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# Pure helpers that turn Nix attribute sets into vmd definitions. They need
-# nothing but builtins, so they evaluate without nixpkgs:
+# vmd's definitions and settings on the Nix side, built from one source:
+# nix/schema.json, which is what `vmd schema` prints (a test keeps the two
+# equal). Field names, types, limits, defaults and descriptions all come
+# from there, so the NixOS modules and vmd's own validator cannot drift
+# apart.
+#
+# The conversion to JSON needs nothing but builtins, so it evaluates
+# without nixpkgs:
 #
 #   nix-instantiate --eval --strict --json -E \
 #     '(import ./nix/lib.nix).toDefinitions { edge = { system = "/nix/store/...-toplevel"; }; }'
 #
-# nix/host.nix uses them to write /etc/vmd/vms.d/<name>.json; the test suite
-# evaluates them and runs the result through `vmd check`.
+# Nix spelling: each JSON field's "nix_name" (memory_mib -> memoryMiB,
+# read_only -> readOnly, kernel_params -> kernelParams). Keys, shares and
+# disks may be given as attribute sets keyed by their name (or tag) or as
+# lists. null means "left out", so vmd's default applies. A name vmd does
+# not know is passed through unchanged, so that `vmd check` reports it.
 #
-# Attribute names follow Nix style (memoryMiB, readOnly, sizeMiB, ...); keys
-# and shares may be given as attribute sets keyed by name/tag (the order of
-# the resulting list is then alphabetical) or as lists. Unset options are
-# left out, so vmd's documented defaults apply. Anything vmd does not know
-# is passed through unchanged, so `vmd check` reports it by its JSON name.
+# The option declarations (mkDefinitionOptions, mkSettingsOptions) need
+# nixpkgs' lib and are what nix/host.nix and nix/guest.nix use.
 let
-  inherit (builtins) attrNames filter isAttrs isList listToAttrs map removeAttrs toString;
+  inherit (builtins) attrNames concatMap elem filter fromJSON hasAttr head isAttrs isList
+    isString listToAttrs map mapAttrs readFile toString typeOf;
 
-  # Nix name -> JSON name, for the options whose names differ.
-  renames = {
-    memoryMiB = "memory_mib";
-    kernelParams = "kernel_params";
-    readOnly = "read_only";
-    sizeMiB = "size_mib";
-    baseFormat = "base_format";
-  };
+  schema = fromJSON (readFile ./schema.json);
 
-  rename = attrs: listToAttrs (map (n: {
-    name = renames.${n} or n;
-    value = attrs.${n};
-  }) (filter (n: attrs.${n} != null) (attrNames attrs)));
+  # { nixName = field // { key = jsonName; }; }
+  byNixName = fields: listToAttrs (map (k: {
+    name = fields.${k}.nix_name;
+    value = fields.${k} // { key = k; };
+  }) (attrNames fields));
 
   # { ssh = { target = ...; }; } -> [ { name = "ssh"; target = ...; } ]
-  asList = keyAttr: v:
+  asList = keyName: v:
     if isList v then v
-    else if isAttrs v then map (n: { ${keyAttr} = n; } // v.${n}) (attrNames v)
-    else throw "vmd: expected a list or an attribute set, got ${builtins.typeOf v}";
+    else if isAttrs v then map (n: { ${keyName} = n; } // v.${n}) (attrNames v)
+    else throw "vmd: expected a list or an attribute set, got ${typeOf v}";
 
-  # A derivation (a NixOS toplevel) or a store path string.
-  systemPath = s: if isAttrs s then toString (s.outPath or (throw "vmd: system is an attribute set without outPath")) else s;
+  # A derivation (a NixOS toplevel) or a path string.
+  plainString = v:
+    if isAttrs v then toString (v.outPath or (throw "vmd: an attribute set without outPath where a path belongs"))
+    else if typeOf v == "path" then toString v
+    else v;
+
+  toJSONObject = fields: attrs:
+    let known = byNixName fields; in
+    listToAttrs (concatMap (n:
+      let v = attrs.${n}; f = known.${n} or null; in
+      if v == null then [ ]
+      else if f == null then [{ name = n; value = v; }]
+      else [{ name = f.key; value = convert f v; }]
+    ) (attrNames attrs));
+
+  convert = f: v:
+    if f.type == "list" then
+      map (toJSONObject f.fields) (asList f.fields.${f.item_key}.nix_name v)
+    else if f.type == "object" then toJSONObject f.fields v
+    else if f.type == "map" then mapAttrs (_: toJSONObject f.fields) v
+    else if f.type == "string" then plainString v
+    else v;
 
   toDefinition = name: cfg:
+    if cfg ? name && cfg.name != null && cfg.name != name then throw "vmd: VM ${name} has name = ${cfg.name}"
+    else if (cfg.system or null) == null then throw "vmd: VM ${name} has no system"
+    else toJSONObject schema.definition (cfg // { inherit name; });
+
+  # --- option declarations (need nixpkgs' lib) -------------------------------
+
+  showDefault = f:
+    if f.type == "bool" then (if f.default then "true" else "false")
+    else if f.type == "integer" then toString f.default
+    else builtins.toJSON f.default;
+
+  describe = f:
+    f.doc or ""
+    + (if f.type == "integer" then " (${toString f.min}..${toString f.max})" else "")
+    + (if f ? format then " Format: ${f.format}." else "")
+    + (if f ? default then " vmd's default: ${showDefault f}." else "")
+    + " JSON field: `${f.key}`.";
+
+  mkOptionsWith = lib:
     let
-      plain = removeAttrs cfg [ "system" "keys" "shares" "disks" "name" ];
-      lists = listToAttrs (filter (x: x != null) [
-        (if cfg ? keys then { name = "keys"; value = map rename (asList "name" cfg.keys); } else null)
-        (if cfg ? shares then { name = "shares"; value = map rename (asList "tag" cfg.shares); } else null)
-        (if cfg ? disks then { name = "disks"; value = map rename (asList "name" cfg.disks); } else null)
-      ]);
+      inherit (lib) mkOption types;
+
+      absolute = types.strMatching "/.*";
+
+      fieldType = f:
+        if f.type == "string" then
+          (if f.key == "system" then types.either types.package absolute
+           else if f ? pattern then types.strMatching f.pattern
+           else if elem (f.format or "") [ "path" "guest-path" "dir" ] then absolute
+           else types.str)
+        else if f.type == "bool" then types.bool
+        else if f.type == "integer" then types.ints.between f.min f.max
+        else if f.type == "enum" then types.enum f.values
+        else if f.type == "strings" then types.listOf types.str
+        else if f.type == "list" then types.attrsOf (itemModule f.fields f.item_key)
+        else if f.type == "object" then types.submodule { options = fieldOptions f.fields { }; }
+        else if f.type == "map" then types.attrsOf (types.submodule { options = fieldOptions f.fields { }; })
+        else throw "vmd: schema type ${f.type} unknown to nix/lib.nix";
+
+      # Required fields have no default (Nix says they are missing); the
+      # rest default to null: left out, vmd's default applies.
+      fieldOption = f: over:
+        if over ? ${f.key} then over.${f.key}
+        else if f.required then mkOption { type = fieldType f; description = describe f; }
+        else mkOption { type = types.nullOr (fieldType f); default = null; description = describe f; };
+
+      fieldOptions = fields: over:
+        let named = byNixName fields; in
+        mapAttrs (_: f: fieldOption f over) named;
+
+      # A list item whose naming field defaults to its attribute name.
+      itemModule = fields: keyField: types.submodule ({ name, ... }: {
+        options = fieldOptions fields {
+          ${keyField} = mkOption {
+            type = fieldType (fields.${keyField} // { key = keyField; });
+            default = name;
+            description = describe (fields.${keyField} // { key = keyField; }) + " Default: the attribute name.";
+          };
+        };
+      });
     in
-    if cfg ? name && cfg.name != name then throw "vmd: VM ${name} has name = ${cfg.name}"
-    else { inherit name; system = systemPath (cfg.system or (throw "vmd: VM ${name} has no system")); }
-      // rename plain // lists;
+    {
+      # The options of one VM definition. `over` replaces the declaration
+      # of a field by its JSON name (the modules give "name" and "system"
+      # their own).
+      definitionOptions = over: fieldOptions schema.definition over;
+      settingsOptions = over: fieldOptions schema.settings over;
+    };
 in
 {
-  inherit toDefinition;
+  inherit schema toDefinition;
 
   # { name = cfg; ... } -> { name = definition; ... }
-  toDefinitions = vms: builtins.mapAttrs toDefinition vms;
+  toDefinitions = vms: mapAttrs toDefinition vms;
+
+  # Settings in Nix spelling -> the JSON object of /etc/vmd/vmd.json.
+  toSettings = settings: toJSONObject schema.settings settings;
 
   # { name = cfg; ... } -> { "vmd/vms.d/name.json" = JSON text; ... }
   toEtcFiles = vms: listToAttrs (map (n: {
     name = "vmd/vms.d/${n}.json";
     value = builtins.toJSON (toDefinition n vms.${n});
   }) (attrNames vms));
+
+  # The UDP ports of the WireGuard hubs among settings.networks (JSON).
+  hubPorts = settingsJSON: concatMap (n:
+    let net = settingsJSON.networks.${n}; in
+    if net.type != "wireguard" then [ ]
+    else if (net.listen_port or 0) == 0 then [ 51820 ]
+    else [ net.listen_port ]
+  ) (attrNames (settingsJSON.networks or { }));
+
+  # mkOptionsWith nixpkgs.lib -> { definitionOptions; settingsOptions; }
+  options = mkOptionsWith;
 }

@@ -805,8 +805,12 @@ static int describe_field(const struct schema_field *f, json_t *o)
 			r |= json_object_set_new(o, "default", json_string(f->enum_names[f->def_enum]));
 		break;
 	}
-	case SCHEMA_STRV:
 	case SCHEMA_ARRAY:
+		/* The first field of an item names it (keys: name, shares:
+		 * tag): Nix writes such lists as attribute sets by that name. */
+		r |= json_object_set_new(o, "item_key", json_string(f->sub[0].key));
+		/* fall through */
+	case SCHEMA_STRV:
 	case SCHEMA_MAP:
 		r |= json_object_set_new(o, "max_items", json_integer((json_int_t)f->max_items));
 		break;

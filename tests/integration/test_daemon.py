@@ -11,7 +11,7 @@ import socket
 import subprocess
 import time
 
-from conftest import VMD
+from conftest import TOP, VMD
 from test_run import add_to_store, garbage_system
 
 
@@ -408,3 +408,39 @@ def test_shutdown_command_powers_off_and_waits(env, daemons):
     # shutdown must not fail because the daemon is already gone).
     p = d.ctl("shutdown", check=0)
     assert "no daemon runs" in p.stderr
+
+
+def unit_setting(unit, key):
+    build_dir = os.path.dirname(os.environ.get("VMD_BIN", os.path.join(TOP, "build", "vmd")))
+    with open(os.path.join(build_dir, unit)) as f:
+        for line in f:
+            if line.startswith(key + "="):
+                return line.split("=", 1)[1].strip()
+    raise AssertionError(f"{unit} has no {key}=")
+
+
+def test_unit_restart_for_new_settings_keeps_vms(env, daemons):
+    """What systemd does with the installed units, done by hand (no systemd
+    here): a restart of vmd.service (new package, new settings) sends its
+    KillSignal, and the VMs stay up through it and are adopted by the next
+    daemon, which runs with the new settings; vmd-guests.service's ExecStop
+    at host shutdown powers them off gracefully."""
+    sig = unit_setting("vmd.service", "KillSignal")
+    assert unit_setting("vmd.service", "KillMode") == "process"
+    assert unit_setting("vmd.service", "SuccessExitStatus") == "75"
+    assert unit_setting("vmd.service", "ExecReload").endswith("/vmd reload")
+    assert unit_setting("vmd-guests.service", "ExecStop").endswith("/vmd shutdown")
+    d = daemons()
+    d.define("steady")
+    d.ctl("reload", check=0)
+    pid = d.wait_state("steady", "running", ready=True)["pid"]
+    assert d.stop(getattr(signal, sig)) == 75
+    env.write_settings(stop_timeout_s=15, log_max_bytes=1 << 20)
+    d2 = daemons()
+    s = d2.status()["steady"]
+    assert s["pid"] == pid and s["state"] == "running" and s["ready"]
+    assert "stopping" not in open(os.path.join(env.root, "log", "steady.log")).read()
+    # The host goes down.
+    d2.ctl("shutdown", check=0)
+    assert d2.proc.wait(timeout=60) == 0
+    assert "stopping: ACPI powerdown" in open(os.path.join(env.root, "log", "steady.log")).read()

@@ -1,10 +1,29 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
-"""The Nix side: nix/lib.nix turns attribute sets into definitions that vmd
-accepts. There is no nixpkgs here, so the NixOS modules themselves are only
-parsed; the pure function they are built on is evaluated for real."""
+"""The Nix side.
+
+- nix/lib.nix turns attribute sets into definitions that vmd accepts
+  (builtins only, evaluated for real).
+- nix/schema.json is what `vmd schema` prints: the modules' options are
+  generated from it.
+- nix/host.nix and nix/guest.nix are evaluated with nixpkgs' real lib
+  (lib.evalModules) against stand-ins of the NixOS options they set
+  (tests/nix/stubs.nix, each copied from the nixpkgs file it names); what
+  comes out (the generated settings and definitions, the units, the initrd
+  commands and units, the kernel parameters) is compared with golden files
+  in tests/golden/nix/, and the derivations the modules make are built: the
+  build-time `vmd check` of the definitions, and the guest runner, which
+  boots a VM.
+- flake.nix's outputs are evaluated against a stand-in nixpkgs.
+
+The library is looked up in $VMD_NIXPKGS_LIB, <nixpkgs/lib>, then
+../shared/nixpkgs-lib/lib next to the repository."""
 import json
 import os
+import re
+import shutil
 import subprocess
+
+import pytest
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NIX_OPTS = ["--option", "build-users-group", "", "--option", "substituters", ""]
@@ -86,7 +105,332 @@ def test_etc_files(env):
 
 
 def test_modules_parse():
-    for f in ("host.nix", "guest.nix", "lib.nix", "tiny-guest.nix"):
+    for f in ("host.nix", "guest.nix", "lib.nix", "tiny-guest.nix", "package.nix"):
         p = subprocess.run(["nix-instantiate", *NIX_OPTS, "--parse", os.path.join(TOP, "nix", f)],
                            capture_output=True, text=True, timeout=60)
         assert p.returncode == 0, f"{f}: {p.stderr}"
+    p = subprocess.run(["nix-instantiate", *NIX_OPTS, "--parse", os.path.join(TOP, "flake.nix")],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+
+
+def test_schema_json_is_what_vmd_prints(env):
+    """The one source of truth: the committed schema the modules read is
+    the binary's own. After changing a field: build/vmd schema > nix/schema.json."""
+    p = env.vmd("schema", check=0)
+    with open(os.path.join(TOP, "nix", "schema.json")) as f:
+        assert json.loads(p.stdout) == json.load(f), "nix/schema.json is stale: build/vmd schema > nix/schema.json"
+    schema = json.loads(p.stdout)
+    assert schema["definition"]["memory_mib"]["nix_name"] == "memoryMiB"
+    assert schema["definition"]["disks"]["item_key"] == "name"
+    assert schema["definition"]["shares"]["item_key"] == "tag"
+    # Every field says what it is for.
+    def walk(fields, path):
+        for k, f in fields.items():
+            assert f.get("doc"), f"{path}{k} has no doc"
+            walk(f.get("fields", {}), f"{path}{k}.")
+    walk(schema["definition"], "definition.")
+    walk(schema["settings"], "settings.")
+
+
+# --- the NixOS modules, evaluated with nixpkgs' lib -------------------------
+
+def nixpkgs_lib():
+    cands = [os.environ.get("VMD_NIXPKGS_LIB")]
+    p = subprocess.run(["nix-instantiate", "--find-file", "nixpkgs/lib"], capture_output=True, text=True)
+    if p.returncode == 0:
+        cands.append(p.stdout.strip())
+    cands.append(os.path.join(os.path.dirname(TOP), "shared", "nixpkgs-lib", "lib"))
+    for c in cands:
+        if c and os.path.isfile(os.path.join(c, "default.nix")):
+            return os.path.realpath(c)
+    return None
+
+
+LIB = nixpkgs_lib()
+needs_lib = pytest.mark.skipif(LIB is None, reason="no nixpkgs lib: set VMD_NIXPKGS_LIB, or put nixpkgs "
+                               "on NIX_PATH, or ../shared/nixpkgs-lib/lib next to the repository")
+BUILD_OPTS = NIX_OPTS + ["--option", "sandbox", "false"]
+GOLDEN = os.path.join(TOP, "tests", "golden", "nix")
+
+
+@pytest.fixture
+def vmdpkg(env):
+    """A directory with bin/vmd (the vmd under test), as services.vmd.package."""
+    d = os.path.join(env.root, "vmd-package")
+    os.makedirs(os.path.join(d, "bin"))
+    os.symlink(os.path.realpath(os.environ.get("VMD_BIN", os.path.join(TOP, "build", "vmd"))),
+               os.path.join(d, "bin", "vmd"))
+    return d
+
+
+def evaluate(env, vmdpkg, attr, host="{ }", guest="{ }"):
+    expr = (f'(import {TOP}/tests/nix/eval.nix {{ lib = {LIB}; vmdPackage = "{vmdpkg}"; '
+            f'closure = "{env.closure}"; host = {host}; guest = {guest}; }}).{attr}')
+    p = subprocess.run(["nix-instantiate", *NIX_OPTS, "--read-write-mode", "--eval", "--strict", "--json",
+                        "-E", expr], capture_output=True, text=True, timeout=300)
+    return p, expr
+
+
+def evaluated(env, vmdpkg, attr, **kw):
+    p, _ = evaluate(env, vmdpkg, attr, **kw)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def build(env, vmdpkg, attr, **kw):
+    _, expr = evaluate(env, vmdpkg, attr, **kw)
+    return subprocess.run(["nix-build", *BUILD_OPTS, "--no-out-link", "-E", expr],
+                          capture_output=True, text=True, timeout=600)
+
+
+def normalise(v, env, vmdpkg):
+    """Store hashes, the closure and the package directory vary between
+    runs and checkouts; golden files hold placeholders."""
+    text = json.dumps(v, indent=2, sort_keys=True)
+    text = text.replace(os.path.realpath(env.closure), "@CLOSURE@").replace(vmdpkg, "@VMD@")
+    return re.sub(r"/nix/store/[a-z0-9]{32}-", "/nix/store/@-", text) + "\n"
+
+
+def check_golden(name, text):
+    path = os.path.join(GOLDEN, name)
+    if os.environ.get("VMD_UPDATE_GOLDEN"):
+        os.makedirs(GOLDEN, exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+    with open(path) as f:
+        assert text == f.read(), f"{path} differs (VMD_UPDATE_GOLDEN=1 rewrites it; review the diff)"
+
+
+HOST = """{ services.vmd = {
+    enable = true;
+    settings = {
+      stopTimeoutS = 10;
+      networks.vmbr0 = { type = "bridge"; address = "10.0.0.1/24"; };
+      networks.vmwg = { type = "wireguard"; address = "10.77.0.1/24"; endpoint = "10.0.0.1"; listenPort = 51999; };
+    };
+    vms.plain = { system = "@CLOSURE@"; memoryMiB = 300; restart = "on-failure"; };
+    vms.inline = {
+      config = { vmd.guest.sshHostKeys.enable = true; };
+      vcpus = 2;
+      kernelParams = [ "quiet" ];
+      keys.wireguard = { target = "/etc/wireguard"; generate = "wireguard"; };
+      disks.var = { sizeMiB = 64; mount = "/var"; };
+      disks.db = { sizeMiB = 128; mount = "/var/lib/db"; persistent = true; };
+      network = { bridge = "vmbr0"; address = "10.0.0.2/24"; };
+      wireguard = { hub = "vmwg"; address = "10.77.0.2/32"; };
+    };
+  }; }"""
+
+
+@needs_lib
+def test_host_module(env, vmdpkg):
+    host = HOST.replace("@CLOSURE@", env.closure)
+    out = evaluated(env, vmdpkg, "host", host=host)
+    check_golden("host.json", normalise(out, env, vmdpkg))
+    assert out["assertions"] == []
+    # Unset settings stay out of vmd.json (vmd's defaults), NixOS's paths go in.
+    assert out["settings"]["stop_timeout_s"] == 10 and "ready_timeout_s" not in out["settings"]
+    assert out["firewallUDP"] == [51999]
+    vmd_unit = out["units"]["vmd"]["serviceConfig"]
+    assert vmd_unit["KillSignal"] == "SIGUSR2" and vmd_unit["ExecReload"].endswith("/bin/vmd reload")
+    assert out["units"]["vmd-guests"]["restartIfChanged"] is False
+    assert out["units"]["vmd-guests"]["serviceConfig"]["ExecStop"].endswith("/bin/vmd shutdown")
+
+    # The build runs `vmd check` on the definitions; they are what vmd
+    # accepts, round trip included.
+    p = build(env, vmdpkg, "hostEval.config.system.build.vmdDefinitions", host=host)
+    assert p.returncode == 0, p.stderr
+    defs_dir = p.stdout.strip()
+    assert sorted(os.listdir(defs_dir)) == ["inline.json", "plain.json"]
+    with open(os.path.join(defs_dir, "inline.json")) as f:
+        inline = json.load(f)
+    with open(os.path.join(defs_dir, "plain.json")) as f:
+        assert json.load(f) == {"name": "plain", "system": env.closure, "memory_mib": 300,
+                                "restart": "on-failure"}
+    assert inline == {
+        "name": "inline", "system": env.closure, "vcpus": 2, "kernel_params": ["quiet"],
+        "keys": [{"name": "ssh", "target": "/var/lib/vmd-keys/ssh", "read_only": False},
+                 {"name": "wireguard", "target": "/etc/wireguard", "generate": "wireguard"}],
+        "disks": [{"name": "db", "size_mib": 128, "mount": "/var/lib/db", "persistent": True},
+                  {"name": "var", "size_mib": 64, "mount": "/var"}],
+        "network": {"bridge": "vmbr0", "address": "10.0.0.2/24"},
+        "wireguard": {"hub": "vmwg", "address": "10.77.0.2/32"},
+    }
+    settings = os.path.join(env.root, "nixos-vmd.json")
+    with open(settings, "w") as f:
+        json.dump(dict(out["settings"], qemu=env.qemu, virtiofsd=env.virtiofsd), f)
+    p = env.vmd("check", "-c", settings, defs_dir, check=0)
+
+
+@needs_lib
+def test_host_module_refuses_bad_vms(env, vmdpkg):
+    # What the types know fails the evaluation, naming the option.
+    p, _ = evaluate(env, vmdpkg, "host",
+                    host=f'{{ services.vmd = {{ enable = true; vms.x = {{ system = "{env.closure}"; memoryMiB = 1; }}; }}; }}')
+    assert p.returncode != 0 and "services.vmd.vms.x.memoryMiB" in p.stderr, p.stderr
+    p, _ = evaluate(env, vmdpkg, "host",
+                    host='{ services.vmd = { enable = true; settings.stateDir = "relative"; }; }')
+    assert p.returncode != 0 and "services.vmd.settings.stateDir" in p.stderr, p.stderr
+    p, _ = evaluate(env, vmdpkg, "host",
+                    host='{ services.vmd = { enable = true; settings.noSuchSetting = 1; }; }')
+    assert p.returncode != 0 and "noSuchSetting" in p.stderr, p.stderr
+    # What only vmd knows fails the build of the system, with vmd's words.
+    p = build(env, vmdpkg, "hostEval.config.system.build.vmdDefinitions",
+              host=f'{{ services.vmd = {{ enable = true; vms.x = {{ system = "{env.closure}"; '
+                   f'disks.d.mount = "/var"; }}; }}; }}')
+    assert p.returncode != 0
+    assert "x.json: disks[0].size_mib: must be 1..1048576" in p.stderr, p.stderr
+    # Against the settings too: a bridge the host does not have.
+    p = build(env, vmdpkg, "hostEval.config.system.build.vmdDefinitions",
+              host=f'{{ services.vmd = {{ enable = true; vms.y = {{ system = "{env.closure}"; '
+                   f'network.bridge = "nosuchbr"; }}; }}; }}')
+    assert p.returncode != 0
+    assert "y.json: network.bridge: " in p.stderr and "nosuchbr" in p.stderr, p.stderr
+
+
+def guest_golden(env, vmdpkg, name, guest):
+    out = evaluated(env, vmdpkg, "guest", guest=guest)
+    check_golden(name, normalise(out, env, vmdpkg))
+    return out
+
+
+@needs_lib
+def test_guest_module_scripted_initrd(env, vmdpkg):
+    out = guest_golden(env, vmdpkg, "guest-scripted.json", "{ networking.hostName = \"g\"; }")
+    assert out["assertions"] == []
+    assert out["nix"] is False
+    assert "boot.panic_on_fail" in out["kernelParams"]
+    # The same script the tiny guest's stage 1 runs, byte for byte.
+    script = re.match(r"sh (/nix/store/\S+-vmd-mounts.sh) /mnt-root \|\| fail\n$", out["postMountCommands"]).group(1)
+    with open(script) as a, open(os.path.join(TOP, "images", "guest", "vmd-mounts.sh")) as b:
+        assert a.read() == b.read()
+    assert out["initrdUnits"] == {}
+    store = out["fileSystems"]["/nix/store"]
+    assert store["neededForBoot"] and store["noCheck"] and "ro" in store["options"]
+    notify = out["units"]["vmd-notify"]
+    for dep in ("dev-virtio\\x2dports-io.vmd.notify.device", "qemu-guest-agent.service"):
+        assert dep in notify["requires"] and dep in notify["after"]
+    for dep in ("network.target", "vmd-network.service", "wg-quick-wg0.service"):
+        assert dep in notify["after"]
+    assert out["definition"] == {"name": "g", "system": env.closure}
+
+
+@needs_lib
+def test_guest_module_systemd_initrd(env, vmdpkg):
+    out = guest_golden(env, vmdpkg, "guest-systemd.json", """{ networking.hostName = "g";
+        boot.initrd.systemd.enable = true;
+        vmd.guest.sshHostKeys.enable = true; }""")
+    assert out["postMountCommands"] == ""
+    unit = out["initrdUnits"]["vmd-mounts"]
+    assert unit["after"] == ["initrd-fs.target"]
+    assert "initrd-nixos-activation.service" in unit["before"] and unit["requiredBy"] == ["initrd.target"]
+    assert unit["serviceConfig"]["ExecStart"].endswith("-vmd-mounts.sh /sysroot")
+    assert unit["unitConfig"]["FailureAction"] == "poweroff-force"
+    assert out["initrdStorePaths"][0].endswith("-vmd-mounts.sh")
+    assert "emergency.target" in out["initrdUnits"]["vmd-emergency-poweroff"]["wantedBy"]
+    # Host keys in the key directory; /etc/ssh stays NixOS's.
+    assert out["sshHostKeys"] == [{"type": "ed25519", "path": "/var/lib/vmd-keys/ssh/ssh_host_ed25519_key"}]
+    assert out["definition"]["keys"] == [{"name": "ssh", "target": "/var/lib/vmd-keys/ssh", "read_only": False}]
+
+
+@needs_lib
+def test_guest_module_refuses_nix_daemon(env, vmdpkg):
+    out = evaluated(env, vmdpkg, "guest", guest="{ nix.enable = true; }")
+    assert len(out["assertions"]) == 1 and "nix.enable" in out["assertions"][0]
+
+
+@needs_lib
+def test_guest_runner_boots(env, vmdpkg):
+    """system.build.vmdRunner: one command from a NixOS configuration to a
+    throwaway run (here the tiny guest plays the toplevel)."""
+    p = build(env, vmdpkg, "guestEval.config.system.build.vmdRunner",
+              guest='{ networking.hostName = "runner"; vmd.guest.definition.memoryMiB = 256; }')
+    assert p.returncode == 0, p.stderr
+    runner = os.path.join(p.stdout.strip(), "bin", "vmd-run-runner")
+    r = subprocess.run([runner, "cat", "/proc/sys/kernel/hostname"], capture_output=True, text=True,
+                       timeout=300, env=dict(os.environ, VMD_SETTINGS=env.config))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "runner\n"
+    assert "runner: ready in" in r.stderr
+
+
+@needs_lib
+def test_package_expression():
+    """nix/package.nix against stand-ins of stdenv and the packages: the
+    NixOS paths are compiled in as vmd's defaults."""
+    expr = f"""
+      let lib = import {LIB};
+          fake = n: {{ type = "derivation"; name = n; outPath = "/fake/${{n}}"; }};
+          p = import {TOP}/nix/package.nix {{
+            inherit lib; stdenv.mkDerivation = a: a;
+            meson = fake "meson"; ninja = fake "ninja"; pkg-config = fake "pkg-config";
+            jansson = fake "jansson"; libseccomp = fake "libseccomp"; libsodium = fake "libsodium";
+            libnl = fake "libnl"; libvirt = fake "libvirt"; qemu_kvm = fake "qemu";
+            virtiofsd = fake "virtiofsd"; wireguard-go = fake "wireguard-go";
+          }};
+      in {{ inherit (p) pname mesonFlags; src = builtins.attrNames (builtins.readDir p.src); }}"""
+    p = subprocess.run(["nix-instantiate", *NIX_OPTS, "--read-write-mode", "--eval", "--strict", "--json", "-E", expr],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["pname"] == "vmd"
+    flags = out["mesonFlags"]
+    for flag in ("-Dsbindir=bin", "-Ddefault_qemu=/fake/qemu/bin/qemu-system-x86_64",
+                 "-Ddefault_virtiofsd=/fake/virtiofsd/bin/virtiofsd",
+                 "-Ddefault_wireguard_go=/fake/wireguard-go/bin/wireguard-go",
+                 "-Dlibvirt_library=/fake/libvirt/lib/libvirt.so.0",
+                 "-Dlibvirt_qemu_library=/fake/libvirt/lib/libvirt-qemu.so.0"):
+        assert flag in flags
+    # Every option it sets is one meson knows.
+    with open(os.path.join(TOP, "meson_options.txt")) as f:
+        known = set(re.findall(r"option\('([a-z_]+)'", f.read())) | {"sbindir"}
+    assert {f[2:].split("=")[0] for f in flags} <= known
+    assert sorted(out["src"]) == ["images", "meson.build", "meson_options.txt", "net", "share", "tests", "vmd"]
+
+
+@needs_lib
+def test_flake_outputs(env, vmdpkg):
+    """flake.nix's outputs, with a stand-in nixpkgs whose nixosSystem is the
+    stubbed evaluation: the attributes exist and the checks evaluate."""
+    expr = f"""
+      let lib = import {LIB};
+          pkgs = import {TOP}/tests/nix/fake-pkgs.nix {{ vmdPackage = "{vmdpkg}"; }} // {{
+            callPackage = f: args: {{ type = "derivation"; name = "vmd-from-package-nix"; outPath = "{vmdpkg}"; }};
+          }};
+          nixpkgs = {{
+            lib = lib // {{
+              nixosSystem = {{ system, modules }}: lib.evalModules {{
+                modules = [ {TOP}/tests/nix/stubs.nix
+                  {{ _module.args.pkgs = pkgs; systemd.package = pkgs.systemd;
+                     services.vmd.evalGuest = {{ name, modules }}: lib.evalModules {{
+                       modules = [ {TOP}/tests/nix/stubs.nix {{ _module.args.pkgs = pkgs; systemd.package = pkgs.systemd;
+                         system.build.toplevel = "{env.closure}"; }} ] ++ modules; }}; }}
+                ] ++ modules;
+              }};
+            }};
+            legacyPackages = lib.genAttrs [ "x86_64-linux" "aarch64-linux" ] (_: pkgs);
+          }};
+          flake = import {TOP}/flake.nix;
+          self = flake.outputs {{ inherit self nixpkgs; }};
+      in {{
+        top = builtins.attrNames self;
+        packages = builtins.attrNames self.packages.x86_64-linux;
+        modules = builtins.attrNames self.nixosModules;
+        overlay = (self.overlays.default pkgs pkgs).vmd.name;
+        checks = builtins.attrNames self.checks.x86_64-linux;
+        definitions = self.checks.x86_64-linux.definitions.name;
+        runner = self.checks.x86_64-linux.runner.name;
+        lib = builtins.attrNames self.lib;
+      }}"""
+    p = subprocess.run(["nix-instantiate", *NIX_OPTS, "--read-write-mode", "--eval", "--strict", "--json", "-E", expr],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["top"] == ["checks", "lib", "nixosModules", "overlays", "packages"]
+    assert out["packages"] == ["default", "vmd"]
+    assert out["modules"] == ["default", "guest", "host"]
+    assert out["overlay"] == "vmd-from-package-nix"
+    assert out["checks"] == ["definitions", "package", "runner"]
+    assert out["definitions"] == "vmd-definitions" and out["runner"] == "vmd-run-example"
+    assert {"toDefinitions", "toSettings", "schema"} <= set(out["lib"])

@@ -1,0 +1,69 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# vmd for Nix users:
+#   packages.<system>.default   vmd itself (nix/package.nix)
+#   overlays.default            pkgs.vmd
+#   nixosModules.host           services.vmd: VMs declared in configuration.nix
+#   nixosModules.guest          what makes a NixOS system bootable by vmd
+#   lib                         nix/lib.nix: definitions from attribute sets
+#   checks.<system>             the package, and an example host whose
+#                               definitions (one inline NixOS guest) vmd checks
+#                               at build time, and that guest's runner
+{
+  description = "vmd: declarative microVMs for Nix-built system closures";
+
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
+
+  outputs = { self, nixpkgs }:
+    let
+      systems = [ "x86_64-linux" "aarch64-linux" ];
+      forAll = f: nixpkgs.lib.genAttrs systems (system: f system nixpkgs.legacyPackages.${system});
+
+      exampleHost = system: nixpkgs.lib.nixosSystem {
+        inherit system;
+        modules = [
+          self.nixosModules.host
+          {
+            boot.loader.grub.enable = false;
+            fileSystems."/" = { device = "none"; fsType = "tmpfs"; };
+            system.stateVersion = "25.05";
+            services.vmd = {
+              enable = true;
+              settings.networks.vmbr0 = { type = "bridge"; address = "10.0.0.1/24"; };
+              vms.example = {
+                config = { system.stateVersion = "25.05"; vmd.guest.sshHostKeys.enable = true; };
+                network = { bridge = "vmbr0"; address = "10.0.0.2/24"; };
+                disks.var = { sizeMiB = 1024; mount = "/var"; };
+              };
+            };
+          }
+        ];
+      };
+    in
+    {
+      overlays.default = final: prev: { vmd = final.callPackage ./nix/package.nix { }; };
+
+      packages = forAll (system: pkgs: rec {
+        vmd = pkgs.callPackage ./nix/package.nix { };
+        default = vmd;
+      });
+
+      # Both find vmd as pkgs.vmd when the overlay is applied, and build
+      # it from nix/package.nix otherwise.
+      nixosModules = {
+        host = ./nix/host.nix;
+        guest = ./nix/guest.nix;
+        default = ./nix/host.nix;
+      };
+
+      lib = import ./nix/lib.nix;
+
+      checks = forAll (system: pkgs:
+        let host = exampleHost system; in {
+          package = self.packages.${system}.vmd;
+          # Builds the inline guest and runs `vmd check` on its definition.
+          definitions = host.config.system.build.vmdDefinitions;
+          runner = host.config.services.vmd.vms.example.nixos.config.system.build.vmdRunner;
+        });
+    };
+}
