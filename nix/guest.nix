@@ -136,7 +136,9 @@ in
 
     boot.loader.grub.enable = false;
     boot.initrd.availableKernelModules = [ "virtio_pci" "virtio_blk" "virtio_console" "virtiofs" "ext4" ];
-    boot.initrd.kernelModules = [ "virtio_pci" "virtio_blk" "virtio_console" "virtiofs" ];
+    # Loaded up front: the stage-1 mounts need virtiofs for key directories
+    # and shares, and ext4 for disks.
+    boot.initrd.kernelModules = [ "virtio_pci" "virtio_blk" "virtio_console" "virtiofs" "ext4" ];
     # boot.panic_on_fail: a stage-1 failure panics (scripted initrd: fail()
     # exits; systemd initrd: NixOS's panic-on-fail.service) instead of
     # waiting for a key press; vmd's panic=-1 and QEMU's -no-reboot then end
