@@ -57,8 +57,9 @@ static void notify(const char *msg)
 
 /* Every defined VM's closure is a GC root in <state_dir>/gcroots/, running
  * or not, so that a VM that is stopped or waiting to restart still has it;
- * a VM that left the configuration loses its root. VMs of other hosts have
- * their closures there, not here. */
+ * a VM that left the configuration loses its root. (A VM of another host
+ * is checked against this host's store as well, so its closure is rooted
+ * here too.) */
 static void sync_gcroots(struct daemon *d, const struct defset *set)
 {
 	_cleanup_free_ char *dir = path_join(d->host->state_dir, "gcroots");
@@ -73,7 +74,7 @@ static void sync_gcroots(struct daemon *d, const struct defset *set)
 		const struct vm_def *def = set->entries[i].def;
 		char *real;
 
-		if (def->host || !(real = realpath(def->system, NULL)))
+		if (!(real = realpath(def->system, NULL)))
 			continue;
 		targets[n] = real;
 		names[n] = strdup(def->name);
