@@ -37,10 +37,7 @@ let
   mountScript = builtins.path { path = ../images/guest/vmd-mounts.sh; name = "vmd-mounts.sh"; };
   systemdInitrd = config.boot.initrd.systemd.enable;
 
-  dropNulls = v:
-    if lib.isAttrs v && !lib.isDerivation v
-    then lib.mapAttrs (_: dropNulls) (lib.filterAttrs (_: x: x != null) v)
-    else v;
+  inherit (vmdLib) dropNulls;
   definition = vmdLib.toDefinition cfg.definition.name
     (dropNulls (removeAttrs cfg.definition [ "_module" ]));
   definitionFile = pkgs.writeText "vmd-${cfg.definition.name}.json" (builtins.toJSON definition);

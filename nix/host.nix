@@ -48,14 +48,11 @@ let
 
   absolute = types.strMatching "/.*";
 
-  # Guest-side wishes (nix/guest.nix's vmd.guest.definition, e.g. the key
-  # directory of sshHostKeys), then the host's own fields over them.
-  dropNulls = v:
-    if lib.isAttrs v && !lib.isDerivation v
-    then lib.mapAttrs (_: dropNulls) (lib.filterAttrs (_: x: x != null) v)
-    else v;
+  inherit (vmdLib) dropNulls;
   definitionFields = vm: removeAttrs vm [ "config" "nixos" "_module" ];
 
+  # Guest-side wishes (nix/guest.nix's vmd.guest.definition, e.g. the key
+  # directory of sshHostKeys), then the host's own fields over them.
   definitionOf = name: vm:
     let
       guest = if vm.nixos == null then { } else

@@ -61,6 +61,13 @@ let
     else if f.type == "string" then plainString v
     else v;
 
+  # Option values without the nulls (fields left out), at every depth but
+  # inside derivations.
+  dropNulls = v:
+    if isAttrs v && (v.type or null) != "derivation"
+    then mapAttrs (_: dropNulls) (builtins.removeAttrs v (filter (n: v.${n} == null) (attrNames v)))
+    else v;
+
   toDefinition = name: cfg:
     if cfg ? name && cfg.name != null && cfg.name != name then throw "vmd: VM ${name} has name = ${cfg.name}"
     else if (cfg.system or null) == null then throw "vmd: VM ${name} has no system"
@@ -132,7 +139,7 @@ let
     };
 in
 {
-  inherit schema toDefinition;
+  inherit schema toDefinition dropNulls;
 
   # { name = cfg; ... } -> { name = definition; ... }
   toDefinitions = vms: mapAttrs toDefinition vms;
