@@ -240,16 +240,12 @@ static int do_shutdown(const struct host_config *host)
 {
 	_cleanup_free_ char *path = path_join(host->run_dir, "vmd.sock");
 	struct conn c = { .fd = -EBADF };
-	json_t *rep, *req = json_pack("{s:s}", "command", "shutdown");
+	json_t *rep, *req;
 	int r = EXIT_OK, q;
 
-	if (!path || !req) {
-		json_decref(req);
+	if (!path)
 		return EXIT_RUNTIME;
-	}
 	c.fd = unix_connect(path);
-	if (c.fd < 0)
-		json_decref(req);
 	if (c.fd == -ENOENT || c.fd == -ECONNREFUSED) {
 		fprintf(stderr, "vmd shutdown: no daemon runs for %s\n", host->run_dir);
 		return EXIT_OK;
@@ -258,7 +254,8 @@ static int do_shutdown(const struct host_config *host)
 		log_error_errno(c.fd, "cannot reach the daemon at %s: %m", path);
 		return EXIT_RUNTIME;
 	}
-	q = conn_send(&c, req);
+	req = json_pack("{s:s}", "command", "shutdown");
+	q = req ? conn_send(&c, req) : -ENOMEM;
 	json_decref(req);
 	if (q < 0 || !(rep = conn_recv(&c))) {
 		log_error("the daemon did not answer");

@@ -10,8 +10,8 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
-#include "gcroot.h"
 #include "disk.h"
+#include "gcroot.h"
 #include "hostnet.h"
 #include "keydir.h"
 #include "jline.h"
