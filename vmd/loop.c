@@ -180,6 +180,8 @@ int loop_add_timer(struct loop *l, usec_t when, loop_timer_cb cb, void *userdata
 
 int loop_timer_set(struct loop_source *s, usec_t when)
 {
+	if (!s)
+		return 0;
 	if (s->when != when) {
 		s->when = when;
 		s->loop->timers_dirty = true;

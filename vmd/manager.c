@@ -2,11 +2,10 @@
 #include <dirent.h>
 #include <stdio.h>
 
-#include "libvirt.h"
 #include "log.h"
 #include "manager.h"
-#include "qga.h"
-#include "vmstate.h"
+#include "plan.h"
+#include "restart.h"
 
 enum waiter_kind { WAIT_READY, WAIT_STOPPED };
 
@@ -35,9 +34,7 @@ struct mvm {
 	bool dead;            /* waiting to be freed */
 	struct vm_def *next_def;
 	uint32_t restarts;
-	usec_t *starts; /* recent start times, for the start limit */
-	size_t n_starts;
-	usec_t delay;
+	struct restart_history history;
 	usec_t ready_at;
 	struct loop_source *timer;
 	char *last_exit;
@@ -114,12 +111,6 @@ static int add_waiter(struct mvm *v, enum waiter_kind kind, manager_done_cb cb, 
 	return 0;
 }
 
-static void reset_limits(struct mvm *v)
-{
-	v->n_starts = 0;
-	v->delay = (usec_t)v->m->host->restart_delay_min_ms * USEC_PER_MSEC;
-}
-
 static void exec_next(struct mvm *v);
 
 static void fail_execs(struct mvm *v, int error)
@@ -154,7 +145,7 @@ static void on_reap(struct loop_source *s, void *userdata)
 		vm_free(v->vm);
 		loop_source_freep(&v->timer);
 		def_free(v->next_def);
-		free(v->starts);
+		restart_history_done(&v->history);
 		free(v->last_exit);
 		free(v->name);
 		free(v);
@@ -196,28 +187,14 @@ static void on_backoff(struct loop_source *s, void *userdata)
 	launch(v, true);
 }
 
-/* Counts starts in the window; false means the limit is reached. */
-static bool start_allowed(struct mvm *v)
-{
-	usec_t now = now_usec(), window = (usec_t)v->m->host->start_limit_interval_s * USEC_PER_SEC;
-	size_t k = 0;
-
-	for (size_t i = 0; i < v->n_starts; i++)
-		if (now - v->starts[i] < window)
-			v->starts[k++] = v->starts[i];
-	v->n_starts = k;
-	return k < v->m->host->start_limit_burst;
-}
-
 static void after_exit(struct mvm *v, enum vm_exit_reason reason);
 
 /* restart: counts as an automatic restart (not a start asked for). */
 static void launch(struct mvm *v, bool restart)
 {
-	usec_t *st;
 	int r;
 
-	if (!start_allowed(v)) {
+	if (!restart_start_allowed(&v->history, v->m->host, now_usec())) {
 		log_error("%s: started %u times within %u s; giving up (failed) until \"vmd start\" or a "
 			  "changed definition",
 			  v->name, v->m->host->start_limit_burst, v->m->host->start_limit_interval_s);
@@ -227,11 +204,7 @@ static void launch(struct mvm *v, bool restart)
 	}
 	if (restart)
 		v->restarts++;
-	st = realloc(v->starts, (v->n_starts + 1) * sizeof(*st));
-	if (st) {
-		v->starts = st;
-		v->starts[v->n_starts++] = now_usec();
-	}
+	(void)restart_note_start(&v->history, now_usec());
 	v->ready_at = 0;
 	vm_set_restarts(v->vm, v->restarts);
 	r = vm_start(v->vm);
@@ -239,20 +212,6 @@ static void launch(struct mvm *v, bool restart)
 		free(v->last_exit);
 		v->last_exit = xasprintf("start-failed: %s", strerror(-r));
 		after_exit(v, VM_EXIT_START_FAILED);
-	}
-}
-
-static bool policy_restarts(int policy, enum vm_exit_reason reason)
-{
-	switch (policy) {
-	case RESTART_ALWAYS:
-		return true;
-	case RESTART_ON_FAILURE:
-		/* A clean poweroff is not a failure; a reboot is the guest
-		 * asking to come back, with fresh disks. */
-		return reason != VM_EXIT_POWEROFF;
-	default:
-		return false;
 	}
 }
 
@@ -280,7 +239,7 @@ static void after_exit(struct mvm *v, enum vm_exit_reason reason)
 	if (v->next_def) {
 		/* A changed definition: the new one starts right away. */
 		vm_set_def(v->vm, TAKE_PTR(v->next_def));
-		reset_limits(v);
+		restart_reset(&v->history, v->m->host);
 		if (v->want)
 			launch(v, false);
 		return;
@@ -293,23 +252,17 @@ static void after_exit(struct mvm *v, enum vm_exit_reason reason)
 	}
 	if (reason == VM_EXIT_STOPPED || !v->want)
 		return;
-	if (!policy_restarts(vm_def(v->vm)->restart, reason)) {
+	if (!restart_wanted(vm_def(v->vm)->restart, reason)) {
 		v->want = false;
 		log_info("%s: not restarting (restart: %s)", v->name, restart_policy_names[vm_def(v->vm)->restart]);
 		return;
 	}
-	/* A VM that stayed up a while starts again from the shortest delay. */
-	if (v->ready_at && now_usec() - v->ready_at >= (usec_t)m->host->restart_reset_s * USEC_PER_SEC)
-		v->delay = (usec_t)m->host->restart_delay_min_ms * USEC_PER_MSEC;
-	delay = v->delay;
-	v->delay *= 2;
-	if (v->delay > (usec_t)m->host->restart_delay_max_ms * USEC_PER_MSEC)
-		v->delay = (usec_t)m->host->restart_delay_max_ms * USEC_PER_MSEC;
+	delay = restart_next_delay(&v->history, m->host, v->ready_at, now_usec());
 	log_info("%s: restarting in %llu ms", v->name, (unsigned long long)(delay / USEC_PER_MSEC));
 	vm_set_idle_state(v->vm, VM_BACKOFF);
 	/* Disks and checks now, so the restart itself only starts processes;
 	 * a failure here shows again, and is counted, when it starts. */
-	if (start_allowed(v))
+	if (restart_start_allowed(&v->history, m->host, now_usec()))
 		vm_prepare(v->vm);
 	/* The delay counts from the crash: waiting for the rest of the unit
 	 * to go down (virtiofsd, after SIGTERM) already took part of it. */
@@ -358,7 +311,7 @@ static struct mvm *mvm_new(struct manager *m, struct vm_def *def)
 	/* vm_new() takes def, also when it fails. */
 	if (vm_new(m->loop, m->host, &m->opts, def, &callbacks, v, &v->vm) < 0)
 		goto fail;
-	reset_limits(v);
+	restart_reset(&v->history, v->m->host);
 	/* Kept sorted by name: status lists them that way. */
 	pp = &m->vms;
 	while (*pp && strcmp((*pp)->name, v->name) < 0)
@@ -411,141 +364,49 @@ void manager_free(struct manager *m)
 	free(m);
 }
 
-/* One of the domains on c with vmd's metadata (text). Domains of another
- * vmd (instance id) and anything unreadable are left alone. at_start: the
- * configuration is not loaded yet, so the domain's own definition is
- * taken; later, a domain of a VM not configured goes, and one that runs
- * another definition than its VM's is replaced. */
-static void adopt_domain(struct manager *m, struct lv_conn *c, const char *domain, const char *text, bool at_start)
+/* A running VM a driver found: at start, the configuration is not loaded
+ * yet, so the VM's own definition is taken; later (a reconnect), a VM not
+ * configured goes, and one that runs another definition than its VM's is
+ * replaced. */
+static void on_found(struct drv_found *f, bool at_start, void *userdata)
 {
-	_cleanup_free_ char *json = NULL, *expect = NULL;
-	char id[VMLV_INSTANCE_ID_LEN + 1];
-	struct vmstate st = {};
-	struct mvm *v;
+	struct manager *m = userdata;
+	struct mvm *v = find(m, f->st.def->name);
 	bool created = false;
-	size_t len;
 	int r;
 
-	if (base64_decode(text, strlen(text), &json, &len) < 0 || vmstate_parse(json, len, &st) < 0) {
-		log_warning("libvirt %s: domain %s carries vmd's metadata, but it cannot be read; leaving it alone",
-			    lv_conn_uri(c), domain);
+	if (v && is_active(v))
+		return; /* followed already (a reconnect) */
+	if (!v && !at_start) {
+		log_info("%s: %s is running but the VM is not configured; destroying it", f->st.def->name, f->where);
+		f->driver->discard(f);
 		return;
 	}
-	if (vmlv_instance_id(m->host, id) < 0 || !st.instance || !streq(st.instance, id)) {
-		log_debug("libvirt %s: domain %s belongs to another vmd; leaving it alone", lv_conn_uri(c), domain);
-		goto out;
-	}
-	expect = vmlv_domain_name(st.def->name);
-	if (!expect || !streq(expect, domain)) {
-		log_warning("libvirt %s: domain %s says it is VM %s; leaving it alone", lv_conn_uri(c), domain,
-			    st.def->name);
-		goto out;
-	}
-	v = find(m, st.def->name);
-	if (v && is_active(v))
-		goto out; /* followed already (a reconnect) */
-	if (!v && !at_start) {
-		log_info("%s: its domain %s is running but the VM is not configured; destroying it", st.def->name, domain);
-		lv_destroy_by_name(c, domain);
-		goto out;
-	}
-	if (v && !def_equal(vm_def(v->vm), st.def)) {
-		log_info("%s: domain %s runs an older definition; destroying it", v->name, domain);
-		lv_destroy_by_name(c, domain);
-		goto out;
+	if (v && !def_equal(vm_def(v->vm), f->st.def)) {
+		log_info("%s: %s runs an older definition; destroying it", v->name, f->where);
+		f->driver->discard(f);
+		return;
 	}
 	if (!v) {
-		v = mvm_new(m, TAKE_PTR(st.def));
+		v = mvm_new(m, TAKE_PTR(f->st.def));
 		if (!v)
-			goto out;
+			return;
 		created = true;
 	}
-	r = vm_adopt_domain(v->vm, c, domain, &st);
+	r = vm_adopt(v->vm, f);
 	if (r == 0) {
 		loop_timer_set(v->timer, 0);
 		v->want = true;
-		v->restarts = st.restarts;
+		v->restarts = f->st.restarts;
 		v->ready_at = now_usec();
 	} else if (r == -EBUSY) {
-		log_warning("%s: domain %s is in the hands of another vmd (its run directory is locked); leaving it",
-			    v->name, domain);
+		log_warning("%s: %s is in the hands of another vmd (its run directory is locked); leaving it", v->name,
+			    f->where);
 	}
+	/* Ended and cleaned: the configuration decides anew. */
 	if (r < 0 && created) {
 		v->removed = true;
 		mvm_release(v);
-	}
-out:
-	vmstate_clear(&st);
-}
-
-static void adopt_domains(struct manager *m, struct lv_conn *c, bool at_start)
-{
-	_cleanup_strv_free_ char **names = NULL, **texts = NULL;
-	int r = lv_list_ours(c, &names, &texts);
-
-	if (r < 0) {
-		log_warning("libvirt %s: listing its domains: %s", lv_conn_uri(c), lv_error());
-		return;
-	}
-	for (size_t i = 0; names && names[i]; i++)
-		adopt_domain(m, c, names[i], texts[i], at_start);
-}
-
-static void on_conn_up(struct lv_conn *c, void *userdata)
-{
-	adopt_domains(userdata, c, false);
-}
-
-/* Where a previous daemon ran libvirt domains: the URIs its VMs' run
- * directories name (vm-libvirt.c leaves them there). */
-static int uris_in_run_dirs(struct manager *m, char ***ret)
-{
-	_cleanup_free_ char *vms = path_join(m->host->run_dir, "vms");
-	struct dirent *de;
-	DIR *d = vms ? opendir(vms) : NULL;
-	int r = 0;
-
-	if (!d)
-		return vms ? 0 : -ENOMEM;
-	while (r == 0 && (de = readdir(d))) {
-		_cleanup_free_ char *path = NULL, *uri = NULL;
-
-		if (de->d_name[0] == '.' || check_name(de->d_name))
-			continue;
-		path = xasprintf("%s/%s/" VMLV_URI_FILE, vms, de->d_name);
-		if (!path || read_file(path, LIBVIRT_URI_MAX + 2, &uri, NULL) < 0)
-			continue;
-		uri[strcspn(uri, "\n")] = 0;
-		if (!check_libvirt_uri(uri) && !strv_contains(*ret, uri))
-			r = strv_extend(ret, uri);
-	}
-	closedir(d);
-	return r;
-}
-
-static void adopt_libvirt(struct manager *m)
-{
-	_cleanup_strv_free_ char **uris = NULL;
-	struct lv_conn *c;
-
-	lv_on_conn_up(m->opts.lv, on_conn_up, m);
-	/* libvirt is loaded only for a vmd that uses it: the default driver
-	 * or another host in the settings, or domains a previous daemon left
-	 * (the local libvirtd then only if it answers now). */
-	if (m->host->driver == DRIVER_LIBVIRT && strv_extend(&uris, m->host->libvirt_uri) < 0)
-		return;
-	for (size_t i = 0; i < m->host->n_hosts; i++)
-		if (!strv_contains(uris, m->host->hosts[i].libvirt_uri) &&
-		    strv_extend(&uris, m->host->hosts[i].libvirt_uri) < 0)
-			return;
-	if (uris_in_run_dirs(m, &uris) < 0)
-		log_warning("looking for libvirt domains a previous daemon left: out of memory");
-	for (size_t i = 0; uris && uris[i]; i++) {
-		bool declared = (m->host->driver == DRIVER_LIBVIRT && streq(uris[i], m->host->libvirt_uri)) ||
-				!streq(uris[i], m->host->libvirt_uri);
-
-		if (lv_conn_get(m->opts.lv, uris[i], !declared, &c) == 0 && lv_conn_is_up(c))
-			adopt_domains(m, c, true);
 	}
 }
 
@@ -559,53 +420,30 @@ int manager_adopt_all(struct manager *m)
 
 	if (!vms || !disks)
 		return -ENOMEM;
-	/* libvirt's domains first: their run directories are unlocked while
-	 * no daemon follows them, and must not be swept below. */
-	if (m->opts.lv)
-		adopt_libvirt(m);
+	for (size_t i = 0; vm_drivers[i]; i++) {
+		int r = vm_drivers[i]->discover(m->host, &m->opts, on_found, m);
+
+		if (r < 0)
+			log_warning_errno(r, "looking for VMs of the %s driver that a previous daemon left: %m",
+					  vm_drivers[i]->name);
+	}
+	/* What is left of VMs no one adopted. */
 	for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
 		d = opendir(dirs[i]);
 		if (!d)
 			continue;
 		while ((de = readdir(d))) {
-			_cleanup_free_ char *dir = NULL;
-			struct vmstate st = {};
-			struct mvm *v;
 			int r;
 
 			if (de->d_name[0] == '.' || check_name(de->d_name) || find(m, de->d_name))
 				continue;
-			r = vm_sweep_stale(m->host, de->d_name);
-			if (r == 0) {
+			r = plan_sweep_stale(m->host, de->d_name);
+			if (r == 0)
 				log_info("%s: removed what a dead VM left behind", de->d_name);
-				continue;
-			}
-			if (r != -EBUSY || i != 0)
-				continue;
-			/* Live. Ours if a daemon left a state file for it. */
-			dir = vm_run_dir(m->host, de->d_name);
-			if (!dir || vmstate_read(dir, &st) < 0 || !streq(st.def->name, de->d_name)) {
-				log_warning("%s: %s is in use by something other than a vmd daemon (vmd run?); "
+			else if (r == -EBUSY && i == 0)
+				log_warning("%s: %s/%s is in use by something other than a vmd daemon (vmd run?); "
 					    "leaving it alone",
-					    de->d_name, dir ? dir : de->d_name);
-				vmstate_clear(&st);
-				continue;
-			}
-			v = mvm_new(m, TAKE_PTR(st.def));
-			if (!v) {
-				vmstate_clear(&st);
-				return -ENOMEM;
-			}
-			if (vm_adopt(v->vm, &st) == 0) {
-				v->want = true;
-				v->restarts = st.restarts;
-				v->ready_at = now_usec();
-			} else {
-				/* Killed and cleaned: the configuration decides anew. */
-				v->removed = true;
-				mvm_release(v);
-			}
-			vmstate_clear(&st);
+					    de->d_name, vms, de->d_name);
 		}
 		closedir(d);
 	}
@@ -655,7 +493,7 @@ static void apply_one(struct manager *m, struct mvm *v, struct vm_def *nd, json_
 	loop_timer_set(v->timer, 0);
 	vm_set_def(v->vm, nd);
 	vm_set_idle_state(v->vm, VM_STOPPED);
-	reset_limits(v);
+	restart_reset(&v->history, v->m->host);
 	v->want = vm_def(v->vm)->autostart;
 	if (v->want) {
 		m->launched++;
@@ -746,7 +584,7 @@ int manager_start(struct manager *m, const char *name, manager_done_cb cb, void 
 		return 0; /* on its way up */
 	/* An explicit start forgives earlier failures. */
 	loop_timer_set(v->timer, 0);
-	reset_limits(v);
+	restart_reset(&v->history, v->m->host);
 	launch(v, false);
 	return 0;
 }
@@ -863,9 +701,8 @@ static json_t *status_of(struct mvm *v)
 {
 	const struct vm_def *d = vm_def(v->vm);
 	usec_t started = vm_started_usec(v->vm), boot = vm_ready_usec(v->vm);
-	pid_t pid = vm_qemu_pid(v->vm);
-	int dom = vm_domain_id(v->vm);
-	_cleanup_free_ char *domain = dom ? vmlv_domain_name(v->name) : NULL;
+	pid_t pid = vm_pid(v->vm);
+	const char *domain = vm_domain(v->vm);
 
 	return json_pack("{s:s, s:s, s:b, s:o, s:i, s:f, s:o, s:o, s:s, s:s, s:o, s:b, s:s, s:s}", "name", v->name,
 			 "state", vm_state_names[vm_get_state(v->vm)], "ready", vm_is_ready(v->vm), "pid",

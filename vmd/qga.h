@@ -31,6 +31,7 @@ int qga_new(struct loop *l, int fd, struct qga **ret);
 typedef int (*qga_call_fn)(void *userdata, const char *cmd, char **ret_reply, const char **ret_error);
 int qga_new_call(struct loop *l, qga_call_fn call, void *call_userdata, struct qga **ret);
 void qga_free(struct qga *g);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct qga *, qga_free);
 
 /* Runs argv[0] (searched in the guest's PATH) with argv[1..], which must
  * be UTF-8 (-EILSEQ otherwise: the protocol is JSON); the whole

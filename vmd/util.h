@@ -16,6 +16,7 @@
 #define _noreturn_ __attribute__((noreturn))
 
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
+#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
 /* Both evaluate their argument once: TAKE_PTR(a[i++]) is safe. */
 #define TAKE_PTR(p)                                 \
@@ -38,6 +39,24 @@ static inline void freep(void *p)
 	free(*(void **)p);
 }
 #define _cleanup_free_ _cleanup_(freep)
+
+/* func##p(&x) frees x (with func, which need not take NULL) and leaves
+ * NULL behind: for _cleanup_(func##p) and for "freep(&x)" in teardown. */
+#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)       \
+	static inline void func##p(type *p)            \
+	{                                              \
+		if (*p) {                              \
+			func(*p);                      \
+			*p = NULL;                     \
+		}                                      \
+	}
+
+/* free() that returns NULL: p = mfree(p). */
+static inline void *mfree(void *p)
+{
+	free(p);
+	return NULL;
+}
 
 /* Closes and returns -EBADF, so "fd = safe_close(fd)" leaves no stale number. */
 static inline int safe_close(int fd)

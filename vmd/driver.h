@@ -1,0 +1,209 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The VM driver interface: what runs a prepared VM. Two drivers implement
+ * it, in the style of crun's cgroup managers: "qemu" (vmd's own QEMU and
+ * virtiofsd processes, driver-qemu.c) and "libvirt" (a transient libvirt
+ * domain, driver-libvirt.c).
+ *
+ * The lifecycle (vm.c) owns the plan and the state machine, and calls a
+ * driver only through its ops. A driver reports back only through the
+ * struct drv_events it is given: it never calls into vm.c, and each keeps
+ * its own state behind struct drv_vm.
+ *
+ * The share processes (virtiofsd) belong to the plan: a driver starts them
+ * (qemu) or finds the ones its hypervisor started (libvirt), always with
+ * the lifecycle's exit callback, and the lifecycle decides what a dead one
+ * means. */
+
+#include "child.h"
+#include "def.h"
+#include "host.h"
+#include "loop.h"
+#include "qga.h"
+#include "virtiofsd.h"
+#include "vmlog.h"
+#include "vmstate.h"
+
+struct hostnet;
+struct lv;
+
+/* What the host gives every VM: resolved once by the caller. */
+struct vm_options {
+	int accel;                         /* resolved: ACCEL_KVM or ACCEL_TCG */
+	const struct virtiofsd_caps *caps; /* probed once */
+	const char *qemu;                  /* resolved absolute paths */
+	const char *virtiofsd;
+	bool die_with_parent;              /* children die with vmd (vmd run) */
+	/* How long to wait for the run-dir lock: a killed predecessor's QEMU
+	 * can hold it for a moment while the kernel tears it down. */
+	usec_t lock_wait;
+	/* Keep state.json in the run directory so a later daemon can adopt
+	 * the VM (the daemon; not vmd run). */
+	bool save_state;
+	/* The host networks (taps, WireGuard hubs); NULL: none are up. */
+	struct hostnet *net;
+	/* libvirt's connections, for VMs of the libvirt driver; NULL: none. */
+	struct lv *lv;
+	/* The driver of every VM; NULL: as each definition says (the unit
+	 * tests give a fake one). */
+	const struct vm_driver *driver;
+};
+
+struct vm_share {
+	char *tag;
+	char *source;
+	char *socket;
+	char *pidfile;
+	enum virtiofsd_cache cache;
+	bool read_only;
+	struct child proc;
+};
+
+struct vm_image {
+	char *path;
+	const struct def_disk *disk;
+};
+
+/* One boot of a VM, prepared (plan.c): every path decided, the run
+ * directory locked, disks and key directories in place, no process yet. */
+struct vm_plan {
+	struct loop *loop;
+	const struct vm_def *def;
+	const struct host_config *host;
+	const struct vm_options *opts;
+	char *dir;        /* the run directory */
+	char *disk_dir;   /* where its ephemeral disks go */
+	int lock_fd;      /* the run directory's lock (-EBADF: not ours) */
+	struct vmlog *log;
+	char *system;     /* def->system resolved */
+	char *cmdline;    /* the kernel command line */
+	struct vm_share *shares; /* the store, then keys, then shares */
+	size_t n_shares;
+	struct vm_image *images;
+	size_t n_images;
+
+	/* The boot as the lifecycle sees it, for state files and metadata. */
+	usec_t t_start;       /* CLOCK_MONOTONIC */
+	uint64_t started_at;  /* CLOCK_REALTIME of t_start */
+	usec_t boot_usec;     /* start to READY, 0 until then */
+	bool ready;
+	uint32_t restarts;
+};
+
+/* How the main part of a boot (QEMU, the domain) ended. */
+enum drv_end {
+	DRV_END_POWEROFF,  /* the guest powered off */
+	DRV_END_REBOOT,    /* the guest reset (or panicked with panic=-1) */
+	DRV_END_PANIC,     /* the guest kernel panicked (pvpanic) */
+	DRV_END_EXITED,    /* the hypervisor exited, for a reason it did not say */
+	DRV_END_SHUTDOWN,  /* shut down from outside vmd (virsh shutdown) */
+	DRV_END_DESTROYED, /* destroyed from outside vmd (virsh destroy) */
+	DRV_END_CRASHED,   /* the hypervisor failed, as it says */
+	DRV_END_GONE,      /* not there any more after a reconnect */
+};
+
+struct drv_events {
+	/* The main part ended. detail: for messages ("QEMU exited with status
+	 * 1"); early: the same for an end before READY. */
+	void (*ended)(void *userdata, enum drv_end end, const char *detail, const char *early);
+	/* Console output, and io.vmd.notify data (sd_notify lines). */
+	void (*console)(void *userdata, const char *buf, size_t n);
+	void (*notify)(void *userdata, const char *buf, size_t n);
+	/* The boot could not be set going after start() returned. */
+	void (*start_failed)(void *userdata, const char *detail);
+	/* A graceful stop was not delivered after all. */
+	void (*stop_failed)(void *userdata);
+	/* The hypervisor's manager went away (up false) or came back with
+	 * the VM still running. */
+	void (*link)(void *userdata, bool up);
+	/* For the plan's share processes. */
+	child_exit_cb share_exited;
+	void *userdata;
+};
+
+enum drv_kill {
+	DRV_TERM,      /* ask the hypervisor to end (SIGTERM; libvirt destroy) */
+	DRV_KILL,      /* end it now (SIGKILL; libvirt destroy) */
+	DRV_KILL_WAIT, /* end it and wait (undoing a start, vm_free) */
+};
+
+/* A running VM a driver found (discover): a previous daemon left it. */
+struct drv_found {
+	const struct vm_driver *driver;
+	struct vmstate st;  /* what it runs; the adopter may take st.def */
+	char *where;        /* for messages: "libvirt qemu:///system" */
+	void *handle;       /* the driver's */
+};
+
+/* at_start: the daemon is starting (nothing configured yet); later, a
+ * reconnect found it. */
+typedef void (*drv_found_cb)(struct drv_found *f, bool at_start, void *userdata);
+
+struct drv_vm;
+
+struct vm_driver {
+	const char *name;
+	/* The hypervisor inherits the run directory's lock: an adopted VM's
+	 * is held already (qemu), else the adopter takes it (libvirt). */
+	bool lock_inherited;
+	/* For messages: what DRV_TERM does, and what is said before DRV_KILL
+	 * (NULL: nothing) when the hypervisor outlived it. */
+	const char *term_action;
+	const char *kill_message;
+
+	/* A driver's state for one boot of p, reporting through ev (both
+	 * must outlive it). */
+	int (*new)(struct vm_plan *p, const struct drv_events *ev, struct drv_vm **ret);
+	/* Lets go of the boot and frees d; processes still running run on. */
+	void (*release)(struct drv_vm *d);
+
+	/* Starts the plan's share processes (optional: the hypervisor may). */
+	int (*start_shares)(struct drv_vm *d);
+	/* Starts the boot; synchronous failures are returned (the caller
+	 * destroys and releases), later ones come through ev. */
+	int (*start)(struct drv_vm *d);
+	/* ACPI powerdown; -errno if it cannot be asked now. */
+	int (*stop)(struct drv_vm *d);
+	void (*destroy)(struct drv_vm *d, enum drv_kill how);
+	/* Whether the main part runs, as far as vmd knows. */
+	bool (*running)(const struct drv_vm *d);
+	/* The guest said READY=1 (p->ready and p->boot_usec are set): keep
+	 * it where the next daemon looks. */
+	void (*ready)(struct drv_vm *d);
+	/* The boot is going down: close vmd's channels to it. */
+	void (*disconnect)(struct drv_vm *d);
+	/* The guest agent, NULL if none is connected. */
+	struct qga *(*agent)(struct drv_vm *d);
+	/* A share process ended since `since` usec while the main part still
+	 * runs: true to give the hypervisor longer to explain (optional). */
+	bool (*hold_share_blame)(struct drv_vm *d, usec_t since);
+	/* For status: QEMU's pid, or the domain's name (optional). */
+	pid_t (*pid)(const struct drv_vm *d);
+	const char *(*domain)(const struct drv_vm *d);
+
+	/* Follows f's running VM with this plan (made from f->st's
+	 * definition). -ESTALE with *why if it is not worth keeping: then
+	 * its processes are ended and forgotten. */
+	int (*adopt)(struct drv_vm *d, const struct drv_found *f, const char **why);
+	/* Lists what runs (synchronously), and keeps reporting what a
+	 * reconnect finds. */
+	int (*discover)(const struct host_config *host, const struct vm_options *opts, drv_found_cb cb,
+			void *userdata);
+	/* Ends a found VM that no one wants (f stays the caller's). */
+	void (*discard)(struct drv_found *f);
+};
+
+extern const struct vm_driver driver_qemu;
+extern const struct vm_driver driver_libvirt;
+/* Both, in the order discovery asks them: libvirt's domains first, as
+ * their run directories are unlocked while no daemon follows them. */
+extern const struct vm_driver *const vm_drivers[];
+
+const struct vm_driver *driver_for(int driver); /* enum driver */
+
+/* The pure part of each driver, for the golden tests: the plan as QEMU's
+ * argv (with n_taps tap queues and vhost-net or not) and as libvirt's
+ * domain XML (wrappers: the virtiofsd each share runs as, or NULL). */
+int qemu_plan_argv(const struct vm_plan *p, unsigned n_taps, bool vhost, char ***ret);
+int libvirt_plan_xml(const struct vm_plan *p, bool kvm, const char *metadata, char *const *wrappers, char **ret);

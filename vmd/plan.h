@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Preparing one boot of a VM (struct vm_plan, driver.h): everything that
+ * starts no process. The run directory is locked (an flock on the
+ * directory itself, which QEMU inherits: the VM counts as running while
+ * either vmd or its QEMU lives, so a second vmd never takes it over), the
+ * closure is checked and made a GC root, the kernel command line built,
+ * ephemeral disks created, persistent volumes found or created, and key
+ * directories prepared. Persistent volumes and key directories are never
+ * removed; everything else of a boot is, by plan_clear(). */
+
+#include "driver.h"
+
+/* Paths of a VM's files, derived from the validated name only. */
+char *vm_run_dir(const struct host_config *host, const char *name);
+char *vm_disk_dir(const struct host_config *host, const char *name);
+char *vm_volume_dir(const struct host_config *host, const char *name);
+
+/* For the whole life of a VM: paths made, nothing touched. */
+int plan_init(struct vm_plan *p, struct loop *l, const struct host_config *host, const struct vm_options *opts,
+	      const struct vm_def *def, struct vmlog *log);
+void plan_done(struct vm_plan *p);
+
+/* Locks the run directory (waiting up to opts->lock_wait); sweep: empty
+ * it too (leftovers of a vmd that died). -EBUSY if another holds it. */
+int plan_lock(struct vm_plan *p, bool sweep);
+/* Everything in the ephemeral disk directory belongs to a boot that is
+ * over (the lock is held). */
+int plan_sweep_disks(struct vm_plan *p);
+/* The closure check, its GC root, the command line, disks and shares.
+ * Errors are logged. */
+int plan_prepare(struct vm_plan *p);
+/* The pure part: where each disk's image and each share's source is, as
+ * the definition and the settings say; nothing is looked at. */
+int plan_layout(struct vm_plan *p);
+/* What an adoption knows without creating disks: the layout, with key
+ * directories prepared again (and WireGuard peers joined again). */
+int plan_adopt(struct vm_plan *p);
+/* Removes what this boot made (ephemeral disks, the run directory, if
+ * the lock is held) and frees it; share processes must be gone. */
+void plan_clear(struct vm_plan *p);
+/* Frees the layout only, leaving every file (a VM left running). */
+void plan_forget(struct vm_plan *p);
+
+/* For a VM no one runs: if its run directory is not locked by a live
+ * QEMU or vmd, removes it and the VM's ephemeral disks. -EBUSY if live. */
+int plan_sweep_stale(const struct host_config *host, const char *name);
