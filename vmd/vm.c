@@ -10,6 +10,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include "cmdline.h"
 #include "disk.h"
 #include "gcroot.h"
 #include "hostnet.h"
@@ -1187,7 +1188,7 @@ static int prepare(struct vm *vm)
 		return log_error_errno(r, "%s: reading %s/kernel-params: %m", vm->def->name, vm->def->system);
 	free(vm->cmdline);
 	vm->cmdline = NULL;
-	r = qemu_kernel_cmdline(vm->def, vm->system, params, &vm->cmdline);
+	r = kernel_cmdline(vm->def, vm->system, params, &vm->cmdline);
 	if (r == -E2BIG)
 		log_error("%s: the kernel command line is longer than %d bytes", vm->def->name,
 			  KERNEL_CMDLINE_MAX);
