@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <stdio.h>
 
+#include "base64.h"
 #include "libvirt.h"
 #include "log.h"
 #include "manager.h"

@@ -13,6 +13,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 
+#include "base64.h"
 #include "domxml.h"
 #include "link.h"
 #include "log.h"
