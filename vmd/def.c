@@ -6,7 +6,7 @@
 #include "cmdline.h"
 #include "def.h"
 #include "host.h"
-#include "link.h"
+#include "netname.h"
 
 const char *const restart_policy_names[] = { "always", "on-failure", "never", NULL };
 const char *const key_generate_names[] = { "none", "wireguard", NULL };

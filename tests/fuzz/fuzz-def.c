@@ -9,7 +9,7 @@
 #include "cmdline.h"
 #include "def.h"
 #include "host.h"
-#include "link.h"
+#include "netname.h"
 #include "qemu.h"
 
 /* A host with a bridge, a hub and another host, for the checks against

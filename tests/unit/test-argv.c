@@ -289,6 +289,12 @@ TEST(virtiofsd_help_parsing)
 	ASSERT(!caps.inode_file_handles);
 	ASSERT(virtiofsd_parse_help("something else entirely", VIRTIOFSD_STYLE_AUTO, &caps) == -EPROTONOSUPPORT);
 	ASSERT(virtiofsd_parse_help("something else entirely", VIRTIOFSD_STYLE_QEMU, &caps) == 0);
+
+	/* The settings (host.c) name the styles in this enum's order. */
+	ASSERT(streq(virtiofsd_style_names[VIRTIOFSD_STYLE_AUTO], "auto"));
+	ASSERT(streq(virtiofsd_style_names[VIRTIOFSD_STYLE_QEMU], "qemu"));
+	ASSERT(streq(virtiofsd_style_names[VIRTIOFSD_STYLE_RUST], "rust"));
+	ASSERT(!virtiofsd_style_names[VIRTIOFSD_STYLE_RUST + 1]);
 }
 
 TEST(accel)

@@ -4,7 +4,7 @@
 #include "cmdline.h"
 #include "def.h"
 #include "defset.h"
-#include "link.h"
+#include "netname.h"
 #include "host.h"
 #include "test.h"
 
