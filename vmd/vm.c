@@ -760,7 +760,10 @@ int vm_plan_shares(struct vm *vm)
 		}
 		_cleanup_close_ int keyfd = -EBADF;
 
-		r = keydir_prepare(vm->host->keys_dir, d->name, &d->keys[i], &dir, &keyfd);
+		r = keydir_prepare(vm->host->keys_dir, d->name,
+				   &(struct keydir_key){ .name = d->keys[i].name, .source = d->keys[i].source,
+							 .wireguard = d->keys[i].generate == KEY_GENERATE_WIREGUARD },
+				   &dir, &keyfd);
 		if (r < 0)
 			return r;
 		/* Its wg0.conf is written before the guest can look. */
