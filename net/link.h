@@ -11,7 +11,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define LINK_NAME_MAX 15 /* IFNAMSIZ - 1 */
+#include "netname.h"
+
 #define TAP_QUEUES_MAX 16
 
 struct nl_sock;
@@ -54,16 +55,3 @@ int link_delete(struct nl_sock *sk, const char *name);
  * fds put in fds[0..queues-1] is open, so it goes away with the QEMU that
  * holds them, even after a crash. On failure nothing is left. */
 int tap_create(struct nl_sock *sk, const char *name, const char *bridge, unsigned queues, int *fds);
-
-/* The host-side interface name for a VM: "vm-NAME" when that fits in
- * LINK_NAME_MAX, else "vm-" + the first 6 characters + "-" + 5 hex digits
- * of a hash of the whole name. buf must hold LINK_NAME_MAX + 1 bytes. */
-void link_name_for_vm(const char *vm, char *buf);
-
-/* A stable locally administered MAC for a VM: 52:54:00 (QEMU's prefix)
- * followed by 3 bytes of a hash of its name. */
-void mac_for_vm(const char *vm, uint8_t mac[6]);
-/* "52:54:00:12:34:56" <-> bytes; parse accepts only that form and refuses
- * multicast addresses. */
-int mac_parse(const char *s, uint8_t mac[6]);
-void mac_format(const uint8_t mac[6], char buf[18]);

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <fcntl.h>
+#include <stdio.h>
 #include <sys/stat.h>
 
 #include "keydir.h"
 #include "log.h"
+#include "util.h"
 #include "wgkey.h"
 
 /* Opens (creating it if missing and create is set) the directory name
@@ -20,7 +22,7 @@ static int open_dir_at(int dirfd, const char *name, bool create)
 	return fd;
 }
 
-static int open_key_dir(const char *keys_dir, const char *vm, const struct def_key *k, bool create,
+static int open_key_dir(const char *keys_dir, const char *vm, const struct keydir_key *k, bool create,
 			char **ret_path)
 {
 	_cleanup_free_ char *path = NULL, *parent = NULL;
@@ -64,7 +66,7 @@ static int open_key_dir(const char *keys_dir, const char *vm, const struct def_k
 	return fd;
 }
 
-int keydir_prepare(const char *keys_dir, const char *vm, const struct def_key *k, char **ret_path, int *ret_fd)
+int keydir_prepare(const char *keys_dir, const char *vm, const struct keydir_key *k, char **ret_path, int *ret_fd)
 {
 	_cleanup_free_ char *path = NULL;
 	_cleanup_close_ int fd = -EBADF;
@@ -87,7 +89,7 @@ int keydir_prepare(const char *keys_dir, const char *vm, const struct def_key *k
 		log_warning("%s: key %s: %s is accessible to group or others (mode %04o); it holds secrets", vm,
 			    k->name, path, (unsigned)(st.st_mode & 07777));
 
-	if (k->generate == KEY_GENERATE_WIREGUARD) {
+	if (k->wireguard) {
 		bool created;
 
 		r = wg_keydir_ensure(fd, &created);
@@ -105,7 +107,7 @@ int keydir_prepare(const char *keys_dir, const char *vm, const struct def_key *k
 	return 0;
 }
 
-int keydir_wg_public(const char *keys_dir, const char *vm, const struct def_key *k, uint8_t pub[WG_KEY_LEN])
+int keydir_wg_public(const char *keys_dir, const char *vm, const struct keydir_key *k, uint8_t pub[WG_KEY_LEN])
 {
 	_cleanup_free_ char *path = NULL;
 	_cleanup_close_ int fd = open_key_dir(keys_dir, vm, k, false, &path);

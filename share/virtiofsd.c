@@ -2,8 +2,6 @@
 #include "spawn.h"
 #include "virtiofsd.h"
 
-const char *const virtiofsd_style_names[] = { "auto", "qemu", "rust", NULL };
-
 int virtiofsd_argv(const struct virtiofsd_config *c, const struct virtiofsd_caps *caps, char ***ret)
 {
 	static const char *const qemu_cache[] = { "always", "auto", "none" };

@@ -9,7 +9,6 @@
 #include "util.h"
 
 enum virtiofsd_style { VIRTIOFSD_STYLE_AUTO, VIRTIOFSD_STYLE_QEMU, VIRTIOFSD_STYLE_RUST };
-extern const char *const virtiofsd_style_names[];
 
 enum virtiofsd_cache { VIRTIOFSD_CACHE_ALWAYS, VIRTIOFSD_CACHE_AUTO, VIRTIOFSD_CACHE_NONE };
 

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "base64.h"
 #include "control.h"
 #include "jline.h"
 #include "log.h"

@@ -7,9 +7,9 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
+#include "base64.h"
 #include "cli.h"
 #include "log.h"
-#include "qga.h"
 
 struct conn {
 	int fd;

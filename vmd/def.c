@@ -3,10 +3,10 @@
 #include <sys/stat.h>
 
 #include "addr.h"
+#include "cmdline.h"
 #include "def.h"
 #include "host.h"
-#include "link.h"
-#include "qemu.h"
+#include "netname.h"
 
 const char *const restart_policy_names[] = { "always", "on-failure", "never", NULL };
 const char *const key_generate_names[] = { "none", "wireguard", NULL };
@@ -300,7 +300,7 @@ static void validate(const struct vm_def *d, struct schema_errors *errors)
 
 	/* The kernel command line has a hard limit; the closure's own
 	 * kernel-params come on top at boot and are checked then. */
-	r = qemu_kernel_cmdline(d, d->system, "", NULL);
+	r = kernel_cmdline(d, d->system, "", NULL);
 	if (r == -E2BIG)
 		schema_error(errors, "kernel_params",
 			     "the kernel command line would exceed %d bytes (mounts and parameters)",

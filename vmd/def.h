@@ -72,7 +72,6 @@ struct vm_def {
 #define DEF_NAME_MAX 32
 #define DEF_DISK_NAME_MAX 20 /* virtio-blk serial: 20 bytes */
 #define DEF_TAG_MAX 36       /* virtio-fs tag: 36 bytes */
-#define KERNEL_CMDLINE_MAX 2048
 
 extern const char *const restart_policy_names[];
 extern const char *const key_generate_names[];

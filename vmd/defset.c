@@ -5,7 +5,7 @@
 
 #include "addr.h"
 #include "defset.h"
-#include "link.h"
+#include "netname.h"
 
 static int cmp_str(const void *a, const void *b)
 {

@@ -2,12 +2,12 @@
 #include "addr.h"
 #include "def.h"
 #include "host.h"
-#include "virtiofsd.h"
 
 const char *const accel_names[] = { "auto", "kvm", "tcg", NULL };
 const char *const net_type_names[] = { "bridge", "wireguard", NULL };
 const char *const wg_impl_names[] = { "auto", "kernel", "userspace", NULL };
 const char *const driver_names[] = { "qemu", "libvirt", NULL };
+const char *const virtiofsd_style_names[] = { "auto", "qemu", "rust", NULL };
 
 /* libvirt parses it; vmd only keeps it to one printable line. */
 const char *check_libvirt_uri(const char *s)
@@ -123,7 +123,7 @@ static const struct schema_field host_table[] = {
 	{ .key = "accel", .type = SCHEMA_ENUM, .offset = offsetof(struct host_config, accel), .enum_names = accel_names, .def_enum = ACCEL_AUTO, .doc = "auto picks KVM only where it works (not on PVM), else TCG." },
 	{ .key = "qemu", .type = SCHEMA_STRING, .offset = offsetof(struct host_config, qemu), .def_string = VMD_DEFAULT_QEMU, .check = check_binary, .format = "binary", .doc = "QEMU: a name looked up in $PATH, or an absolute path." },
 	{ .key = "virtiofsd", .type = SCHEMA_STRING, .offset = offsetof(struct host_config, virtiofsd), .def_string = VMD_DEFAULT_VIRTIOFSD, .check = check_binary, .format = "binary", .doc = "virtiofsd, the C one (QEMU <= 7) or the Rust one." },
-	{ .key = "virtiofsd_style", .type = SCHEMA_ENUM, .offset = offsetof(struct host_config, virtiofsd_style), .enum_names = virtiofsd_style_names, .def_enum = VIRTIOFSD_STYLE_AUTO, .doc = "virtiofsd's command-line style; auto probes --help." },
+	{ .key = "virtiofsd_style", .type = SCHEMA_ENUM, .offset = offsetof(struct host_config, virtiofsd_style), .enum_names = virtiofsd_style_names, .def_enum = 0 /* auto */, .doc = "virtiofsd's command-line style; auto probes --help." },
 	{ .key = "ready_timeout_s", .type = SCHEMA_U32, .offset = offsetof(struct host_config, ready_timeout_s), .min = 1, .max = 3600, .def_uint = 300, .doc = "A VM with no READY=1 by then is stopped (and counts as a failed start)." },
 	{ .key = "stop_timeout_s", .type = SCHEMA_U32, .offset = offsetof(struct host_config, stop_timeout_s), .min = 1, .max = 3600, .def_uint = 30, .doc = "ACPI powerdown grace before SIGTERM." },
 	{ .key = "log_max_bytes", .type = SCHEMA_U64, .offset = offsetof(struct host_config, log_max_bytes), .min = 65536, .max = UINT64_C(1) << 40, .def_uint = 8 * 1024 * 1024, .doc = "Over this a VM log is moved to <vm>.log.1 and started anew." },

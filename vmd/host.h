@@ -15,6 +15,10 @@ extern const char *const wg_impl_names[];
 /* How a VM is run: vmd's own QEMU and virtiofsd, or a libvirt domain. */
 enum driver { DRIVER_QEMU, DRIVER_LIBVIRT };
 extern const char *const driver_names[];
+/* virtiofsd's command-line style as the settings spell it, indexed by
+ * enum virtiofsd_style (share/virtiofsd.h, which the model does not see;
+ * test-argv checks that the two agree). */
+extern const char *const virtiofsd_style_names[];
 
 #define LIBVIRT_URI_MAX 512
 
@@ -56,7 +60,7 @@ struct host_config {
 	int accel; /* enum accel */
 	char *qemu;
 	char *virtiofsd;
-	int virtiofsd_style; /* enum virtiofsd_style */
+	int virtiofsd_style; /* enum virtiofsd_style (share/virtiofsd.h) */
 	uint32_t ready_timeout_s;
 	uint32_t stop_timeout_s;
 	uint64_t log_max_bytes;

@@ -662,7 +662,8 @@ void hostnet_sync(struct hostnet *n, const struct defset *set)
 				continue;
 			k = wireguard_key(d);
 			/* No key yet: the VM never started; its first start adds it. */
-			if (!k || keydir_wg_public(n->host->keys_dir, d->name, k, pub) < 0)
+			if (!k || keydir_wg_public(n->host->keys_dir, d->name,
+						   &(struct keydir_key){ .name = k->name, .source = k->source }, pub) < 0)
 				continue;
 			if (remember_peer(h, d->name, pub, d->wireguard->address) < 0)
 				log_error("network %s: out of memory", h->cfg->name);

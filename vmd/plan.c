@@ -251,7 +251,10 @@ static int realize_shares(struct vm_plan *p)
 			if (r < 0)
 				return r;
 		}
-		r = keydir_prepare(p->host->keys_dir, d->name, &d->keys[i], &dir, &keyfd);
+		r = keydir_prepare(p->host->keys_dir, d->name,
+				   &(struct keydir_key){ .name = d->keys[i].name, .source = d->keys[i].source,
+							 .wireguard = d->keys[i].generate == KEY_GENERATE_WIREGUARD },
+				   &dir, &keyfd);
 		if (r < 0)
 			return r;
 		free(s->source);

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* The QEMU command line and the guest kernel command line, built by pure
- * functions (tests compare them with golden files), and the accelerator
- * choice. */
+/* The QEMU command line, built by a pure function (tests compare it with
+ * golden files), and the accelerator choice. The guest kernel command line
+ * is cmdline.h's. */
 
 #include "def.h"
 #include "host.h"
@@ -41,14 +41,6 @@ struct qemu_config {
 };
 
 int qemu_argv(const struct qemu_config *c, char ***ret);
-
-/* The guest kernel command line: console, panic, hostname, the guest's
- * address on its bridge as the kernel's ip= (ip=ADDR:::NETMASK:::off), the
- * systemd.mount-extra= entries for keys, shares and disks (parents before
- * children), init=<system>/init, the closure's kernel-params, then the definition's
- * kernel_params. Returns -E2BIG beyond KERNEL_CMDLINE_MAX. ret may be NULL
- * (only the length is checked). */
-int qemu_kernel_cmdline(const struct vm_def *d, const char *system, const char *closure_params, char **ret);
 
 /* Resolves ACCEL_AUTO. KVM is chosen only where it really works: not on
  * PVM hosts (kvm_pvm, which crashes stock kernels), not without a usable

@@ -38,7 +38,3 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct qga *, qga_free);
  * exchange is bounded by timeout (0: no bound), and the agent must answer
  * its first sync within 60 s. */
 int qga_exec(struct qga *g, char *const *argv, usec_t timeout, qga_exec_cb cb, void *userdata);
-
-/* Base64 (RFC 4648), as the agent uses it for output. */
-int base64_decode(const char *in, size_t len, char **ret, size_t *ret_len);
-char *base64_encode(const void *in, size_t len);

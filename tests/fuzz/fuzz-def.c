@@ -6,9 +6,10 @@
  * QEMU argv, NIC included (neither exec nor netlink is touched). */
 #include <stdint.h>
 
+#include "cmdline.h"
 #include "def.h"
 #include "host.h"
-#include "link.h"
+#include "netname.h"
 #include "qemu.h"
 
 /* A host with a bridge, a hub and another host, for the checks against
@@ -77,7 +78,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		if (def_parse_buffer(text, strlen(text), &b, &errors) != 0 || !def_equal(a, b))
 			abort();
-		if (qemu_kernel_cmdline(a, a->system, "", &cmdline) != 0)
+		if (kernel_cmdline(a, a->system, "", &cmdline) != 0)
 			abort();
 		qc.cmdline = cmdline;
 		if (qemu_argv(&qc, &argv) != 0)

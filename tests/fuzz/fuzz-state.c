@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base64.h"
 #include "domxml.h"
-#include "qga.h"
 #include "vmstate.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

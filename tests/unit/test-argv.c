@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "cmdline.h"
 #include "def.h"
 #include "domxml.h"
 #include "qemu.h"
@@ -67,7 +68,7 @@ TEST(qemu_minimal)
 	_cleanup_strv_free_ char **argv = NULL;
 	struct qemu_fs fs[] = { { "nix-store", "/run/vmd/vms/edge/fs0.sock" } };
 
-	ASSERT(qemu_kernel_cmdline(d, d->system, "loglevel=4\n", &cmdline) == 0);
+	ASSERT(kernel_cmdline(d, d->system, "loglevel=4\n", &cmdline) == 0);
 	struct qemu_config c = config_for(d, ACCEL_TCG, cmdline);
 	c.fs = fs;
 	c.n_fs = 1;
@@ -96,7 +97,7 @@ TEST(qemu_full)
 		{ "big", "/var/lib/vmd/disks/edge/big.qcow2", true, true },
 	};
 
-	ASSERT(qemu_kernel_cmdline(d, d->system, "", &cmdline) == 0);
+	ASSERT(kernel_cmdline(d, d->system, "", &cmdline) == 0);
 	struct qemu_config c = config_for(d, ACCEL_KVM, cmdline);
 	c.fs = fs;
 	c.n_fs = ELEMENTSOF(fs);
@@ -120,7 +121,7 @@ TEST(qemu_network)
 	};
 	const int taps[] = { 8, 9, 10, 11 };
 
-	ASSERT(qemu_kernel_cmdline(d, d->system, "", &cmdline) == 0);
+	ASSERT(kernel_cmdline(d, d->system, "", &cmdline) == 0);
 	struct qemu_config c = config_for(d, ACCEL_TCG, cmdline);
 	c.fs = fs;
 	c.n_fs = ELEMENTSOF(fs);
@@ -212,7 +213,7 @@ TEST(kernel_cmdline)
 	_cleanup_free_ char *cmdline = NULL;
 	_cleanup_strv_free_ char **argv = NULL;
 
-	ASSERT(qemu_kernel_cmdline(d, d->system, "loglevel=4 quiet\n\n", &cmdline) == 0);
+	ASSERT(kernel_cmdline(d, d->system, "loglevel=4 quiet\n\n", &cmdline) == 0);
 	/* Parents mount before children: /var before /var/lib/db. */
 	ASSERT(strstr(cmdline, ":/var:") < strstr(cmdline, ":/var/lib/db:"));
 	ASSERT(strstr(cmdline, "init=/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-edge-system/init"));
@@ -229,7 +230,7 @@ TEST(kernel_cmdline_limit)
 
 	memset(params, 'x', sizeof(params) - 1);
 	params[sizeof(params) - 1] = 0;
-	ASSERT(qemu_kernel_cmdline(d, d->system, params, &cmdline) == -E2BIG);
+	ASSERT(kernel_cmdline(d, d->system, params, &cmdline) == -E2BIG);
 	def_free(d);
 }
 
@@ -288,6 +289,12 @@ TEST(virtiofsd_help_parsing)
 	ASSERT(!caps.inode_file_handles);
 	ASSERT(virtiofsd_parse_help("something else entirely", VIRTIOFSD_STYLE_AUTO, &caps) == -EPROTONOSUPPORT);
 	ASSERT(virtiofsd_parse_help("something else entirely", VIRTIOFSD_STYLE_QEMU, &caps) == 0);
+
+	/* The settings (host.c) name the styles in this enum's order. */
+	ASSERT(streq(virtiofsd_style_names[VIRTIOFSD_STYLE_AUTO], "auto"));
+	ASSERT(streq(virtiofsd_style_names[VIRTIOFSD_STYLE_QEMU], "qemu"));
+	ASSERT(streq(virtiofsd_style_names[VIRTIOFSD_STYLE_RUST], "rust"));
+	ASSERT(!virtiofsd_style_names[VIRTIOFSD_STYLE_RUST + 1]);
 }
 
 TEST(accel)

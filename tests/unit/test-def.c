@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <dirent.h>
 
+#include "cmdline.h"
 #include "def.h"
 #include "defset.h"
-#include "link.h"
-#include "qemu.h"
+#include "netname.h"
 #include "host.h"
 #include "test.h"
 
@@ -398,7 +398,7 @@ TEST(networks_against_host)
 		def_mac(d, mac);
 		mac_for_vm("edge", mac2);
 		ASSERT(memcmp(mac, mac2, 6) == 0);
-		ASSERT(qemu_kernel_cmdline(d, d->system, "", &cmdline) == 0);
+		ASSERT(kernel_cmdline(d, d->system, "", &cmdline) == 0);
 		ASSERT(strstr(cmdline, " ip=10.0.0.2:::255.255.255.0:::off "));
 		def_free(d);
 	}

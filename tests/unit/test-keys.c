@@ -132,8 +132,7 @@ TEST(keydir_prepare)
 	_cleanup_free_ char *dir = tmpdir();
 	_cleanup_free_ char *keys = xasprintf("%s/keys", dir), *src = xasprintf("%s/src", dir);
 	_cleanup_free_ char *link = xasprintf("%s/link", dir), *file = xasprintf("%s/file", dir);
-	struct def_key k = { .name = (char *)"wg", .target = (char *)"/etc/wireguard", .read_only = true,
-			     .generate = KEY_GENERATE_WIREGUARD };
+	struct keydir_key k = { .name = "wg", .wireguard = true };
 	char *path = NULL;
 
 	/* The default place, made 0700 at each level. */
@@ -151,7 +150,7 @@ TEST(keydir_prepare)
 	ASSERT_STREQ(p1, p2);
 
 	/* An explicit source is created if missing (its parent must exist). */
-	k.generate = KEY_GENERATE_NONE;
+	k.wireguard = false;
 	k.source = src;
 	ASSERT(keydir_prepare(keys, "edge", &k, &path, NULL) == 0);
 	ASSERT_STREQ(path, src);

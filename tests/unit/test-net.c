@@ -9,6 +9,7 @@
 
 #include "addr.h"
 #include "link.h"
+#include "netname.h"
 #include "test.h"
 #include "wgconf.h"
 

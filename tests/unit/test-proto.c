@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 
+#include "base64.h"
 #include "jline.h"
 #include "loop.h"
 #include "qga.h"

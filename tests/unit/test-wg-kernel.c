@@ -702,7 +702,8 @@ TEST(hostnet_kernel_hub)
 				 " \"wireguard\": {\"hub\": \"wgh0\", \"address\": \"10.77.0.2/32\"}}";
 	ASSERT(def_parse_buffer(vm, sizeof(vm) - 1, &def, &errors) == 0);
 	ASSERT(def->n_keys == 1 && streq(def->keys[0].name, "wireguard"));
-	ASSERT(keydir_prepare(host->keys_dir, "edge", &def->keys[0], &keypath, &keyfd) == 0);
+	ASSERT(keydir_prepare(host->keys_dir, "edge", &(struct keydir_key){ .name = "wireguard", .wireguard = true },
+			      &keypath, &keyfd) == 0);
 	ASSERT(hostnet_wg_join(n, def, keyfd) == 0);
 	ASSERT(wg_keydir_public(keyfd, vm_pub) == 0);
 	ASSERT(fstatat(keyfd, "wg0.conf", &st, 0) == 0 && (st.st_mode & 0777) == 0600);
