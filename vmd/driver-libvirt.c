@@ -159,11 +159,16 @@ static char *self_exe(void)
 }
 
 /* <run_dir>/vms/<vm>/fsN-virtiofsd: what libvirt runs as this share's
- * virtiofsd. */
-static int write_wrapper(const struct vm_plan *p, size_t i, char **ret)
+ * virtiofsd on this host. */
+static char *wrapper_path(const struct vm_plan *p, size_t i)
+{
+	return xasprintf("%s/fs%zu-virtiofsd", p->dir, i);
+}
+
+static int write_wrapper(const struct vm_plan *p, size_t i)
 {
 	const struct vm_share *s = &p->shares[i];
-	_cleanup_free_ char *path = xasprintf("%s/fs%zu-virtiofsd", p->dir, i), *exe = self_exe();
+	_cleanup_free_ char *path = wrapper_path(p, i), *exe = self_exe();
 	_cleanup_free_ char *qexe = NULL, *qpid = NULL, *qfsd = NULL, *text = NULL;
 	int r;
 
@@ -179,11 +184,7 @@ static int write_wrapper(const struct vm_plan *p, size_t i, char **ret)
 			 p->def->name, s->tag, qexe, qpid, s->read_only ? " --read-only" : "", qfsd);
 	if (!text)
 		return -ENOMEM;
-	r = write_file(path, text, 0700, 0);
-	if (r < 0)
-		return r;
-	*ret = TAKE_PTR(path);
-	return 0;
+	return write_file(path, text, 0700, 0);
 }
 
 static int write_uri(const struct vm_plan *p)
@@ -298,25 +299,30 @@ static bool want_kvm(const struct vm_plan *p, struct lv_conn *c)
 }
 
 /* The pure part: the plan as a domain. */
-int libvirt_plan_xml(const struct vm_plan *p, bool kvm, const char *metadata, char *const *wrappers, char **ret)
+int libvirt_plan_xml(const struct vm_plan *p, bool kvm, const char *metadata, char **ret)
 {
 	const struct host_remote *remote = p->def->host ? host_remote_find(p->host, p->def->host) : NULL;
 	_cleanup_free_ struct domxml_fs *fs = calloc(p->n_shares + 1, sizeof(*fs));
 	_cleanup_free_ struct domxml_disk *disks = calloc(p->n_images + 1, sizeof(*disks));
 	_cleanup_free_ char *kernel = path_join(p->system, "kernel"), *initrd = path_join(p->system, "initrd");
 	_cleanup_free_ char *name = domain_name(p->def->name);
+	_cleanup_strv_free_ char **wrappers = NULL;
 	char tap[LINK_NAME_MAX + 1], mac[18];
 
 	if (!fs || !disks || !kernel || !initrd || !name)
 		return -ENOMEM;
-	for (size_t i = 0; i < p->n_shares; i++)
+	for (size_t i = 0; i < p->n_shares; i++) {
+		int r = remote ? 0 : strv_consume(&wrappers, wrapper_path(p, i));
+
+		if (r < 0)
+			return r;
 		fs[i] = (struct domxml_fs){
 			.tag = p->shares[i].tag,
 			.source = p->shares[i].source,
-			.binary = wrappers && wrappers[i] ? wrappers[i]
-				  : remote && remote->virtiofsd ? remote->virtiofsd : p->host->virtiofsd,
+			.binary = !remote ? wrappers[i] : remote->virtiofsd ? remote->virtiofsd : p->host->virtiofsd,
 			.cache = p->shares[i].cache,
 		};
+	}
 	for (size_t i = 0; i < p->n_images; i++)
 		disks[i] = (struct domxml_disk){ p->images[i].disk->name, p->images[i].path,
 						 p->images[i].disk->base != NULL, !p->images[i].disk->persistent };
@@ -376,7 +382,6 @@ static int ld_start(struct drv_vm *d)
 	struct vm_plan *p = d->p;
 	const struct host_remote *remote = p->def->host ? host_remote_find(p->host, p->def->host) : NULL;
 	_cleanup_free_ char *meta = NULL, *xml = NULL;
-	_cleanup_strv_free_ char **wrappers = NULL;
 	struct lv_conn *c;
 	int r;
 
@@ -389,14 +394,9 @@ static int ld_start(struct drv_vm *d)
 			return r;
 	}
 	for (size_t i = 0; !remote && i < p->n_shares; i++) {
-		char *w = NULL;
-
-		r = write_wrapper(p, i, &w);
+		r = write_wrapper(p, i);
 		if (r < 0)
 			return log_error_errno(r, "%s: writing the virtiofsd wrapper in %s: %m", p->def->name, p->dir);
-		r = strv_consume(&wrappers, w);
-		if (r < 0)
-			return r;
 	}
 	for (size_t i = 0; i < p->n_images; i++) {
 		r = make_searchable(p, p->images[i].path);
@@ -408,7 +408,7 @@ static int ld_start(struct drv_vm *d)
 	if (!meta)
 		return log_error_errno(ENOMEM, "%s: the domain's metadata (instance id in %s): %m", p->def->name,
 				       p->host->state_dir);
-	r = libvirt_plan_xml(p, want_kvm(p, c), meta, wrappers, &xml);
+	r = libvirt_plan_xml(p, want_kvm(p, c), meta, &xml);
 	if (r < 0)
 		return r;
 	r = write_uri(p);

@@ -203,7 +203,7 @@ extern const struct vm_driver *const vm_drivers[];
 const struct vm_driver *driver_for(int driver); /* enum driver */
 
 /* The pure part of each driver, for the golden tests: the plan as QEMU's
- * argv (with n_taps tap queues and vhost-net or not) and as libvirt's
- * domain XML (wrappers: the virtiofsd each share runs as, or NULL). */
+ * argv (with n_taps tap queues, and vhost-net or not) and as libvirt's
+ * domain XML (with vmd's metadata text). */
 int qemu_plan_argv(const struct vm_plan *p, unsigned n_taps, bool vhost, char ***ret);
-int libvirt_plan_xml(const struct vm_plan *p, bool kvm, const char *metadata, char *const *wrappers, char **ret);
+int libvirt_plan_xml(const struct vm_plan *p, bool kvm, const char *metadata, char **ret);

@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <dirent.h>
+
 #include "cmdline.h"
 #include "def.h"
 #include "domxml.h"
+#include "link.h"
+#include "plan.h"
 #include "qemu.h"
 #include "test.h"
 #include "virtiofsd.h"
@@ -45,160 +49,96 @@ static struct vm_def *load(const char *file)
 	return d;
 }
 
-/* A QEMU config for d as vmd would build it, with fixed fds. */
-static struct qemu_config config_for(const struct vm_def *d, int accel, const char *cmdline)
-{
-	return (struct qemu_config){
-		.binary = "/usr/bin/qemu-system-x86_64",
-		.name = d->name,
-		.accel = accel,
-		.vcpus = d->vcpus,
-		.memory_mib = d->memory_mib,
-		.kernel = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-edge-system/kernel",
-		.initrd = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-edge-system/initrd",
-		.cmdline = cmdline,
-		.qmp_fd = 3, .console_fd = 4, .notify_fd = 5, .agent_fd = 6,
-	};
-}
+/* The settings every golden plan is made with: the defaults, with fixed
+ * programs (the defaults' paths differ between builds). */
+static const char golden_settings[] = "{\"qemu\": \"/usr/bin/true\", \"virtiofsd\": \"/usr/bin/true\"}";
 
-TEST(qemu_minimal)
+/* The plan vmd would make for d on a host with the default settings,
+ * without looking at the host: paths from the layout only. */
+static void golden_plan(const char *name)
 {
-	struct vm_def *d = load("minimal.json");
-	_cleanup_free_ char *cmdline = NULL;
+	_cleanup_free_ char *json = xasprintf("%s.json", name), *qfile = xasprintf("%s.qemu.args", name);
+	_cleanup_free_ char *xfile = xasprintf("%s.domain.xml", name), *xml = NULL, *joined = NULL, *args = NULL;
 	_cleanup_strv_free_ char **argv = NULL;
-	struct qemu_fs fs[] = { { "nix-store", "/run/vmd/vms/edge/fs0.sock" } };
+	_cleanup_host_config_ struct host_config *host = NULL;
+	_cleanup_def_ struct vm_def *d = load(json);
+	struct schema_errors errors = {};
+	struct vm_options opts = {
+		.accel = ACCEL_TCG,
+		.qemu = "/usr/bin/qemu-system-x86_64",
+		.virtiofsd = "/usr/libexec/virtiofsd",
+	};
+	struct vm_plan p;
 
-	ASSERT(kernel_cmdline(d, d->system, "loglevel=4\n", &cmdline) == 0);
-	struct qemu_config c = config_for(d, ACCEL_TCG, cmdline);
-	c.fs = fs;
-	c.n_fs = 1;
-	ASSERT(qemu_argv(&c, &argv) == 0);
-	golden("qemu-minimal", argv);
-	def_free(d);
+	ASSERT(host_config_parse_buffer(golden_settings, strlen(golden_settings), &host, &errors) == 0);
+	ASSERT(plan_init(&p, NULL, host, &opts, d, NULL) == 0);
+	p.system = strdup(d->system);
+	ASSERT(kernel_cmdline(d, p.system, "loglevel=4\n", &p.cmdline) == 0);
+	ASSERT(plan_layout(&p) == 0);
+	/* As many tap queues as vCPUs, as far as a tap allows. */
+	ASSERT(qemu_plan_argv(&p, d->network ? (d->vcpus < TAP_QUEUES_MAX ? d->vcpus : TAP_QUEUES_MAX) : 0, false,
+			      &argv) == 0);
+	joined = strv_join(argv, "\n");
+	args = xasprintf("%s\n", joined);
+	golden_text(qfile, args);
+	ASSERT(libvirt_plan_xml(&p, false, "eyJ2ZXJzaW9uIjogMX0=", &xml) == 0);
+	golden_text(xfile, xml);
+	plan_done(&p);
 }
 
-TEST(qemu_full)
+/* Every valid definition, as QEMU's argv and as a libvirt domain:
+ * tests/golden/NAME.qemu.args and NAME.domain.xml. */
+TEST(golden_plans)
 {
-	struct vm_def *d = load("full.json");
-	_cleanup_free_ char *cmdline = NULL;
+	_cleanup_free_ char *dir = xasprintf("%s/defs/valid", TESTS_DIR);
+	struct dirent **list = NULL;
+	int n = scandir(dir, &list, NULL, alphasort);
+
+	ASSERT(n > 0);
+	for (int i = 0; i < n; i++) {
+		size_t len = strlen(list[i]->d_name);
+
+		if (len > 5 && streq(list[i]->d_name + len - 5, ".json")) {
+			list[i]->d_name[len - 5] = 0;
+			golden_plan(list[i]->d_name);
+		}
+		free(list[i]);
+	}
+	free(list);
+}
+
+/* What the data-driven files cannot show: KVM, a single queue, vhost. */
+TEST(qemu_options)
+{
+	_cleanup_host_config_ struct host_config *host = NULL;
+	_cleanup_def_ struct vm_def *d = load("network.json");
 	_cleanup_strv_free_ char **argv = NULL;
-	/* A settings directory with a comma must be escaped for QEMU. */
-	struct qemu_fs fs[] = {
-		{ "nix-store", "/run/vm,d/vms/edge/fs0.sock" },
-		{ "key-wireguard", "/run/vm,d/vms/edge/fs1.sock" },
-		{ "key-ssh", "/run/vm,d/vms/edge/fs2.sock" },
-		{ "key-tls", "/run/vm,d/vms/edge/fs3.sock" },
-		{ "data", "/run/vm,d/vms/edge/fs4.sock" },
-	};
-	struct qemu_disk disks[] = {
-		{ "scratch", "/var/lib/vmd/disks/edge/scratch.img", true, false },
-		{ "db", "/var/lib/vmd/volumes/edge/db.img", false, false },
-		{ "base", "/var/lib/vmd/disks/edge/base.qcow2", true, true },
-		{ "big", "/var/lib/vmd/disks/edge/big.qcow2", true, true },
-	};
+	_cleanup_free_ char *all = NULL;
+	struct schema_errors errors = {};
+	struct vm_options opts = { .accel = ACCEL_KVM, .qemu = "/usr/bin/qemu-system-x86_64" };
+	struct vm_plan p;
 
-	ASSERT(kernel_cmdline(d, d->system, "", &cmdline) == 0);
-	struct qemu_config c = config_for(d, ACCEL_KVM, cmdline);
-	c.fs = fs;
-	c.n_fs = ELEMENTSOF(fs);
-	c.disks = disks;
-	c.n_disks = ELEMENTSOF(disks);
-	ASSERT(qemu_argv(&c, &argv) == 0);
-	golden("qemu-full", argv);
-	def_free(d);
+	ASSERT(host_config_parse_buffer(golden_settings, strlen(golden_settings), &host, &errors) == 0);
+	ASSERT(plan_init(&p, NULL, host, &opts, d, NULL) == 0);
+	p.system = strdup(d->system);
+	ASSERT(kernel_cmdline(d, p.system, "", &p.cmdline) == 0);
+	ASSERT(plan_layout(&p) == 0);
+	ASSERT(qemu_plan_argv(&p, 1, true, &argv) == 0);
+	all = strv_join(argv, " ");
+	ASSERT(strstr(all, "accel=kvm") || strstr(all, "-enable-kvm"));
+	ASSERT_STREQ(argv[strv_length(argv) - 4], "tap,id=net0,fd=8,vhost=on");
+	ASSERT_STREQ(argv[strv_length(argv) - 2], "virtio-net-pci,netdev=net0,mac=52:54:00:ab:cd:ef");
+	plan_done(&p);
 }
 
-/* A multiqueue tap (4 vCPUs, 4 queues) and a single-queue one, with the
- * implicit WireGuard key mount and ip= on the kernel command line. */
-TEST(qemu_network)
+/* The metadata element as virDomainGetMetadata() gives it back. */
+TEST(domain_metadata)
 {
-	struct vm_def *d = load("network.json");
-	_cleanup_free_ char *cmdline = NULL;
-	_cleanup_strv_free_ char **argv = NULL, **argv1 = NULL;
-	struct qemu_fs fs[] = {
-		{ "nix-store", "/run/vmd/vms/web/fs0.sock" },
-		{ "key-wireguard", "/run/vmd/vms/web/fs1.sock" },
-	};
-	const int taps[] = { 8, 9, 10, 11 };
+	_cleanup_free_ char *text = NULL;
 
-	ASSERT(kernel_cmdline(d, d->system, "", &cmdline) == 0);
-	struct qemu_config c = config_for(d, ACCEL_TCG, cmdline);
-	c.fs = fs;
-	c.n_fs = ELEMENTSOF(fs);
-	c.mac = d->network->mac;
-	c.tap_fds = taps;
-	c.n_taps = 4;
-	ASSERT(qemu_argv(&c, &argv) == 0);
-	golden("qemu-network", argv);
-	c.n_taps = 1;
-	c.vhost = true;
-	ASSERT(qemu_argv(&c, &argv1) == 0);
-	ASSERT_STREQ(argv1[strv_length(argv1) - 4], "tap,id=net0,fd=8,vhost=on");
-	ASSERT_STREQ(argv1[strv_length(argv1) - 2], "virtio-net-pci,netdev=net0,mac=52:54:00:ab:cd:ef");
-	def_free(d);
-}
-
-/* The libvirt domain for the same VMs; <binary path> is vmd's wrapper. */
-TEST(domain_minimal)
-{
-	struct domxml_fs fs[] = { { "nix-store", "/nix/store", "/run/vmd/vms/edge/fs0-virtiofsd", VIRTIOFSD_CACHE_ALWAYS } };
-	struct domxml_config c = {
-		.name = "vmd-edge",
-		.vcpus = 1,
-		.memory_mib = 512,
-		.kernel = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-edge-system/kernel",
-		.initrd = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-edge-system/initrd",
-		.cmdline = "console=ttyS0 panic=-1 systemd.hostname=edge init=/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-edge-system/init",
-		.fs = fs,
-		.n_fs = ELEMENTSOF(fs),
-	};
-	_cleanup_free_ char *xml = NULL;
-
-	ASSERT(domxml_build(&c, &xml) == 0);
-	golden_text("domain-minimal.xml", xml);
-}
-
-TEST(domain_full)
-{
-	struct domxml_fs fs[] = {
-		{ "nix-store", "/nix/store", "/run/vmd/vms/web/fs0-virtiofsd", VIRTIOFSD_CACHE_ALWAYS },
-		{ "key-wireguard", "/var/lib/vmd/keys/web/wireguard", "/run/vmd/vms/web/fs1-virtiofsd", VIRTIOFSD_CACHE_NONE },
-		{ "data", "/srv/a&b'<c>", "/run/vmd/vms/web/fs2-virtiofsd", VIRTIOFSD_CACHE_AUTO },
-	};
-	struct domxml_disk disks[] = {
-		{ "scratch", "/var/lib/vmd/disks/web/scratch.img", false, true },
-		{ "db", "/var/lib/vmd/volumes/web/db.img", false, false },
-		{ "base", "/var/lib/vmd/disks/web/base.qcow2", true, true },
-	};
-	struct domxml_config c = {
-		.name = "vmd-web",
-		.kvm = true,
-		.vcpus = 4,
-		.memory_mib = 2048,
-		.kernel = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-edge-system/kernel",
-		.initrd = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-edge-system/initrd",
-		.cmdline = "console=ttyS0 panic=-1 systemd.hostname=web ip=10.0.0.2:::255.255.255.0:::off "
-			   "systemd.mount-extra=key-wireguard:/etc/wireguard:virtiofs:ro init=/nix/store/x/init",
-		.fs = fs,
-		.n_fs = ELEMENTSOF(fs),
-		.disks = disks,
-		.n_disks = ELEMENTSOF(disks),
-		.bridge = "vmbr0",
-		.mac = "52:54:00:ab:cd:ef",
-		.tap = "vm-web",
-		.queues = 4,
-		.metadata = "eyJ2ZXJzaW9uIjogMX0=",
-	};
-	_cleanup_free_ char *xml = NULL, *text = NULL;
-
-	ASSERT(domxml_build(&c, &xml) == 0);
-	golden_text("domain-full.xml", xml);
-
-	/* The metadata element as virDomainGetMetadata() gives it back. */
 	ASSERT(domxml_metadata_text("<vmd:vm xmlns:vmd=\"urn:x-vmd:domain:1\">eyJ2ZXJzaW9uIjogMX0=</vmd:vm>", &text) == 0);
 	ASSERT_STREQ(text, "eyJ2ZXJzaW9uIjogMX0=");
-	free(text);
-	text = NULL;
+	text = mfree(text);
 	ASSERT(domxml_metadata_text("<vm>abc</vm>", &text) == 0);
 	ASSERT_STREQ(text, "abc");
 	ASSERT(domxml_metadata_text("<vmd:vm xmlns:vmd=\"urn:x-vmd:domain:1\"/>", &text) == -EBADMSG);
@@ -338,5 +278,5 @@ TEST(accel)
 	rmdir(root);
 }
 
-RUN_TESTS(T(qemu_minimal), T(qemu_full), T(qemu_network), T(domain_minimal), T(domain_full), T(kernel_cmdline), T(kernel_cmdline_limit), T(virtiofsd_styles),
+RUN_TESTS(T(golden_plans), T(qemu_options), T(domain_metadata), T(kernel_cmdline), T(kernel_cmdline_limit), T(virtiofsd_styles),
 	  T(virtiofsd_help_parsing), T(accel))

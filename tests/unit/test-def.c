@@ -9,11 +9,11 @@
 #include "test.h"
 
 /* Every tests/defs/invalid/NAME.json must fail with exactly the lines in
- * NAME.err; VMD_UPDATE_EXPECTED=1 rewrites the .err files instead. */
+ * NAME.err; VMD_UPDATE_GOLDEN=1 rewrites the .err files instead. */
 TEST(invalid_definitions)
 {
 	const char *dir = TESTS_DIR "/defs/invalid";
-	bool update = getenv("VMD_UPDATE_EXPECTED") != NULL;
+	bool update = getenv("VMD_UPDATE_GOLDEN") != NULL;
 	struct dirent **list;
 	int n, count = 0;
 

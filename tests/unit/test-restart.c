@@ -481,13 +481,5 @@ TEST(manager_reload_diff)
 	world_done(&w);
 }
 
-int main(void)
-{
-	static const struct test tests[] = {
-		T(policy_decisions),  T(policy_backoff),	     T(policy_start_limit),
-		T(manager_restarts_until_failed), T(manager_exit_decisions), T(manager_start_failures_count),
-		T(manager_reload_diff),
-	};
-
-	return run_tests(tests, ELEMENTSOF(tests));
-}
+RUN_TESTS(T(policy_decisions), T(policy_backoff), T(policy_start_limit), T(manager_restarts_until_failed),
+	  T(manager_exit_decisions), T(manager_start_failures_count), T(manager_reload_diff))
