@@ -219,8 +219,13 @@ static int hub_restart(struct hub *h)
 	r = hub_key(h->net->host, h->cfg->name, priv, pub);
 	if (r == 0)
 		r = spawn_hub(h);
-	if (r == 0)
+	if (r == 0) {
 		r = hub_configure(h, priv);
+		/* Half configured it is of no use, and it would keep the
+		 * next attempt from starting another. */
+		if (r < 0)
+			child_kill_wait(&h->proc, SIGTERM, HUB_STOP_TIMEOUT_USEC);
+	}
 	sodium_memzero(priv, sizeof(priv));
 	return r;
 }
