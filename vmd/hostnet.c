@@ -5,26 +5,20 @@
 #include <signal.h>
 #include <sodium.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 
 #include "addr.h"
+#include "child.h"
 #include "hostnet.h"
 #include "keydir.h"
 #include "link.h"
 #include "log.h"
 #include "spawn.h"
-#include "vmstate.h"
 #include "wg.h"
 #include "wgconf.h"
 
-#ifndef P_PIDFD
-#define P_PIDFD 3
-#endif
-
 #define HUB_START_TIMEOUT_USEC (10 * USEC_PER_SEC)
 #define HUB_RESTART_DELAY_USEC (1 * USEC_PER_SEC)
-#define HUB_STOP_TIMEOUT_MSEC 3000
+#define HUB_STOP_TIMEOUT_USEC (3 * USEC_PER_SEC)
 
 /* A VM that should be a peer of a hub. */
 struct hub_peer {
@@ -41,9 +35,8 @@ struct hub {
 	uint8_t public_key[WG_KEY_LEN];
 	struct wg *wg;
 	/* wireguard-go */
-	struct proc_id proc;
-	int pidfd;
-	struct loop_source *child_src, *restart_timer;
+	struct child proc;
+	struct loop_source *restart_timer;
 	struct hub_peer *peers;
 	size_t n_peers;
 };
@@ -119,7 +112,7 @@ static int hub_key(const struct host_config *host, const char *name, uint8_t pri
 	return wg_key_public(priv, pub);
 }
 
-static void on_hub_exit(struct loop_source *s, const siginfo_t *si, void *userdata);
+static void on_hub_exit(struct child *c, const siginfo_t *si, void *userdata);
 static void save_state_or_warn(struct hostnet *n);
 
 static int wait_for_uapi(struct hub *h)
@@ -127,7 +120,7 @@ static int wait_for_uapi(struct hub *h)
 	_cleanup_free_ char *sock = xasprintf("%s/%s.sock", WG_UAPI_DIR, h->cfg->name);
 	usec_t deadline = now_usec() + HUB_START_TIMEOUT_USEC;
 	struct wg_device dev;
-	struct pollfd p = { .fd = h->pidfd, .events = POLLIN };
+	struct pollfd p = { .fd = h->proc.pidfd, .events = POLLIN };
 
 	if (!sock)
 		return -ENOMEM;
@@ -150,7 +143,6 @@ static int spawn_hub(struct hub *h)
 	char *argv[] = { NULL, (char *)"-f", (char *)h->cfg->name, NULL };
 	/* wireguard-go logs errors to stdout; LOG_LEVEL=error is its default. */
 	char *envp[] = { (char *)"PATH=/usr/sbin:/usr/bin:/sbin:/bin", (char *)"LOG_LEVEL=error", NULL };
-	pid_t pid;
 	int r;
 
 	r = find_executable(host->wireguard_go, &bin);
@@ -167,21 +159,16 @@ static int spawn_hub(struct hub *h)
 		/* The hub outlives a daemon restart, as the VMs do. */
 		.die_with_parent = false,
 	};
-	r = spawn(&o, &pid, &h->pidfd);
+	r = child_spawn(&h->proc, h->net->loop, &o, on_hub_exit, h);
 	if (r < 0)
 		return log_error_errno(r, "network %s: cannot start %s: %m", h->cfg->name, bin);
-	r = proc_id_get(pid, &h->proc);
-	if (r < 0)
-		h->proc = (struct proc_id){ .pid = pid };
 	r = wait_for_uapi(h);
 	if (r < 0) {
-		syscall(SYS_pidfd_send_signal, h->pidfd, SIGKILL, NULL, 0);
-		(void)waitid(P_PIDFD, (id_t)h->pidfd, &(siginfo_t){}, WEXITED);
-		h->pidfd = safe_close(h->pidfd);
+		child_kill_wait(&h->proc, SIGKILL, 0);
 		return log_error_errno(r, "network %s: %s did not come up (%s)", h->cfg->name, bin,
 				       r == -ECHILD ? "it exited; see its message above" : "no UAPI socket in time");
 	}
-	return loop_add_child(h->net->loop, h->pidfd, on_hub_exit, h, &h->child_src);
+	return 0;
 }
 
 /* Guests on one hub reach each other through it: packets that arrive on
@@ -232,8 +219,13 @@ static int hub_restart(struct hub *h)
 	r = hub_key(h->net->host, h->cfg->name, priv, pub);
 	if (r == 0)
 		r = spawn_hub(h);
-	if (r == 0)
+	if (r == 0) {
 		r = hub_configure(h, priv);
+		/* Half configured it is of no use, and it would keep the
+		 * next attempt from starting another. */
+		if (r < 0)
+			child_kill_wait(&h->proc, SIGTERM, HUB_STOP_TIMEOUT_USEC);
+	}
 	sodium_memzero(priv, sizeof(priv));
 	return r;
 }
@@ -252,20 +244,18 @@ static void on_hub_timer(struct loop_source *s, void *userdata)
 	loop_timer_set(h->restart_timer, now_usec() + 5 * HUB_RESTART_DELAY_USEC);
 }
 
-static void on_hub_exit(struct loop_source *s, const siginfo_t *si, void *userdata)
+static void on_hub_exit(struct child *c, const siginfo_t *si, void *userdata)
 {
 	struct hub *h = userdata;
 
-	(void)s;
-	/* No status for a hub a previous daemon started: not our child. */
+	(void)c;
+	/* No status, nor pid, for a hub a previous daemon started: not our
+	 * child, and forgotten by now. */
 	if (si)
 		log_error("network %s: wireguard-go (pid %d) exited (%s %d); restarting it", h->cfg->name,
-			  (int)h->proc.pid, si->si_code == CLD_EXITED ? "status" : "signal", si->si_status);
+			  (int)si->si_pid, si->si_code == CLD_EXITED ? "status" : "signal", si->si_status);
 	else
-		log_error("network %s: wireguard-go (pid %d) exited; restarting it", h->cfg->name, (int)h->proc.pid);
-	loop_source_freep(&h->child_src);
-	h->pidfd = safe_close(h->pidfd);
-	h->proc = (struct proc_id){};
+		log_error("network %s: wireguard-go exited; restarting it", h->cfg->name);
 	if (!h->restart_timer)
 		loop_add_timer(h->net->loop, 0, on_hub_timer, h, &h->restart_timer);
 	loop_timer_set(h->restart_timer, now_usec() + HUB_RESTART_DELAY_USEC);
@@ -305,17 +295,16 @@ static int adopt_hub(struct hub *h, const struct proc_id *id)
 	struct wg_device dev;
 	int r;
 
-	r = proc_id_open(id, &h->pidfd);
+	r = child_adopt(&h->proc, h->net->loop, id, on_hub_exit, h);
 	if (r < 0)
 		return r;
-	h->proc = *id;
 	if (wg_device_get(h->wg, &dev) < 0) {
-		syscall(SYS_pidfd_send_signal, h->pidfd, SIGKILL, NULL, 0);
-		h->pidfd = safe_close(h->pidfd);
+		child_signal(&h->proc, SIGKILL);
+		child_forget(&h->proc);
 		return -ESTALE;
 	}
 	wg_device_clear(&dev);
-	return loop_add_child(h->net->loop, h->pidfd, on_hub_exit, h, &h->child_src);
+	return 0;
 }
 
 static int hub_up(struct hub *h, const struct prev_state *prev)
@@ -331,7 +320,6 @@ static int hub_up(struct hub *h, const struct prev_state *prev)
 	if (r < 0)
 		return log_error_errno(r, "network %s: the hub's key in %s/networks/%s: %m", name, n->host->state_dir,
 				       name);
-	h->pidfd = -EBADF;
 	if (h->cfg->implementation != WG_IMPL_USERSPACE) {
 		r = wireguard_link_create(n->sk, name, &h->created);
 		if (r == 0) {
@@ -377,19 +365,12 @@ static int hub_up(struct hub *h, const struct prev_state *prev)
 static void hub_down(struct hub *h, bool keep)
 {
 	loop_source_freep(&h->restart_timer);
-	loop_source_freep(&h->child_src);
-	if (!keep && h->pidfd >= 0) {
-		struct pollfd p = { .fd = h->pidfd, .events = POLLIN };
-
-		/* wireguard-go removes its link and socket on SIGTERM. */
-		syscall(SYS_pidfd_send_signal, h->pidfd, SIGTERM, NULL, 0);
-		if (poll(&p, 1, HUB_STOP_TIMEOUT_MSEC) <= 0)
-			syscall(SYS_pidfd_send_signal, h->pidfd, SIGKILL, NULL, 0);
-		(void)waitid(P_PIDFD, (id_t)h->pidfd, &(siginfo_t){}, WEXITED);
-	}
+	/* wireguard-go removes its link and socket on SIGTERM. */
+	if (!keep)
+		child_kill_wait(&h->proc, SIGTERM, HUB_STOP_TIMEOUT_USEC);
 	if (!keep && h->kernel && h->created)
 		link_delete(h->net->sk, h->cfg->name);
-	h->pidfd = safe_close(h->pidfd);
+	child_done(&h->proc);
 	wg_close(h->wg);
 	h->wg = NULL;
 	peers_clear(h);
@@ -410,12 +391,14 @@ static int save_state(struct hostnet *n)
 	for (size_t i = 0; n->created && n->created[i]; i++)
 		json_array_append_new(created, json_string(n->created[i]));
 	for (size_t i = 0; i < n->n_hubs; i++) {
+		struct proc_id id;
+
 		if (n->hubs[i].kernel && n->hubs[i].created)
 			json_array_append_new(created, json_string(n->hubs[i].cfg->name));
-		if (n->hubs[i].pidfd >= 0)
+		if (child_identity(&n->hubs[i].proc, &id) == 0)
 			json_object_set_new(hubs, n->hubs[i].cfg->name,
-					    json_pack("{sI sI}", "pid", (json_int_t)n->hubs[i].proc.pid, "start_time",
-						      (json_int_t)n->hubs[i].proc.start_time));
+					    json_pack("{sI sI}", "pid", (json_int_t)id.pid, "start_time",
+						      (json_int_t)id.start_time));
 	}
 	json_object_set_new(j, "created", created);
 	json_object_set_new(j, "hubs", hubs);
@@ -528,8 +511,13 @@ int hostnet_up(struct loop *l, const struct host_config *host, bool daemon, stru
 
 		if (host->networks[i].type != NET_WIREGUARD)
 			continue;
-		*h = (struct hub){ .net = n, .cfg = &host->networks[i], .pidfd = -EBADF };
+		*h = (struct hub){ .net = n, .cfg = &host->networks[i] };
 		n->n_hubs++;
+		r = child_init(&h->proc, "wireguard-go");
+		if (r < 0) {
+			log_error_errno(r, "network %s: %m", h->cfg->name);
+			goto fail;
+		}
 		r = hub_up(h, &prev);
 		if (r < 0)
 			goto fail;

@@ -1,60 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <fcntl.h>
 #include <stdio.h>
-#include <sys/syscall.h>
 
 #include "vmstate.h"
-
-int proc_id_get(pid_t pid, struct proc_id *ret)
-{
-	_cleanup_free_ char *path = xasprintf("/proc/%d/stat", (int)pid), *buf = NULL;
-	unsigned long long start;
-	const char *p;
-	int r;
-
-	if (!path)
-		return -ENOMEM;
-	r = read_file(path, 4096, &buf, NULL);
-	if (r < 0)
-		return r == -ENOENT ? -ESRCH : r;
-	/* The command name may contain spaces and ')': skip past the last. */
-	p = strrchr(buf, ')');
-	if (!p)
-		return -EIO;
-	/* Fields from 3 (state) on; start time is field 22. */
-	p++;
-	for (int field = 3; field < 22; field++) {
-		p = strchr(p + 1, ' ');
-		if (!p)
-			return -EIO;
-	}
-	if (sscanf(p, " %llu", &start) != 1)
-		return -EIO;
-	ret->pid = pid;
-	ret->start_time = start;
-	return 0;
-}
-
-int proc_id_open(const struct proc_id *id, int *ret_pidfd)
-{
-	struct proc_id now;
-	int fd, r;
-
-	if (id->pid <= 1)
-		return -ESRCH;
-	fd = (int)syscall(SYS_pidfd_open, id->pid, 0);
-	if (fd < 0)
-		return -errno;
-	/* Checked after the pidfd exists: if the pid was reused before, the
-	 * start time differs; after, the pidfd still names the right one. */
-	r = proc_id_get(id->pid, &now);
-	if (r < 0 || now.start_time != id->start_time) {
-		safe_close(fd);
-		return r < 0 ? r : -ESRCH;
-	}
-	*ret_pidfd = fd;
-	return 0;
-}
 
 void vmstate_clear(struct vmstate *s)
 {

@@ -9,17 +9,7 @@
 #include <sys/types.h>
 
 #include "def.h"
-
-struct proc_id {
-	pid_t pid;
-	uint64_t start_time; /* /proc/PID/stat field 22, clock ticks since boot */
-};
-
-/* Reads the identity of a running process. */
-int proc_id_get(pid_t pid, struct proc_id *ret);
-/* Opens a pidfd for id, only if that pid is still the same process.
- * -ESRCH if it is gone or the pid now belongs to another process. */
-int proc_id_open(const struct proc_id *id, int *ret_pidfd);
+#include "proc-id.h"
 
 struct vmstate {
 	struct vm_def *def;

@@ -6,26 +6,6 @@
 #include "test.h"
 #include "vmstate.h"
 
-TEST(proc_identity)
-{
-	struct proc_id me, other;
-	int fd;
-
-	ASSERT(proc_id_get(getpid(), &me) == 0);
-	ASSERT_EQ(me.pid, getpid());
-	ASSERT(me.start_time > 0);
-	ASSERT(proc_id_open(&me, &fd) == 0);
-	close(fd);
-	/* The same pid with another start time is another process. */
-	other = me;
-	other.start_time++;
-	ASSERT(proc_id_open(&other, &fd) == -ESRCH);
-	other.pid = 1;
-	ASSERT(proc_id_open(&other, &fd) == -ESRCH);
-	other.pid = 0x3ffffff0;
-	ASSERT(proc_id_get(other.pid, &other) == -ESRCH);
-}
-
 TEST(state_roundtrip)
 {
 	static const char text[] = "{\"name\": \"s\", \"system\": \"/nix/store/x\", \"vcpus\": 2}";
@@ -109,4 +89,4 @@ TEST(defset_loading)
 	rm_tree(dir);
 }
 
-RUN_TESTS(T(proc_identity), T(state_roundtrip), T(defset_loading))
+RUN_TESTS(T(state_roundtrip), T(defset_loading))

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* A supervised child process: QEMU, a virtiofsd, wireguard-go. It is
+ * started with spawn() or adopted by identity after a daemon restart,
+ * watched through its pidfd on the loop, signalled only through that pidfd
+ * (never a recycled pid), and either killed or left running (an upgrade). */
+
+#include <signal.h>
+#include <stdbool.h>
+
+#include "loop.h"
+#include "proc-id.h"
+#include "spawn.h"
+
+struct child;
+/* si is NULL when the status cannot be known (an adopted process is not our child). */
+typedef void (*child_exit_cb)(struct child *c, const siginfo_t *si, void *userdata);
+
+/* The loop refers to it by address while it is watched: do not move it. */
+struct child {
+	char *what;        /* "QEMU", "virtiofsd for nix-store": for messages; owned */
+	pid_t pid;
+	int pidfd;
+	struct loop_source *src;
+	bool running;
+	child_exit_cb cb;
+	void *userdata;
+};
+
+/* An empty child (pidfd -EBADF); what is copied (may be NULL). -ENOMEM. */
+int child_init(struct child *c, const char *what);
+/* Forgets the process (it runs on, as in an upgrade) and frees what. */
+void child_done(struct child *c);
+/* spawn() (vmd/spawn.h) with the options o, then watched on l: cb runs once
+ * when it exits, after the child has been forgotten (running false).
+ * -EBUSY if c already runs; on failure nothing is left running. */
+int child_spawn(struct child *c, struct loop *l, const struct spawn_opts *o, child_exit_cb cb, void *userdata);
+/* Follows a process named by identity (adoption after a daemon restart):
+ * -ESRCH if it is gone or its pid now belongs to another process. */
+int child_adopt(struct child *c, struct loop *l, const struct proc_id *id, child_exit_cb cb, void *userdata);
+/* Sends sig if it runs (pidfd_send_signal; never to a recycled pid). */
+void child_signal(struct child *c, int sig);
+/* Stops watching, closes the pidfd; the process runs on. */
+void child_forget(struct child *c);
+/* Synchronous: sig (SIGTERM or SIGKILL), wait up to grace, then SIGKILL and
+ * reap (or, for an adopted process, wait on its pidfd). Only for teardown
+ * paths that cannot wait for the loop (undoing a failed start, exit). */
+void child_kill_wait(struct child *c, int sig, usec_t grace);
+/* Its identity, for a state file. -ESRCH once it has exited, even if the
+ * exit has not been handled yet. */
+int child_identity(const struct child *c, struct proc_id *ret);
