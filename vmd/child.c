@@ -213,3 +213,14 @@ int child_identity(const struct child *c, struct proc_id *ret)
 	*ret = id;
 	return 0;
 }
+
+const char *child_describe_status(const siginfo_t *si, char *buf, size_t n)
+{
+	if (!si)
+		snprintf(buf, n, "exited");
+	else if (si->si_code == CLD_EXITED)
+		snprintf(buf, n, "exited with status %d", si->si_status);
+	else
+		snprintf(buf, n, "was killed by signal %d (%s)", si->si_status, strsignal(si->si_status));
+	return buf;
+}

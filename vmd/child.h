@@ -10,8 +10,19 @@
 #include <stdbool.h>
 
 #include "loop.h"
-#include "proc-id.h"
 #include "spawn.h"
+
+/* Process identity: pid *and* start time, so a recycled pid is never taken for ours. */
+struct proc_id {
+	pid_t pid;
+	uint64_t start_time; /* /proc/PID/stat field 22 */
+};
+
+/* Reads the identity of a running process; -ESRCH if there is none. */
+int proc_id_get(pid_t pid, struct proc_id *ret);
+/* Opens a pidfd for id, only if that pid is still the same process:
+ * -ESRCH if it is gone or the pid now belongs to another process. */
+int proc_id_open(const struct proc_id *id, int *ret_pidfd);
 
 struct child;
 /* si is NULL when the status cannot be known (an adopted process is not our child). */
@@ -50,3 +61,7 @@ void child_kill_wait(struct child *c, int sig, usec_t grace);
 /* Its identity, for a state file. -ESRCH once it has exited, even if the
  * exit has not been handled yet. */
 int child_identity(const struct child *c, struct proc_id *ret);
+
+/* "exited with status 3", "was killed by signal 9 (Killed)", or "exited"
+ * where si is NULL (not our child); into buf, which it returns. */
+const char *child_describe_status(const siginfo_t *si, char *buf, size_t n);

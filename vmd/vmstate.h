@@ -9,7 +9,7 @@
 #include <sys/types.h>
 
 #include "def.h"
-#include "proc-id.h"
+#include "child.h"
 
 struct vmstate {
 	struct vm_def *def;
