@@ -170,7 +170,6 @@ static int write_wrapper(const struct vm_plan *p, size_t i)
 	const struct vm_share *s = &p->shares[i];
 	_cleanup_free_ char *path = wrapper_path(p, i), *exe = self_exe();
 	_cleanup_free_ char *qexe = NULL, *qpid = NULL, *qfsd = NULL, *text = NULL;
-	int r;
 
 	if (!path || !exe)
 		return -ENOMEM;
@@ -584,7 +583,7 @@ static int ld_adopt(struct drv_vm *d, const struct drv_found *f, const char **wh
 	return 0;
 }
 
-static void ld_discard(struct drv_found *f)
+static void ld_discard(const struct drv_found *f)
 {
 	const struct found_domain *fd = f->handle;
 

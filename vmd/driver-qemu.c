@@ -586,7 +586,7 @@ static int qd_discover(const struct host_config *host, const struct vm_options *
 	return 0;
 }
 
-static void qd_discard(struct drv_found *f)
+static void qd_discard(const struct drv_found *f)
 {
 	_cleanup_close_ int pidfd = -EBADF;
 

@@ -191,7 +191,7 @@ struct vm_driver {
 	int (*discover)(const struct host_config *host, const struct vm_options *opts, drv_found_cb cb,
 			void *userdata);
 	/* Ends a found VM that no one wants (f stays the caller's). */
-	void (*discard)(struct drv_found *f);
+	void (*discard)(const struct drv_found *f);
 };
 
 extern const struct vm_driver driver_qemu;

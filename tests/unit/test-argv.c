@@ -113,7 +113,7 @@ TEST(qemu_options)
 	_cleanup_host_config_ struct host_config *host = NULL;
 	_cleanup_def_ struct vm_def *d = load("network.json");
 	_cleanup_strv_free_ char **argv = NULL;
-	_cleanup_free_ char *all = NULL;
+	_cleanup_free_ char *all = NULL, *xml = NULL;
 	struct schema_errors errors = {};
 	struct vm_options opts = { .accel = ACCEL_KVM, .qemu = "/usr/bin/qemu-system-x86_64" };
 	struct vm_plan p;
@@ -125,10 +125,22 @@ TEST(qemu_options)
 	ASSERT(plan_layout(&p) == 0);
 	ASSERT(qemu_plan_argv(&p, 1, true, &argv) == 0);
 	all = strv_join(argv, " ");
-	ASSERT(strstr(all, "accel=kvm") || strstr(all, "-enable-kvm"));
+	ASSERT(strstr(all, " pc,accel=kvm,memory-backend=mem -cpu host "));
 	ASSERT_STREQ(argv[strv_length(argv) - 4], "tap,id=net0,fd=8,vhost=on");
 	ASSERT_STREQ(argv[strv_length(argv) - 2], "virtio-net-pci,netdev=net0,mac=52:54:00:ab:cd:ef");
+	ASSERT(libvirt_plan_xml(&p, true, "", &xml) == 0);
+	ASSERT(strstr(xml, "<domain type='kvm'>") && strstr(xml, "<cpu mode='host-passthrough'/>"));
 	plan_done(&p);
+
+	/* Settings cannot name a directory with a comma, but should a path
+	 * ever have one, QEMU's option syntax needs it doubled. */
+	struct qemu_fs fs[] = { { "nix-store", "/run/vm,d/vms/edge/fs0.sock" } };
+	struct qemu_config c = { .binary = "/usr/bin/qemu-system-x86_64", .name = "edge", .vcpus = 1,
+				 .memory_mib = 512, .kernel = "/k", .initrd = "/i", .cmdline = "",
+				 .qmp_fd = 3, .console_fd = 4, .notify_fd = 5, .agent_fd = 6, .fs = fs, .n_fs = 1 };
+	strv_free(argv);
+	ASSERT(qemu_argv(&c, &argv) == 0);
+	ASSERT(strv_contains(argv, "socket,id=fs0,path=/run/vm,,d/vms/edge/fs0.sock"));
 }
 
 /* The metadata element as virDomainGetMetadata() gives it back. */

@@ -29,8 +29,8 @@ TEST(policy_decisions)
 		enum vm_exit_reason reason;
 		bool restart;
 	} cases[] = {
-		{ RESTART_NO, VM_EXIT_CRASHED, false },
-		{ RESTART_NO, VM_EXIT_POWEROFF, false },
+		{ RESTART_NEVER, VM_EXIT_CRASHED, false },
+		{ RESTART_NEVER, VM_EXIT_POWEROFF, false },
 		{ RESTART_ON_FAILURE, VM_EXIT_POWEROFF, false },
 		{ RESTART_ON_FAILURE, VM_EXIT_REBOOT, true },
 		{ RESTART_ON_FAILURE, VM_EXIT_CRASHED, true },
@@ -85,9 +85,9 @@ TEST(policy_start_limit)
 	ASSERT_EQ(h.n_starts, 2);
 	/* A reset (vmd start, a changed definition) forgets them all. */
 	ASSERT(restart_note_start(&h, t + 60 * S) == 0);
-	ASSERT(!restart_start_allowed(&h, &policy_host, t + 61 * S));
+	ASSERT(!restart_start_allowed(&h, &policy_host, t + 60 * S));
 	restart_reset(&h, &policy_host);
-	ASSERT(restart_start_allowed(&h, &policy_host, t + 61 * S));
+	ASSERT(restart_start_allowed(&h, &policy_host, t + 60 * S));
 	restart_history_done(&h);
 }
 
@@ -392,7 +392,7 @@ TEST(manager_exit_decisions)
 
 	world_init(&w);
 	defs[0] = def(&w, "always", "always", NULL);
-	defs[1] = def(&w, "never", "no", NULL);
+	defs[1] = def(&w, "never", "never", NULL);
 	defs[2] = def(&w, "onfail", "on-failure", NULL);
 	json_decref(apply(&w, defs, 3));
 	ASSERT_EQ(fake.starts, 3);
