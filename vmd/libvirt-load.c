@@ -26,22 +26,18 @@ int lv_load(void)
 		loaded = -EOPNOTSUPP;
 		return loaded;
 	}
-#define RESOLVE(name)                                                                        \
-	if (!(sym_##name = (typeof(name) *)dlsym(lib, #name))) {                             \
-		log_error(VMD_LIBVIRT_LIBRARY " has no %s: too old a libvirt", #name);       \
-		loaded = -EOPNOTSUPP;                                                       \
-		return loaded;                                                              \
+#define RESOLVE(handle, file, name)                                                  \
+	if (!(sym_##name = (typeof(name) *)dlsym(handle, #name))) {                  \
+		log_error(file " has no %s: too old a libvirt", #name);              \
+		loaded = -EOPNOTSUPP;                                                \
+		return loaded;                                                       \
 	}
-	LIBVIRT_SYMBOLS(RESOLVE)
-#undef RESOLVE
-	lib = qlib;
-#define RESOLVE(name)                                                                        \
-	if (!(sym_##name = (typeof(name) *)dlsym(lib, #name))) {                             \
-		log_error(VMD_LIBVIRT_QEMU_LIBRARY " has no %s: too old a libvirt", #name); \
-		loaded = -EOPNOTSUPP;                                                       \
-		return loaded;                                                              \
-	}
-	LIBVIRT_QEMU_SYMBOLS(RESOLVE)
+#define RESOLVE_LIBVIRT(name) RESOLVE(lib, VMD_LIBVIRT_LIBRARY, name)
+#define RESOLVE_QEMU(name) RESOLVE(qlib, VMD_LIBVIRT_QEMU_LIBRARY, name)
+	LIBVIRT_SYMBOLS(RESOLVE_LIBVIRT)
+	LIBVIRT_QEMU_SYMBOLS(RESOLVE_QEMU)
+#undef RESOLVE_QEMU
+#undef RESOLVE_LIBVIRT
 #undef RESOLVE
 	loaded = 1;
 	return 0;
