@@ -81,32 +81,19 @@ static int read_key_file(int dirfd, const char *name, uint8_t key[WG_KEY_LEN])
 	return r;
 }
 
-/* Writes name as a whole or not at all: an unnamed file linked into place,
- * which fails with EEXIST rather than replace anything. */
+/* Writes name as a whole or not at all, and fails with EEXIST rather than
+ * replace anything. */
 static int write_key_file(int dirfd, const char *name, const uint8_t key[WG_KEY_LEN], mode_t mode)
 {
-	char text[WG_KEY_B64_LEN + 2], fdpath[64];
-	_cleanup_close_ int fd = openat(dirfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, mode);
-	int r = 0;
+	char text[WG_KEY_B64_LEN + 2];
+	int r;
 
-	if (fd < 0)
-		return -errno;
-	if (fchmod(fd, mode) < 0)
-		return -errno;
 	wg_key_to_base64(key, text);
 	text[WG_KEY_B64_LEN] = '\n';
 	text[WG_KEY_B64_LEN + 1] = 0;
-	if (write(fd, text, WG_KEY_B64_LEN + 1) != WG_KEY_B64_LEN + 1)
-		r = errno ? -errno : -EIO;
+	r = write_file_at(dirfd, name, text, WG_KEY_B64_LEN + 1, mode, WRITE_FILE_NOREPLACE | WRITE_FILE_SYNC);
 	sodium_memzero(text, sizeof(text));
-	if (r == 0 && fsync(fd) < 0)
-		r = -errno;
-	if (r < 0)
-		return r;
-	snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", fd);
-	if (linkat(AT_FDCWD, fdpath, dirfd, name, AT_SYMLINK_FOLLOW) < 0)
-		return -errno;
-	return 0;
+	return r;
 }
 
 int wg_keydir_private(int dirfd, uint8_t priv[WG_KEY_LEN])

@@ -117,24 +117,3 @@ int keydir_wg_public(const char *keys_dir, const char *vm, const struct keydir_k
 	return wg_keydir_public(fd, pub);
 }
 
-int keydir_write_secret(int dirfd, const char *name, const char *text)
-{
-	_cleanup_free_ char *tmp = xasprintf(".%s.tmp", name);
-	_cleanup_close_ int fd = -EBADF;
-	int r;
-
-	if (!tmp)
-		return -ENOMEM;
-	(void)unlinkat(dirfd, tmp, 0);
-	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	r = write_all(fd, text, strlen(text));
-	if (r == 0 && fsync(fd) < 0)
-		r = -errno;
-	if (r == 0 && renameat(dirfd, tmp, dirfd, name) < 0)
-		r = -errno;
-	if (r < 0)
-		(void)unlinkat(dirfd, tmp, 0);
-	return r;
-}

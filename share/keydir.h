@@ -28,6 +28,3 @@ int keydir_prepare(const char *keys_dir, const char *vm, const struct keydir_key
  * Creates nothing: -ENOENT if there is no directory or key yet. */
 int keydir_wg_public(const char *keys_dir, const char *vm, const struct keydir_key *k, uint8_t pub[WG_KEY_LEN]);
 
-/* Replaces name in dirfd atomically with text, mode 0600 (vmd's own files
- * in a key directory, such as wg0.conf; never a key). */
-int keydir_write_secret(int dirfd, const char *name, const char *text);

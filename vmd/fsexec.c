@@ -6,7 +6,6 @@
  * mount namespace (libvirt 9 refuses <readonly/> for virtiofs), vmd's
  * seccomp filter, a high RLIMIT_NOFILE, and its pid in a file vmd watches,
  * so a dead virtiofsd stops the VM instead of hanging its guest. */
-#include <fcntl.h>
 #include <stdio.h>
 
 #include "cli.h"
@@ -45,21 +44,10 @@ static const char *find_source(char **args, char **ret_buf)
 
 static int write_pid(const char *path)
 {
-	_cleanup_free_ char *tmp = xasprintf("%s.tmp", path);
-	_cleanup_close_ int fd = -EBADF;
 	char buf[32];
-	int n, r;
 
-	if (!tmp)
-		return -ENOMEM;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
-	r = write_all(fd, buf, (size_t)n);
-	if (r == 0 && rename(tmp, path) < 0)
-		r = -errno;
-	return r;
+	snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	return write_file(path, buf, 0644, 0);
 }
 
 int cmd_virtiofsd_exec(int argc, char **argv)

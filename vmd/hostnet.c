@@ -378,9 +378,8 @@ static void hub_down(struct hub *h, bool keep)
 
 static int save_state(struct hostnet *n)
 {
-	_cleanup_free_ char *path = state_path(n->host), *tmp = NULL;
+	_cleanup_free_ char *path = state_path(n->host), *text = NULL;
 	json_t *j = json_object(), *created = json_array(), *hubs = json_object();
-	int r = 0;
 
 	if (!path || !j || !created || !hubs) {
 		json_decref(j);
@@ -402,11 +401,9 @@ static int save_state(struct hostnet *n)
 	}
 	json_object_set_new(j, "created", created);
 	json_object_set_new(j, "hubs", hubs);
-	tmp = xasprintf("%s.tmp", path);
-	if (!tmp || json_dump_file(j, tmp, JSON_SORT_KEYS) < 0 || rename(tmp, path) < 0)
-		r = errno ? -errno : -EIO;
+	text = json_dumps(j, JSON_SORT_KEYS);
 	json_decref(j);
-	return r;
+	return text ? write_file(path, text, 0644, 0) : -ENOMEM;
 }
 
 static void save_state_or_warn(struct hostnet *n)
@@ -621,7 +618,8 @@ int hostnet_wg_join(struct hostnet *n, const struct vm_def *def, int keyfd)
 	sodium_memzero(priv, sizeof(priv));
 	if (!text)
 		return log_error_errno(errno, "%s: formatting %s: %m", def->name, WG_CONF_NAME);
-	r = keydir_write_secret(keyfd, WG_CONF_NAME, text);
+	/* vmd's own file in the key directory, replaced whole; never a key. */
+	r = write_file_at(keyfd, WG_CONF_NAME, text, strlen(text), 0600, WRITE_FILE_SYNC);
 	sodium_memzero(text, strlen(text));
 	free(text);
 	if (r < 0)

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <dirent.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -284,6 +286,134 @@ int write_all(int fd, const void *buf, size_t n)
 		p += k;
 		n -= (size_t)k;
 	}
+	return 0;
+}
+
+#define TMP_NAME_SIZE 256
+
+/* ".#name.<64 random bits>" beside the target. Randomness, not the pid,
+ * keeps writers apart: they may sit in other pid namespaces. O_EXCL and
+ * link()'s EEXIST catch what it does not. */
+static void tmp_name(char buf[static TMP_NAME_SIZE], const char *base)
+{
+	static uint64_t counter;
+	uint64_t x;
+
+	if (getrandom(&x, sizeof(x), GRND_NONBLOCK) != sizeof(x))
+		x = now_usec() ^ ((uint64_t)getpid() << 40) ^ ++counter;
+	snprintf(buf, TMP_NAME_SIZE, ".#%.200s.%016" PRIx64, base, x);
+}
+
+/* An unnamed file in dfd (tmp left empty), or where the file system has no
+ * O_TMPFILE a named one (tmp set to its name). */
+static int tmpfile_open(int dfd, const char *base, mode_t mode, char tmp[static TMP_NAME_SIZE])
+{
+	int fd;
+
+	tmp[0] = 0;
+	fd = openat(dfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, mode);
+	if (fd >= 0)
+		return fd;
+	/* EISDIR: a kernel that predates O_TMPFILE sees only O_DIRECTORY. */
+	if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+		return -errno;
+	for (int i = 0; i < 16; i++) {
+		tmp_name(tmp, base);
+		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+		if (fd >= 0)
+			return fd;
+		if (errno != EEXIST)
+			break;
+	}
+	tmp[0] = 0;
+	/* Sixteen names taken: not the "file exists" NOREPLACE reports. */
+	return errno == EEXIST ? -EBUSY : -errno;
+}
+
+/* Gives the unnamed file fd the name dfd/name; fails with EEXIST rather
+ * than replace anything. AT_EMPTY_PATH wants CAP_DAC_READ_SEARCH (ENOENT
+ * without it); /proc/self/fd works for anyone where /proc is mounted. */
+static int link_tmpfile(int fd, int dfd, const char *name)
+{
+	char path[64];
+
+	if (linkat(fd, "", dfd, name, AT_EMPTY_PATH) == 0)
+		return 0;
+	if (errno != ENOENT)
+		return -errno;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	return linkat(AT_FDCWD, path, dfd, name, AT_SYMLINK_FOLLOW) < 0 ? -errno : 0;
+}
+
+/* Puts the complete file fd (named tmp, or unnamed if tmp is empty) in
+ * place as dfd/base. Leaves no name but base behind. */
+static int tmpfile_place(int fd, int dfd, char tmp[static TMP_NAME_SIZE], const char *base, unsigned flags)
+{
+	int r = 0;
+
+	if (!tmp[0] && (flags & WRITE_FILE_NOREPLACE))
+		return link_tmpfile(fd, dfd, base);
+	/* Replacing takes rename(), which needs a name to move. */
+	for (int i = 0; !tmp[0] && i < 16; i++) {
+		tmp_name(tmp, base);
+		r = link_tmpfile(fd, dfd, tmp);
+		if (r < 0)
+			tmp[0] = 0;
+		if (r != -EEXIST)
+			break;
+	}
+	if (r < 0)
+		return r == -EEXIST ? -EBUSY : r;
+	/* Without RENAME_NOREPLACE, which file systems without O_TMPFILE
+	 * (NFS) tend to lack too: link() fails with EEXIST just the same. */
+	if (flags & WRITE_FILE_NOREPLACE)
+		r = linkat(dfd, tmp, dfd, base, 0) < 0 ? -errno : 0;
+	else
+		r = renameat(dfd, tmp, dfd, base) < 0 ? -errno : 0;
+	if (r < 0 || (flags & WRITE_FILE_NOREPLACE))
+		(void)unlinkat(dfd, tmp, 0);
+	return r;
+}
+
+int write_file_at(int dirfd, const char *name, const void *data, size_t n, mode_t mode, unsigned flags)
+{
+	_cleanup_close_ int owned = -EBADF, fd = -EBADF, d = -EBADF;
+	const char *slash = strrchr(name, '/'), *base = slash ? slash + 1 : name;
+	char tmp[TMP_NAME_SIZE];
+	int dfd = dirfd, r;
+
+	if (!*base || streq(base, ".") || streq(base, ".."))
+		return -EINVAL;
+	if (slash) {
+		_cleanup_free_ char *dir = slash == name ? strdup("/") : strndup(name, (size_t)(slash - name));
+
+		if (!dir)
+			return -ENOMEM;
+		owned = openat(dirfd, dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (owned < 0)
+			return -errno;
+		dfd = owned;
+	}
+	fd = tmpfile_open(dfd, base, mode, tmp);
+	if (fd < 0)
+		return fd;
+	r = fchmod(fd, mode) < 0 ? -errno : 0;
+	if (r == 0)
+		r = write_all(fd, data, n);
+	if (r == 0 && (flags & WRITE_FILE_SYNC) && fsync(fd) < 0)
+		r = -errno;
+	if (r < 0) {
+		if (tmp[0])
+			(void)unlinkat(dfd, tmp, 0);
+		return r;
+	}
+	r = tmpfile_place(fd, dfd, tmp, base, flags);
+	if (r < 0 || !(flags & WRITE_FILE_SYNC))
+		return r;
+	/* The new name is only durable once the directory is. */
+	d = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (d < 0 || fsync(d) < 0)
+		return -errno;
 	return 0;
 }
 

@@ -2,12 +2,14 @@
 #pragma once
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
@@ -95,6 +97,21 @@ int mkdir_p(const char *path, mode_t mode);
 int rm_rf_children(int dirfd);
 int read_file(const char *path, size_t max, char **ret, size_t *ret_size);
 int write_all(int fd, const void *buf, size_t n);
+
+enum {
+	WRITE_FILE_NOREPLACE = 1 << 0, /* an existing file wins: -EEXIST, the old one stays */
+	WRITE_FILE_SYNC = 1 << 1,      /* fsync the file before it appears, the directory after */
+};
+/* Writes data as dirfd/name (AT_FDCWD: name is a path) atomically: readers see
+ * the old file or the whole new one, never a part; never follows a symlink at
+ * name (one there is replaced, or with NOREPLACE is "existing"); mode as given
+ * (not umask'ed away). No temporary is left behind, whatever fails. With
+ * SYNC, an error from syncing the directory comes after the file is in place. */
+int write_file_at(int dirfd, const char *name, const void *data, size_t n, mode_t mode, unsigned flags);
+static inline int write_file(const char *path, const char *text, mode_t mode, unsigned flags)
+{
+	return write_file_at(AT_FDCWD, path, text, strlen(text), mode, flags);
+}
 /* Looks up an executable: paths with a slash are used as they are, bare
  * names are searched in $PATH. */
 int find_executable(const char *name, char **ret);

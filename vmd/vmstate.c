@@ -1,5 +1,4 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-#include <fcntl.h>
 #include <stdio.h>
 
 #include "vmstate.h"
@@ -45,25 +44,14 @@ char *vmstate_format(const struct vmstate *s)
 
 int vmstate_write(const char *dir, const struct vmstate *s)
 {
-	_cleanup_free_ char *path = path_join(dir, "state.json"), *tmp = path_join(dir, ".state.json.tmp");
-	_cleanup_free_ char *text = NULL;
-	_cleanup_close_ int fd = -EBADF;
-	int r;
+	_cleanup_free_ char *path = path_join(dir, "state.json"), *text = NULL;
 
-	if (!path || !tmp)
+	if (!path)
 		return -ENOMEM;
 	text = vmstate_format(s);
 	if (!text)
 		return -ENOMEM;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return -errno;
-	r = write_all(fd, text, strlen(text));
-	if (r < 0)
-		return r;
-	if (rename(tmp, path) < 0)
-		return -errno;
-	return 0;
+	return write_file(path, text, 0600, 0);
 }
 
 static int proc_from_json(json_t *j, struct proc_id *ret)

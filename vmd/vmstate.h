@@ -25,7 +25,7 @@ struct vmstate {
 };
 
 void vmstate_clear(struct vmstate *s);
-/* Written atomically (temporary file, then rename). */
+/* Written atomically (write_file()). */
 int vmstate_write(const char *dir, const struct vmstate *s);
 int vmstate_read(const char *dir, struct vmstate *ret);
 /* The same as text (a libvirt domain keeps it in its metadata), and back;

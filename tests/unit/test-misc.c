@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <dirent.h>
 #include <fcntl.h>
+#include <seccomp.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "disk.h"
 #include "gcroot.h"
@@ -249,5 +251,174 @@ TEST(gcroots)
 	rm_tree(top);
 }
 
+/* Every name in dir but "." and "..", dot files too, sorted and joined
+ * with spaces: a temporary left behind shows up here. */
+static void assert_listing(const char *dir, const char *expected)
+{
+	_cleanup_free_ char *s = NULL;
+	struct dirent **de;
+	int n = scandir(dir, &de, NULL, alphasort);
+	char **names = NULL;
+
+	ASSERT(n >= 0);
+	for (int i = 0; i < n; i++) {
+		if (!streq(de[i]->d_name, ".") && !streq(de[i]->d_name, ".."))
+			ASSERT(strv_extend(&names, de[i]->d_name) == 0);
+		free(de[i]);
+	}
+	free(de);
+	s = names ? strv_join(names, " ") : strdup("");
+	strv_free(names);
+	ASSERT_STREQ(s, expected);
+}
+
+static void assert_file(const char *path, const char *text, mode_t mode)
+{
+	_cleanup_free_ char *buf = NULL;
+	struct stat st;
+
+	ASSERT(lstat(path, &st) == 0);
+	ASSERT(S_ISREG(st.st_mode));
+	ASSERT_EQ(st.st_mode & 07777, mode);
+	ASSERT(read_file(path, 4096, &buf, NULL) == 0);
+	ASSERT_STREQ(buf, text);
+}
+
+/* The cases that do not depend on how the temporary is made; run with
+ * O_TMPFILE and without. */
+static void write_file_cases(void)
+{
+	_cleanup_free_ char *dir = tmpdir(), *keep = tmpdir();
+	_cleanup_free_ char *f = xasprintf("%s/f", dir), *g = xasprintf("%s/g", dir), *link = xasprintf("%s/link", dir);
+	_cleanup_free_ char *dangling = xasprintf("%s/dangling", dir), *sub = xasprintf("%s/sub", dir);
+	_cleanup_free_ char *target = xasprintf("%s/target", keep), *absent = xasprintf("%s/absent", keep);
+	_cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	mode_t old_umask = umask(077);
+	struct stat st, st2;
+
+	ASSERT(dfd >= 0);
+	/* The mode as given, not as the umask leaves it. */
+	ASSERT_EQ(write_file(f, "one\n", 0644, 0), 0);
+	assert_file(f, "one\n", 0644);
+	ASSERT(stat(f, &st) == 0);
+	/* Replaced by a new file (a reader holding the old one keeps it
+	 * whole), with the new mode. */
+	ASSERT_EQ(write_file(f, "two, longer\n", 0600, WRITE_FILE_SYNC), 0);
+	assert_file(f, "two, longer\n", 0600);
+	ASSERT(stat(f, &st2) == 0);
+	ASSERT(st.st_ino != st2.st_ino);
+	ASSERT_EQ(write_file_at(dfd, "f", "3", 1, 0640, 0), 0);
+	assert_file(f, "3", 0640);
+	assert_listing(dir, "f");
+
+	/* NOREPLACE: the file there wins, untouched; a new one is made. */
+	ASSERT_EQ(write_file(f, "four\n", 0600, WRITE_FILE_NOREPLACE), -EEXIST);
+	assert_file(f, "3", 0640);
+	ASSERT_EQ(write_file_at(dfd, "g", "", 0, 0604, WRITE_FILE_NOREPLACE | WRITE_FILE_SYNC), 0);
+	assert_file(g, "", 0604);
+	ASSERT_EQ(write_file_at(dfd, "g", "x", 1, 0600, WRITE_FILE_NOREPLACE), -EEXIST);
+	assert_listing(dir, "f g");
+
+	/* A symlink at the name is never followed: replacing replaces the
+	 * link; NOREPLACE counts it as there, dangling or not. */
+	ASSERT_EQ(write_file(target, "precious\n", 0600, 0), 0);
+	ASSERT(symlink(target, link) == 0);
+	ASSERT(symlink(absent, dangling) == 0);
+	ASSERT_EQ(write_file(link, "evil\n", 0644, WRITE_FILE_NOREPLACE), -EEXIST);
+	ASSERT_EQ(write_file(dangling, "evil\n", 0644, WRITE_FILE_NOREPLACE), -EEXIST);
+	ASSERT(access(absent, F_OK) < 0 && errno == ENOENT);
+	ASSERT_EQ(write_file(link, "mine\n", 0644, 0), 0);
+	assert_file(link, "mine\n", 0644);
+	assert_file(target, "precious\n", 0600);
+	assert_listing(keep, "target");
+
+	/* Failing to put the file in place (a directory holds the name)
+	 * leaves no temporary either. */
+	ASSERT(mkdir(sub, 0755) == 0);
+	ASSERT(write_file(sub, "x", 0644, 0) < 0);
+	ASSERT_EQ(write_file(sub, "x", 0644, WRITE_FILE_NOREPLACE), -EEXIST);
+	assert_listing(dir, "dangling f g link sub");
+	ASSERT_EQ(write_file_at(dfd, "sub/", "x", 1, 0644, 0), -EINVAL);
+	ASSERT_EQ(write_file_at(dfd, "sub/..", "x", 1, 0644, 0), -EINVAL);
+	ASSERT_EQ(write_file_at(dfd, "", "x", 1, 0644, 0), -EINVAL);
+	/* A relative name with a directory in it, from dirfd. */
+	ASSERT_EQ(write_file_at(dfd, "sub/h", "h", 1, 0600, 0), 0);
+	assert_listing(sub, "h");
+	ASSERT_EQ(write_file_at(dfd, "none/h", "h", 1, 0600, 0), -ENOENT);
+
+	umask(old_umask);
+	rm_tree(dir);
+	rm_tree(keep);
+}
+
+TEST(write_file)
+{
+	write_file_cases();
+}
+
+/* Where the file system has no O_TMPFILE (NFS, older overlayfs): the same
+ * promises through a named temporary. A seccomp filter in a child refuses
+ * O_TMPFILE the way such a file system does. */
+TEST(write_file_without_o_tmpfile)
+{
+	pid_t pid = fork();
+	int status;
+
+	ASSERT(pid >= 0);
+	if (pid == 0) {
+		scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+		const unsigned long tmpfile_bit = O_TMPFILE & ~O_DIRECTORY;
+
+		ASSERT(ctx);
+		ASSERT(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EOPNOTSUPP), SCMP_SYS(openat), 1,
+					SCMP_A2(SCMP_CMP_MASKED_EQ, tmpfile_bit, tmpfile_bit)) == 0);
+		ASSERT(seccomp_load(ctx) == 0);
+		seccomp_release(ctx);
+		ASSERT(openat(AT_FDCWD, "/tmp", O_TMPFILE | O_WRONLY, 0600) < 0 && errno == EOPNOTSUPP);
+		write_file_cases();
+		_exit(0);
+	}
+	ASSERT(waitpid(pid, &status, 0) == pid);
+	ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* Writers in several processes at once: every read sees one whole file,
+ * and their temporaries never meet. */
+TEST(write_file_concurrent)
+{
+	_cleanup_free_ char *dir = tmpdir(), *f = xasprintf("%s/f", dir);
+	char text[3][2048];
+	pid_t pids[2];
+	int status;
+
+	for (int i = 0; i < 3; i++) {
+		memset(text[i], 'a' + i, sizeof(text[i]) - 1);
+		text[i][sizeof(text[i]) - 1] = 0;
+	}
+	ASSERT_EQ(write_file(f, text[2], 0644, 0), 0);
+	for (int w = 0; w < 2; w++) {
+		pids[w] = fork();
+		ASSERT(pids[w] >= 0);
+		if (pids[w] == 0) {
+			for (int i = 0; i < 300; i++)
+				if (write_file(f, text[w], 0644, 0) < 0)
+					_exit(1);
+			_exit(0);
+		}
+	}
+	for (int i = 0; i < 300; i++) {
+		_cleanup_free_ char *buf = NULL;
+
+		ASSERT(read_file(f, 4096, &buf, NULL) == 0);
+		ASSERT(streq(buf, text[0]) || streq(buf, text[1]) || streq(buf, text[2]));
+	}
+	for (int w = 0; w < 2; w++) {
+		ASSERT(waitpid(pids[w], &status, 0) == pids[w]);
+		ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	assert_listing(dir, "f");
+	rm_tree(dir);
+}
+
 RUN_TESTS(T(log_bounded), T(disks), T(read_file_limits), T(path_checks), T(rm_rf_keeps_symlink_targets),
-	  T(gcroots))
+	  T(gcroots), T(write_file), T(write_file_without_o_tmpfile), T(write_file_concurrent))
