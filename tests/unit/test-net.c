@@ -250,4 +250,4 @@ TEST(taps)
 	netlink_close(sk);
 }
 
-RUN_TESTS(T(own_namespace), T(names_and_macs), T(addresses), T(wg_conf), T(bridges), T(taps))
+RUN_TESTS(T_SETUP(own_namespace), T(names_and_macs), T(addresses), T(wg_conf), T(bridges), T(taps))

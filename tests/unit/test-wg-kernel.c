@@ -758,17 +758,15 @@ TEST(hostnet_kernel_hub)
 int main(int argc, char **argv)
 {
 	static const struct test tests[] = {
-		T(link_create), T(device_set_get), T(peer_add),         T(peer_update),
-		T(refused),     T(peer_remove),    T(many_allowed_ips), T(handshake),
+		T_SETUP(link_create), T(device_set_get), T(peer_add),         T(peer_update),
+		T(refused),           T(peer_remove),    T(many_allowed_ips), T(handshake),
 		T(hostnet_kernel_hub),
 	};
 	int r;
 
-	/* A failed assertion aborts: what was printed before must be out. */
-	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc > 1)
 		wg_cmd = argv + 1;
-	r = run_tests(tests, ELEMENTSOF(tests));
+	r = run_tests(tests, ELEMENTSOF(tests), NULL);
 	free(wg_found);
 	return r;
 }
