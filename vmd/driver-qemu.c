@@ -238,40 +238,38 @@ static void on_cont(struct qmp *q, json_t *ret, int error, const char *desc, voi
 	d->ev->start_failed(d->ev->userdata, detail ? detail : "QMP cont failed");
 }
 
-static void on_console(struct loop_source *s, int fd, uint32_t revents, void *userdata)
+/* Console output and notify data: what is there, passed on. */
+static void read_channel(struct drv_vm *d, int fd, struct loop_source **src,
+			 void (*feed)(void *userdata, const char *buf, size_t n))
 {
-	struct drv_vm *d = userdata;
 	char buf[16384];
-	ssize_t n;
+	ssize_t n = read(fd, buf, sizeof(buf));
 
-	(void)s;
-	(void)revents;
-	n = read(fd, buf, sizeof(buf));
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n <= 0) {
-		loop_source_freep(&d->console_src);
+		loop_source_freep(src);
 		return;
 	}
-	d->ev->console(d->ev->userdata, buf, (size_t)n);
+	feed(d->ev->userdata, buf, (size_t)n);
+}
+
+static void on_console(struct loop_source *s, int fd, uint32_t revents, void *userdata)
+{
+	struct drv_vm *d = userdata;
+
+	(void)s;
+	(void)revents;
+	read_channel(d, fd, &d->console_src, d->ev->console);
 }
 
 static void on_notify(struct loop_source *s, int fd, uint32_t revents, void *userdata)
 {
 	struct drv_vm *d = userdata;
-	char buf[512];
-	ssize_t n;
 
 	(void)s;
 	(void)revents;
-	n = read(fd, buf, sizeof(buf));
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return;
-	if (n <= 0) {
-		loop_source_freep(&d->notify_src);
-		return;
-	}
-	d->ev->notify(d->ev->userdata, buf, (size_t)n);
+	read_channel(d, fd, &d->notify_src, d->ev->notify);
 }
 
 /* Takes the connected channel fds (QMP, console, notify, agent), as a

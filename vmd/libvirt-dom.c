@@ -236,31 +236,29 @@ static int dom_new(struct lv_conn *c, virDomainPtr dom, bool want_notify, const 
 	return 0;
 }
 
-int lv_dom_create(struct lv_conn *c, const char *xml, bool autodestroy, const struct lv_dom_ops *ops,
-		  void *userdata, struct lv_dom **ret)
+/* Follows dom (taken): opens its streams, and lets a domain created
+ * paused run. A created domain that cannot be followed is destroyed. */
+static int dom_follow(struct lv_conn *c, virDomainPtr dom, bool created, bool want_notify,
+		      const struct lv_dom_ops *ops, void *userdata, struct lv_dom **ret)
 {
 	struct lv_dom *d = NULL;
-	virDomainPtr dom;
-	int r;
+	int r = dom_new(c, dom, want_notify, ops, userdata, &d);
 
-	if (!c->up)
-		return -ENOTCONN;
-	dom = sym_virDomainCreateXML(c->conn, xml, VIR_DOMAIN_START_PAUSED | (autodestroy ? VIR_DOMAIN_START_AUTODESTROY : 0));
-	if (!dom)
-		return lv_errno();
-	r = dom_new(c, dom, true, ops, userdata, &d);
 	if (r < 0) {
-		sym_virDomainDestroy(dom);
+		if (created)
+			sym_virDomainDestroy(dom);
 		sym_virDomainFree(dom);
 		return r;
 	}
 	r = open_streams(d);
-	if (r == 0 && sym_virDomainResume(dom) < 0)
+	if (r == 0 && created && sym_virDomainResume(dom) < 0)
 		r = lv_errno();
 	if (r < 0) {
-		/* The event for this destroy must not reach the caller. */
-		d->ended = true;
-		sym_virDomainDestroy(dom);
+		if (created) {
+			/* The event for this destroy must not reach the caller. */
+			d->ended = true;
+			sym_virDomainDestroy(dom);
+		}
 		lv_dom_free(d);
 		return r;
 	}
@@ -268,12 +266,23 @@ int lv_dom_create(struct lv_conn *c, const char *xml, bool autodestroy, const st
 	return 0;
 }
 
+int lv_dom_create(struct lv_conn *c, const char *xml, bool autodestroy, const struct lv_dom_ops *ops,
+		  void *userdata, struct lv_dom **ret)
+{
+	virDomainPtr dom;
+
+	if (!c->up)
+		return -ENOTCONN;
+	dom = sym_virDomainCreateXML(c->conn, xml, VIR_DOMAIN_START_PAUSED | (autodestroy ? VIR_DOMAIN_START_AUTODESTROY : 0));
+	if (!dom)
+		return lv_errno();
+	return dom_follow(c, dom, true, true, ops, userdata, ret);
+}
+
 int lv_dom_attach(struct lv_conn *c, const char *name, bool want_notify, const struct lv_dom_ops *ops,
 		  void *userdata, struct lv_dom **ret)
 {
-	struct lv_dom *d = NULL;
 	virDomainPtr dom;
-	int r;
 
 	if (!c->up)
 		return -ENOTCONN;
@@ -284,18 +293,7 @@ int lv_dom_attach(struct lv_conn *c, const char *name, bool want_notify, const s
 		sym_virDomainFree(dom);
 		return -ESRCH;
 	}
-	r = dom_new(c, dom, want_notify, ops, userdata, &d);
-	if (r < 0) {
-		sym_virDomainFree(dom);
-		return r;
-	}
-	r = open_streams(d);
-	if (r < 0) {
-		lv_dom_free(d);
-		return r;
-	}
-	*ret = d;
-	return 0;
+	return dom_follow(c, dom, false, want_notify, ops, userdata, ret);
 }
 
 void lv_dom_free(struct lv_dom *d)

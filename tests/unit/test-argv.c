@@ -55,6 +55,18 @@ static const char golden_settings[] = "{\"qemu\": \"/usr/bin/true\", \"virtiofsd
 
 /* The plan vmd would make for d on a host with the default settings,
  * without looking at the host: paths from the layout only. */
+static void make_plan(const struct vm_def *d, const struct vm_options *opts, const char *closure_params,
+		      struct host_config **host, struct vm_plan *p)
+{
+	struct schema_errors errors = {};
+
+	ASSERT(host_config_parse_buffer(golden_settings, strlen(golden_settings), host, &errors) == 0);
+	ASSERT(plan_init(p, NULL, *host, opts, d, NULL) == 0);
+	p->system = strdup(d->system);
+	ASSERT(kernel_cmdline(d, p->system, closure_params, &p->cmdline) == 0);
+	ASSERT(plan_layout(p) == 0);
+}
+
 static void golden_plan(const char *name)
 {
 	_cleanup_free_ char *json = xasprintf("%s.json", name), *qfile = xasprintf("%s.qemu.args", name);
@@ -62,7 +74,6 @@ static void golden_plan(const char *name)
 	_cleanup_strv_free_ char **argv = NULL;
 	_cleanup_host_config_ struct host_config *host = NULL;
 	_cleanup_def_ struct vm_def *d = load(json);
-	struct schema_errors errors = {};
 	struct vm_options opts = {
 		.accel = ACCEL_TCG,
 		.qemu = "/usr/bin/qemu-system-x86_64",
@@ -70,11 +81,7 @@ static void golden_plan(const char *name)
 	};
 	struct vm_plan p;
 
-	ASSERT(host_config_parse_buffer(golden_settings, strlen(golden_settings), &host, &errors) == 0);
-	ASSERT(plan_init(&p, NULL, host, &opts, d, NULL) == 0);
-	p.system = strdup(d->system);
-	ASSERT(kernel_cmdline(d, p.system, "loglevel=4\n", &p.cmdline) == 0);
-	ASSERT(plan_layout(&p) == 0);
+	make_plan(d, &opts, "loglevel=4\n", &host, &p);
 	/* As many tap queues as vCPUs, as far as a tap allows. */
 	ASSERT(qemu_plan_argv(&p, d->network ? (d->vcpus < TAP_QUEUES_MAX ? d->vcpus : TAP_QUEUES_MAX) : 0, false,
 			      &argv) == 0);
@@ -114,15 +121,10 @@ TEST(qemu_options)
 	_cleanup_def_ struct vm_def *d = load("network.json");
 	_cleanup_strv_free_ char **argv = NULL;
 	_cleanup_free_ char *all = NULL, *xml = NULL;
-	struct schema_errors errors = {};
 	struct vm_options opts = { .accel = ACCEL_KVM, .qemu = "/usr/bin/qemu-system-x86_64" };
 	struct vm_plan p;
 
-	ASSERT(host_config_parse_buffer(golden_settings, strlen(golden_settings), &host, &errors) == 0);
-	ASSERT(plan_init(&p, NULL, host, &opts, d, NULL) == 0);
-	p.system = strdup(d->system);
-	ASSERT(kernel_cmdline(d, p.system, "", &p.cmdline) == 0);
-	ASSERT(plan_layout(&p) == 0);
+	make_plan(d, &opts, "", &host, &p);
 	ASSERT(qemu_plan_argv(&p, 1, true, &argv) == 0);
 	all = strv_join(argv, " ");
 	ASSERT(strstr(all, " pc,accel=kvm,memory-backend=mem -cpu host "));
