@@ -128,6 +128,18 @@ static void fail_execs(struct mvm *v, int error)
 	v->exec_running = false;
 }
 
+static void mvm_free(struct mvm *v)
+{
+	vm_free(v->vm);
+	loop_source_freep(&v->timer);
+	def_free(v->next_def);
+	restart_history_done(&v->history);
+	free(v->last_exit);
+	free(v->name);
+	free(v);
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct mvm *, mvm_free);
+
 static void on_reap(struct loop_source *s, void *userdata)
 {
 	struct manager *m = userdata;
@@ -142,13 +154,7 @@ static void on_reap(struct loop_source *s, void *userdata)
 			continue;
 		}
 		*pp = v->next;
-		vm_free(v->vm);
-		loop_source_freep(&v->timer);
-		def_free(v->next_def);
-		restart_history_done(&v->history);
-		free(v->last_exit);
-		free(v->name);
-		free(v);
+		mvm_free(v);
 	}
 }
 
@@ -294,42 +300,36 @@ static void on_exited(struct vm *vm, enum vm_exit_reason reason, const char *det
 	after_exit(v, reason);
 }
 
+/* Takes def, also when it fails. */
 static struct mvm *mvm_new(struct manager *m, struct vm_def *def)
 {
-	struct mvm *v = calloc(1, sizeof(*v)), **pp;
+	_cleanup_def_ struct vm_def *d = def;
+	_cleanup_(mvm_freep) struct mvm *v = calloc(1, sizeof(*v));
+	struct mvm **pp;
 
-	if (!v) {
-		def_free(def);
+	if (!v)
 		return NULL;
-	}
 	v->m = m;
-	v->name = strdup(def->name);
-	if (!v->name || loop_add_timer(m->loop, 0, on_backoff, v, &v->timer) < 0) {
-		def_free(def);
-		goto fail;
-	}
-	/* vm_new() takes def, also when it fails. */
-	if (vm_new(m->loop, m->host, &m->opts, def, &callbacks, v, &v->vm) < 0)
-		goto fail;
-	restart_reset(&v->history, v->m->host);
+	v->name = strdup(d->name);
+	if (!v->name || loop_add_timer(m->loop, 0, on_backoff, v, &v->timer) < 0)
+		return NULL;
+	/* vm_new() takes the definition, also when it fails. */
+	if (vm_new(m->loop, m->host, &m->opts, TAKE_PTR(d), &callbacks, v, &v->vm) < 0)
+		return NULL;
+	restart_reset(&v->history, m->host);
 	/* Kept sorted by name: status lists them that way. */
 	pp = &m->vms;
 	while (*pp && strcmp((*pp)->name, v->name) < 0)
 		pp = &(*pp)->next;
 	v->next = *pp;
 	*pp = v;
-	return v;
-fail:
-	loop_source_freep(&v->timer);
-	free(v->name);
-	free(v);
-	return NULL;
+	return TAKE_PTR(v);
 }
 
 int manager_new(struct loop *l, const struct host_config *host, const struct vm_options *opts,
 		struct manager **ret)
 {
-	struct manager *m = calloc(1, sizeof(*m));
+	_cleanup_free_ struct manager *m = calloc(1, sizeof(*m));
 	int r;
 
 	if (!m)
@@ -338,11 +338,9 @@ int manager_new(struct loop *l, const struct host_config *host, const struct vm_
 	m->host = host;
 	m->opts = *opts;
 	r = loop_add_timer(l, 0, on_reap, m, &m->reaper);
-	if (r < 0) {
-		free(m);
+	if (r < 0)
 		return r;
-	}
-	*ret = m;
+	*ret = TAKE_PTR(m);
 	return 0;
 }
 
