@@ -4,7 +4,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 
-#include "cmdline.h"
+#include "def.h"
 #include "disk.h"
 #include "gcroot.h"
 #include "hostnet.h"

@@ -6,7 +6,6 @@
  * QEMU argv, NIC included (neither exec nor netlink is touched). */
 #include <stdint.h>
 
-#include "cmdline.h"
 #include "def.h"
 #include "host.h"
 #include "netname.h"

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <dirent.h>
 
-#include "cmdline.h"
 #include "def.h"
 #include "domxml.h"
 #include "link.h"

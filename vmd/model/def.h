@@ -9,6 +9,8 @@
 enum restart_policy { RESTART_ALWAYS, RESTART_ON_FAILURE, RESTART_NEVER };
 enum key_generate { KEY_GENERATE_NONE, KEY_GENERATE_WIREGUARD };
 enum disk_format { DISK_FORMAT_RAW, DISK_FORMAT_QCOW2 };
+/* What runs a VM (vmd/driver/): a definition's "driver", the settings' default. */
+enum driver { DRIVER_QEMU, DRIVER_LIBVIRT };
 
 struct def_key {
 	char *name;
@@ -76,6 +78,7 @@ struct vm_def {
 extern const char *const restart_policy_names[];
 extern const char *const key_generate_names[];
 extern const char *const disk_format_names[];
+extern const char *const driver_names[];
 
 /* Parses and validates one definition. Returns 0, -EINVAL with errors
  * filled in, or another -errno. *ret is set only on success. */
@@ -115,3 +118,15 @@ char *def_key_tag(const struct def_key *key);
 int def_check_system(const struct vm_def *def, const char *store_dir, char **ret,
 		     struct schema_errors *errors);
 char *def_resolve_store(const char *store_dir);
+
+/* The guest kernel command line, built by a pure function: at boot for
+ * QEMU or libvirt, and at load time to check a definition against the
+ * limit. Tests compare it with a golden file. */
+#define KERNEL_CMDLINE_MAX 2048
+/* The guest kernel command line: console, panic, hostname, the guest's
+ * address on its bridge as the kernel's ip= (ip=ADDR:::NETMASK:::off), the
+ * systemd.mount-extra= entries for keys, shares and disks (parents before
+ * children), init=<system>/init, the closure's kernel-params, then the definition's
+ * kernel_params. Returns -E2BIG beyond KERNEL_CMDLINE_MAX. ret may be NULL
+ * (only the length is checked). */
+int kernel_cmdline(const struct vm_def *d, const char *system, const char *closure_params, char **ret);

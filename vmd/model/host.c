@@ -2,11 +2,11 @@
 #include "addr.h"
 #include "def.h"
 #include "host.h"
+#include "netname.h"
 
 const char *const accel_names[] = { "auto", "kvm", "tcg", NULL };
 const char *const net_type_names[] = { "bridge", "wireguard", NULL };
 const char *const wg_impl_names[] = { "auto", "kernel", "userspace", NULL };
-const char *const driver_names[] = { "qemu", "libvirt", NULL };
 const char *const virtiofsd_style_names[] = { "auto", "qemu", "rust", NULL };
 
 /* libvirt parses it; vmd only keeps it to one printable line. */
@@ -21,21 +21,6 @@ const char *check_libvirt_uri(const char *s)
 			return "must be printable ASCII without spaces";
 	if (!strstr(s, ":/"))
 		return "must be a libvirt URI, like qemu:///system or qemu+ssh://host/system";
-	return NULL;
-}
-
-const char *check_ifname(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n < 1 || n > 15)
-		return "must be 1..15 characters (an interface name, IFNAMSIZ)";
-	if (s[0] == '-' || s[0] == '.')
-		return "must not start with '-' or '.'";
-	for (const char *p = s; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-		      *p == '-' || *p == '_' || *p == '.'))
-			return "may only contain letters, digits, '-', '_' and '.'";
 	return NULL;
 }
 

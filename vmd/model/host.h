@@ -13,8 +13,6 @@ extern const char *const net_type_names[];
 enum wg_impl { WG_IMPL_AUTO, WG_IMPL_KERNEL, WG_IMPL_USERSPACE };
 extern const char *const wg_impl_names[];
 /* How a VM is run: vmd's own QEMU and virtiofsd, or a libvirt domain. */
-enum driver { DRIVER_QEMU, DRIVER_LIBVIRT };
-extern const char *const driver_names[];
 /* virtiofsd's command-line style as the settings spell it, indexed by
  * enum virtiofsd_style (share/virtiofsd.h, which the model does not see;
  * test-argv checks that the two agree). */
@@ -80,10 +78,6 @@ struct host_config {
 	struct host_remote *hosts; /* sorted by name */
 	size_t n_hosts;
 };
-
-/* An interface name: 1..15 characters (IFNAMSIZ), letters, digits, '-',
- * '_' and '.', not starting with '-' or '.'. */
-const char *check_ifname(const char *s);
 const struct host_network *host_network_find(const struct host_config *c, const char *name);
 const struct host_remote *host_remote_find(const struct host_config *c, const char *name);
 const char *check_libvirt_uri(const char *s);

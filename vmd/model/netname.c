@@ -67,3 +67,18 @@ void mac_format(const uint8_t mac[6], char buf[18])
 {
 	snprintf(buf, 18, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
 }
+
+const char *check_ifname(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 1 || n > 15)
+		return "must be 1..15 characters (an interface name, IFNAMSIZ)";
+	if (s[0] == '-' || s[0] == '.')
+		return "must not start with '-' or '.'";
+	for (const char *p = s; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		      *p == '-' || *p == '_' || *p == '.'))
+			return "may only contain letters, digits, '-', '_' and '.'";
+	return NULL;
+}

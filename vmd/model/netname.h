@@ -22,3 +22,7 @@ void mac_for_vm(const char *vm, uint8_t mac[6]);
  * multicast addresses. */
 int mac_parse(const char *s, uint8_t mac[6]);
 void mac_format(const uint8_t mac[6], char buf[18]);
+
+/* An interface name: 1..15 characters (IFNAMSIZ), letters, digits, '-',
+ * '_' and '.', not starting with '-' or '.'. */
+const char *check_ifname(const char *s);
