@@ -5,7 +5,7 @@
 #include <sys/stat.h>
 
 #include "disk.h"
-#include "spawn.h"
+#include "child.h"
 
 static int open_tmpfile(const char *path, char **ret_dir)
 {
@@ -99,7 +99,7 @@ int disk_create(const char *path, enum disk_kind kind, uint64_t size_mib, const 
 		char *argv_per[] = { mkfs, "-q", "-F", "-m", "0", "-L", (char *)label, "/proc/self/fd/3", NULL };
 		struct spawn_fd pass = { fd, 3 };
 
-		r = spawn_run(kind == DISK_EPHEMERAL ? argv_eph : argv_per, SANDBOX_TOOL, &pass, 1,
+		r = child_run(kind == DISK_EPHEMERAL ? argv_eph : argv_per, SANDBOX_TOOL, &pass, 1,
 			      120 * USEC_PER_SEC, 8192, &out);
 	}
 	if (r != 0) {
@@ -145,7 +145,7 @@ int disk_create_overlay(const char *path, const char *base, const char *base_for
 				 "-b", (char *)base, "/proc/self/fd/3", size, NULL };
 		struct spawn_fd pass = { fd, 3 };
 
-		r = spawn_run(argv, SANDBOX_TOOL, &pass, 1, 60 * USEC_PER_SEC, 8192, &out);
+		r = child_run(argv, SANDBOX_TOOL, &pass, 1, 60 * USEC_PER_SEC, 8192, &out);
 	}
 	if (r != 0) {
 		if (ret_why)

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-#include "spawn.h"
+#include "child.h"
 #include "virtiofsd.h"
 
 int virtiofsd_argv(const struct virtiofsd_config *c, const struct virtiofsd_caps *caps, char ***ret)
@@ -81,7 +81,7 @@ int virtiofsd_probe(const char *binary, enum virtiofsd_style forced, struct virt
 	char *argv[] = { (char *)binary, (char *)"--help", NULL };
 	int r;
 
-	r = spawn_run(argv, SANDBOX_TOOL, NULL, 0, 10 * USEC_PER_SEC, 64 * 1024, &help);
+	r = child_run(argv, SANDBOX_TOOL, NULL, 0, 10 * USEC_PER_SEC, 64 * 1024, &help);
 	if (r < 0)
 		return r;
 	return virtiofsd_parse_help(help, forced, ret);

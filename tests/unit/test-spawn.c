@@ -4,12 +4,13 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "child.h"
 #include "spawn.h"
 #include "test.h"
 
 static int run(char **argv, enum sandbox_profile p, const struct spawn_fd *fds, size_t n, char **out)
 {
-	return spawn_run(argv, p, fds, n, 10 * USEC_PER_SEC, 65536, out);
+	return child_run(argv, p, fds, n, 10 * USEC_PER_SEC, 65536, out);
 }
 
 TEST(exit_status)
@@ -83,7 +84,6 @@ TEST(seccomp_profiles)
 	static const enum sandbox_profile all[] = { SANDBOX_QEMU, SANDBOX_VIRTIOFSD, SANDBOX_VIRTIOFSD_FH, SANDBOX_TOOL };
 	char *plain[] = { SYS_PROBE, "reboot", "mount", "getpid", NULL };
 	_cleanup_free_ char *out = NULL;
-	int pidfd;
 	pid_t pid;
 
 	for (size_t p = 0; p < ELEMENTSOF(all); p++) {
@@ -153,9 +153,10 @@ TEST(seccomp_profiles)
 					.profile = SANDBOX_QEMU };
 		struct stat st;
 
-		ASSERT(spawn(&o, &pid, &pidfd) == 0);
-		int status = spawn_wait(pidfd, 10 * USEC_PER_SEC);
-		close(pidfd);
+		struct child c = { .pidfd = -EBADF };
+
+		ASSERT(child_start(&c, &o) == 0);
+		int status = child_wait(&c, 10 * USEC_PER_SEC);
 		if (stat("/proc/sys/abi/vsyscall32", &st) == 0 || status != 0)
 			ASSERT_EQ(status, 128 + SIGSYS);
 	}
@@ -171,19 +172,16 @@ TEST(readonly_path)
 	struct spawn_opts o = { .argv = argv, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,
 				.profile = SANDBOX_VIRTIOFSD, .readonly_path = dir };
 	struct stat st;
-	pid_t pid;
-	int pidfd;
+	struct child c = { .pidfd = -EBADF };
 
 	ASSERT(dir);
-	ASSERT(spawn(&o, &pid, &pidfd) == 0);
-	ASSERT(spawn_wait(pidfd, 10 * USEC_PER_SEC) != 0);
-	close(pidfd);
+	ASSERT(child_start(&c, &o) == 0);
+	ASSERT(child_wait(&c, 10 * USEC_PER_SEC) != 0);
 	ASSERT(stat(file, &st) < 0 && errno == ENOENT);
 	/* The mount was private to the child: the host still writes. */
 	o.readonly_path = NULL;
-	ASSERT(spawn(&o, &pid, &pidfd) == 0);
-	ASSERT_EQ(spawn_wait(pidfd, 10 * USEC_PER_SEC), 0);
-	close(pidfd);
+	ASSERT(child_start(&c, &o) == 0);
+	ASSERT_EQ(child_wait(&c, 10 * USEC_PER_SEC), 0);
 	ASSERT(stat(file, &st) == 0);
 	unlink(file);
 	rmdir(dir);
@@ -244,7 +242,7 @@ TEST(timeout_kills)
 {
 	char *argv[] = { "/bin/sleep", "100", NULL };
 
-	ASSERT_EQ(spawn_run(argv, SANDBOX_TOOL, NULL, 0, 200 * USEC_PER_MSEC, 100, NULL), -ETIMEDOUT);
+	ASSERT_EQ(child_run(argv, SANDBOX_TOOL, NULL, 0, 200 * USEC_PER_MSEC, 100, NULL), -ETIMEDOUT);
 }
 
 RUN_TESTS(T(exit_status), T(exec_errors), T(fds_and_environment), T(seccomp_profiles), T(readonly_path),

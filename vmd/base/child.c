@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdio.h>
@@ -66,6 +67,16 @@ int proc_id_open(const struct proc_id *id, int *ret_pidfd)
 	return 0;
 }
 
+int proc_id_signal(const struct proc_id *id, int sig)
+{
+	_cleanup_close_ int pidfd = -EBADF;
+	int r = proc_id_open(id, &pidfd);
+
+	if (r < 0)
+		return r;
+	return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+}
+
 int child_init(struct child *c, const char *what)
 {
 	*c = (struct child){ .pidfd = -EBADF };
@@ -104,7 +115,7 @@ static int watch(struct child *c, struct loop *l, child_exit_cb cb, void *userda
 	return loop_add_child(l, c->pidfd, on_exit_trampoline, c, &c->src);
 }
 
-int child_spawn(struct child *c, struct loop *l, const struct spawn_opts *o, child_exit_cb cb, void *userdata)
+int child_start(struct child *c, const struct spawn_opts *o)
 {
 	pid_t pid;
 	int pidfd, r;
@@ -116,6 +127,16 @@ int child_spawn(struct child *c, struct loop *l, const struct spawn_opts *o, chi
 		return r;
 	c->pid = pid;
 	c->pidfd = pidfd;
+	c->running = true;
+	return 0;
+}
+
+int child_spawn(struct child *c, struct loop *l, const struct spawn_opts *o, child_exit_cb cb, void *userdata)
+{
+	int r = child_start(c, o);
+
+	if (r < 0)
+		return r;
 	r = watch(c, l, cb, userdata);
 	if (r < 0)
 		child_kill_wait(c, SIGKILL, 0);
@@ -223,4 +244,96 @@ const char *child_describe_status(const siginfo_t *si, char *buf, size_t n)
 	else
 		snprintf(buf, n, "was killed by signal %d (%s)", si->si_status, strsignal(si->si_status));
 	return buf;
+}
+
+static int status_of(const siginfo_t *si)
+{
+	if (si->si_code == CLD_EXITED)
+		return si->si_status & 0xff;
+	return 128 + si->si_status;
+}
+
+int child_wait(struct child *c, usec_t timeout)
+{
+	siginfo_t si = {};
+	bool exited;
+	int r;
+
+	if (!c->running)
+		return -ECHILD;
+	exited = pidfd_wait_exit(c->pidfd, timeout);
+	if (!exited)
+		child_signal(c, SIGKILL);
+	do
+		r = waitid(P_PIDFD, (id_t)c->pidfd, &si, WEXITED);
+	while (r < 0 && errno == EINTR);
+	r = r < 0 ? -errno : exited ? status_of(&si) : -ETIMEDOUT;
+	child_forget(c);
+	return r;
+}
+
+int child_run(char *const *argv, enum sandbox_profile profile, const struct spawn_fd *fds, size_t n_fds,
+	      usec_t timeout, size_t max, char **ret_output)
+{
+	_cleanup_close_ int rd = -EBADF, wr = -EBADF;
+	_cleanup_free_ char *out = NULL;
+	usec_t deadline = now_usec() + timeout;
+	struct child c = { .pidfd = -EBADF };
+	size_t len = 0;
+	int p[2], r;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	rd = p[0];
+	wr = p[1];
+	out = malloc(max + 1);
+	if (!out)
+		return -ENOMEM;
+
+	struct spawn_opts o = {
+		.argv = argv,
+		.fds = fds,
+		.n_fds = n_fds,
+		.stdin_fd = -1,
+		.stdout_fd = wr,
+		.stderr_fd = wr,
+		.profile = profile,
+		.die_with_parent = true,
+	};
+	r = child_start(&c, &o);
+	if (r < 0)
+		return r;
+	wr = safe_close(wr);
+
+	/* Drain the output until EOF so a chatty child cannot block on a
+	 * full pipe; keep only the first max bytes. */
+	for (;;) {
+		struct pollfd pf = { .fd = rd, .events = POLLIN };
+		usec_t now = now_usec();
+		char buf[4096];
+		ssize_t k;
+
+		if (now >= deadline)
+			break;
+		r = poll(&pf, 1, (int)((deadline - now + 999) / 1000));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		k = read(rd, buf, sizeof(buf));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		if (len < max) {
+			size_t n = (size_t)k < max - len ? (size_t)k : max - len;
+			memcpy(out + len, buf, n);
+			len += n;
+		}
+	}
+	out[len] = 0;
+	r = child_wait(&c, deadline > now_usec() ? deadline - now_usec() : 0);
+	if (ret_output)
+		*ret_output = TAKE_PTR(out);
+	return r;
 }

@@ -23,6 +23,8 @@ int proc_id_get(pid_t pid, struct proc_id *ret);
 /* Opens a pidfd for id, only if that pid is still the same process:
  * -ESRCH if it is gone or the pid now belongs to another process. */
 int proc_id_open(const struct proc_id *id, int *ret_pidfd);
+/* Signals the process named by id, only if it is still that process. */
+int proc_id_signal(const struct proc_id *id, int sig);
 
 struct child;
 /* si is NULL when the status cannot be known (an adopted process is not our child). */
@@ -47,6 +49,17 @@ void child_done(struct child *c);
  * when it exits, after the child has been forgotten (running false).
  * -EBUSY if c already runs; on failure nothing is left running. */
 int child_spawn(struct child *c, struct loop *l, const struct spawn_opts *o, child_exit_cb cb, void *userdata);
+/* spawn() without watching: for a helper run to completion (child_wait). */
+int child_start(struct child *c, const struct spawn_opts *o);
+/* Synchronous, for a helper: waits up to timeout for it to exit, SIGKILL
+ * after that, and reaps it. Its exit status (0..255), 128+signal,
+ * -ETIMEDOUT or -errno; the child is forgotten either way. */
+int child_wait(struct child *c, usec_t timeout);
+/* Runs argv to completion with the given extra fds, collecting its
+ * stdout+stderr (up to max bytes) into *ret_output (may be NULL). Returns
+ * the exit status as child_wait() does. */
+int child_run(char *const *argv, enum sandbox_profile profile, const struct spawn_fd *fds, size_t n_fds,
+	      usec_t timeout, size_t max, char **ret_output);
 /* Follows a process named by identity (adoption after a daemon restart):
  * -ESRCH if it is gone or its pid now belongs to another process. */
 int child_adopt(struct child *c, struct loop *l, const struct proc_id *id, child_exit_cb cb, void *userdata);

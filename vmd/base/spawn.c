@@ -12,9 +12,6 @@
 #include "log.h"
 #include "spawn.h"
 
-#ifndef P_PIDFD
-#define P_PIDFD 3
-#endif
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
@@ -268,105 +265,4 @@ int spawn(const struct spawn_opts *o, pid_t *ret_pid, int *ret_pidfd)
 	*ret_pid = pid;
 	*ret_pidfd = TAKE_FD(pidfd);
 	return 0;
-}
-
-static int status_of(const siginfo_t *si)
-{
-	if (si->si_code == CLD_EXITED)
-		return si->si_status & 0xff;
-	return 128 + si->si_status;
-}
-
-int spawn_wait(int pidfd, usec_t timeout)
-{
-	usec_t deadline = now_usec() + timeout;
-	siginfo_t si = {};
-
-	for (;;) {
-		struct pollfd p = { .fd = pidfd, .events = POLLIN };
-		usec_t now = now_usec();
-		int r;
-
-		if (now >= deadline) {
-			syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-			while (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED) < 0 && errno == EINTR)
-				;
-			return -ETIMEDOUT;
-		}
-		r = poll(&p, 1, (int)((deadline - now + 999) / 1000));
-		if (r < 0 && errno != EINTR)
-			return -errno;
-		if (r > 0)
-			break;
-	}
-	while (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED) < 0)
-		if (errno != EINTR)
-			return -errno;
-	return status_of(&si);
-}
-
-int spawn_run(char *const *argv, enum sandbox_profile profile, const struct spawn_fd *fds,
-	      size_t n_fds, usec_t timeout, size_t max, char **ret_output)
-{
-	_cleanup_close_ int pidfd = -EBADF, rd = -EBADF, wr = -EBADF;
-	_cleanup_free_ char *out = NULL;
-	usec_t deadline = now_usec() + timeout;
-	size_t len = 0;
-	int p[2], r;
-	pid_t pid;
-
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return -errno;
-	rd = p[0];
-	wr = p[1];
-	out = malloc(max + 1);
-	if (!out)
-		return -ENOMEM;
-
-	struct spawn_opts o = {
-		.argv = argv,
-		.fds = fds,
-		.n_fds = n_fds,
-		.stdin_fd = -1,
-		.stdout_fd = wr,
-		.stderr_fd = wr,
-		.profile = profile,
-		.die_with_parent = true,
-	};
-	r = spawn(&o, &pid, &pidfd);
-	if (r < 0)
-		return r;
-	wr = safe_close(wr);
-
-	/* Drain the output until EOF so a chatty child cannot block on a
-	 * full pipe; keep only the first max bytes. */
-	for (;;) {
-		struct pollfd pf = { .fd = rd, .events = POLLIN };
-		usec_t now = now_usec();
-		char buf[4096];
-		ssize_t k;
-
-		if (now >= deadline)
-			break;
-		r = poll(&pf, 1, (int)((deadline - now + 999) / 1000));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		k = read(rd, buf, sizeof(buf));
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			break;
-		if (len < max) {
-			size_t c = (size_t)k < max - len ? (size_t)k : max - len;
-			memcpy(out + len, buf, c);
-			len += c;
-		}
-	}
-	out[len] = 0;
-	r = spawn_wait(pidfd, deadline > now_usec() ? deadline - now_usec() : 0);
-	if (ret_output)
-		*ret_output = TAKE_PTR(out);
-	return r;
 }

@@ -48,13 +48,3 @@ int spawn(const struct spawn_opts *o, pid_t *ret_pid, int *ret_pidfd);
  * on failure, logged. For a wrapper that another program starts, such as
  * the virtiofsd that libvirt runs. */
 int spawn_exec(const struct spawn_opts *o);
-
-/* Waits for a child started by spawn(), killing it after timeout.
- * Returns its exit status (0..255), 128+signal, or -errno/-ETIMEDOUT. */
-int spawn_wait(int pidfd, usec_t timeout);
-
-/* Runs argv to completion with the given extra fds, collecting its
- * stdout+stderr (up to max bytes) into *ret_output (may be NULL). Returns
- * the exit status as above. */
-int spawn_run(char *const *argv, enum sandbox_profile profile, const struct spawn_fd *fds,
-	      size_t n_fds, usec_t timeout, size_t max, char **ret_output);

@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
 
 #include "hostnet.h"
 #include "link.h"
@@ -586,10 +585,7 @@ static int qd_discover(const struct host_config *host, const struct vm_options *
 
 static void qd_discard(const struct drv_found *f)
 {
-	_cleanup_close_ int pidfd = -EBADF;
-
-	if (proc_id_open(&f->st.qemu, &pidfd) == 0)
-		(void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+	(void)proc_id_signal(&f->st.qemu, SIGKILL);
 }
 
 const struct vm_driver driver_qemu = {
