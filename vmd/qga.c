@@ -70,18 +70,14 @@ static int call_cmd(struct qga *g, json_t *m)
 	return loop_timer_set(g->reply_timer, now_usec());
 }
 
+/* Takes args, also on failure. */
 static int send_cmd(struct qga *g, const char *cmd, json_t *args)
 {
-	json_t *m = json_pack("{s:s}", "execute", cmd);
-	int r;
+	_cleanup_(json_decrefp) json_t *owned = args, *m = json_pack("{s:s}", "execute", cmd);
 
-	if (!m || (args && json_object_set_new(m, "arguments", args) < 0)) {
-		json_decref(m);
+	if (!m || (args && json_object_set_new(m, "arguments", TAKE_PTR(owned)) < 0))
 		return -ENOMEM;
-	}
-	r = g->call ? call_cmd(g, m) : jline_send(g->ch, m);
-	json_decref(m);
-	return r;
+	return g->call ? call_cmd(g, m) : jline_send(g->ch, m);
 }
 
 static int send_sync(struct qga *g)
@@ -249,7 +245,7 @@ static void on_reply(struct loop_source *s, void *userdata)
 
 int qga_new_call(struct loop *l, qga_call_fn call, void *call_userdata, struct qga **ret)
 {
-	struct qga *g = calloc(1, sizeof(*g));
+	_cleanup_(qga_freep) struct qga *g = calloc(1, sizeof(*g));
 	int r;
 
 	if (!g)
@@ -260,34 +256,28 @@ int qga_new_call(struct loop *l, qga_call_fn call, void *call_userdata, struct q
 	r = loop_add_timer(l, 0, on_timer, g, &g->timer);
 	if (r == 0)
 		r = loop_add_timer(l, 0, on_reply, g, &g->reply_timer);
-	if (r < 0) {
-		qga_free(g);
+	if (r < 0)
 		return r;
-	}
-	*ret = g;
+	*ret = TAKE_PTR(g);
 	return 0;
 }
 
 int qga_new(struct loop *l, int fd, struct qga **ret)
 {
-	struct qga *g = calloc(1, sizeof(*g));
+	_cleanup_close_ int owned = fd; /* ours, even if this fails */
+	_cleanup_(qga_freep) struct qga *g = calloc(1, sizeof(*g));
 	int r;
 
-	if (!g) {
-		safe_close(fd);
+	if (!g)
 		return -ENOMEM;
-	}
 	g->loop = l;
 	/* guest-exec-status carries up to 16 MiB of output per stream, base64. */
-	r = jline_new(l, fd, 64 * 1024 * 1024, on_msg, on_close, g, &g->ch);
+	r = jline_new(l, TAKE_FD(owned), 64 * 1024 * 1024, on_msg, on_close, g, &g->ch);
 	if (r == 0)
 		r = loop_add_timer(l, 0, on_timer, g, &g->timer);
-	if (r < 0) {
-		jline_free(g->ch);
-		free(g);
+	if (r < 0)
 		return r;
-	}
-	*ret = g;
+	*ret = TAKE_PTR(g);
 	return 0;
 }
 

@@ -31,6 +31,12 @@ int qga_new(struct loop *l, int fd, struct qga **ret);
 typedef int (*qga_call_fn)(void *userdata, const char *cmd, char **ret_reply, const char **ret_error);
 int qga_new_call(struct loop *l, qga_call_fn call, void *call_userdata, struct qga **ret);
 void qga_free(struct qga *g);
+static inline void qga_freep(struct qga **g)
+{
+	if (*g)
+		qga_free(*g);
+	*g = NULL;
+}
 
 /* Runs argv[0] (searched in the guest's PATH) with argv[1..], which must
  * be UTF-8 (-EILSEQ otherwise: the protocol is JSON); the whole
