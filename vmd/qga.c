@@ -149,7 +149,7 @@ static void on_msg(struct jline *c, json_t *msg, void *userdata)
 	case QGA_IDLE:
 		return;
 	case QGA_SYNC: {
-		json_t *args, *a;
+		_cleanup_(json_decrefp) json_t *args = NULL, *a = NULL;
 
 		/* Anything but the answer to the current sync is stale. */
 		if (g->call ? !ret : !json_is_integer(ret) || json_integer_value(ret) != g->sync_id)
@@ -157,16 +157,12 @@ static void on_msg(struct jline *c, json_t *msg, void *userdata)
 		args = json_pack("{s:s, s:b}", "path", g->argv[0], "capture-output", 1);
 		a = json_array();
 		for (size_t i = 1; args && a && g->argv[i]; i++)
-			if (json_array_append_new(a, json_string(g->argv[i])) < 0) {
-				json_decref(a);
-				a = NULL;
-			}
-		if (!args || !a || json_object_set_new(args, "arg", a) < 0) {
-			json_decref(args);
+			if (json_array_append_new(a, json_string(g->argv[i])) < 0)
+				json_decrefp(&a);
+		if (!args || !a || json_object_set_new(args, "arg", TAKE_PTR(a)) < 0)
 			return fail(g, -ENOMEM, NULL);
-		}
 		g->state = QGA_EXEC;
-		if (send_cmd(g, "guest-exec", args) < 0)
+		if (send_cmd(g, "guest-exec", TAKE_PTR(args)) < 0)
 			return fail(g, -ECONNRESET, NULL);
 		return;
 	}
