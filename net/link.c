@@ -50,17 +50,15 @@ static int nlerr(int e)
 
 int netlink_open(struct nl_sock **ret)
 {
-	struct nl_sock *sk = nl_socket_alloc();
+	_cleanup_(netlink_closep) struct nl_sock *sk = nl_socket_alloc();
 	int r;
 
 	if (!sk)
 		return -ENOMEM;
 	r = nl_connect(sk, NETLINK_ROUTE);
-	if (r < 0) {
-		nl_socket_free(sk);
+	if (r < 0)
 		return nlerr(r);
-	}
-	*ret = sk;
+	*ret = TAKE_PTR(sk);
 	return 0;
 }
 
@@ -76,6 +74,18 @@ static void link_putp(struct rtnl_link **l)
 		rtnl_link_put(*l);
 }
 #define _cleanup_link_ _cleanup_(link_putp)
+
+static void addr_putp(struct rtnl_addr **a)
+{
+	if (*a)
+		rtnl_addr_put(*a);
+}
+
+static void nl_addr_putp(struct nl_addr **a)
+{
+	if (*a)
+		nl_addr_put(*a);
+}
 
 static int get_link(struct nl_sock *sk, const char *name, struct rtnl_link **ret)
 {
@@ -119,29 +129,21 @@ static int set_up(struct nl_sock *sk, struct rtnl_link *l)
 
 static int add_address(struct nl_sock *sk, int ifindex, const char *cidr)
 {
-	struct rtnl_addr *a = rtnl_addr_alloc();
-	struct nl_addr *local = NULL;
+	_cleanup_(addr_putp) struct rtnl_addr *a = rtnl_addr_alloc();
+	_cleanup_(nl_addr_putp) struct nl_addr *local = NULL;
 	int r;
 
 	if (!a)
 		return -ENOMEM;
 	r = nl_addr_parse(cidr, AF_INET, &local);
-	if (r < 0 || nl_addr_get_prefixlen(local) == 0 || nl_addr_get_prefixlen(local) > 32) {
-		r = -EINVAL;
-		goto out;
-	}
+	if (r < 0 || nl_addr_get_prefixlen(local) == 0 || nl_addr_get_prefixlen(local) > 32)
+		return -EINVAL;
 	rtnl_addr_set_ifindex(a, ifindex);
 	r = rtnl_addr_set_local(a, local);
 	if (r == 0)
 		r = rtnl_addr_add(sk, a, 0);
 	r = nlerr(r);
-	if (r == -EEXIST)
-		r = 0;
-out:
-	if (local)
-		nl_addr_put(local);
-	rtnl_addr_put(a);
-	return r;
+	return r == -EEXIST ? 0 : r;
 }
 
 /* The ifindex of name if it is of kind; -ENOTTY if of another. */
@@ -258,26 +260,38 @@ int link_delete(struct nl_sock *sk, const char *name)
 static int tap_open(const char *name, bool multi)
 {
 	struct ifreq ifr = {};
-	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+	_cleanup_close_ int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
 
 	if (fd < 0)
 		return -errno;
 	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | (multi ? IFF_MULTI_QUEUE : 0);
 	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
-	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
-		int e = errno;
-		close(fd);
-		return -e;
+	if (ioctl(fd, TUNSETIFF, &ifr) < 0)
+		return -errno;
+	return TAKE_FD(fd);
+}
+
+/* The queues of a tap opened so far, in the caller's array. */
+struct tap_queues {
+	int *fds;
+	unsigned n;
+};
+
+/* Closing every queue destroys the (non-persistent) tap. */
+static void tap_queues_close(struct tap_queues *q)
+{
+	while (q->n > 0) {
+		q->n--;
+		q->fds[q->n] = safe_close(q->fds[q->n]);
 	}
-	return fd;
 }
 
 int tap_create(struct nl_sock *sk, const char *name, const char *bridge, unsigned queues, int *fds)
 {
 	_cleanup_link_ struct rtnl_link *l = NULL;
+	_cleanup_(tap_queues_close) struct tap_queues opened = { .fds = fds };
 	bool is_bridge;
-	int master, r = 0;
-	unsigned n = 0;
+	int master, r;
 
 	if (queues < 1 || queues > TAP_QUEUES_MAX)
 		return -EINVAL;
@@ -293,29 +307,22 @@ int tap_create(struct nl_sock *sk, const char *name, const char *bridge, unsigne
 	if (link_lookup(sk, name, NULL) >= 0)
 		return -EEXIST;
 
-	for (n = 0; n < queues; n++) {
+	while (opened.n < queues) {
 		int fd = tap_open(name, queues > 1);
 
-		if (fd < 0) {
-			r = fd;
-			goto fail;
-		}
-		fds[n] = fd;
+		if (fd < 0)
+			return fd;
+		fds[opened.n++] = fd;
 	}
 	r = get_link(sk, name, &l);
 	if (r == 0)
 		r = nlerr(rtnl_link_enslave_ifindex(sk, master, rtnl_link_get_ifindex(l)));
 	if (r == 0)
 		r = set_up(sk, l);
-	if (r == 0)
-		return 0;
-fail:
-	/* Closing every queue destroys the (non-persistent) tap. */
-	while (n > 0) {
-		n--;
-		fds[n] = safe_close(fds[n]);
-	}
-	return r;
+	if (r < 0)
+		return r;
+	opened.n = 0; /* the caller's now */
+	return 0;
 }
 
 int link_configure(struct nl_sock *sk, const char *name, const char *cidr)

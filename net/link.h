@@ -19,6 +19,12 @@ struct nl_sock;
 
 int netlink_open(struct nl_sock **ret);
 void netlink_close(struct nl_sock *sk);
+static inline void netlink_closep(struct nl_sock **sk)
+{
+	if (*sk)
+		netlink_close(*sk);
+	*sk = NULL;
+}
 
 /* Makes sure a bridge called name exists and is up. An existing bridge is
  * adopted (*ret_created = false); an existing link of another kind is

@@ -46,7 +46,7 @@ static int kernel_open(struct wg *w);
 
 int wg_open(enum wg_backend backend, const char *ifname, const char *uapi_dir, struct wg **ret)
 {
-	struct wg *w;
+	_cleanup_(wg_closep) struct wg *w = NULL;
 	int r;
 
 	if (!*ifname || strlen(ifname) > LINK_NAME_MAX || strchr(ifname, '/'))
@@ -64,11 +64,9 @@ int wg_open(enum wg_backend backend, const char *ifname, const char *uapi_dir, s
 		w->socket_path = xasprintf("%s/%s.sock", uapi_dir ? uapi_dir : WG_UAPI_DIR, ifname);
 		r = w->socket_path ? 0 : -ENOMEM;
 	}
-	if (r < 0) {
-		wg_close(w);
+	if (r < 0)
 		return r;
-	}
-	*ret = w;
+	*ret = TAKE_PTR(w);
 	return 0;
 }
 
@@ -116,13 +114,28 @@ static bool plain(const char *s)
 	return !strpbrk(s, "\n=");
 }
 
+static bool peer_plain(const struct wg_peer *p)
+{
+	if (p->endpoint[0] && !plain(p->endpoint))
+		return false;
+	for (char **a = p->allowed_ips; a && *a; a++)
+		if (!plain(*a))
+			return false;
+	return true;
+}
+
 char *wg_uapi_format_peer(const struct wg_peer *p, bool remove)
 {
 	_cleanup_free_ char *out = NULL;
 	char k[2 * WG_KEY_LEN + 1];
 	size_t len = 0;
-	FILE *f = open_memstream(&out, &len);
+	FILE *f;
 
+	if (!remove && !peer_plain(p)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	f = open_memstream(&out, &len);
 	if (!f)
 		return NULL;
 	hex(p->public_key, k);
@@ -130,26 +143,16 @@ char *wg_uapi_format_peer(const struct wg_peer *p, bool remove)
 	if (remove)
 		fputs("remove=true\n", f);
 	else {
-		if (p->endpoint[0]) {
-			if (!plain(p->endpoint))
-				goto bad;
+		if (p->endpoint[0])
 			fprintf(f, "endpoint=%s\n", p->endpoint);
-		}
 		fprintf(f, "persistent_keepalive_interval=%u\nreplace_allowed_ips=true\n", p->keepalive);
-		for (char **a = p->allowed_ips; a && *a; a++) {
-			if (!plain(*a))
-				goto bad;
+		for (char **a = p->allowed_ips; a && *a; a++)
 			fprintf(f, "allowed_ip=%s\n", *a);
-		}
 	}
 	fputs("\n", f);
 	if (fclose(f) != 0)
 		return NULL;
 	return TAKE_PTR(out);
-bad:
-	fclose(f);
-	errno = EINVAL;
-	return NULL;
 }
 
 void wg_device_clear(struct wg_device *d)
@@ -350,16 +353,14 @@ static void msg_freep(struct nl_msg **m)
 
 static int kernel_request(struct wg *w, uint8_t cmd, int flags, struct nl_msg **ret)
 {
-	struct nl_msg *m = nlmsg_alloc_size(KERNEL_REQUEST_SIZE);
+	_cleanup_msg_ struct nl_msg *m = nlmsg_alloc_size(KERNEL_REQUEST_SIZE);
 
 	if (!m)
 		return -ENOMEM;
 	if (!genlmsg_put(m, NL_AUTO_PORT, NL_AUTO_SEQ, w->family, 0, flags, cmd, WG_GENL_VERSION) ||
-	    nla_put_string(m, WGDEVICE_A_IFNAME, w->ifname) < 0) {
-		msg_freep(&m);
+	    nla_put_string(m, WGDEVICE_A_IFNAME, w->ifname) < 0)
 		return -ENOMEM;
-	}
-	*ret = m;
+	*ret = TAKE_PTR(m);
 	return 0;
 }
 

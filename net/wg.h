@@ -49,6 +49,12 @@ struct wg;
  * if it is not WireGuard, -EOPNOTSUPP if the kernel has no WireGuard. */
 int wg_open(enum wg_backend backend, const char *ifname, const char *uapi_dir, struct wg **ret);
 void wg_close(struct wg *w);
+static inline void wg_closep(struct wg **w)
+{
+	if (*w)
+		wg_close(*w);
+	*w = NULL;
+}
 
 int wg_device_set(struct wg *w, const uint8_t private_key[WG_KEY_LEN], uint16_t listen_port);
 /* Adds the peer, or updates it (its allowed IPs are replaced). */

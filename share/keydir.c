@@ -26,8 +26,8 @@ static int open_key_dir(const char *keys_dir, const char *vm, const struct keydi
 			char **ret_path)
 {
 	_cleanup_free_ char *path = NULL, *parent = NULL;
-	_cleanup_close_ int top = -EBADF, vmfd = -EBADF;
-	int r, fd;
+	_cleanup_close_ int top = -EBADF, vmfd = -EBADF, fd = -EBADF;
+	int r;
 
 	if (k->source) {
 		char *slash;
@@ -56,14 +56,12 @@ static int open_key_dir(const char *keys_dir, const char *vm, const struct keydi
 			return vmfd;
 		fd = open_dir_at(vmfd, k->name, create);
 		path = xasprintf("%s/%s/%s", keys_dir, vm, k->name);
-		if (!path) {
-			safe_close(fd);
+		if (!path)
 			return -ENOMEM;
-		}
 	}
 	if (fd >= 0)
 		*ret_path = TAKE_PTR(path);
-	return fd;
+	return TAKE_FD(fd);
 }
 
 int keydir_prepare(const char *keys_dir, const char *vm, const struct keydir_key *k, char **ret_path, int *ret_fd)

@@ -404,32 +404,28 @@ static void client_free(struct client *cl)
 
 int control_add_client(struct control *c, int fd)
 {
-	struct client *cl;
+	_cleanup_close_ int owned = fd; /* ours, even if this fails */
+	_cleanup_free_ struct client *cl = NULL;
 	int r;
 
 	if (c->n_clients >= CONTROL_MAX_CLIENTS) {
 		static const char busy[] = "{\"ok\":false,\"error\":\"too many clients\"}\n";
 
 		(void)!send(fd, busy, sizeof(busy) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-		safe_close(fd);
 		return -EMFILE;
 	}
 	cl = calloc(1, sizeof(*cl));
-	if (!cl) {
-		safe_close(fd);
+	if (!cl)
 		return -ENOMEM;
-	}
 	cl->c = c;
 	cl->log_fd = -EBADF;
-	r = jline_new(c->loop, fd, CONTROL_MAX_LINE, on_msg, on_close, cl, &cl->ch);
-	if (r < 0) {
-		free(cl);
+	r = jline_new(c->loop, TAKE_FD(owned), CONTROL_MAX_LINE, on_msg, on_close, cl, &cl->ch);
+	if (r < 0)
 		return r;
-	}
 	jline_on_error(cl->ch, on_error);
 	jline_set_max_out(cl->ch, CONTROL_MAX_OUT);
 	cl->next = c->clients;
-	c->clients = cl;
+	c->clients = TAKE_PTR(cl);
 	c->n_clients++;
 	return 0;
 }
@@ -485,7 +481,7 @@ static void on_accept(struct loop_source *s, int fd, uint32_t revents, void *use
 static int control_alloc(struct loop *l, struct manager *m, control_reload_cb reload, void *userdata,
 			 struct control **ret)
 {
-	struct control *c = calloc(1, sizeof(*c));
+	_cleanup_(control_freep) struct control *c = calloc(1, sizeof(*c));
 	int r;
 
 	if (!c)
@@ -498,11 +494,9 @@ static int control_alloc(struct loop *l, struct manager *m, control_reload_cb re
 	r = loop_add_timer(l, 0, on_follow, c, &c->follow_timer);
 	if (r == 0)
 		r = loop_add_timer(l, 0, on_reap, c, &c->reaper);
-	if (r < 0) {
-		control_free(c);
+	if (r < 0)
 		return r;
-	}
-	*ret = c;
+	*ret = TAKE_PTR(c);
 	return 0;
 }
 
@@ -515,36 +509,26 @@ int control_new_unbound(struct loop *l, struct manager *m, control_reload_cb rel
 int control_new(struct loop *l, struct manager *m, const struct host_config *host, control_reload_cb reload,
 		void *userdata, struct control **ret)
 {
-	struct control *c;
+	_cleanup_(control_freep) struct control *c = NULL;
+	_cleanup_close_ int fd = -EBADF;
 	struct group *g;
-	int fd, r;
+	int r;
 
 	r = control_alloc(l, m, reload, userdata, &c);
 	if (r < 0)
 		return r;
 	c->path = path_join(host->run_dir, "vmd.sock");
-	if (!c->path) {
-		control_free(c);
+	if (!c->path)
 		return -ENOMEM;
-	}
 	/* A socket that answers belongs to a live daemon: never cut it off.
-	 * (The daemon lock should have caught that already.) */
+	 * (The daemon lock should have caught that already.) control_free()
+	 * unlinks the path only once c->fd is bound to it. */
 	fd = unix_connect(c->path);
-	if (fd >= 0) {
-		safe_close(fd);
-		free(c->path);
-		c->path = NULL;
-		control_free(c);
+	if (fd >= 0)
 		return -EADDRINUSE;
-	}
 	c->fd = unix_listen(c->path);
-	if (c->fd < 0) {
-		r = c->fd;
-		free(c->path);
-		c->path = NULL;
-		control_free(c);
-		return r;
-	}
+	if (c->fd < 0)
+		return c->fd;
 	g = getgrnam(host->control_group);
 	if (g) {
 		c->gid = g->gr_gid;
@@ -552,12 +536,9 @@ int control_new(struct loop *l, struct manager *m, const struct host_config *hos
 	}
 	if (chown(c->path, 0, c->have_gid ? c->gid : 0) < 0 || chmod(c->path, 0660) < 0 ||
 	    fd_nonblock(c->fd, true) < 0 ||
-	    (r = loop_add_io(l, c->fd, EPOLLIN, on_accept, c, &c->listen_src)) < 0) {
-		r = r < 0 ? r : -errno;
-		control_free(c);
-		return r;
-	}
-	*ret = c;
+	    (r = loop_add_io(l, c->fd, EPOLLIN, on_accept, c, &c->listen_src)) < 0)
+		return r < 0 ? r : -errno;
+	*ret = TAKE_PTR(c);
 	return 0;
 }
 

@@ -28,6 +28,12 @@ typedef int (*control_reload_cb)(void *userdata, json_t **ret_summary, json_t **
 int control_new(struct loop *l, struct manager *m, const struct host_config *host, control_reload_cb reload,
 		void *userdata, struct control **ret);
 void control_free(struct control *c);
+static inline void control_freep(struct control **c)
+{
+	if (*c)
+		control_free(*c);
+	*c = NULL;
+}
 
 /* "shutdown": power every VM off and end the daemon, as SIGTERM does. The
  * reply comes at once; the client then waits for the connection to close,

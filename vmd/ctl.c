@@ -81,21 +81,19 @@ static void conn_close(struct conn *c)
 	free(c->buf);
 }
 
-/* Sends one request and returns its (first) reply. */
+/* Sends one request (taking it, also on failure) and returns its (first)
+ * reply. */
 static json_t *request(const struct host_config *host, struct conn *c, json_t *req)
 {
+	_cleanup_(json_decrefp) json_t *owned = req;
 	json_t *rep;
 
-	if (conn_open(host, c) < 0) {
-		json_decref(req);
+	if (conn_open(host, c) < 0)
 		return NULL;
-	}
 	if (conn_send(c, req) < 0) {
-		json_decref(req);
 		log_error("cannot send to the daemon: %m");
 		return NULL;
 	}
-	json_decref(req);
 	rep = conn_recv(c);
 	if (!rep)
 		log_error("the daemon closed the connection without an answer");
@@ -165,15 +163,14 @@ static int print_status(json_t *vms)
 
 static int do_status(const struct host_config *host, const char *name, bool as_json)
 {
-	struct conn c = { .fd = -EBADF };
-	json_t *rep = request(host, &c, name ? json_pack("{s:s, s:s}", "command", "status", "name", name) :
-					       json_pack("{s:s}", "command", "status"));
+	_cleanup_(conn_close) struct conn c = { .fd = -EBADF };
+	_cleanup_(json_decrefp) json_t *rep = NULL;
 	int r;
 
-	if (!rep) {
-		conn_close(&c);
+	rep = request(host, &c, name ? json_pack("{s:s, s:s}", "command", "status", "name", name) :
+				       json_pack("{s:s}", "command", "status"));
+	if (!rep)
 		return EXIT_RUNTIME;
-	}
 	if (!json_is_true(json_object_get(rep, "ok")))
 		r = fail_reply(rep);
 	else if (as_json) {
@@ -182,41 +179,34 @@ static int do_status(const struct host_config *host, const char *name, bool as_j
 		r = EXIT_OK;
 	} else
 		r = print_status(json_object_get(rep, "vms"));
-	json_decref(rep);
-	conn_close(&c);
 	return r;
 }
 
 static int do_simple(const struct host_config *host, const char *command, const char *name)
 {
-	struct conn c = { .fd = -EBADF };
-	json_t *rep = request(host, &c, json_pack("{s:s, s:s}", "command", command, "name", name));
+	_cleanup_(conn_close) struct conn c = { .fd = -EBADF };
+	_cleanup_(json_decrefp) json_t *rep = NULL;
 	int r = EXIT_OK;
 
-	if (!rep) {
-		conn_close(&c);
+	rep = request(host, &c, json_pack("{s:s, s:s}", "command", command, "name", name));
+	if (!rep)
 		return EXIT_RUNTIME;
-	}
 	if (!json_is_true(json_object_get(rep, "ok")))
 		r = fail_reply(rep);
 	else if (json_object_get(rep, "message"))
 		fprintf(stderr, "%s: %s\n", name, json_string_value(json_object_get(rep, "message")));
-	json_decref(rep);
-	conn_close(&c);
 	return r;
 }
 
 static int do_reload(const struct host_config *host)
 {
 	static const char *const keys[] = { "added", "removed", "changed", "unchanged" };
-	struct conn c = { .fd = -EBADF };
-	json_t *rep = request(host, &c, json_pack("{s:s}", "command", "reload"));
+	_cleanup_(conn_close) struct conn c = { .fd = -EBADF };
+	_cleanup_(json_decrefp) json_t *rep = request(host, &c, json_pack("{s:s}", "command", "reload"));
 	int r = EXIT_OK;
 
-	if (!rep) {
-		conn_close(&c);
+	if (!rep)
 		return EXIT_RUNTIME;
-	}
 	if (!json_is_true(json_object_get(rep, "ok")))
 		r = fail_reply(rep);
 	else
@@ -229,8 +219,6 @@ static int do_reload(const struct host_config *host)
 				printf(" %s", json_string_value(v));
 			printf("\n");
 		}
-	json_decref(rep);
-	conn_close(&c);
 	return r;
 }
 
@@ -239,8 +227,9 @@ static int do_reload(const struct host_config *host)
 static int do_shutdown(const struct host_config *host)
 {
 	_cleanup_free_ char *path = path_join(host->run_dir, "vmd.sock");
-	struct conn c = { .fd = -EBADF };
-	json_t *rep, *req;
+	_cleanup_(conn_close) struct conn c = { .fd = -EBADF };
+	_cleanup_(json_decrefp) json_t *req = NULL, *rep = NULL;
+	json_t *more;
 	int r = EXIT_OK, q;
 
 	if (!path)
@@ -256,20 +245,16 @@ static int do_shutdown(const struct host_config *host)
 	}
 	req = json_pack("{s:s}", "command", "shutdown");
 	q = req ? conn_send(&c, req) : -ENOMEM;
-	json_decref(req);
 	if (q < 0 || !(rep = conn_recv(&c))) {
 		log_error("the daemon did not answer");
-		conn_close(&c);
 		return EXIT_RUNTIME;
 	}
 	if (!json_is_true(json_object_get(rep, "ok")))
 		r = fail_reply(rep);
 	else
 		fprintf(stderr, "vmd shutdown: %s\n", json_string_value(json_object_get(rep, "message")));
-	json_decref(rep);
-	while (r == EXIT_OK && (rep = conn_recv(&c)))
-		json_decref(rep);
-	conn_close(&c);
+	while (r == EXIT_OK && (more = conn_recv(&c)))
+		json_decref(more);
 	return r;
 }
 
@@ -290,8 +275,8 @@ static int write_b64(FILE *f, json_t *v)
 
 static int do_exec(const struct host_config *host, const char *name, char **argv, unsigned timeout)
 {
-	struct conn c = { .fd = -EBADF };
-	json_t *args = json_array(), *rep;
+	_cleanup_(conn_close) struct conn c = { .fd = -EBADF };
+	_cleanup_(json_decrefp) json_t *args = json_array(), *rep = NULL;
 	int r;
 
 	for (size_t i = 0; argv[i]; i++) {
@@ -299,17 +284,14 @@ static int do_exec(const struct host_config *host, const char *name, char **argv
 
 		if (!s) {
 			fprintf(stderr, "vmd exec: argument \"%s\" is not valid UTF-8\n", argv[i]);
-			json_decref(args);
 			return EXIT_BAD_INPUT;
 		}
 		json_array_append_new(args, s);
 	}
-	rep = request(host, &c, json_pack("{s:s, s:s, s:o, s:i}", "command", "exec", "name", name, "argv", args,
-					  "timeout_s", (int)timeout));
-	if (!rep) {
-		conn_close(&c);
+	rep = request(host, &c, json_pack("{s:s, s:s, s:o, s:i}", "command", "exec", "name", name, "argv",
+					  TAKE_PTR(args), "timeout_s", (int)timeout));
+	if (!rep)
 		return EXIT_RUNTIME;
-	}
 	if (!json_is_true(json_object_get(rep, "ok"))) {
 		const char *err = json_string_value(json_object_get(rep, "error"));
 
@@ -320,38 +302,30 @@ static int do_exec(const struct host_config *host, const char *name, char **argv
 		write_b64(stderr, json_object_get(rep, "stderr"));
 		r = (int)json_integer_value(json_object_get(rep, "status"));
 	}
-	json_decref(rep);
-	conn_close(&c);
 	return r;
 }
 
 static int do_logs(const struct host_config *host, const char *name, bool follow)
 {
-	struct conn c = { .fd = -EBADF };
-	json_t *rep = request(host, &c, json_pack("{s:s, s:s, s:b}", "command", "logs", "name", name, "follow", follow));
+	_cleanup_(conn_close) struct conn c = { .fd = -EBADF };
+	_cleanup_(json_decrefp) json_t *rep = NULL;
+	json_t *msg;
 	int r = EXIT_OK;
 
-	if (!rep) {
-		conn_close(&c);
+	rep = request(host, &c, json_pack("{s:s, s:s, s:b}", "command", "logs", "name", name, "follow", follow));
+	if (!rep)
 		return EXIT_RUNTIME;
-	}
-	if (!json_is_true(json_object_get(rep, "ok"))) {
-		r = fail_reply(rep);
-		json_decref(rep);
-		conn_close(&c);
-		return r;
-	}
-	json_decref(rep);
-	while ((rep = conn_recv(&c))) {
-		bool eof = json_is_true(json_object_get(rep, "eof"));
+	if (!json_is_true(json_object_get(rep, "ok")))
+		return fail_reply(rep);
+	while ((msg = conn_recv(&c))) {
+		bool eof = json_is_true(json_object_get(msg, "eof"));
 
-		if (write_b64(stdout, json_object_get(rep, "data")) < 0)
+		if (write_b64(stdout, json_object_get(msg, "data")) < 0)
 			r = EXIT_RUNTIME;
-		json_decref(rep);
+		json_decref(msg);
 		if (eof || r != EXIT_OK)
 			break;
 	}
-	conn_close(&c);
 	return r;
 }
 

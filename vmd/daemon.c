@@ -28,10 +28,24 @@ struct daemon {
 	struct control *control;
 	struct hostnet *net;
 	struct lv *lv;
+	struct loop_source *sigs;
 	bool keep_running;
 	bool stopping;
 	int exit_code;
 };
+
+/* In the reverse order of cmd_daemon()'s setup. */
+static void daemon_done(struct daemon *d)
+{
+	control_free(d->control);
+	manager_free(d->manager);
+	lv_free(d->lv);
+	/* Only when the loop never ran a shutdown: a failed start. */
+	hostnet_down(d->net, false);
+	loop_source_freep(&d->sigs);
+	loop_free(d->loop);
+	host_config_free(d->host);
+}
 
 /* sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET. */
 static void notify(const char *msg)
@@ -100,8 +114,8 @@ static void sync_gcroots(struct daemon *d, const struct defset *set)
 static int reload(void *userdata, json_t **ret_summary, json_t **ret_errors)
 {
 	struct daemon *d = userdata;
-	struct defset set = {};
-	struct defset_errors errors = {};
+	_cleanup_(defset_clear) struct defset set = {};
+	_cleanup_(defset_errors_clear) struct defset_errors errors = {};
 	char *paths[] = { d->host->definitions_dir, NULL };
 	struct stat st;
 	int r;
@@ -116,8 +130,6 @@ static int reload(void *userdata, json_t **ret_summary, json_t **ret_errors)
 		defset_errors_print(&errors, stderr);
 		if (ret_errors)
 			*ret_errors = defset_errors_json(&errors);
-		defset_errors_clear(&errors);
-		defset_clear(&set);
 		return -EINVAL;
 	}
 	/* Hub peers of VMs that left go now; the VMs follow. */
@@ -125,7 +137,6 @@ static int reload(void *userdata, json_t **ret_summary, json_t **ret_errors)
 	/* Before manager_apply(), which takes the definitions. */
 	sync_gcroots(d, &set);
 	r = manager_apply(d->manager, &set, ret_summary);
-	defset_clear(&set);
 	if (r < 0)
 		return log_error_errno(r, "applying the definitions: %m");
 	log_info("definitions loaded from %s: %zu VMs started", d->host->definitions_dir,
@@ -239,10 +250,11 @@ int cmd_daemon(int argc, char **argv, const char *config)
 		{}
 	};
 	static const int signals[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR2 };
-	struct daemon d = { .exit_code = EXIT_OK };
-	_cleanup_free_ char *qemu = NULL, *virtiofsd = NULL;
+	/* Before d, to outlive its teardown: the lock, as long as anything of
+	 * this daemon is left; the binaries, which opts lends to the VMs. */
 	_cleanup_close_ int lock = -EBADF;
-	struct loop_source *sigs = NULL;
+	_cleanup_free_ char *qemu = NULL, *virtiofsd = NULL;
+	_cleanup_(daemon_done) struct daemon d = { .exit_code = EXIT_OK };
 	struct virtiofsd_caps caps;
 	const char *reason;
 	int accel, c, r;
@@ -276,13 +288,11 @@ int cmd_daemon(int argc, char **argv, const char *config)
 	r = take_daemon_lock(d.host, &lock);
 	if (r == -EBUSY) {
 		log_error("another vmd daemon already runs for %s", d.host->run_dir);
-		r = EXIT_RUNTIME;
-		goto out;
+		return EXIT_RUNTIME;
 	}
 	if (r < 0) {
 		log_error_errno(r, "locking %s/vmd.lock: %m", d.host->run_dir);
-		r = EXIT_RUNTIME;
-		goto out;
+		return EXIT_RUNTIME;
 	}
 	r = accel_resolve(d.host->accel, "/", &accel, &reason);
 	if (r == 0)
@@ -293,32 +303,27 @@ int cmd_daemon(int argc, char **argv, const char *config)
 		log_error_errno(r, "virtiofsd binary %s: %m", d.host->virtiofsd);
 	if (r == 0 && (r = virtiofsd_probe(virtiofsd, d.host->virtiofsd_style, &caps)) < 0)
 		log_error_errno(r, "cannot tell which virtiofsd %s is (set \"virtiofsd_style\"): %m", virtiofsd);
-	if (r < 0) {
-		r = EXIT_RUNTIME;
-		goto out;
-	}
+	if (r < 0)
+		return EXIT_RUNTIME;
 
 	r = loop_new(&d.loop);
 	if (r == 0)
-		r = loop_add_signals(d.loop, signals, ELEMENTSOF(signals), on_signal, &d, &sigs);
+		r = loop_add_signals(d.loop, signals, ELEMENTSOF(signals), on_signal, &d, &d.sigs);
 	if (r < 0) {
 		log_error_errno(r, "setting up: %m");
-		r = EXIT_RUNTIME;
-		goto out;
+		return EXIT_RUNTIME;
 	}
 	/* Bridges and hubs before any VM; a failure undoes itself. */
 	r = hostnet_up(d.loop, d.host, true, &d.net);
 	if (r < 0) {
 		log_error_errno(r, "setting up the host networks: %m");
-		r = EXIT_RUNTIME;
-		goto out;
+		return EXIT_RUNTIME;
 	}
 	/* libvirt's event loop runs in ours; connections open as needed. */
 	r = lv_new(d.loop, &d.lv);
 	if (r < 0) {
 		log_error_errno(r, "setting up libvirt: %m");
-		r = EXIT_RUNTIME;
-		goto out;
+		return EXIT_RUNTIME;
 	}
 	struct vm_options opts = {
 		.accel = accel,
@@ -332,15 +337,13 @@ int cmd_daemon(int argc, char **argv, const char *config)
 	r = manager_new(d.loop, d.host, &opts, &d.manager);
 	if (r < 0) {
 		log_error_errno(r, "setting up: %m");
-		r = EXIT_RUNTIME;
-		goto out;
+		return EXIT_RUNTIME;
 	}
 	/* The socket before any VM: failing here leaves nothing running. */
 	r = control_new(d.loop, d.manager, d.host, reload, &d, &d.control);
 	if (r < 0) {
 		log_error_errno(r, "control socket %s/vmd.sock: %m", d.host->run_dir);
-		r = EXIT_RUNTIME;
-		goto out;
+		return EXIT_RUNTIME;
 	}
 	control_set_shutdown(d.control, on_shutdown_request, &d);
 	/* VMs a previous daemon left running first, then the configuration
@@ -353,15 +356,5 @@ int cmd_daemon(int argc, char **argv, const char *config)
 	/* Every autostart VM has been launched (not necessarily ready). */
 	notify("READY=1");
 	log_info("ready; control socket %s", control_path(d.control));
-	r = loop_run(d.loop);
-out:
-	control_free(d.control);
-	manager_free(d.manager);
-	lv_free(d.lv);
-	/* Only when the loop never ran a shutdown: a failed start. */
-	hostnet_down(d.net, false);
-	loop_source_freep(&sigs);
-	loop_free(d.loop);
-	host_config_free(d.host);
-	return r;
+	return loop_run(d.loop);
 }

@@ -24,7 +24,18 @@ struct run {
 	bool signal_after_cmd;
 	struct hostnet *net;
 	struct lv *lv;
+	struct loop_source *sigs;
 };
+
+/* Everything the run created goes, VM first. */
+static void run_done(struct run *run)
+{
+	vm_free(run->vm);
+	lv_free(run->lv);
+	hostnet_down(run->net, false);
+	loop_source_freep(&run->sigs);
+	loop_free(run->loop);
+}
 
 static void on_ready(struct vm *vm, void *userdata);
 static void on_exited(struct vm *vm, enum vm_exit_reason reason, const char *detail, void *userdata);
@@ -198,12 +209,11 @@ int cmd_run(int argc, char **argv, const char *config)
 		{}
 	};
 	_cleanup_host_config_ struct host_config *host = NULL;
-	struct schema_errors errors = {};
-	struct vm_def *def = NULL;
+	_cleanup_(schema_errors_clear) struct schema_errors errors = {};
+	_cleanup_def_ struct vm_def *def = NULL;
 	struct virtiofsd_caps caps;
-	struct loop_source *sigs = NULL;
 	_cleanup_free_ char *qemu = NULL, *virtiofsd = NULL;
-	struct run run = { .exit_code = -1 };
+	_cleanup_(run_done) struct run run = { .exit_code = -1 };
 	const char *accel_arg = NULL, *reason;
 	int accel = -1, c, r;
 	bool quiet = false;
@@ -286,56 +296,54 @@ int cmd_run(int argc, char **argv, const char *config)
 	}
 	if (errors.n > 0) {
 		cli_print_errors(argv[optind], &errors);
-		schema_errors_clear(&errors);
-		def_free(def);
 		return EXIT_BAD_INPUT;
 	}
 
 	r = accel_resolve(accel >= 0 ? accel : host->accel, "/", &accel, &reason);
 	if (r < 0) {
 		log_error_errno(r, "choosing the accelerator: %m");
-		goto runtime_fail;
+		return EXIT_RUNTIME;
 	}
 	log_debug("accelerator: %s (%s)", accel_names[accel], reason);
 
 	r = find_executable(host->qemu, &qemu);
 	if (r < 0) {
 		log_error_errno(r, "%s: QEMU binary %s: %m", def->name, host->qemu);
-		goto runtime_fail;
+		return EXIT_RUNTIME;
 	}
 	r = find_executable(host->virtiofsd, &virtiofsd);
 	if (r < 0) {
 		log_error_errno(r, "%s: virtiofsd binary %s: %m", def->name, host->virtiofsd);
-		goto runtime_fail;
+		return EXIT_RUNTIME;
 	}
 	r = virtiofsd_probe(virtiofsd, host->virtiofsd_style, &caps);
 	if (r < 0) {
 		log_error_errno(r, "%s: cannot tell which virtiofsd %s is (set \"virtiofsd_style\"): %m",
 				def->name, virtiofsd);
-		goto runtime_fail;
+		return EXIT_RUNTIME;
 	}
 
 	static const int signals[] = { SIGINT, SIGTERM, SIGHUP };
 	r = loop_new(&run.loop);
 	if (r == 0)
-		r = loop_add_signals(run.loop, signals, ELEMENTSOF(signals), on_signal, &run, &sigs);
+		r = loop_add_signals(run.loop, signals, ELEMENTSOF(signals), on_signal, &run, &run.sigs);
 	if (r < 0) {
 		log_error_errno(r, "setting up the event loop: %m");
-		goto runtime_fail;
+		return EXIT_RUNTIME;
 	}
 
 	/* The bridges (created if missing, and then deleted again). */
 	if (def->network) {
 		r = hostnet_up(run.loop, host, false, &run.net);
 		if (r < 0)
-			goto runtime_fail;
+			return EXIT_RUNTIME;
 	}
 
 	if (def_driver(def, host->driver) == DRIVER_LIBVIRT) {
 		r = lv_new(run.loop, &run.lv);
 		if (r < 0) {
 			log_error_errno(r, "setting up libvirt: %m");
-			goto runtime_fail;
+			return EXIT_RUNTIME;
 		}
 	}
 
@@ -354,25 +362,12 @@ int cmd_run(int argc, char **argv, const char *config)
 	r = vm_new(run.loop, host, &opts, TAKE_PTR(def), &run_callbacks, &run, &run.vm);
 	if (r < 0) {
 		log_error_errno(r, "%m");
-		goto runtime_fail;
+		return EXIT_RUNTIME;
 	}
 	r = vm_start(run.vm);
-	if (r < 0) {
-		run.exit_code = EXIT_RUNTIME;
-		goto out;
-	}
+	if (r < 0)
+		return EXIT_RUNTIME;
 	run.exit_code = -1;
 	loop_run(run.loop);
-out:
-	vm_free(run.vm);
-	lv_free(run.lv);
-	hostnet_down(run.net, false);
-	loop_source_freep(&sigs);
-	loop_free(run.loop);
 	return run.exit_code < 0 ? EXIT_RUNTIME : run.exit_code;
-
-runtime_fail:
-	def_free(def);
-	run.exit_code = EXIT_RUNTIME;
-	goto out;
 }

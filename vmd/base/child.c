@@ -48,8 +48,9 @@ int proc_id_get(pid_t pid, struct proc_id *ret)
 
 int proc_id_open(const struct proc_id *id, int *ret_pidfd)
 {
+	_cleanup_close_ int fd = -EBADF;
 	struct proc_id now;
-	int fd, r;
+	int r;
 
 	if (id->pid <= 1)
 		return -ESRCH;
@@ -59,11 +60,11 @@ int proc_id_open(const struct proc_id *id, int *ret_pidfd)
 	/* Checked after the pidfd exists: if the pid was reused before, the
 	 * start time differs; after, the pidfd still names the right one. */
 	r = proc_id_get(id->pid, &now);
-	if (r < 0 || now.start_time != id->start_time) {
-		safe_close(fd);
-		return r < 0 ? r : -ESRCH;
-	}
-	*ret_pidfd = fd;
+	if (r < 0)
+		return r;
+	if (now.start_time != id->start_time)
+		return -ESRCH;
+	*ret_pidfd = TAKE_FD(fd);
 	return 0;
 }
 

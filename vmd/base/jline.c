@@ -172,15 +172,14 @@ static void on_io(struct loop_source *s, int fd, uint32_t revents, void *userdat
 int jline_new(struct loop *l, int fd, size_t max_line, jline_msg_cb on_msg, jline_close_cb on_close,
 	      void *userdata, struct jline **ret)
 {
-	struct jline *c = calloc(1, sizeof(*c));
+	_cleanup_close_ int owned = fd; /* ours, even if this fails */
+	_cleanup_(jline_freep) struct jline *c = calloc(1, sizeof(*c));
 	int r;
 
-	if (!c) {
-		safe_close(fd);
+	if (!c)
 		return -ENOMEM;
-	}
 	c->loop = l;
-	c->fd = fd;
+	c->fd = TAKE_FD(owned);
 	c->max_line = max_line;
 	c->on_msg = on_msg;
 	c->on_close = on_close;
@@ -189,12 +188,9 @@ int jline_new(struct loop *l, int fd, size_t max_line, jline_msg_cb on_msg, jlin
 	r = fd_nonblock(fd, true);
 	if (r == 0)
 		r = loop_add_io(l, fd, EPOLLIN | EPOLLRDHUP, on_io, c, &c->io);
-	if (r < 0) {
-		safe_close(fd);
-		free(c);
+	if (r < 0)
 		return r;
-	}
-	*ret = c;
+	*ret = TAKE_PTR(c);
 	return 0;
 }
 

@@ -26,6 +26,12 @@ typedef void (*jline_error_cb)(struct jline *c, int error, void *userdata);
 int jline_new(struct loop *l, int fd, size_t max_line, jline_msg_cb on_msg, jline_close_cb on_close,
 	      void *userdata, struct jline **ret);
 void jline_free(struct jline *c);
+static inline void jline_freep(struct jline **c)
+{
+	if (*c)
+		jline_free(*c);
+	*c = NULL;
+}
 /* What is still queued goes out now, as far as the socket takes it without
  * blocking; no callback runs. For a last reply before the process exits. */
 void jline_flush_final(struct jline *c);

@@ -44,7 +44,7 @@ struct loop {
 
 int loop_new(struct loop **ret)
 {
-	struct loop *l = calloc(1, sizeof(*l));
+	_cleanup_(loop_freep) struct loop *l = calloc(1, sizeof(*l));
 	struct epoll_event ev = { .events = EPOLLIN };
 
 	if (!l)
@@ -52,20 +52,14 @@ int loop_new(struct loop **ret)
 	l->epfd = epoll_create1(EPOLL_CLOEXEC);
 	l->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	if (l->epfd < 0 || l->timerfd < 0)
-		goto fail;
+		return -errno;
 	l->timer_anchor.loop = l;
 	l->timer_anchor.fd = l->timerfd;
 	ev.data.ptr = &l->timer_anchor;
 	if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->timerfd, &ev) < 0)
-		goto fail;
-	*ret = l;
+		return -errno;
+	*ret = TAKE_PTR(l);
 	return 0;
-fail:;
-	int r = -errno;
-	safe_close(l->epfd);
-	safe_close(l->timerfd);
-	free(l);
-	return r;
 }
 
 static void reap_dead(struct loop *l)
@@ -122,18 +116,16 @@ static void source_unregister(struct loop_source *s)
 int loop_add_io(struct loop *l, int fd, uint32_t events, loop_io_cb cb, void *userdata,
 		struct loop_source **ret)
 {
-	struct loop_source *s = source_new(l, SOURCE_IO, userdata);
+	_cleanup_free_ struct loop_source *s = source_new(l, SOURCE_IO, userdata);
 	int r;
 
 	if (!s)
 		return -ENOMEM;
 	s->cb.io = cb;
 	r = source_register(s, fd, events);
-	if (r < 0) {
-		free(s);
+	if (r < 0)
 		return r;
-	}
-	*ret = s;
+	*ret = TAKE_PTR(s);
 	return 0;
 }
 
@@ -192,26 +184,25 @@ int loop_timer_set(struct loop_source *s, usec_t when)
 int loop_add_child(struct loop *l, int pidfd, loop_child_cb cb, void *userdata,
 		   struct loop_source **ret)
 {
-	struct loop_source *s = source_new(l, SOURCE_CHILD, userdata);
+	_cleanup_free_ struct loop_source *s = source_new(l, SOURCE_CHILD, userdata);
 	int r;
 
 	if (!s)
 		return -ENOMEM;
 	s->cb.child = cb;
 	r = source_register(s, pidfd, EPOLLIN);
-	if (r < 0) {
-		free(s);
+	if (r < 0)
 		return r;
-	}
-	*ret = s;
+	*ret = TAKE_PTR(s);
 	return 0;
 }
 
 int loop_add_signals(struct loop *l, const int *sigs, size_t n, loop_signal_cb cb, void *userdata,
 		     struct loop_source **ret)
 {
-	struct loop_source *s = source_new(l, SOURCE_SIGNAL, userdata);
-	int fd, r;
+	_cleanup_free_ struct loop_source *s = source_new(l, SOURCE_SIGNAL, userdata);
+	_cleanup_close_ int fd = -EBADF;
+	int r;
 
 	if (!s)
 		return -ENOMEM;
@@ -219,19 +210,16 @@ int loop_add_signals(struct loop *l, const int *sigs, size_t n, loop_signal_cb c
 	sigemptyset(&s->mask);
 	for (size_t i = 0; i < n; i++)
 		sigaddset(&s->mask, sigs[i]);
-	if (sigprocmask(SIG_BLOCK, &s->mask, NULL) < 0 ||
-	    (fd = signalfd(-1, &s->mask, SFD_CLOEXEC | SFD_NONBLOCK)) < 0) {
-		r = -errno;
-		free(s);
-		return r;
-	}
+	if (sigprocmask(SIG_BLOCK, &s->mask, NULL) < 0)
+		return -errno;
+	fd = signalfd(-1, &s->mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (fd < 0)
+		return -errno;
 	r = source_register(s, fd, EPOLLIN);
-	if (r < 0) {
-		safe_close(fd);
-		free(s);
+	if (r < 0)
 		return r;
-	}
-	*ret = s;
+	s->fd = TAKE_FD(fd);
+	*ret = TAKE_PTR(s);
 	return 0;
 }
 

@@ -23,6 +23,12 @@ typedef void (*loop_signal_cb)(struct loop_source *s, const struct signalfd_sigi
 
 int loop_new(struct loop **ret);
 void loop_free(struct loop *l);
+static inline void loop_freep(struct loop **l)
+{
+	if (*l)
+		loop_free(*l);
+	*l = NULL;
+}
 
 int loop_add_io(struct loop *l, int fd, uint32_t events, loop_io_cb cb, void *userdata,
 		struct loop_source **ret);

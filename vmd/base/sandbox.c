@@ -68,12 +68,19 @@ const char *const *sandbox_blocked(enum sandbox_profile profile, size_t *n)
 	return names[profile];
 }
 
+static void seccomp_releasep(scmp_filter_ctx *ctx)
+{
+	if (*ctx)
+		seccomp_release(*ctx);
+	*ctx = NULL;
+}
+
 static int build(enum sandbox_profile p, struct sock_fprog *out)
 {
-	scmp_filter_ctx ctx;
+	_cleanup_(seccomp_releasep) scmp_filter_ctx ctx = NULL;
 	_cleanup_close_ int fd = -EBADF;
+	_cleanup_free_ void *buf = NULL;
 	struct stat st;
-	void *buf = NULL;
 	int r;
 
 	r = collect(p);
@@ -86,7 +93,7 @@ static int build(enum sandbox_profile p, struct sock_fprog *out)
 	 * bad-arch action, which kills the process. */
 	r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
 	if (r < 0)
-		goto out;
+		return r;
 	/* unshare() and setns() alone do not stop a process from entering new
 	 * namespaces: clone() takes the same flags, one rule per flag. clone3()
 	 * hides its flags in memory a filter cannot read, so it answers ENOSYS
@@ -99,11 +106,11 @@ static int build(enum sandbox_profile p, struct sock_fprog *out)
 			r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
 					     SCMP_A0(SCMP_CMP_MASKED_EQ, ns_flags[i], ns_flags[i]));
 			if (r < 0)
-				goto out;
+				return r;
 		}
 		r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
 		if (r < 0)
-			goto out;
+			return r;
 	}
 	for (size_t i = 0; i < n_names[p]; i++) {
 		int nr = seccomp_syscall_resolve_name(names[p][i]);
@@ -114,37 +121,25 @@ static int build(enum sandbox_profile p, struct sock_fprog *out)
 			continue;
 		r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
 		if (r < 0)
-			goto out;
+			return r;
 	}
 	/* libseccomp 2.5 can only export to an fd. */
 	fd = memfd_create("vmd-seccomp", MFD_CLOEXEC);
-	if (fd < 0) {
-		r = -errno;
-		goto out;
-	}
+	if (fd < 0)
+		return -errno;
 	r = seccomp_export_bpf(ctx, fd);
 	if (r < 0)
-		goto out;
-	if (fstat(fd, &st) < 0 || st.st_size <= 0 || st.st_size % sizeof(struct sock_filter) != 0) {
-		r = -EIO;
-		goto out;
-	}
+		return r;
+	if (fstat(fd, &st) < 0 || st.st_size <= 0 || st.st_size % sizeof(struct sock_filter) != 0)
+		return -EIO;
 	buf = malloc((size_t)st.st_size);
-	if (!buf) {
-		r = -ENOMEM;
-		goto out;
-	}
-	if (pread(fd, buf, (size_t)st.st_size, 0) != st.st_size) {
-		free(buf);
-		r = -EIO;
-		goto out;
-	}
-	out->filter = buf;
+	if (!buf)
+		return -ENOMEM;
+	if (pread(fd, buf, (size_t)st.st_size, 0) != st.st_size)
+		return -EIO;
+	out->filter = TAKE_PTR(buf);
 	out->len = (unsigned short)(st.st_size / sizeof(struct sock_filter));
-	r = 0;
-out:
-	seccomp_release(ctx);
-	return r;
+	return 0;
 }
 
 int sandbox_filter(enum sandbox_profile profile, const struct sock_fprog **ret)

@@ -266,6 +266,11 @@ struct prev_state {
 	json_t *j;
 };
 
+static void prev_state_done(struct prev_state *p)
+{
+	json_decrefp(&p->j);
+}
+
 static bool prev_created(const struct prev_state *p, const char *name)
 {
 	json_t *a = p->j ? json_object_get(p->j, "created") : NULL, *v;
@@ -379,14 +384,10 @@ static void hub_down(struct hub *h, bool keep)
 static int save_state(struct hostnet *n)
 {
 	_cleanup_free_ char *path = state_path(n->host), *text = NULL;
-	json_t *j = json_object(), *created = json_array(), *hubs = json_object();
+	_cleanup_(json_decrefp) json_t *j = json_object(), *created = json_array(), *hubs = json_object();
 
-	if (!path || !j || !created || !hubs) {
-		json_decref(j);
-		json_decref(created);
-		json_decref(hubs);
+	if (!path || !j || !created || !hubs)
 		return -ENOMEM;
-	}
 	for (size_t i = 0; n->created && n->created[i]; i++)
 		json_array_append_new(created, json_string(n->created[i]));
 	for (size_t i = 0; i < n->n_hubs; i++) {
@@ -399,10 +400,9 @@ static int save_state(struct hostnet *n)
 					    json_pack("{sI sI}", "pid", (json_int_t)id.pid, "start_time",
 						      (json_int_t)id.start_time));
 	}
-	json_object_set_new(j, "created", created);
-	json_object_set_new(j, "hubs", hubs);
+	json_object_set_new(j, "created", TAKE_PTR(created));
+	json_object_set_new(j, "hubs", TAKE_PTR(hubs));
 	text = json_dumps(j, JSON_SORT_KEYS);
-	json_decref(j);
 	return text ? write_file(path, text, 0644, 0) : -ENOMEM;
 }
 
@@ -450,11 +450,18 @@ void hostnet_down(struct hostnet *n, bool keep)
 	free(n);
 }
 
+/* A start that fails undoes what it did. */
+static void hostnet_downp(struct hostnet **n)
+{
+	hostnet_down(*n, false);
+	*n = NULL;
+}
+
 int hostnet_up(struct loop *l, const struct host_config *host, bool daemon, struct hostnet **ret)
 {
+	_cleanup_(hostnet_downp) struct hostnet *n = NULL;
 	_cleanup_free_ char *path = NULL;
-	struct prev_state prev = {};
-	struct hostnet *n;
+	_cleanup_(prev_state_done) struct prev_state prev = {};
 	int r = 0;
 
 	n = calloc(1, sizeof(*n));
@@ -462,29 +469,25 @@ int hostnet_up(struct loop *l, const struct host_config *host, bool daemon, stru
 		return -ENOMEM;
 	n->loop = l;
 	n->host = host;
-	n->daemon = daemon;
 	n->hubs = calloc(host->n_networks + 1, sizeof(*n->hubs));
-	if (!n->hubs) {
-		free(n);
+	if (!n->hubs)
 		return -ENOMEM;
-	}
+	/* Set after the allocation: running out of memory there leaves
+	 * net.json alone, which hostnet_down() of a daemon's hostnet removes. */
+	n->daemon = daemon;
 	if (host->n_networks == 0) {
-		*ret = n;
+		*ret = TAKE_PTR(n);
 		return 0;
 	}
 	r = netlink_open(&n->sk);
-	if (r < 0) {
-		log_error_errno(r, "opening rtnetlink: %m");
-		goto fail;
-	}
+	if (r < 0)
+		return log_error_errno(r, "opening rtnetlink: %m");
 	if (daemon) {
 		path = state_path(host);
 		if (path)
 			prev.j = json_load_file(path, 0, NULL);
-		if (prev.j && !json_is_object(prev.j)) {
-			json_decref(prev.j);
-			prev.j = NULL;
-		}
+		if (prev.j && !json_is_object(prev.j))
+			json_decrefp(&prev.j);
 	}
 	for (size_t i = 0; i < host->n_networks; i++) {
 		const struct host_network *c = &host->networks[i];
@@ -497,11 +500,11 @@ int hostnet_up(struct loop *l, const struct host_config *host, bool daemon, stru
 			log_error_errno(r, "network %s: setting up the bridge%s%s: %m%s", c->name, c->address ? " with " : "",
 					c->address ? c->address : "",
 					r == -EEXIST ? " (a link of another kind has that name)" : "");
-			goto fail;
+			return r;
 		}
 		log_info("network %s: bridge %s", c->name, created ? "created" : "adopted");
 		if ((created || prev_created(&prev, c->name)) && (r = strv_extend(&n->created, c->name)) < 0)
-			goto fail;
+			return r;
 	}
 	for (size_t i = 0; daemon && i < host->n_networks; i++) {
 		struct hub *h = &n->hubs[n->n_hubs];
@@ -511,25 +514,18 @@ int hostnet_up(struct loop *l, const struct host_config *host, bool daemon, stru
 		*h = (struct hub){ .net = n, .cfg = &host->networks[i] };
 		n->n_hubs++;
 		r = child_init(&h->proc, "wireguard-go");
-		if (r < 0) {
-			log_error_errno(r, "network %s: %m", h->cfg->name);
-			goto fail;
-		}
+		if (r < 0)
+			return log_error_errno(r, "network %s: %m", h->cfg->name);
 		r = hub_up(h, &prev);
 		if (r < 0)
-			goto fail;
+			return r;
 	}
-	json_decref(prev.j);
 	/* Kept current from now on, so that a daemon that crashed is
 	 * succeeded by one that adopts its hubs and knows its bridges. */
 	if (daemon)
 		save_state_or_warn(n);
-	*ret = n;
+	*ret = TAKE_PTR(n);
 	return 0;
-fail:
-	json_decref(prev.j);
-	hostnet_down(n, false);
-	return r < 0 ? r : -EIO;
 }
 
 int hostnet_tap(struct hostnet *n, const struct vm_def *def, unsigned queues, int *fds)

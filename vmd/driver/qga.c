@@ -70,18 +70,14 @@ static int call_cmd(struct qga *g, json_t *m)
 	return loop_timer_set(g->reply_timer, now_usec());
 }
 
+/* Takes args, also on failure. */
 static int send_cmd(struct qga *g, const char *cmd, json_t *args)
 {
-	json_t *m = json_pack("{s:s}", "execute", cmd);
-	int r;
+	_cleanup_(json_decrefp) json_t *owned = args, *m = json_pack("{s:s}", "execute", cmd);
 
-	if (!m || (args && json_object_set_new(m, "arguments", args) < 0)) {
-		json_decref(m);
+	if (!m || (args && json_object_set_new(m, "arguments", TAKE_PTR(owned)) < 0))
 		return -ENOMEM;
-	}
-	r = g->call ? call_cmd(g, m) : jline_send(g->ch, m);
-	json_decref(m);
-	return r;
+	return g->call ? call_cmd(g, m) : jline_send(g->ch, m);
 }
 
 static int send_sync(struct qga *g)
@@ -153,7 +149,7 @@ static void on_msg(struct jline *c, json_t *msg, void *userdata)
 	case QGA_IDLE:
 		return;
 	case QGA_SYNC: {
-		json_t *args, *a;
+		_cleanup_(json_decrefp) json_t *args = NULL, *a = NULL;
 
 		/* Anything but the answer to the current sync is stale. */
 		if (g->call ? !ret : !json_is_integer(ret) || json_integer_value(ret) != g->sync_id)
@@ -161,16 +157,12 @@ static void on_msg(struct jline *c, json_t *msg, void *userdata)
 		args = json_pack("{s:s, s:b}", "path", g->argv[0], "capture-output", 1);
 		a = json_array();
 		for (size_t i = 1; args && a && g->argv[i]; i++)
-			if (json_array_append_new(a, json_string(g->argv[i])) < 0) {
-				json_decref(a);
-				a = NULL;
-			}
-		if (!args || !a || json_object_set_new(args, "arg", a) < 0) {
-			json_decref(args);
+			if (json_array_append_new(a, json_string(g->argv[i])) < 0)
+				json_decrefp(&a);
+		if (!args || !a || json_object_set_new(args, "arg", TAKE_PTR(a)) < 0)
 			return fail(g, -ENOMEM, NULL);
-		}
 		g->state = QGA_EXEC;
-		if (send_cmd(g, "guest-exec", args) < 0)
+		if (send_cmd(g, "guest-exec", TAKE_PTR(args)) < 0)
 			return fail(g, -ECONNRESET, NULL);
 		return;
 	}
@@ -249,7 +241,7 @@ static void on_reply(struct loop_source *s, void *userdata)
 
 int qga_new_call(struct loop *l, qga_call_fn call, void *call_userdata, struct qga **ret)
 {
-	struct qga *g = calloc(1, sizeof(*g));
+	_cleanup_(qga_freep) struct qga *g = calloc(1, sizeof(*g));
 	int r;
 
 	if (!g)
@@ -260,34 +252,28 @@ int qga_new_call(struct loop *l, qga_call_fn call, void *call_userdata, struct q
 	r = loop_add_timer(l, 0, on_timer, g, &g->timer);
 	if (r == 0)
 		r = loop_add_timer(l, 0, on_reply, g, &g->reply_timer);
-	if (r < 0) {
-		qga_free(g);
+	if (r < 0)
 		return r;
-	}
-	*ret = g;
+	*ret = TAKE_PTR(g);
 	return 0;
 }
 
 int qga_new(struct loop *l, int fd, struct qga **ret)
 {
-	struct qga *g = calloc(1, sizeof(*g));
+	_cleanup_close_ int owned = fd; /* ours, even if this fails */
+	_cleanup_(qga_freep) struct qga *g = calloc(1, sizeof(*g));
 	int r;
 
-	if (!g) {
-		safe_close(fd);
+	if (!g)
 		return -ENOMEM;
-	}
 	g->loop = l;
 	/* guest-exec-status carries up to 16 MiB of output per stream, base64. */
-	r = jline_new(l, fd, 64 * 1024 * 1024, on_msg, on_close, g, &g->ch);
+	r = jline_new(l, TAKE_FD(owned), 64 * 1024 * 1024, on_msg, on_close, g, &g->ch);
 	if (r == 0)
 		r = loop_add_timer(l, 0, on_timer, g, &g->timer);
-	if (r < 0) {
-		jline_free(g->ch);
-		free(g);
+	if (r < 0)
 		return r;
-	}
-	*ret = g;
+	*ret = TAKE_PTR(g);
 	return 0;
 }
 

@@ -69,33 +69,31 @@ static void on_caps(struct qmp *q, json_t *ret, int error, const char *desc, voi
 	send_queued(q);
 }
 
+/* Takes args, also on failure. */
 static int enqueue(struct qmp *q, const char *cmd, json_t *args, qmp_reply_cb cb, void *userdata,
 		   bool front)
 {
-	struct pending *p = calloc(1, sizeof(*p));
+	_cleanup_(json_decrefp) json_t *owned = args, *msg = NULL;
+	_cleanup_free_ struct pending *p = calloc(1, sizeof(*p));
 
-	if (!p) {
-		json_decref(args);
+	if (!p)
 		return -ENOMEM;
-	}
 	p->id = ++q->next_id;
-	p->msg = json_pack("{s:s, s:I}", "execute", cmd, "id", p->id);
-	if (!p->msg || (args && json_object_set_new(p->msg, "arguments", args) < 0)) {
-		json_decref(p->msg);
-		free(p);
+	msg = json_pack("{s:s, s:I}", "execute", cmd, "id", p->id);
+	if (!msg || (args && json_object_set_new(msg, "arguments", TAKE_PTR(owned)) < 0))
 		return -ENOMEM;
-	}
+	p->msg = TAKE_PTR(msg);
 	p->cb = cb;
 	p->userdata = userdata;
 	if (front) {
 		p->next = q->pending;
-		q->pending = p;
+		q->pending = TAKE_PTR(p);
 	} else {
 		struct pending **t = &q->pending;
 
 		while (*t)
 			t = &(*t)->next;
-		*t = p;
+		*t = TAKE_PTR(p);
 	}
 	return 0;
 }
@@ -177,22 +175,19 @@ static void on_close(struct jline *c, int error, void *userdata)
 int qmp_new(struct loop *l, int fd, qmp_event_cb on_event, qmp_close_cb on_close_cb, void *userdata,
 	    struct qmp **ret)
 {
-	struct qmp *q = calloc(1, sizeof(*q));
+	_cleanup_close_ int owned = fd; /* ours, even if this fails */
+	_cleanup_(qmp_freep) struct qmp *q = calloc(1, sizeof(*q));
 	int r;
 
-	if (!q) {
-		safe_close(fd);
+	if (!q)
 		return -ENOMEM;
-	}
 	q->on_event = on_event;
 	q->on_close = on_close_cb;
 	q->userdata = userdata;
-	r = jline_new(l, fd, 1024 * 1024, on_msg, on_close, q, &q->ch);
-	if (r < 0) {
-		free(q);
+	r = jline_new(l, TAKE_FD(owned), 1024 * 1024, on_msg, on_close, q, &q->ch);
+	if (r < 0)
 		return r;
-	}
-	*ret = q;
+	*ret = TAKE_PTR(q);
 	return 0;
 }
 

@@ -458,12 +458,12 @@ void schema_free(const struct schema_field *table, void *obj)
 
 json_t *schema_to_json(const struct schema_field *table, const void *obj)
 {
-	json_t *o = json_object();
+	_cleanup_(json_decrefp) json_t *o = json_object();
 
 	if (!o)
 		return NULL;
 	for (const struct schema_field *f = table; f->key; f++) {
-		json_t *v = NULL;
+		_cleanup_(json_decrefp) json_t *v = NULL;
 
 		switch (f->type) {
 		case SCHEMA_STRING: {
@@ -491,7 +491,7 @@ json_t *schema_to_json(const struct schema_field *table, const void *obj)
 			v = json_array();
 			for (size_t i = 0; v && l && l[i]; i++)
 				if (json_array_append_new(v, json_string(l[i])) < 0)
-					goto fail;
+					return NULL;
 			break;
 		}
 		case SCHEMA_ARRAY: {
@@ -502,10 +502,8 @@ json_t *schema_to_json(const struct schema_field *table, const void *obj)
 			for (size_t i = 0; v && i < count; i++) {
 				json_t *e = schema_to_json(f->sub, items + i * f->item_size);
 
-				if (!e || json_array_append_new(v, e) < 0) {
-					json_decref(v);
-					goto fail;
-				}
+				if (!e || json_array_append_new(v, e) < 0)
+					return NULL;
 			}
 			break;
 		}
@@ -518,10 +516,8 @@ json_t *schema_to_json(const struct schema_field *table, const void *obj)
 				const char *item = items + i * f->item_size;
 				json_t *e = schema_to_json(f->sub, item);
 
-				if (!e || json_object_set_new(v, *(char *const *)(item + f->map_key_offset), e) < 0) {
-					json_decref(v);
-					goto fail;
-				}
+				if (!e || json_object_set_new(v, *(char *const *)(item + f->map_key_offset), e) < 0)
+					return NULL;
 			}
 			break;
 		}
@@ -534,13 +530,10 @@ json_t *schema_to_json(const struct schema_field *table, const void *obj)
 			break;
 		}
 		}
-		if (!v || json_object_set_new(o, f->key, v) < 0)
-			goto fail;
+		if (!v || json_object_set_new(o, f->key, TAKE_PTR(v)) < 0)
+			return NULL;
 	}
-	return o;
-fail:
-	json_decref(o);
-	return NULL;
+	return TAKE_PTR(o);
 }
 
 bool schema_equal(const struct schema_field *table, const void *a, const void *b)
@@ -824,16 +817,13 @@ static int describe_field(const struct schema_field *f, json_t *o)
 
 json_t *schema_describe(const struct schema_field *table)
 {
-	json_t *o = json_object();
+	_cleanup_(json_decrefp) json_t *o = json_object();
 
 	for (const struct schema_field *f = table; o && f->key; f++) {
-		json_t *d = json_object();
+		_cleanup_(json_decrefp) json_t *d = json_object();
 
-		if (!d || describe_field(f, d) < 0 || json_object_set_new(o, f->key, d) < 0) {
-			json_decref(d);
-			json_decref(o);
+		if (!d || describe_field(f, d) < 0 || json_object_set_new(o, f->key, TAKE_PTR(d)) < 0)
 			return NULL;
-		}
 	}
-	return o;
+	return TAKE_PTR(o);
 }

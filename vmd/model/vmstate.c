@@ -18,8 +18,8 @@ static json_t *proc_json(const struct proc_id *id)
 
 char *vmstate_format(const struct vmstate *s)
 {
-	json_t *j, *shares;
-	char *text;
+	_cleanup_(json_decrefp) json_t *j = NULL;
+	json_t *shares;
 
 	shares = json_array();
 	for (size_t i = 0; shares && i < s->n_shares; i++)
@@ -27,19 +27,13 @@ char *vmstate_format(const struct vmstate *s)
 	j = json_pack("{s:i, s:o, s:o, s:I, s:I, s:b, s:i}", "version", 1, "definition", def_to_json(s->def),
 		      "shares", shares, "started_at", (json_int_t)s->started_at, "boot_usec",
 		      (json_int_t)s->boot_usec, "ready", s->ready, "restarts", (int)s->restarts);
-	if (j && s->qemu.pid > 0 && json_object_set_new(j, "qemu", proc_json(&s->qemu)) < 0) {
-		json_decref(j);
-		j = NULL;
-	}
-	if (j && s->instance && json_object_set_new(j, "instance", json_string(s->instance)) < 0) {
-		json_decref(j);
-		j = NULL;
-	}
 	if (!j)
 		return NULL;
-	text = json_dumps(j, JSON_COMPACT);
-	json_decref(j);
-	return text;
+	if (s->qemu.pid > 0 && json_object_set_new(j, "qemu", proc_json(&s->qemu)) < 0)
+		return NULL;
+	if (s->instance && json_object_set_new(j, "instance", json_string(s->instance)) < 0)
+		return NULL;
+	return json_dumps(j, JSON_COMPACT);
 }
 
 int vmstate_write(const char *dir, const struct vmstate *s)
@@ -68,51 +62,43 @@ static int proc_from_json(json_t *j, struct proc_id *ret)
 
 int vmstate_parse(const char *buf, size_t len, struct vmstate *ret)
 {
-	struct vmstate s = {};
-	struct schema_errors errors = {};
-	json_t *j, *shares, *v, *q, *inst;
+	_cleanup_(json_decrefp) json_t *j = NULL;
+	_cleanup_(vmstate_clear) struct vmstate s = {};
+	_cleanup_(schema_errors_clear) struct schema_errors errors = {};
+	json_t *shares, *v, *q, *inst;
 	size_t i;
-	int r;
 
 	j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
 	if (!j)
 		return -EINVAL;
-	r = -EINVAL;
 	if (!json_is_object(j) || json_integer_value(json_object_get(j, "version")) != 1)
-		goto out;
+		return -EINVAL;
 	if (def_parse(json_object_get(j, "definition"), &s.def, &errors) < 0)
-		goto out;
+		return -EINVAL;
 	/* Absent for a libvirt domain: libvirt runs its QEMU. */
 	q = json_object_get(j, "qemu");
 	if (q && proc_from_json(q, &s.qemu) < 0)
-		goto out;
+		return -EINVAL;
 	inst = json_object_get(j, "instance");
 	if (inst && (!json_is_string(inst) || !(s.instance = strdup(json_string_value(inst)))))
-		goto out;
+		return -EINVAL;
 	shares = json_object_get(j, "shares");
 	if (!json_is_array(shares) || json_array_size(shares) > 128)
-		goto out;
+		return -EINVAL;
 	s.n_shares = json_array_size(shares);
 	s.shares = calloc(s.n_shares + 1, sizeof(*s.shares));
-	if (!s.shares) {
-		r = -ENOMEM;
-		goto out;
-	}
+	if (!s.shares)
+		return -ENOMEM;
 	json_array_foreach(shares, i, v)
 		if (proc_from_json(v, &s.shares[i]) < 0)
-			goto out;
+			return -EINVAL;
 	s.started_at = (uint64_t)json_integer_value(json_object_get(j, "started_at"));
 	s.boot_usec = (uint64_t)json_integer_value(json_object_get(j, "boot_usec"));
 	s.ready = json_is_true(json_object_get(j, "ready"));
 	s.restarts = (uint32_t)json_integer_value(json_object_get(j, "restarts"));
 	*ret = s;
 	s = (struct vmstate){};
-	r = 0;
-out:
-	schema_errors_clear(&errors);
-	vmstate_clear(&s);
-	json_decref(j);
-	return r;
+	return 0;
 }
 
 int vmstate_read(const char *dir, struct vmstate *ret)
