@@ -253,11 +253,9 @@ int cmd_daemon(int argc, char **argv, const char *config)
 	/* Before d, to outlive its teardown: the lock, as long as anything of
 	 * this daemon is left; the binaries, which opts lends to the VMs. */
 	_cleanup_close_ int lock = -EBADF;
-	_cleanup_free_ char *qemu = NULL, *virtiofsd = NULL;
+	_cleanup_(vm_tools_done) struct vm_tools tools = {};
 	_cleanup_(daemon_done) struct daemon d = { .exit_code = EXIT_OK };
-	struct virtiofsd_caps caps;
-	const char *reason;
-	int accel, c, r;
+	int c, r;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "+c:kvh", options, NULL)) >= 0)
@@ -294,17 +292,9 @@ int cmd_daemon(int argc, char **argv, const char *config)
 		log_error_errno(r, "locking %s/vmd.lock: %m", d.host->run_dir);
 		return EXIT_RUNTIME;
 	}
-	r = accel_resolve(d.host->accel, "/", &accel, &reason);
-	if (r == 0)
-		log_info("accelerator: %s (%s)", accel_names[accel], reason);
-	if (r == 0 && (r = find_executable(d.host->qemu, &qemu)) < 0)
-		log_error_errno(r, "QEMU binary %s: %m", d.host->qemu);
-	if (r == 0 && (r = find_executable(d.host->virtiofsd, &virtiofsd)) < 0)
-		log_error_errno(r, "virtiofsd binary %s: %m", d.host->virtiofsd);
-	if (r == 0 && (r = virtiofsd_probe(virtiofsd, d.host->virtiofsd_style, &caps)) < 0)
-		log_error_errno(r, "cannot tell which virtiofsd %s is (set \"virtiofsd_style\"): %m", virtiofsd);
-	if (r < 0)
+	if (vm_tools_resolve(d.host, d.host->accel, NULL, &tools) < 0)
 		return EXIT_RUNTIME;
+	log_info("accelerator: %s (%s)", accel_names[tools.accel], tools.accel_reason);
 
 	r = loop_new(&d.loop);
 	if (r == 0)
@@ -326,10 +316,10 @@ int cmd_daemon(int argc, char **argv, const char *config)
 		return EXIT_RUNTIME;
 	}
 	struct vm_options opts = {
-		.accel = accel,
-		.caps = &caps,
-		.qemu = qemu,
-		.virtiofsd = virtiofsd,
+		.accel = tools.accel,
+		.caps = &tools.caps,
+		.qemu = tools.qemu,
+		.virtiofsd = tools.virtiofsd,
 		.save_state = true,
 		.net = d.net,
 		.lv = d.lv,

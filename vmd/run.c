@@ -211,10 +211,9 @@ int cmd_run(int argc, char **argv, const char *config)
 	_cleanup_host_config_ struct host_config *host = NULL;
 	_cleanup_(schema_errors_clear) struct schema_errors errors = {};
 	_cleanup_def_ struct vm_def *def = NULL;
-	struct virtiofsd_caps caps;
-	_cleanup_free_ char *qemu = NULL, *virtiofsd = NULL;
+	_cleanup_(vm_tools_done) struct vm_tools tools = {};
 	_cleanup_(run_done) struct run run = { .exit_code = -1 };
-	const char *accel_arg = NULL, *reason;
+	const char *accel_arg = NULL;
 	int accel = -1, c, r;
 	bool quiet = false;
 
@@ -299,29 +298,9 @@ int cmd_run(int argc, char **argv, const char *config)
 		return EXIT_BAD_INPUT;
 	}
 
-	r = accel_resolve(accel >= 0 ? accel : host->accel, "/", &accel, &reason);
-	if (r < 0) {
-		log_error_errno(r, "choosing the accelerator: %m");
+	if (vm_tools_resolve(host, accel >= 0 ? accel : host->accel, def->name, &tools) < 0)
 		return EXIT_RUNTIME;
-	}
-	log_debug("accelerator: %s (%s)", accel_names[accel], reason);
-
-	r = find_executable(host->qemu, &qemu);
-	if (r < 0) {
-		log_error_errno(r, "%s: QEMU binary %s: %m", def->name, host->qemu);
-		return EXIT_RUNTIME;
-	}
-	r = find_executable(host->virtiofsd, &virtiofsd);
-	if (r < 0) {
-		log_error_errno(r, "%s: virtiofsd binary %s: %m", def->name, host->virtiofsd);
-		return EXIT_RUNTIME;
-	}
-	r = virtiofsd_probe(virtiofsd, host->virtiofsd_style, &caps);
-	if (r < 0) {
-		log_error_errno(r, "%s: cannot tell which virtiofsd %s is (set \"virtiofsd_style\"): %m",
-				def->name, virtiofsd);
-		return EXIT_RUNTIME;
-	}
+	log_debug("accelerator: %s (%s)", accel_names[tools.accel], tools.accel_reason);
 
 	static const int signals[] = { SIGINT, SIGTERM, SIGHUP };
 	r = loop_new(&run.loop);
@@ -348,10 +327,10 @@ int cmd_run(int argc, char **argv, const char *config)
 	}
 
 	struct vm_options opts = {
-		.accel = accel,
-		.caps = &caps,
-		.qemu = qemu,
-		.virtiofsd = virtiofsd,
+		.accel = tools.accel,
+		.caps = &tools.caps,
+		.qemu = tools.qemu,
+		.virtiofsd = tools.virtiofsd,
 		/* A throwaway run must not outlive vmd, even after kill -9
 		 * (with libvirt: its domain dies with vmd's connection). */
 		.die_with_parent = true,

@@ -50,6 +50,22 @@ struct vm_options {
 	const struct vm_driver *driver;
 };
 
+/* The programs every VM on this host shares, resolved once (vm_tools_*):
+ * the accelerator, QEMU and virtiofsd as absolute paths, and what that
+ * virtiofsd can do. */
+struct vm_tools {
+	int accel;
+	const char *accel_reason;
+	char *qemu;
+	char *virtiofsd;
+	struct virtiofsd_caps caps;
+};
+
+/* accel: the settings' choice or an override (enum accel). Failures are
+ * logged, with "who: " in front when who is not NULL. */
+int vm_tools_resolve(const struct host_config *host, int accel, const char *who, struct vm_tools *ret);
+void vm_tools_done(struct vm_tools *t);
+
 struct vm_share {
 	char *tag;
 	char *source;
