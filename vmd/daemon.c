@@ -315,15 +315,10 @@ int cmd_daemon(int argc, char **argv, const char *config)
 		log_error_errno(r, "setting up libvirt: %m");
 		return EXIT_RUNTIME;
 	}
-	struct vm_options opts = {
-		.accel = tools.accel,
-		.caps = &tools.caps,
-		.qemu = tools.qemu,
-		.virtiofsd = tools.virtiofsd,
-		.save_state = true,
-		.net = d.net,
-		.lv = d.lv,
-	};
+	struct vm_options opts = vm_tools_options(&tools);
+	opts.save_state = true;
+	opts.net = d.net;
+	opts.lv = d.lv;
 	r = manager_new(d.loop, d.host, &opts, &d.manager);
 	if (r < 0) {
 		log_error_errno(r, "setting up: %m");

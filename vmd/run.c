@@ -326,18 +326,13 @@ int cmd_run(int argc, char **argv, const char *config)
 		}
 	}
 
-	struct vm_options opts = {
-		.accel = tools.accel,
-		.caps = &tools.caps,
-		.qemu = tools.qemu,
-		.virtiofsd = tools.virtiofsd,
-		/* A throwaway run must not outlive vmd, even after kill -9
-		 * (with libvirt: its domain dies with vmd's connection). */
-		.die_with_parent = true,
-		.lock_wait = 3 * USEC_PER_SEC,
-		.net = run.net,
-		.lv = run.lv,
-	};
+	struct vm_options opts = vm_tools_options(&tools);
+	/* A throwaway run must not outlive vmd, even after kill -9 (with
+	 * libvirt: its domain dies with vmd's connection). */
+	opts.die_with_parent = true;
+	opts.lock_wait = 3 * USEC_PER_SEC;
+	opts.net = run.net;
+	opts.lv = run.lv;
 	r = vm_new(run.loop, host, &opts, TAKE_PTR(def), &run_callbacks, &run, &run.vm);
 	if (r < 0) {
 		log_error_errno(r, "%m");

@@ -80,14 +80,11 @@ int strv_extendf(char ***l, const char *fmt, ...)
 {
 	va_list ap;
 	char *s;
-	int r;
 
 	va_start(ap, fmt);
-	r = vasprintf(&s, fmt, ap);
+	s = xvasprintf(fmt, ap);
 	va_end(ap);
-	if (r < 0)
-		return -ENOMEM;
-	return strv_consume(l, s);
+	return s ? strv_consume(l, s) : -ENOMEM;
 }
 
 char **strv_copy(char *const *l)
@@ -125,16 +122,22 @@ char *strv_join(char *const *l, const char *sep)
 	return s;
 }
 
+char *xvasprintf(const char *fmt, va_list ap)
+{
+	char *s;
+
+	return vasprintf(&s, fmt, ap) < 0 ? NULL : s;
+}
+
 char *xasprintf(const char *fmt, ...)
 {
 	va_list ap;
 	char *s;
-	int r;
 
 	va_start(ap, fmt);
-	r = vasprintf(&s, fmt, ap);
+	s = xvasprintf(fmt, ap);
 	va_end(ap);
-	return r < 0 ? NULL : s;
+	return s;
 }
 
 char *path_join(const char *a, const char *b)

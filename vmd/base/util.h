@@ -100,6 +100,7 @@ char **strv_copy(char *const *l);
 char *strv_join(char *const *l, const char *sep);
 
 _printf_(1, 2) char *xasprintf(const char *fmt, ...);
+_printf_(1, 0) char *xvasprintf(const char *fmt, va_list ap);
 char *path_join(const char *a, const char *b);
 bool streq_ptr(const char *a, const char *b);
 static inline bool streq(const char *a, const char *b)

@@ -38,3 +38,8 @@ void vm_tools_done(struct vm_tools *t)
 	t->qemu = mfree(t->qemu);
 	t->virtiofsd = mfree(t->virtiofsd);
 }
+
+struct vm_options vm_tools_options(const struct vm_tools *t)
+{
+	return (struct vm_options){ .accel = t->accel, .caps = &t->caps, .qemu = t->qemu, .virtiofsd = t->virtiofsd };
+}

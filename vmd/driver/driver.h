@@ -50,6 +50,7 @@ struct vm_options {
 	const struct vm_driver *driver;
 };
 
+
 /* The programs every VM on this host shares, resolved once (vm_tools_*):
  * the accelerator, QEMU and virtiofsd as absolute paths, and what that
  * virtiofsd can do. */
@@ -65,6 +66,8 @@ struct vm_tools {
  * logged, with "who: " in front when who is not NULL. */
 int vm_tools_resolve(const struct host_config *host, int accel, const char *who, struct vm_tools *ret);
 void vm_tools_done(struct vm_tools *t);
+/* Options with t's accelerator and programs (t must outlive them). */
+struct vm_options vm_tools_options(const struct vm_tools *t);
 
 struct vm_share {
 	char *tag;
