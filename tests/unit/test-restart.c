@@ -224,7 +224,15 @@ struct world {
 	char *system;
 };
 
+static void world_init_with(struct world *w, const char *policy);
+
 static void world_init(struct world *w)
+{
+	world_init_with(w, "\"restart_delay_min_ms\": 1, \"restart_delay_max_ms\": 4, \"start_limit_burst\": 3");
+}
+
+/* policy: the restart settings, as JSON members. */
+static void world_init_with(struct world *w, const char *policy)
 {
 	_cleanup_free_ char *json = NULL, *store = NULL;
 	struct schema_errors errors = {};
@@ -241,9 +249,8 @@ static void world_init(struct world *w)
 	}
 	json = xasprintf("{\"run_dir\": \"%1$s/run\", \"state_dir\": \"%1$s/state\", \"log_dir\": \"%1$s/log\", "
 			 "\"keys_dir\": \"%1$s/keys\", \"store_dir\": \"%1$s/store\", \"gcroots_dir\": \"%1$s/none\", "
-			 "\"restart_delay_min_ms\": 1, \"restart_delay_max_ms\": 4, \"start_limit_burst\": 3, "
-			 "\"start_limit_interval_s\": 60}",
-			 w->dir);
+			 "\"start_limit_interval_s\": 60, %2$s}",
+			 w->dir, policy);
 	ASSERT(host_config_parse_buffer(json, strlen(json), &w->host, &errors) == 0);
 	ASSERT(loop_new(&w->loop) == 0);
 	ASSERT(manager_new(w->loop, w->host, &opts, &w->m) == 0);
@@ -385,6 +392,28 @@ TEST(manager_restarts_until_failed)
 	world_done(&w);
 }
 
+/* The delay doubles up to the maximum, counted from the crash: a restart
+ * never comes sooner (later is the machine's business). */
+TEST(manager_backoff_doubles)
+{
+	static const usec_t want[] = { 20 * MS, 40 * MS, 80 * MS, 80 * MS };
+	struct world w = {};
+	struct vm_def *defs[1];
+
+	world_init_with(&w, "\"restart_delay_min_ms\": 20, \"restart_delay_max_ms\": 80, \"start_limit_burst\": 10");
+	defs[0] = def(&w, "a", "always", NULL);
+	json_decref(apply(&w, defs, 1));
+	for (size_t i = 0; i < ELEMENTSOF(want); i++) {
+		unsigned before = fake.starts;
+		usec_t t = now_usec();
+
+		crash("a");
+		SPIN_UNTIL(&w, fake.starts == before + 1);
+		ASSERT(now_usec() - t >= want[i]);
+	}
+	world_done(&w);
+}
+
 TEST(manager_exit_decisions)
 {
 	struct world w = {};
@@ -482,4 +511,4 @@ TEST(manager_reload_diff)
 }
 
 RUN_TESTS(T(policy_decisions), T(policy_backoff), T(policy_start_limit), T(manager_restarts_until_failed),
-	  T(manager_exit_decisions), T(manager_start_failures_count), T(manager_reload_diff))
+	  T(manager_backoff_doubles), T(manager_exit_decisions), T(manager_start_failures_count), T(manager_reload_diff))
