@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
-"""The WireGuard kernel backend (net/wg.c) against the real module: the host
-has none, the guest kernel has it. tests/unit/test-wg-kernel.c runs inside a
-guest, with wg(8) to check what it set, and must pass every subtest."""
+"""The WireGuard kernel backend (net/wg-kernel.c) against the real module: the
+host has none, the guest kernel has it. tests/unit/test-wg-kernel.c runs
+inside a guest, with wg(8) to check what it set, and must pass every
+subtest."""
 
 import os
 import re

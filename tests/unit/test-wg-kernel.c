@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* net/wg.c's kernel backend and net/link.c's wireguard_link_create()
- * against the real WireGuard module, in network namespaces of the test's
- * own. It needs root and a kernel with WireGuard, which the host has not:
- * meson builds it without registering it, and
+/* net/wg-kernel.c (the kernel backend) and net/link.c's
+ * wireguard_link_create() against the real WireGuard module, in network
+ * namespaces of the test's own. It needs root and a kernel with WireGuard,
+ * which the host has not: meson builds it without registering it, and
  * tests/integration/test_wg_kernel.py runs it inside a guest.
  *
  * Usage: test-wg-kernel [WG-COMMAND...]

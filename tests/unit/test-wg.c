@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* net/wg.c: the UAPI text format, then the real wireguard-go in a network
+/* net/wg-uapi.c: the UAPI text format, then the real wireguard-go in a network
  * and mount namespace of the test's own (its socket directory is a tmpfs
  * there, so nothing is left on the host). */
 #include <sched.h>
