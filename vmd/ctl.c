@@ -90,7 +90,7 @@ static json_t *request(const struct host_config *host, struct conn *c, json_t *r
 
 	if (conn_open(host, c) < 0)
 		return NULL;
-	if (conn_send(c, req) < 0) {
+	if (conn_send(c, owned) < 0) {
 		log_error("cannot send to the daemon: %m");
 		return NULL;
 	}
