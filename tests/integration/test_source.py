@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
-"""The shape of the source tree: no two modules (NAME.c with NAME.h)
-depend on each other, directly or around a loop. meson.build already
+"""The shape of the source tree: no two modules (NAME.c with NAME.h, and
+its private NAME-internal.h) depend on each other, directly or around a loop. meson.build already
 fails an upward #include between layers; this catches a loop inside a
 layer, such as vm.c and a driver calling into each other."""
 
@@ -11,18 +11,23 @@ TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 DIRS = ["vmd", "vmd/base", "vmd/model", "vmd/driver", "net", "share", "images"]
 
 
+def module(path):
+    name = os.path.splitext(os.path.basename(path))[0]
+    return name[:-len("-internal")] if name.endswith("-internal") else name
+
+
 def module_graph():
     files = [os.path.join(d, f) for d in DIRS for f in os.listdir(os.path.join(TOP, d))
              if f.endswith((".c", ".h"))]
     headers = {os.path.basename(f) for f in files if f.endswith(".h")}
     graph = {}
     for f in files:
-        mod = os.path.splitext(os.path.basename(f))[0]
+        mod = module(f)
         deps = graph.setdefault(mod, set())
         for line in open(os.path.join(TOP, f)):
             m = re.match(r'#include "([^"]+)"', line)
-            if m and m.group(1) in headers and os.path.splitext(m.group(1))[0] != mod:
-                deps.add(os.path.splitext(m.group(1))[0])
+            if m and m.group(1) in headers and module(m.group(1)) != mod:
+                deps.add(module(m.group(1)))
     return graph
 
 
