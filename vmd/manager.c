@@ -201,11 +201,15 @@ static void launch(struct mvm *v, bool restart)
 	int r;
 
 	if (!restart_start_allowed(&v->history, v->m->host, now_usec())) {
-		log_error("%s: started %u times within %u s; giving up (failed) until \"vmd start\" or a "
-			  "changed definition",
-			  v->name, v->m->host->start_limit_burst, v->m->host->start_limit_interval_s);
+		_cleanup_free_ char *why = restart_refusal(&v->history, v->m->host);
+		_cleanup_free_ char *msg = xasprintf("%s (last exit: %s); giving up (failed) until \"vmd start\", "
+						     "\"vmd restart\" or a changed definition",
+						     why ? why : "start limit reached",
+						     v->last_exit ? v->last_exit : "none");
+
+		log_error("%s: %s", v->name, msg ? msg : "start limit reached");
 		vm_set_idle_state(v->vm, VM_FAILED);
-		complete(v, WAIT_READY, -EIO, v->last_exit ? v->last_exit : "start limit reached");
+		complete(v, WAIT_READY, -EIO, msg ? msg : "start limit reached");
 		return;
 	}
 	if (restart)
@@ -251,7 +255,10 @@ static void after_exit(struct mvm *v, enum vm_exit_reason reason)
 		return;
 	}
 	if (v->restart_pending) {
+		/* Asked for (vmd restart, or vmd start while it stopped): a
+		 * fresh start, not one more towards the limit. */
 		v->restart_pending = false;
+		restart_reset(&v->history, v->m->host);
 		if (v->want)
 			launch(v, false);
 		return;
@@ -286,6 +293,7 @@ static void on_ready(struct vm *vm, void *userdata)
 
 	(void)vm;
 	v->ready_at = now_usec();
+	restart_note_ready(&v->history);
 	snprintf(msg, sizeof(msg), "ready in %.2f s", (double)vm_ready_usec(v->vm) / USEC_PER_SEC);
 	complete(v, WAIT_READY, 0, msg);
 }

@@ -4,7 +4,8 @@
 /* The daemon's view of its VMs: which should run, the restart policy
  * (backoff from restart_delay_min_ms doubling to restart_delay_max_ms,
  * reset after restart_reset_s of READY uptime; more than start_limit_burst
- * starts in start_limit_interval_s make a VM "failed"), applying a new set
+ * starts in start_limit_interval_s, or than start_limit_unready starts in a
+ * row that never became ready, make a VM "failed"), applying a new set
  * of definitions, and adopting VMs a previous daemon left running. */
 
 #include <jansson.h>

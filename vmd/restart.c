@@ -9,6 +9,7 @@ static usec_t ms(uint32_t v)
 void restart_reset(struct restart_history *h, const struct host_config *host)
 {
 	h->n_starts = 0;
+	h->unready = 0;
 	h->delay = ms(host->restart_delay_min_ms);
 }
 
@@ -41,18 +42,31 @@ bool restart_start_allowed(struct restart_history *h, const struct host_config *
 		if (now - h->starts[i] < window)
 			h->starts[k++] = h->starts[i];
 	h->n_starts = k;
-	return k < host->start_limit_burst;
+	return k < host->start_limit_burst && h->unready < host->start_limit_unready;
+}
+
+char *restart_refusal(const struct restart_history *h, const struct host_config *host)
+{
+	if (h->unready >= host->start_limit_unready)
+		return xasprintf("%u starts in a row never became ready", h->unready);
+	return xasprintf("started %zu times within %u s", h->n_starts, host->start_limit_interval_s);
 }
 
 int restart_note_start(struct restart_history *h, usec_t now)
 {
 	usec_t *st = realloc(h->starts, (h->n_starts + 1) * sizeof(*st));
 
+	h->unready++;
 	if (!st)
 		return -ENOMEM;
 	h->starts = st;
 	h->starts[h->n_starts++] = now;
 	return 0;
+}
+
+void restart_note_ready(struct restart_history *h)
+{
+	h->unready = 0;
 }
 
 usec_t restart_next_delay(struct restart_history *h, const struct host_config *host, usec_t ready_at, usec_t now)

@@ -20,6 +20,7 @@ static struct host_config policy_host = {
 	.restart_reset_s = 10,
 	.start_limit_burst = 3,
 	.start_limit_interval_s = 60,
+	.start_limit_unready = 2,
 };
 
 TEST(policy_decisions)
@@ -73,9 +74,11 @@ TEST(policy_start_limit)
 	usec_t t = 1000 * S;
 
 	restart_reset(&h, &policy_host);
+	/* Boots that became ready: only the window counts. */
 	for (int i = 0; i < 3; i++) {
 		ASSERT(restart_start_allowed(&h, &policy_host, t + (usec_t)i * S));
 		ASSERT(restart_note_start(&h, t + (usec_t)i * S) == 0);
+		restart_note_ready(&h);
 	}
 	/* The fourth within the minute is refused, and stays so. */
 	ASSERT(!restart_start_allowed(&h, &policy_host, t + 3 * S));
@@ -88,6 +91,32 @@ TEST(policy_start_limit)
 	ASSERT(!restart_start_allowed(&h, &policy_host, t + 60 * S));
 	restart_reset(&h, &policy_host);
 	ASSERT(restart_start_allowed(&h, &policy_host, t + 60 * S));
+	restart_history_done(&h);
+}
+
+/* Boots that never become ready fail the VM however far apart they are: a
+ * boot may take ready_timeout_s (300 s), five never fit into the window. */
+TEST(policy_never_ready)
+{
+	struct restart_history h = {};
+	usec_t t = 1000 * S;
+	_cleanup_free_ char *why = NULL;
+
+	restart_reset(&h, &policy_host);
+	ASSERT(restart_start_allowed(&h, &policy_host, t));
+	ASSERT(restart_note_start(&h, t) == 0);
+	/* One that became ready resets the count. */
+	restart_note_ready(&h);
+	for (int i = 1; i <= 2; i++) {
+		ASSERT(restart_start_allowed(&h, &policy_host, t + (usec_t)i * 300 * S));
+		ASSERT(restart_note_start(&h, t + (usec_t)i * 300 * S) == 0);
+	}
+	ASSERT(!restart_start_allowed(&h, &policy_host, t + 900 * S));
+	ASSERT_EQ(h.n_starts, 0); /* the window alone would allow it */
+	why = restart_refusal(&h, &policy_host);
+	ASSERT_STREQ(why, "2 starts in a row never became ready");
+	restart_reset(&h, &policy_host);
+	ASSERT(restart_start_allowed(&h, &policy_host, t + 900 * S));
 	restart_history_done(&h);
 }
 
@@ -392,6 +421,89 @@ TEST(manager_restarts_until_failed)
 	world_done(&w);
 }
 
+/* Never ready, whatever the window: start_limit_unready starts in a row
+ * that did not become ready make it failed; one that did starts the count
+ * over. */
+TEST(manager_never_ready_fails)
+{
+	struct world w = {};
+	struct vm_def *defs[1];
+	json_t *st;
+
+	world_init_with(&w, "\"restart_delay_min_ms\": 1, \"restart_delay_max_ms\": 4, \"start_limit_burst\": 100, "
+			    "\"start_limit_unready\": 3");
+	defs[0] = def(&w, "a", "always", NULL);
+	json_decref(apply(&w, defs, 1));
+	crash("a");
+	SPIN_UNTIL(&w, fake.starts == 2);
+	ready("a");
+	for (unsigned i = 3; i <= 5; i++) {
+		crash("a");
+		SPIN_UNTIL(&w, fake.starts == i);
+	}
+	crash("a");
+	SPIN_UNTIL(&w, streq(state(&w, "a"), "failed"));
+	for (int i = 0; i < 5; i++)
+		loop_iterate(w.loop, 5 * MS);
+	ASSERT_EQ(fake.starts, 5);
+	st = status(&w, "a");
+	ASSERT(strstr(json_string_value(json_object_get(json_array_get(st, 0), "last_exit")),
+		      "QEMU was killed by signal 9 (Killed) before the guest was ready"));
+	json_decref(st);
+	world_done(&w);
+}
+
+struct reply {
+	unsigned n;
+	int error;
+	char *message;
+};
+
+static void on_reply(void *userdata, int error, const char *message)
+{
+	struct reply *r = userdata;
+
+	r->n++;
+	r->error = error;
+	free(r->message);
+	r->message = message ? strdup(message) : NULL;
+}
+
+/* "vmd restart" is asked for: it starts afresh instead of using up the
+ * start limit, and whoever waits learns why a start still failed. */
+TEST(manager_manual_starts_reset_the_limit)
+{
+	struct world w = {};
+	struct vm_def *defs[1];
+	struct reply rep = {};
+
+	world_init(&w);
+	defs[0] = def(&w, "a", "always", NULL);
+	json_decref(apply(&w, defs, 1));
+	ready("a");
+	/* Twice the burst, each within the window. */
+	for (unsigned i = 1; i <= 6; i++) {
+		ASSERT(manager_restart(w.m, "a", on_reply, &rep) == 0);
+		SPIN_UNTIL(&w, fake.starts == i + 1 || rep.n == i);
+		ASSERT_EQ(rep.n, i - 1);
+		ready("a");
+		ASSERT_EQ(rep.n, i);
+		ASSERT_EQ(rep.error, 0);
+		ASSERT(startswith(rep.message, "ready in"));
+	}
+
+	/* A restart whose boot fails: the client is told how, not "stopped
+	 * by request"; the automatic restarts after it use up the limit. */
+	fake.fail_start = -EIO;
+	ASSERT(manager_restart(w.m, "a", on_reply, &rep) == 0);
+	SPIN_UNTIL(&w, rep.n == 7);
+	ASSERT_EQ(rep.error, -EIO);
+	ASSERT_STREQ(rep.message, "start-failed: Input/output error");
+	SPIN_UNTIL(&w, streq(state(&w, "a"), "failed"));
+	free(rep.message);
+	world_done(&w);
+}
+
 /* The delay doubles up to the maximum, counted from the crash: a restart
  * never comes sooner (later is the machine's business). */
 TEST(manager_backoff_doubles)
@@ -510,5 +622,6 @@ TEST(manager_reload_diff)
 	world_done(&w);
 }
 
-RUN_TESTS(T(policy_decisions), T(policy_backoff), T(policy_start_limit), T(manager_restarts_until_failed),
+RUN_TESTS(T(policy_decisions), T(policy_backoff), T(policy_start_limit), T(policy_never_ready),
+	  T(manager_restarts_until_failed), T(manager_never_ready_fails), T(manager_manual_starts_reset_the_limit),
 	  T(manager_backoff_doubles), T(manager_exit_decisions), T(manager_start_failures_count), T(manager_reload_diff))

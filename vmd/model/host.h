@@ -68,6 +68,7 @@ struct host_config {
 	uint32_t restart_reset_s;
 	uint32_t start_limit_burst;
 	uint32_t start_limit_interval_s;
+	uint32_t start_limit_unready;
 	/* Who may use the control socket besides root. */
 	char *control_group;
 	char *wireguard_go;
