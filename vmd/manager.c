@@ -216,7 +216,7 @@ static void launch(struct mvm *v, bool restart)
 		v->restarts++;
 	(void)restart_note_start(&v->history, now_usec());
 	v->ready_at = 0;
-	vm_set_restarts(v->vm, v->restarts);
+	vm_set_history(v->vm, v->restarts, v->last_exit);
 	r = vm_start(v->vm);
 	if (r < 0) {
 		free(v->last_exit);
@@ -404,6 +404,8 @@ static void on_found(struct drv_found *f, bool at_start, void *userdata)
 		loop_timer_set(v->timer, 0);
 		v->want = true;
 		v->restarts = f->st.restarts;
+		free(v->last_exit);
+		v->last_exit = TAKE_PTR(f->st.last_exit);
 		v->ready_at = now_usec();
 	} else if (r == -EBUSY) {
 		log_warning("%s: %s is in the hands of another vmd (its run directory is locked); leaving it", v->name,

@@ -33,6 +33,7 @@ struct vm {
 	bool adopted;  /* its processes are not our children */
 	enum vm_exit_reason reason;
 	char *detail;
+	char *last_exit; /* the owner's, for the state file (plan.last_exit) */
 
 	char *log_path;
 	struct vmlog log;
@@ -642,6 +643,7 @@ void vm_free(struct vm *vm)
 	plan_done(&vm->plan);
 	def_free(vm->def);
 	free(vm->detail);
+	free(vm->last_exit);
 	free(vm->log_path);
 	free(vm);
 }
@@ -736,16 +738,20 @@ int vm_adopt(struct vm *vm, const struct drv_found *f)
 	vm->plan.t_start = now_usec() - (now_real > f->st.started_at ? now_real - f->st.started_at : 0);
 	vm->plan.boot_usec = f->st.boot_usec;
 	vm->plan.ready = true;
-	vm->plan.restarts = f->st.restarts;
+	vm_set_history(vm, f->st.restarts, f->st.last_exit);
 	vm->t_ready = vm->plan.t_start + f->st.boot_usec;
 	set_state(vm, VM_RUNNING);
 	loop_timer_set(vm->log_timer, now_usec() + LOG_CHECK_USEC);
 	return 0;
 }
 
-void vm_set_restarts(struct vm *vm, uint32_t restarts)
+void vm_set_history(struct vm *vm, uint32_t restarts, const char *last_exit)
 {
 	vm->plan.restarts = restarts;
+	free(vm->last_exit);
+	/* Out of memory, the next daemon just does not learn it. */
+	vm->last_exit = last_exit ? strdup(last_exit) : NULL;
+	vm->plan.last_exit = vm->last_exit;
 }
 
 usec_t vm_down_usec(const struct vm *vm)

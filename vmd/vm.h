@@ -91,8 +91,9 @@ void vm_detach(struct vm *vm);
 void vm_set_def(struct vm *vm, struct vm_def *def);
 /* For a stopped VM: park it in VM_BACKOFF, VM_FAILED or VM_STOPPED. */
 void vm_set_idle_state(struct vm *vm, enum vm_state state);
-/* The owner's restart count, kept in the state file across daemons. */
-void vm_set_restarts(struct vm *vm, uint32_t restarts);
+/* The owner's restart count and how the previous boot ended (NULL: none),
+ * kept in the state file across daemons. */
+void vm_set_history(struct vm *vm, uint32_t restarts, const char *last_exit);
 /* CLOCK_MONOTONIC usec when the current boot started (0 if stopped). */
 usec_t vm_started_usec(const struct vm *vm);
 /* When the last boot started to go down (its QEMU or a virtiofsd died, or

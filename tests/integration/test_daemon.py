@@ -67,15 +67,22 @@ def test_autostart_status_and_notify(env, daemons):
         notify.close()
 
 
-def test_kill_qemu_restarts_it(env, daemons):
-    d = daemons()
-    d.define("crashy")
+def kill_qemu_once(d, name):
+    """Defines NAME, kills its QEMU once it is ready, and returns its status
+    once it is back."""
+    d.define(name)
     d.ctl("reload", check=0)
-    first = d.wait_state("crashy", "running", ready=True)
+    first = d.wait_state(name, "running", ready=True)
     os.kill(first["pid"], signal.SIGKILL)
-    again = d.wait_state("crashy", "running", ready=True, pid_not=first["pid"])
+    again = d.wait_state(name, "running", ready=True, pid_not=first["pid"])
     assert again["restarts"] == 1
     assert "QEMU was killed by signal 9" in again["last_exit"]
+    return again
+
+
+def test_kill_qemu_restarts_it(env, daemons):
+    d = daemons()
+    kill_qemu_once(d, "crashy")
     d.ctl("exec", "crashy", "--", "true", check=0)
 
 
@@ -191,6 +198,22 @@ def test_daemon_kill9_then_adoption(env, daemons):
     # An adopted VM is supervised like any other.
     os.kill(pids["two"], signal.SIGKILL)
     d2.wait_state("two", "running", ready=True, pid_not=pids["two"])
+    assert d2.stop() == 0
+
+
+def test_last_exit_survives_adoption(env, daemons):
+    """How the boot before this one ended is in state.json: the next daemon
+    still says why the VM was restarted."""
+    d = daemons()
+    again = kill_qemu_once(d, "scarred")
+    d.kill()
+    d2 = daemons()
+    st = d2.status("scarred")["scarred"]
+    assert st["pid"] == again["pid"] and st["state"] == "running"
+    assert st["restarts"] == 1
+    assert st["last_exit"] == again["last_exit"]
+    p = d2.ctl("status", "scarred", check=0)
+    assert "QEMU was killed by signal 9" in p.stdout
     assert d2.stop() == 0
 
 

@@ -6,6 +6,9 @@
 #include "test.h"
 #include "vmstate.h"
 
+#define STATE_WITH_LAST_EXIT(le) \
+	"{\"version\": 1, \"definition\": {\"name\": \"s\", \"system\": \"/x\"}, \"shares\": [], \"last_exit\": " le "}"
+
 TEST(state_roundtrip)
 {
 	static const char text[] = "{\"name\": \"s\", \"system\": \"/nix/store/x\", \"vcpus\": 2}";
@@ -13,7 +16,8 @@ TEST(state_roundtrip)
 	struct schema_errors errors = {};
 	struct proc_id shares[2] = { { 100, 5 }, { 101, 6 } };
 	struct vmstate a = { .qemu = { 99, 4 }, .shares = shares, .n_shares = 2, .started_at = 123,
-			     .boot_usec = 456, .ready = true, .restarts = 3 };
+			     .boot_usec = 456, .ready = true, .restarts = 3,
+			     .last_exit = (char *)"crashed: QEMU was killed by signal 9 (Killed)" };
 	struct vmstate b = {};
 	FILE *f;
 
@@ -29,6 +33,13 @@ TEST(state_roundtrip)
 	ASSERT_EQ(b.boot_usec, 456);
 	ASSERT(b.ready);
 	ASSERT_EQ(b.restarts, 3);
+	ASSERT_STREQ(b.last_exit, "crashed: QEMU was killed by signal 9 (Killed)");
+	vmstate_clear(&b);
+	/* One the reader would refuse is left out, not the whole state. */
+	a.last_exit = (char *)"crashed: two\nlines";
+	ASSERT(vmstate_write(dir, &a) == 0);
+	ASSERT(vmstate_read(dir, &b) == 0);
+	ASSERT(b.last_exit == NULL);
 	vmstate_clear(&b);
 	def_free(a.def);
 
@@ -40,14 +51,34 @@ TEST(state_roundtrip)
 		"{\"version\": 1, \"definition\": {\"name\": \"s\", \"system\": \"/x\"}, \"qemu\": {\"pid\": 1, \"start_time\": 1}, \"shares\": []}",
 		"{\"version\": 1, \"definition\": {\"name\": \"s\", \"system\": \"/x\"}, \"qemu\": {\"pid\": 5, \"start_time\": -1}, \"shares\": []}",
 		"{\"version\": 1, \"definition\": {\"name\": \"s\", \"system\": \"/x\"}, \"qemu\": {\"pid\": 5, \"start_time\": 1}, \"shares\": [{}]}",
+		STATE_WITH_LAST_EXIT("5"),
+		STATE_WITH_LAST_EXIT("\"\""),
+		STATE_WITH_LAST_EXIT("\"crashed: a\\nb\""),
+		STATE_WITH_LAST_EXIT("\"crashed: a\\u0000b\""),
+		STATE_WITH_LAST_EXIT("\"crashed: \\u001b[31m\""),
 	};
-	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+	_cleanup_free_ char *longest = calloc(VMSTATE_LAST_EXIT_MAX + 2, 1);
+	_cleanup_free_ char *too_long = NULL;
+
+	ASSERT(longest);
+	memset(longest, 'x', VMSTATE_LAST_EXIT_MAX + 1);
+	too_long = xasprintf(STATE_WITH_LAST_EXIT("\"%s\""), longest);
+	for (size_t i = 0; i <= ELEMENTSOF(bad); i++) {
 		f = fopen(path, "w");
 		ASSERT(f);
-		fputs(bad[i], f);
+		fputs(i < ELEMENTSOF(bad) ? bad[i] : too_long, f);
 		fclose(f);
 		ASSERT(vmstate_read(dir, &b) == -EINVAL);
 	}
+	/* The longest allowed is taken. */
+	longest[VMSTATE_LAST_EXIT_MAX] = 0;
+	f = fopen(path, "w");
+	ASSERT(f);
+	fprintf(f, STATE_WITH_LAST_EXIT("\"%s\""), longest);
+	fclose(f);
+	ASSERT(vmstate_read(dir, &b) == 0);
+	ASSERT_EQ(strlen(b.last_exit), VMSTATE_LAST_EXIT_MAX);
+	vmstate_clear(&b);
 	rm_tree(dir);
 }
 

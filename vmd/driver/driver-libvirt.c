@@ -110,6 +110,7 @@ static char *metadata_text(const struct vm_plan *p)
 		.boot_usec = p->boot_usec,
 		.ready = p->ready,
 		.restarts = p->restarts,
+		.last_exit = (char *)p->last_exit,
 		.instance = id,
 	};
 

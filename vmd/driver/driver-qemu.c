@@ -92,6 +92,7 @@ static void save_state(struct drv_vm *d)
 		.boot_usec = p->boot_usec,
 		.ready = p->ready,
 		.restarts = p->restarts,
+		.last_exit = (char *)p->last_exit,
 	};
 	int r;
 

@@ -108,6 +108,7 @@ struct vm_plan {
 	usec_t boot_usec;     /* start to READY, 0 until then */
 	bool ready;
 	uint32_t restarts;
+	const char *last_exit; /* how the previous boot ended, or NULL */
 };
 
 /* How the main part of a boot (QEMU, the domain) ended. */

@@ -8,7 +8,21 @@ void vmstate_clear(struct vmstate *s)
 	def_free(s->def);
 	free(s->shares);
 	free(s->instance);
+	free(s->last_exit);
 	*s = (struct vmstate){};
+}
+
+/* Shown by "vmd status": one line of text, of a sane length. */
+static bool last_exit_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > VMSTATE_LAST_EXIT_MAX)
+		return false;
+	for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+		if (*c < 0x20 || *c == 0x7f)
+			return false;
+	return true;
 }
 
 static json_t *proc_json(const struct proc_id *id)
@@ -32,6 +46,10 @@ char *vmstate_format(const struct vmstate *s)
 	if (s->qemu.pid > 0 && json_object_set_new(j, "qemu", proc_json(&s->qemu)) < 0)
 		return NULL;
 	if (s->instance && json_object_set_new(j, "instance", json_string(s->instance)) < 0)
+		return NULL;
+	/* One that the next daemon would refuse is not worth its adoption. */
+	if (s->last_exit && last_exit_valid(s->last_exit) &&
+	    json_object_set_new(j, "last_exit", json_string(s->last_exit)) < 0)
 		return NULL;
 	return json_dumps(j, JSON_COMPACT);
 }
@@ -65,7 +83,7 @@ int vmstate_parse(const char *buf, size_t len, struct vmstate *ret)
 	_cleanup_(json_decrefp) json_t *j = NULL;
 	_cleanup_(vmstate_clear) struct vmstate s = {};
 	_cleanup_(schema_errors_clear) struct schema_errors errors = {};
-	json_t *shares, *v, *q, *inst;
+	json_t *shares, *v, *q, *inst, *le;
 	size_t i;
 
 	j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
@@ -81,6 +99,10 @@ int vmstate_parse(const char *buf, size_t len, struct vmstate *ret)
 		return -EINVAL;
 	inst = json_object_get(j, "instance");
 	if (inst && (!json_is_string(inst) || !(s.instance = strdup(json_string_value(inst)))))
+		return -EINVAL;
+	le = json_object_get(j, "last_exit");
+	if (le && (!json_is_string(le) || json_string_length(le) != strlen(json_string_value(le)) ||
+		   !last_exit_valid(json_string_value(le)) || !(s.last_exit = strdup(json_string_value(le)))))
 		return -EINVAL;
 	shares = json_object_get(j, "shares");
 	if (!json_is_array(shares) || json_array_size(shares) > 128)

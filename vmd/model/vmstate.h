@@ -11,6 +11,9 @@
 #include "def.h"
 #include "child.h"
 
+/* The longest last_exit a state file may hold. */
+#define VMSTATE_LAST_EXIT_MAX 1024
+
 struct vmstate {
 	struct vm_def *def;
 	struct proc_id qemu;
@@ -20,6 +23,8 @@ struct vmstate {
 	uint64_t boot_usec;  /* start to READY; 0 if not ready */
 	bool ready;
 	uint32_t restarts;
+	/* How the boot before this one ended ("crashed: ..."); NULL: none. */
+	char *last_exit;
 	/* A libvirt domain's: which vmd made it (<state_dir>/instance-id). */
 	char *instance;
 };
