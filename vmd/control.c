@@ -30,7 +30,13 @@ struct client {
 	int log_fd;
 	uint64_t log_offset;
 	bool follow;
+	/* Asked for "shutdown": the connection ends with the daemon. */
+	bool waiting;
 	bool closing;
+	/* The last request received or answered, for the idle timeout and
+	 * for choosing whom to evict. */
+	usec_t active;
+	struct loop_source *idle;
 	struct client *next;
 };
 
@@ -48,11 +54,26 @@ struct control {
 	struct loop_source *reaper;
 	gid_t gid;
 	bool have_gid;
+	usec_t idle_usec;
 	struct client *clients;
+	/* Those not closing. */
 	size_t n_clients;
 };
 
 static void client_close(struct client *cl);
+
+/* Nothing in progress that the connection waits for: it may be closed
+ * after the idle timeout, or to make room. A half-sent line is nothing. */
+static bool client_idle(const struct client *cl)
+{
+	return !cl->closing && !cl->requests && !cl->follow && !cl->waiting;
+}
+
+static void client_touch(struct client *cl)
+{
+	cl->active = now_usec();
+	loop_timer_set(cl->idle, cl->active + cl->c->idle_usec);
+}
 
 static void reply(struct client *cl, json_t *id, json_t *msg)
 {
@@ -103,6 +124,9 @@ static void request_free(struct request *req)
 		}
 	json_decref(req->id);
 	free(req);
+	/* The idle time counts from the last answer. */
+	if (!cl->requests && !cl->closing)
+		client_touch(cl);
 }
 
 static void on_done(void *userdata, int error, const char *message)
@@ -161,9 +185,21 @@ static void on_reap(struct loop_source *s, void *userdata)
 /* Freed from the loop, never under a callback that still uses it. */
 static void client_close(struct client *cl)
 {
+	if (!cl->closing)
+		cl->c->n_clients--;
 	cl->closing = true;
 	cl->follow = false;
 	loop_timer_set(cl->c->reaper, now_usec());
+}
+
+static void on_idle(struct loop_source *s, void *userdata)
+{
+	struct client *cl = userdata;
+
+	(void)s;
+	/* A busy client is touched again when its last request is answered. */
+	if (client_idle(cl))
+		client_close(cl);
 }
 
 /* Sends what the log has beyond the client's offset, a chunk at a time. */
@@ -324,6 +360,7 @@ static void dispatch(struct client *cl, json_t *req)
 			return;
 		}
 		reply(cl, id, json_pack("{s:b, s:s}", "ok", 1, "message", "stopping every VM, then the daemon"));
+		cl->waiting = true;
 		c->shutdown(c->shutdown_userdata);
 		return;
 	}
@@ -360,8 +397,10 @@ static void on_msg(struct jline *ch, json_t *msg, void *userdata)
 	struct client *cl = userdata;
 
 	(void)ch;
-	if (!cl->closing)
+	if (!cl->closing) {
+		client_touch(cl);
 		dispatch(cl, msg);
+	}
 	if (cl->closing)
 		client_close(cl);
 }
@@ -397,18 +436,51 @@ static void client_free(struct client *cl)
 		request_free(r);
 	}
 	jline_free(cl->ch);
+	loop_source_freep(&cl->idle);
 	safe_close(cl->log_fd);
-	cl->c->n_clients--;
 	free(cl);
 }
 
-int control_add_client(struct control *c, int fd)
+static void client_freep(struct client **cl)
+{
+	if (*cl)
+		client_free(*cl);
+}
+
+/* Closes the longest idle connections until a new one fits: all slots for
+ * root, all but CONTROL_ROOT_RESERVE for the others, so root always gets
+ * in unless root itself holds that many busy connections. */
+static bool make_room(struct control *c, bool root)
+{
+	size_t max = root ? CONTROL_MAX_CLIENTS : CONTROL_MAX_CLIENTS - CONTROL_ROOT_RESERVE;
+	bool evicted = false;
+
+	while (c->n_clients >= max) {
+		struct client *oldest = NULL;
+
+		/* Newest first: on a tie, the last one seen is the oldest. */
+		for (struct client *cl = c->clients; cl; cl = cl->next)
+			if (client_idle(cl) && (!oldest || cl->active <= oldest->active))
+				oldest = cl;
+		if (!oldest)
+			return false;
+		client_close(oldest);
+		evicted = true;
+	}
+	/* At once, not from the loop: a burst of connections must not pile
+	 * up evicted ones. No client callback runs under us here. */
+	if (evicted)
+		on_reap(c->reaper, c);
+	return true;
+}
+
+static int client_add(struct control *c, int fd, bool root)
 {
 	_cleanup_close_ int owned = fd; /* ours, even if this fails */
-	_cleanup_free_ struct client *cl = NULL;
+	_cleanup_(client_freep) struct client *cl = NULL;
 	int r;
 
-	if (c->n_clients >= CONTROL_MAX_CLIENTS) {
+	if (!make_room(c, root)) {
 		static const char busy[] = "{\"ok\":false,\"error\":\"too many clients\"}\n";
 
 		(void)!send(fd, busy, sizeof(busy) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -419,18 +491,27 @@ int control_add_client(struct control *c, int fd)
 		return -ENOMEM;
 	cl->c = c;
 	cl->log_fd = -EBADF;
+	r = loop_add_timer(c->loop, 0, on_idle, cl, &cl->idle);
+	if (r < 0)
+		return r;
 	r = jline_new(c->loop, TAKE_FD(owned), CONTROL_MAX_LINE, on_msg, on_close, cl, &cl->ch);
 	if (r < 0)
 		return r;
 	jline_on_error(cl->ch, on_error);
 	jline_set_max_out(cl->ch, CONTROL_MAX_OUT);
+	client_touch(cl);
 	cl->next = c->clients;
 	c->clients = TAKE_PTR(cl);
 	c->n_clients++;
 	return 0;
 }
 
-static bool peer_allowed(struct control *c, int fd)
+int control_add_client(struct control *c, int fd)
+{
+	return client_add(c, fd, true);
+}
+
+static bool peer_allowed(struct control *c, int fd, bool *ret_root)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
@@ -438,6 +519,7 @@ static bool peer_allowed(struct control *c, int fd)
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
 		return false;
+	*ret_root = cred.uid == 0;
 	if (cred.uid == 0)
 		return true;
 	if (!c->have_gid)
@@ -461,25 +543,26 @@ static void on_accept(struct loop_source *s, int fd, uint32_t revents, void *use
 	(void)revents;
 	for (;;) {
 		int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		bool root = false;
 
 		if (cfd < 0) {
 			if (errno != EAGAIN && errno != EINTR)
 				log_warning_errno(errno, "control socket: accept: %m");
 			return;
 		}
-		if (!peer_allowed(c, cfd)) {
+		if (!peer_allowed(c, cfd, &root)) {
 			static const char denied[] = "{\"ok\":false,\"error\":\"permission denied\"}\n";
 
 			(void)!send(cfd, denied, sizeof(denied) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 			safe_close(cfd);
 			continue;
 		}
-		control_add_client(c, cfd);
+		client_add(c, cfd, root);
 	}
 }
 
-static int control_alloc(struct loop *l, struct manager *m, control_reload_cb reload, void *userdata,
-			 struct control **ret)
+static int control_alloc(struct loop *l, struct manager *m, uint32_t idle_timeout_s, control_reload_cb reload,
+			 void *userdata, struct control **ret)
 {
 	_cleanup_(control_freep) struct control *c = calloc(1, sizeof(*c));
 	int r;
@@ -491,6 +574,7 @@ static int control_alloc(struct loop *l, struct manager *m, control_reload_cb re
 	c->reload = reload;
 	c->reload_userdata = userdata;
 	c->fd = -EBADF;
+	c->idle_usec = idle_timeout_s * USEC_PER_SEC;
 	r = loop_add_timer(l, 0, on_follow, c, &c->follow_timer);
 	if (r == 0)
 		r = loop_add_timer(l, 0, on_reap, c, &c->reaper);
@@ -503,7 +587,7 @@ static int control_alloc(struct loop *l, struct manager *m, control_reload_cb re
 int control_new_unbound(struct loop *l, struct manager *m, control_reload_cb reload, void *userdata,
 			struct control **ret)
 {
-	return control_alloc(l, m, reload, userdata, ret);
+	return control_alloc(l, m, CONTROL_IDLE_TIMEOUT_DEFAULT_S, reload, userdata, ret);
 }
 
 int control_new(struct loop *l, struct manager *m, const struct host_config *host, control_reload_cb reload,
@@ -514,7 +598,7 @@ int control_new(struct loop *l, struct manager *m, const struct host_config *hos
 	struct group *g;
 	int r;
 
-	r = control_alloc(l, m, reload, userdata, &c);
+	r = control_alloc(l, m, host->control_idle_timeout_s, reload, userdata, &c);
 	if (r < 0)
 		return r;
 	c->path = path_join(host->run_dir, "vmd.sock");

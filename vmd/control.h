@@ -8,7 +8,10 @@
  * The socket is mode 0660, owned by root and the control_group; peers are
  * checked again with SO_PEERCRED/SO_PEERGROUPS. Requests are bounded
  * (64 KiB a line), so are clients (64) and what is queued for each (4 MiB);
- * a malformed request gets an error reply and the connection stays usable. */
+ * a malformed request gets an error reply and the connection stays usable.
+ * No peer can lock the socket: a connection with nothing in progress is
+ * closed after control_idle_timeout_s, or at once when a new one needs its
+ * slot, and the last CONTROL_ROOT_RESERVE slots are for root. */
 
 #include <jansson.h>
 
@@ -17,6 +20,7 @@
 
 #define CONTROL_MAX_LINE (64 * 1024)
 #define CONTROL_MAX_CLIENTS 64
+#define CONTROL_ROOT_RESERVE 8
 #define CONTROL_MAX_OUT (4 * 1024 * 1024)
 
 struct control;

@@ -59,6 +59,20 @@ static void flush_out(struct jline *c)
 	update_events(c);
 }
 
+/* The line in progress is over max_line: the error handler's reply goes out
+ * as far as the socket takes it, then the channel closes. */
+static void oversized(struct jline *c)
+{
+	if (c->on_error) {
+		c->on_error(c, -EMSGSIZE, c->userdata);
+		if (c->free_pending || c->closed)
+			return;
+		/* Best effort: the reply to an oversized line. */
+		flush_out(c);
+	}
+	do_close(c, c->on_error ? -EMSGSIZE : -EPROTO);
+}
+
 static void parse_lines(struct jline *c)
 {
 	size_t start = 0;
@@ -84,6 +98,13 @@ static void parse_lines(struct jline *c)
 		/* Skip blank lines and stray 0xff bytes around lines. */
 		char *line = c->in + start;
 		size_t len = (size_t)(nl - line);
+		/* Every line, not only the unfinished rest of the buffer: a
+		 * long line whose newline came in the same read as its end
+		 * never shows up there. */
+		if (len > c->max_line) {
+			oversized(c);
+			return;
+		}
 		while (len > 0 && (*line == (char)0xff || *line == ' ' || *line == '\r' || *line == '\t')) {
 			line++;
 			len--;
@@ -110,16 +131,8 @@ static void parse_lines(struct jline *c)
 		return;
 	memmove(c->in, c->in + start, c->in_len - start);
 	c->in_len -= start;
-	if (c->in_len > c->max_line) {
-		if (c->on_error) {
-			c->on_error(c, -EMSGSIZE, c->userdata);
-			if (c->free_pending || c->closed)
-				return;
-			/* Best effort: the reply to an oversized line. */
-			flush_out(c);
-		}
-		do_close(c, c->on_error ? -EMSGSIZE : -EPROTO);
-	}
+	if (c->in_len > c->max_line)
+		oversized(c);
 }
 
 static void on_io(struct loop_source *s, int fd, uint32_t revents, void *userdata)

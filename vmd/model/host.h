@@ -23,6 +23,8 @@ extern const char *const virtiofsd_style_names[];
 #define WG_DEFAULT_PORT 51820
 #define WG_DEFAULT_KEEPALIVE 25
 
+#define CONTROL_IDLE_TIMEOUT_DEFAULT_S 30
+
 /* One entry of "networks": a bridge the VMs' taps join, or a WireGuard hub
  * the VMs are peers of. Its name is the host interface's name. */
 struct host_network {
@@ -71,6 +73,8 @@ struct host_config {
 	uint32_t start_limit_unready;
 	/* Who may use the control socket besides root. */
 	char *control_group;
+	/* A control connection with nothing in progress is closed after this. */
+	uint32_t control_idle_timeout_s;
 	char *wireguard_go;
 	struct host_network *networks; /* sorted by name */
 	size_t n_networks;
