@@ -444,3 +444,42 @@ def test_unit_restart_for_new_settings_keeps_vms(env, daemons):
     d2.ctl("shutdown", check=0)
     assert d2.proc.wait(timeout=60) == 0
     assert "stopping: ACPI powerdown" in open(os.path.join(env.root, "log", "steady.log")).read()
+
+
+def settings_with(env, name, **changes):
+    """Another settings file: env's, with changes."""
+    path = os.path.join(env.root, name)
+    with open(path, "w") as f:
+        json.dump({**env.settings, **changes}, f)
+    return path
+
+
+def test_second_daemon_on_the_same_state_is_refused(env, daemons):
+    d = daemons()
+    d.define("only", disks=[{"name": "scratch", "size_mib": 64, "mount": "/var"}])
+    d.ctl("reload", check=0)
+    pid = d.wait_state("only", "running", ready=True)["pid"]
+    d.ctl("exec", "only", "--", "sh", "-c", "echo kept > /var/marker", check=0)
+    disks = os.path.join(env.settings["state_dir"], "disks", "only")
+    before = sorted(os.listdir(disks))
+    assert before
+    # Its own run_dir, the same state_dir: refused at once, nothing done.
+    other = settings_with(env, "other.json", run_dir=os.path.join(env.root, "run2"))
+    p = env.vmd("daemon", "-c", other, timeout=30)
+    assert p.returncode == 2, p.stderr
+    assert f"another vmd daemon already uses {env.settings['state_dir']} (state_dir)" in p.stderr
+    assert not os.path.exists(os.path.join(env.root, "run2", "vms"))
+    # Its own run_dir and state_dir, the same keys_dir: refused too.
+    other = settings_with(env, "other2.json", run_dir=os.path.join(env.root, "run3"),
+                          state_dir=os.path.join(env.root, "state3"))
+    p = env.vmd("daemon", "-c", other, timeout=30)
+    assert p.returncode == 2, p.stderr
+    assert f"another vmd daemon already uses {env.settings['keys_dir']} (keys_dir)" in p.stderr
+    # The first daemon's VM did not notice.
+    assert sorted(os.listdir(disks)) == before
+    s = d.status()["only"]
+    assert s["pid"] == pid and s["state"] == "running" and s["restarts"] == 0
+    assert d.ctl("exec", "only", "--", "cat", "/var/marker", check=0).stdout == "kept\n"
+    # "vmd run" still runs next to the daemon, on the same directories.
+    env.run(env.define("beside"), "true", check=0)
+    assert d.stop() == 0
