@@ -9,6 +9,7 @@ import select
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 from conftest import TOP, VMD
@@ -483,3 +484,27 @@ def test_second_daemon_on_the_same_state_is_refused(env, daemons):
     # "vmd run" still runs next to the daemon, on the same directories.
     env.run(env.define("beside"), "true", check=0)
     assert d.stop() == 0
+
+
+def test_client_says_what_failed(env, daemons):
+    d = daemons()
+    d.kill()
+    # A socket no one listens on any more.
+    p = d.ctl("status", check=2)
+    assert f"cannot reach the daemon at {d.sock}: Connection refused" in p.stderr
+    # A daemon that dies with the request half sent (bigger than the
+    # socket's buffer): the write fails, and the message says how.
+    os.unlink(d.sock)
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(d.sock)
+    srv.listen(1)
+    t = threading.Thread(target=lambda: srv.accept()[0].close())
+    t.start()
+    try:
+        p = d.ctl("exec", "gone", "--", "true", *["x" * 100000] * 10, check=2)
+    finally:
+        t.join(timeout=30)
+        srv.close()
+        os.unlink(d.sock)
+    assert "cannot send the request to the daemon: Broken pipe" in p.stderr, p.stderr
+    assert "Success" not in p.stderr
