@@ -193,20 +193,25 @@ int defset_load(char *const *paths, const struct host_config *host, struct defse
 	if (store_dir) {
 		store = def_resolve_store(store_dir);
 		if (!store) {
+			int err = errno; /* before errors_for() allocates */
 			struct schema_errors *e = errors_for(errors, store_dir);
 
 			if (e)
-				schema_error(e, "store_dir", "cannot resolve: %s", strerror(errno));
+				schema_error(e, "store_dir", "cannot resolve: %s", strerror(err));
 			return -EINVAL;
 		}
 	}
 
-	for (size_t i = 0; paths && paths[i]; i++)
-		if (expand(paths[i], &files) < 0) {
+	for (size_t i = 0; paths && paths[i]; i++) {
+		/* expand()'s error, not errno: strv_consume() sets none. */
+		int r = expand(paths[i], &files);
+
+		if (r < 0) {
 			struct schema_errors *e = errors_for(errors, paths[i]);
 			if (e)
-				schema_error(e, NULL, "cannot read directory: %s", strerror(errno));
+				schema_error(e, NULL, "cannot read directory: %s", strerror(-r));
 		}
+	}
 	set->entries = calloc(strv_length(files) + 1, sizeof(*set->entries));
 	if (!set->entries)
 		return -ENOMEM;
