@@ -109,6 +109,19 @@ static void sync_gcroots(struct daemon *d, const struct defset *set)
 		log_warning_errno(r, "registering GC roots for the closures in %s: %m", dir);
 }
 
+/* What this host cannot give a VM: logged, and the VM started anyway. */
+static void log_fit_warnings(const struct defset *set)
+{
+	_cleanup_(defset_errors_clear) struct defset_errors warnings = {};
+	struct host_resources res;
+
+	host_resources_read(&res);
+	defset_check_fit(set, &res, &warnings);
+	for (size_t i = 0; i < warnings.n; i++)
+		for (size_t j = 0; j < warnings.files[i].errors.n; j++)
+			log_warning("%s: %s", warnings.files[i].file, warnings.files[i].errors.lines[j]);
+}
+
 /* Loads and validates every definition; nothing changes unless all are
  * valid. */
 static int reload(void *userdata, json_t **ret_summary, json_t **ret_errors)
@@ -132,6 +145,7 @@ static int reload(void *userdata, json_t **ret_summary, json_t **ret_errors)
 			*ret_errors = defset_errors_json(&errors);
 		return -EINVAL;
 	}
+	log_fit_warnings(&set);
 	/* Hub peers of VMs that left go now; the VMs follow. */
 	hostnet_sync(d->net, &set);
 	/* Before manager_apply(), which takes the definitions. */

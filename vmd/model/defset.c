@@ -255,6 +255,16 @@ void defset_errors_clear(struct defset_errors *errors)
 	*errors = (struct defset_errors){};
 }
 
+void defset_check_fit(const struct defset *set, const struct host_resources *res, struct defset_errors *warnings)
+{
+	for (size_t i = 0; i < set->n; i++) {
+		struct schema_errors w = {};
+
+		def_check_fit(set->entries[i].def, res, &w);
+		add_errors(warnings, set->entries[i].file, &w);
+	}
+}
+
 void defset_errors_print(const struct defset_errors *errors, FILE *f)
 {
 	for (size_t i = 0; i < errors->n; i++)
