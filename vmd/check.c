@@ -15,6 +15,7 @@ int cmd_check(int argc, char **argv, const char *config)
 	_cleanup_host_config_ struct host_config *host = NULL;
 	struct defset set = {};
 	struct defset_errors errors = {};
+	struct host_resources res;
 	bool bad = false;
 	int c, r;
 
@@ -28,7 +29,9 @@ int cmd_check(int argc, char **argv, const char *config)
 			printf("Usage: vmd check [-c SETTINGS] PATH...\n\n"
 			       "Validates VM definitions (files, or directories of *.json) and the host\n"
 			       "settings. Prints FILE: FIELD: reason for every error and exits 1; exits 0\n"
-			       "when everything is valid.\n");
+			       "when everything is valid. Prints FILE: FIELD: warning: reason for what\n"
+			       "this host cannot give a VM (more memory than it has, more vCPUs than\n"
+			       "CPUs), which leaves the exit status alone.\n");
 			return EXIT_OK;
 		default:
 			return EXIT_BAD_INPUT;
@@ -54,6 +57,12 @@ int cmd_check(int argc, char **argv, const char *config)
 		defset_errors_print(&errors, stdout);
 		bad = true;
 	}
+	defset_errors_clear(&errors);
+	/* This host's limits: warnings, printed the same way, that leave
+	 * the exit status alone. */
+	host_resources_read(&res);
+	defset_check_fit(&set, &res, &errors);
+	defset_errors_print(&errors, stdout);
 	defset_errors_clear(&errors);
 	defset_clear(&set);
 	return bad ? EXIT_BAD_INPUT : EXIT_OK;

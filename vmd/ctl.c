@@ -42,8 +42,9 @@ static int conn_send(struct conn *c, json_t *req)
 	return r;
 }
 
-/* The next reply line; NULL at EOF or on error. */
-static json_t *conn_recv(struct conn *c)
+/* The next reply line: 1 with *ret set, 0 at EOF, or -errno (-EBADMSG:
+ * a line that is not JSON). */
+static int conn_recv(struct conn *c, json_t **ret)
 {
 	for (;;) {
 		char *nl = c->buf ? memchr(c->buf, '\n', c->len) : NULL;
@@ -55,24 +56,42 @@ static json_t *conn_recv(struct conn *c)
 			memmove(c->buf, nl + 1, c->len - (size_t)(nl + 1 - c->buf));
 			c->len -= (size_t)(nl + 1 - c->buf);
 			if (!j)
-				log_error("the daemon sent something that is not JSON");
-			return j;
+				return -EBADMSG;
+			*ret = j;
+			return 1;
 		}
 		if (c->cap - c->len < 65536) {
 			char *b = realloc(c->buf, c->cap + 131072);
 
 			if (!b)
-				return NULL;
+				return -ENOMEM;
 			c->buf = b;
 			c->cap += 131072;
 		}
 		n = read(c->fd, c->buf + c->len, c->cap - c->len);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
-			return NULL;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return 0;
 		c->len += (size_t)n;
 	}
+}
+
+/* The next reply line, or NULL with the reason logged. */
+static json_t *conn_recv_or_log(struct conn *c, const char *what)
+{
+	json_t *j = NULL;
+	int r = conn_recv(c, &j);
+
+	if (r == 0)
+		log_error("the daemon closed the connection without %s", what);
+	else if (r == -EBADMSG)
+		log_error("the daemon sent something that is not JSON instead of %s", what);
+	else if (r < 0)
+		log_error_errno(r, "cannot read %s from the daemon: %m", what);
+	return j;
 }
 
 static void conn_close(struct conn *c)
@@ -86,18 +105,16 @@ static void conn_close(struct conn *c)
 static json_t *request(const struct host_config *host, struct conn *c, json_t *req)
 {
 	_cleanup_(json_decrefp) json_t *owned = req;
-	json_t *rep;
+	int r;
 
 	if (conn_open(host, c) < 0)
 		return NULL;
-	if (conn_send(c, owned) < 0) {
-		log_error("cannot send to the daemon: %m");
+	r = conn_send(c, owned);
+	if (r < 0) {
+		log_error_errno(r, "cannot send the request to the daemon: %m");
 		return NULL;
 	}
-	rep = conn_recv(c);
-	if (!rep)
-		log_error("the daemon closed the connection without an answer");
-	return rep;
+	return conn_recv_or_log(c, "an answer");
 }
 
 static int fail_reply(json_t *rep)
@@ -245,15 +262,19 @@ static int do_shutdown(const struct host_config *host)
 	}
 	req = json_pack("{s:s}", "command", "shutdown");
 	q = req ? conn_send(&c, req) : -ENOMEM;
-	if (q < 0 || !(rep = conn_recv(&c))) {
-		log_error("the daemon did not answer");
+	if (q < 0) {
+		log_error_errno(q, "cannot send the request to the daemon: %m");
 		return EXIT_RUNTIME;
 	}
+	rep = conn_recv_or_log(&c, "an answer");
+	if (!rep)
+		return EXIT_RUNTIME;
 	if (!json_is_true(json_object_get(rep, "ok")))
 		r = fail_reply(rep);
 	else
 		fprintf(stderr, "vmd shutdown: %s\n", json_string_value(json_object_get(rep, "message")));
-	while (r == EXIT_OK && (more = conn_recv(&c)))
+	/* Until the daemon closes the connection: it has exited. */
+	while (r == EXIT_OK && conn_recv(&c, &more) > 0)
 		json_decref(more);
 	return r;
 }
@@ -310,14 +331,14 @@ static int do_logs(const struct host_config *host, const char *name, bool follow
 	_cleanup_(conn_close) struct conn c = { .fd = -EBADF };
 	_cleanup_(json_decrefp) json_t *rep = NULL;
 	json_t *msg;
-	int r = EXIT_OK;
+	int r = EXIT_OK, q;
 
 	rep = request(host, &c, json_pack("{s:s, s:s, s:b}", "command", "logs", "name", name, "follow", follow));
 	if (!rep)
 		return EXIT_RUNTIME;
 	if (!json_is_true(json_object_get(rep, "ok")))
 		return fail_reply(rep);
-	while ((msg = conn_recv(&c))) {
+	while ((q = conn_recv(&c, &msg)) > 0) {
 		bool eof = json_is_true(json_object_get(msg, "eof"));
 
 		if (write_b64(stdout, json_object_get(msg, "data")) < 0)
@@ -325,6 +346,10 @@ static int do_logs(const struct host_config *host, const char *name, bool follow
 		json_decref(msg);
 		if (eof || r != EXIT_OK)
 			break;
+	}
+	if (q < 0) {
+		log_error_errno(q, "reading the log from the daemon: %m");
+		r = EXIT_RUNTIME;
 	}
 	return r;
 }

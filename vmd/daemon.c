@@ -109,6 +109,19 @@ static void sync_gcroots(struct daemon *d, const struct defset *set)
 		log_warning_errno(r, "registering GC roots for the closures in %s: %m", dir);
 }
 
+/* What this host cannot give a VM: logged, and the VM started anyway. */
+static void log_fit_warnings(const struct defset *set)
+{
+	_cleanup_(defset_errors_clear) struct defset_errors warnings = {};
+	struct host_resources res;
+
+	host_resources_read(&res);
+	defset_check_fit(set, &res, &warnings);
+	for (size_t i = 0; i < warnings.n; i++)
+		for (size_t j = 0; j < warnings.files[i].errors.n; j++)
+			log_warning("%s: %s", warnings.files[i].file, warnings.files[i].errors.lines[j]);
+}
+
 /* Loads and validates every definition; nothing changes unless all are
  * valid. */
 static int reload(void *userdata, json_t **ret_summary, json_t **ret_errors)
@@ -132,6 +145,7 @@ static int reload(void *userdata, json_t **ret_summary, json_t **ret_errors)
 			*ret_errors = defset_errors_json(&errors);
 		return -EINVAL;
 	}
+	log_fit_warnings(&set);
 	/* Hub peers of VMs that left go now; the VMs follow. */
 	hostnet_sync(d->net, &set);
 	/* Before manager_apply(), which takes the definitions. */
@@ -206,24 +220,73 @@ static void on_shutdown_request(void *userdata)
 	manager_shutdown(d->manager, false, on_shutdown_done, d);
 }
 
-/* One daemon per run_dir: a lock file, checked before anything else. */
-static int take_daemon_lock(const struct host_config *host, int *ret)
+/* One daemon per run_dir, state_dir and keys_dir: <dir>/vmd.lock in each,
+ * flocked before anything is created or swept. Two daemons on one state_dir
+ * (with different run_dirs) would each start every VM and sweep the other's
+ * ephemeral disks. "vmd run" takes none of these: it shares the directories
+ * with the daemon, and the per-VM lock in <run_dir>/vms/<vm> keeps them
+ * apart. A directory given twice (keys_dir = state_dir) is one lock. */
+struct daemon_locks {
+	int fds[3];
+};
+
+static void daemon_locks_done(struct daemon_locks *l)
 {
-	_cleanup_free_ char *path = path_join(host->run_dir, "vmd.lock");
+	for (size_t i = 0; i < ELEMENTSOF(l->fds); i++)
+		l->fds[i] = safe_close(l->fds[i]);
+}
+
+static bool same_file(int a, int b)
+{
+	struct stat sa, sb;
+
+	return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+static int lock_dir(const char *dir, mode_t mode, const struct daemon_locks *held, int *ret)
+{
+	_cleanup_free_ char *path = path_join(dir, "vmd.lock");
 	_cleanup_close_ int fd = -EBADF;
 	int r;
 
 	if (!path)
 		return -ENOMEM;
-	r = mkdir_p(host->run_dir, 0755);
+	r = mkdir_p(dir, mode);
 	if (r < 0)
 		return r;
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return -errno;
+	for (size_t i = 0; i < ELEMENTSOF(held->fds); i++)
+		if (held->fds[i] >= 0 && same_file(fd, held->fds[i]))
+			return 0;
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0)
 		return errno == EWOULDBLOCK ? -EBUSY : -errno;
 	*ret = TAKE_FD(fd);
+	return 0;
+}
+
+static int take_daemon_locks(const struct host_config *host, struct daemon_locks *l)
+{
+	const struct {
+		const char *field, *dir;
+		mode_t mode;
+	} dirs[] = {
+		{ "run_dir", host->run_dir, 0755 },
+		{ "state_dir", host->state_dir, 0755 },
+		/* keydir.c's mode for it. */
+		{ "keys_dir", host->keys_dir, 0700 },
+	};
+
+	for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+		int r = lock_dir(dirs[i].dir, dirs[i].mode, l, &l->fds[i]);
+
+		if (r == -EBUSY)
+			return log_error_errno(r, "another vmd daemon already uses %s (%s)",
+					       dirs[i].dir, dirs[i].field);
+		if (r < 0)
+			return log_error_errno(r, "%s: locking %s/vmd.lock: %m", dirs[i].field, dirs[i].dir);
+	}
 	return 0;
 }
 
@@ -250,9 +313,9 @@ int cmd_daemon(int argc, char **argv, const char *config)
 		{}
 	};
 	static const int signals[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR2 };
-	/* Before d, to outlive its teardown: the lock, as long as anything of
+	/* Before d, to outlive its teardown: the locks, as long as anything of
 	 * this daemon is left; the binaries, which opts lends to the VMs. */
-	_cleanup_close_ int lock = -EBADF;
+	_cleanup_(daemon_locks_done) struct daemon_locks locks = { .fds = { -EBADF, -EBADF, -EBADF } };
 	_cleanup_(vm_tools_done) struct vm_tools tools = {};
 	_cleanup_(daemon_done) struct daemon d = { .exit_code = EXIT_OK };
 	int c, r;
@@ -283,15 +346,8 @@ int cmd_daemon(int argc, char **argv, const char *config)
 	if (cli_load_host(config, &d.host) < 0)
 		return EXIT_BAD_INPUT;
 
-	r = take_daemon_lock(d.host, &lock);
-	if (r == -EBUSY) {
-		log_error("another vmd daemon already runs for %s", d.host->run_dir);
+	if (take_daemon_locks(d.host, &locks) < 0)
 		return EXIT_RUNTIME;
-	}
-	if (r < 0) {
-		log_error_errno(r, "locking %s/vmd.lock: %m", d.host->run_dir);
-		return EXIT_RUNTIME;
-	}
 	if (vm_tools_resolve(d.host, d.host->accel, NULL, &tools) < 0)
 		return EXIT_RUNTIME;
 	log_info("accelerator: %s (%s)", accel_names[tools.accel], tools.accel_reason);

@@ -60,3 +60,37 @@ def test_usage(env):
     env.vmd("frobnicate", check=1)
     env.vmd("check", check=1)
     env.vmd("run", check=1)
+
+
+def host_memory_mib():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    raise AssertionError("no MemTotal in /proc/meminfo")
+
+
+def test_more_than_the_host_has_is_a_warning(env, daemons):
+    mem, cpus = host_memory_mib(), os.sysconf("SC_NPROCESSORS_ONLN")
+    want = max(200000, mem + 1024)
+    assert want <= 1048576 and cpus < 255, "this host is too big for the test"
+    big = env.define("big", memory_mib=want, vcpus=255)
+    p = env.vmd("check", "-c", env.config, big, check=0)
+    lines = [
+        f"{big}: memory_mib: warning: {want} MiB is more than this host's memory ({mem} MiB, "
+        "MemTotal in /proc/meminfo); the guest may be killed when it uses it",
+        f"{big}: vcpus: warning: 255 vCPUs are more than this host's {cpus} CPUs; the guest will be slow, "
+        "and under TCG it may not boot at all",
+    ]
+    assert p.stdout.splitlines() == lines
+    # Beside an invalid definition: exit 1, its error and the warnings.
+    bad = env.define("bad", restart="sometimes")
+    p = env.vmd("check", "-c", env.config, big, bad, check=1)
+    assert p.stdout.splitlines() == [f"{bad}: restart: must be one of: always, on-failure, never", *lines]
+    # The daemon says the same when it loads the definition.
+    d = daemons()
+    d.define("big", memory_mib=want, vcpus=255, autostart=False)
+    d.ctl("reload", check=0)
+    path = os.path.join(env.settings["definitions_dir"], "big.json")
+    d.wait_for(lambda: f"{path}: vcpus: warning: 255 vCPUs" in d.output(), "the warning")
+    assert f"{path}: memory_mib: warning: {want} MiB" in d.output()

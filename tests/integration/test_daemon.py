@@ -9,6 +9,7 @@ import select
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 from conftest import TOP, VMD
@@ -467,3 +468,66 @@ def test_unit_restart_for_new_settings_keeps_vms(env, daemons):
     d2.ctl("shutdown", check=0)
     assert d2.proc.wait(timeout=60) == 0
     assert "stopping: ACPI powerdown" in open(os.path.join(env.root, "log", "steady.log")).read()
+
+
+def settings_with(env, name, **changes):
+    """Another settings file: env's, with changes."""
+    path = os.path.join(env.root, name)
+    with open(path, "w") as f:
+        json.dump({**env.settings, **changes}, f)
+    return path
+
+
+def test_second_daemon_on_the_same_state_is_refused(env, daemons):
+    d = daemons()
+    d.define("only", disks=[{"name": "scratch", "size_mib": 64, "mount": "/var"}])
+    d.ctl("reload", check=0)
+    pid = d.wait_state("only", "running", ready=True)["pid"]
+    d.ctl("exec", "only", "--", "sh", "-c", "echo kept > /var/marker", check=0)
+    disks = os.path.join(env.settings["state_dir"], "disks", "only")
+    before = sorted(os.listdir(disks))
+    assert before
+    # Its own run_dir, the same state_dir: refused at once, nothing done.
+    other = settings_with(env, "other.json", run_dir=os.path.join(env.root, "run2"))
+    p = env.vmd("daemon", "-c", other, timeout=30)
+    assert p.returncode == 2, p.stderr
+    assert f"another vmd daemon already uses {env.settings['state_dir']} (state_dir)" in p.stderr
+    assert not os.path.exists(os.path.join(env.root, "run2", "vms"))
+    # Its own run_dir and state_dir, the same keys_dir: refused too.
+    other = settings_with(env, "other2.json", run_dir=os.path.join(env.root, "run3"),
+                          state_dir=os.path.join(env.root, "state3"))
+    p = env.vmd("daemon", "-c", other, timeout=30)
+    assert p.returncode == 2, p.stderr
+    assert f"another vmd daemon already uses {env.settings['keys_dir']} (keys_dir)" in p.stderr
+    # The first daemon's VM did not notice.
+    assert sorted(os.listdir(disks)) == before
+    s = d.status()["only"]
+    assert s["pid"] == pid and s["state"] == "running" and s["restarts"] == 0
+    assert d.ctl("exec", "only", "--", "cat", "/var/marker", check=0).stdout == "kept\n"
+    # "vmd run" still runs next to the daemon, on the same directories.
+    env.run(env.define("beside"), "true", check=0)
+    assert d.stop() == 0
+
+
+def test_client_says_what_failed(env, daemons):
+    d = daemons()
+    d.kill()
+    # A socket no one listens on any more.
+    p = d.ctl("status", check=2)
+    assert f"cannot reach the daemon at {d.sock}: Connection refused" in p.stderr
+    # A daemon that dies with the request half sent (bigger than the
+    # socket's buffer): the write fails, and the message says how.
+    os.unlink(d.sock)
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(d.sock)
+    srv.listen(1)
+    t = threading.Thread(target=lambda: srv.accept()[0].close())
+    t.start()
+    try:
+        p = d.ctl("exec", "gone", "--", "true", *["x" * 100000] * 10, check=2)
+    finally:
+        t.join(timeout=30)
+        srv.close()
+        os.unlink(d.sock)
+    assert "cannot send the request to the daemon: Broken pipe" in p.stderr, p.stderr
+    assert "Success" not in p.stderr

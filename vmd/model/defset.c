@@ -193,20 +193,25 @@ int defset_load(char *const *paths, const struct host_config *host, struct defse
 	if (store_dir) {
 		store = def_resolve_store(store_dir);
 		if (!store) {
+			int err = errno; /* before errors_for() allocates */
 			struct schema_errors *e = errors_for(errors, store_dir);
 
 			if (e)
-				schema_error(e, "store_dir", "cannot resolve: %s", strerror(errno));
+				schema_error(e, "store_dir", "cannot resolve: %s", strerror(err));
 			return -EINVAL;
 		}
 	}
 
-	for (size_t i = 0; paths && paths[i]; i++)
-		if (expand(paths[i], &files) < 0) {
+	for (size_t i = 0; paths && paths[i]; i++) {
+		/* expand()'s error, not errno: strv_consume() sets none. */
+		int r = expand(paths[i], &files);
+
+		if (r < 0) {
 			struct schema_errors *e = errors_for(errors, paths[i]);
 			if (e)
-				schema_error(e, NULL, "cannot read directory: %s", strerror(errno));
+				schema_error(e, NULL, "cannot read directory: %s", strerror(-r));
 		}
+	}
 	set->entries = calloc(strv_length(files) + 1, sizeof(*set->entries));
 	if (!set->entries)
 		return -ENOMEM;
@@ -248,6 +253,16 @@ void defset_errors_clear(struct defset_errors *errors)
 	}
 	free(errors->files);
 	*errors = (struct defset_errors){};
+}
+
+void defset_check_fit(const struct defset *set, const struct host_resources *res, struct defset_errors *warnings)
+{
+	for (size_t i = 0; i < set->n; i++) {
+		struct schema_errors w = {};
+
+		def_check_fit(set->entries[i].def, res, &w);
+		add_errors(warnings, set->entries[i].file, &w);
+	}
 }
 
 void defset_errors_print(const struct defset_errors *errors, FILE *f)

@@ -1,4 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <inttypes.h>
+#include <limits.h>
+#include <unistd.h>
+
 #include "addr.h"
 #include "def.h"
 #include "host.h"
@@ -381,4 +385,24 @@ json_t *host_config_describe(void)
 json_t *host_config_to_json(const struct host_config *c)
 {
 	return schema_to_json(host_table, c);
+}
+
+void host_resources_read(struct host_resources *ret)
+{
+	_cleanup_free_ char *text = NULL;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	const char *line;
+
+	*ret = (struct host_resources){ .cpus = cpus > 0 && cpus <= UINT_MAX ? (unsigned)cpus : 0 };
+	if (read_file("/proc/meminfo", 1 << 16, &text, NULL) < 0)
+		return;
+	line = strstr(text, "MemTotal:");
+	if (line) {
+		uint64_t kib;
+		char unit[4];
+
+		/* "MemTotal:       24562228 kB" */
+		if (sscanf(line, "MemTotal: %" SCNu64 " %3s", &kib, unit) == 2 && streq(unit, "kB"))
+			ret->memory_mib = kib / 1024;
+	}
 }

@@ -118,3 +118,11 @@ json_t *host_config_describe(void);
  * shares, nor use them for base images. Returns the directory it overlaps
  * (free it) or NULL. */
 char *host_swept_dir(const struct host_config *c, const char *path);
+
+/* What this host has, for the checks that depend on it: MemTotal from
+ * /proc/meminfo and the online CPUs; 0 where unknown. */
+struct host_resources {
+	uint64_t memory_mib;
+	unsigned cpus;
+};
+void host_resources_read(struct host_resources *ret);
