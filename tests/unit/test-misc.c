@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "def.h"
 #include "disk.h"
 #include "gcroot.h"
 #include "schema.h"
@@ -104,6 +105,8 @@ TEST(read_file_regular_only)
 {
 	_cleanup_free_ char *dir = tmpdir(), *fifo = xasprintf("%s/x.json", dir),
 			       *link = xasprintf("%s/link.json", dir), *file = xasprintf("%s/f", dir);
+	struct schema_errors errors = {};
+	struct vm_def *def = NULL;
 	char *buf = NULL;
 	size_t n;
 
@@ -117,6 +120,10 @@ TEST(read_file_regular_only)
 	ASSERT(read_file(link, 4096, &buf, &n) == 0);
 	ASSERT_STREQ(buf, "{}");
 	free(buf);
+	ASSERT(def_load_file(fifo, &def, &errors) == -EINVAL);
+	ASSERT_EQ(errors.n, 1);
+	ASSERT_STREQ(errors.lines[0], "not a regular file");
+	schema_errors_clear(&errors);
 	alarm(0);
 	unlink(link);
 	unlink(file);
