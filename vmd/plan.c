@@ -401,6 +401,8 @@ int plan_prepare(struct vm_plan *p)
 	}
 	add_gcroot(p);
 	r = read_closure_params(p, &params);
+	if (r == -EBADFD)
+		return log_error_errno(r, "%s: %s/kernel-params: not a regular file", p->def->name, p->def->system);
 	if (r < 0)
 		return log_error_errno(r, "%s: reading %s/kernel-params: %m", p->def->name, p->def->system);
 	p->cmdline = mfree(p->cmdline);

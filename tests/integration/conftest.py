@@ -50,6 +50,20 @@ def processes_mentioning(text):
     return found
 
 
+def special_files(directory):
+    """Puts a FIFO, a socket, a link to /dev/zero and a directory, all named
+    *.json, into directory: none is a definition, and opening or reading any
+    of them naively would block or never end. Returns their paths."""
+    paths = [os.path.join(directory, n) for n in ("fifo.json", "socket.json", "zero.json", "dir.json")]
+    os.makedirs(directory, exist_ok=True)
+    os.mkfifo(paths[0])
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(paths[1])
+    os.symlink("/dev/zero", paths[2])
+    os.mkdir(paths[3])
+    return paths
+
+
 class Env:
     def __init__(self, root, closure):
         self.root = root

@@ -3,6 +3,9 @@
 
 import json
 import os
+import time
+
+from conftest import special_files
 
 
 def test_valid_files_and_directories(env):
@@ -51,6 +54,22 @@ def test_bad_settings(env):
     assert p.stdout.strip() == f"{env.config}: accel: must be one of: auto, kvm, tcg"
     p = env.vmd("check", "-c", os.path.join(env.root, "missing.json"), d, check=1)
     assert "cannot read: No such file or directory" in p.stdout
+
+
+def test_special_files_are_refused_promptly(env):
+    defs = os.path.join(env.root, "defs")
+    paths = special_files(defs)
+    # A link to a regular file is a definition: NixOS's /etc is links.
+    os.symlink(env.define("linked"), os.path.join(defs, "linked.json"))
+    t0 = time.time()
+    p = env.vmd("check", "-c", env.config, defs, timeout=10, check=1)
+    assert time.time() - t0 < 5
+    assert sorted(p.stdout.splitlines()) == sorted(f"{f}: not a regular file" for f in paths)
+    # Named directly, the same; and as the settings file.
+    p = env.vmd("check", "-c", env.config, paths[0], timeout=10, check=1)
+    assert p.stdout == f"{paths[0]}: not a regular file\n"
+    p = env.vmd("check", "-c", paths[0], env.define("ok"), timeout=10, check=1)
+    assert f"{paths[0]}: not a regular file" in p.stdout + p.stderr
 
 
 def test_usage(env):

@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 
-from conftest import TOP, VMD
+from conftest import TOP, VMD, special_files
 from test_run import add_to_store, garbage_system
 
 
@@ -174,6 +174,42 @@ def test_invalid_reload_changes_nothing(env, daemons):
     after = d.status()
     assert set(after) == {"stay"}
     assert after["stay"]["pid"] == before["pid"] and after["stay"]["state"] == "running"
+
+
+def test_special_files_at_start_block_nothing(env, daemons):
+    paths = special_files(env.settings["definitions_dir"])
+    d = daemons()  # answers status: start-up got past the definitions
+    assert "running with the VMs adopted so far" in d.output()
+    assert d.status() == {}
+    t0 = time.time()
+    p = d.ctl("reload", timeout=10, check=1)
+    assert time.time() - t0 < 5
+    assert sorted(line for line in p.stdout.splitlines() if line) == sorted(f"{f}: not a regular file" for f in paths)
+    t0 = time.time()
+    assert d.stop(timeout=10) == 0
+    assert time.time() - t0 < 5
+
+
+def test_special_files_at_reload_change_nothing(env, daemons):
+    d = daemons()
+    d.define("stay")
+    d.ctl("reload", check=0)
+    before = d.wait_state("stay", "running", ready=True)
+    paths = special_files(env.settings["definitions_dir"])
+    t0 = time.time()
+    p = d.ctl("reload", timeout=10, check=1)
+    assert time.time() - t0 < 5
+    for f in paths:
+        assert f"{f}: not a regular file" in p.stdout
+    assert "nothing was changed" in p.stderr
+    # SIGHUP takes the same path and leaves the loop free.
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_for(lambda: d.output().count("reload refused") >= 2, "the refused SIGHUP reload", timeout=10)
+    after = d.ctl("status", "--json", timeout=10, check=0)
+    after = {v["name"]: v for v in json.loads(after.stdout)}
+    assert set(after) == {"stay"}
+    assert after["stay"]["pid"] == before["pid"] and after["stay"]["state"] == "running"
+    assert d.stop(timeout=30) == 0
 
 
 def test_daemon_kill9_then_adoption(env, daemons):

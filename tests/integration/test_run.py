@@ -141,6 +141,23 @@ def test_bad_kernel_path(env):
     assert f"{system}/kernel: No such file or directory" in errors[0]
 
 
+def test_kernel_params_not_a_regular_file(env):
+    # The store holds no FIFO, but a link to one outside: reading it must
+    # not wait for a writer.
+    fifo = os.path.join(env.root, "params-fifo")
+    os.mkfifo(fifo)
+    linked = os.path.join(env.root, "fifo-params-system")
+    os.makedirs(linked)
+    for f in ("kernel", "initrd", "init"):
+        os.symlink(os.path.join(env.closure, f), os.path.join(linked, f))
+    os.symlink(fifo, os.path.join(linked, "kernel-params"))
+    system = add_to_store(linked)
+    d = env.define("fifoparams", system=system)
+    p = env.run(d, "true", timeout=20)
+    assert p.returncode == 2
+    assert f"{system}/kernel-params: not a regular file" in p.stderr
+
+
 def test_system_outside_the_store(env):
     outside = os.path.join(env.root, "outside-system")
     shutil.copytree(env.closure, outside, symlinks=True)

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "def.h"
 #include "disk.h"
 #include "gcroot.h"
 #include "schema.h"
@@ -94,6 +95,39 @@ TEST(read_file_limits)
 	ASSERT(read_file(path, 1 << 20, &buf, &n) == 0);
 	free(buf);
 	unlink(path);
+	rmdir(dir);
+}
+
+/* A FIFO, a device or a directory in place of a file must not block
+ * (alarm: a blocking open would hang the test) and is refused; a link to a
+ * regular file is followed. */
+TEST(read_file_regular_only)
+{
+	_cleanup_free_ char *dir = tmpdir(), *fifo = xasprintf("%s/x.json", dir),
+			       *link = xasprintf("%s/link.json", dir), *file = xasprintf("%s/f", dir);
+	struct schema_errors errors = {};
+	struct vm_def *def = NULL;
+	char *buf = NULL;
+	size_t n;
+
+	ASSERT(mkfifo(fifo, 0600) == 0);
+	ASSERT(write_file(file, "{}", 0600, 0) == 0);
+	ASSERT(symlink(file, link) == 0);
+	alarm(10);
+	ASSERT(read_file(fifo, 4096, &buf, &n) == -EBADFD);
+	ASSERT(read_file(dir, 4096, &buf, &n) == -EBADFD);
+	ASSERT(read_file("/dev/zero", 4096, &buf, &n) == -EBADFD);
+	ASSERT(read_file(link, 4096, &buf, &n) == 0);
+	ASSERT_STREQ(buf, "{}");
+	free(buf);
+	ASSERT(def_load_file(fifo, &def, &errors) == -EINVAL);
+	ASSERT_EQ(errors.n, 1);
+	ASSERT_STREQ(errors.lines[0], "not a regular file");
+	schema_errors_clear(&errors);
+	alarm(0);
+	unlink(link);
+	unlink(file);
+	unlink(fifo);
 	rmdir(dir);
 }
 
@@ -420,5 +454,5 @@ TEST(write_file_concurrent)
 	rm_tree(dir);
 }
 
-RUN_TESTS(T(log_bounded), T(disks), T(read_file_limits), T(path_checks), T(rm_rf_keeps_symlink_targets),
-	  T(gcroots), T(write_file), T(write_file_without_o_tmpfile), T(write_file_concurrent))
+RUN_TESTS(T(log_bounded), T(disks), T(read_file_limits), T(read_file_regular_only), T(path_checks),
+	  T(rm_rf_keeps_symlink_targets), T(gcroots), T(write_file), T(write_file_without_o_tmpfile), T(write_file_concurrent))

@@ -232,12 +232,20 @@ int rm_rf_children(int dir_fd)
 
 int read_file(const char *path, size_t max, char **ret, size_t *ret_size)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: opening a FIFO waits for a writer, a device may wait too.
+	 * Links are followed: NixOS's /etc is links into the store. */
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	_cleanup_free_ char *buf = NULL;
 	size_t n = 0, cap = 0;
+	struct stat st;
 
+	/* ENXIO: a socket, or a device node with no device; neither is regular. */
 	if (fd < 0)
+		return errno == ENXIO ? -EBADFD : -errno;
+	if (fstat(fd, &st) < 0)
 		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EBADFD;
 	for (;;) {
 		ssize_t k;
 

@@ -115,6 +115,9 @@ static inline bool startswith(const char *s, const char *prefix)
 /* Filesystem helpers; all return 0 or -errno. */
 int mkdir_p(const char *path, mode_t mode);
 int rm_rf_children(int dirfd);
+/* Reads a regular file (links followed) of at most max bytes; -EFBIG if
+ * larger, -EBADFD if path is a FIFO, a socket, a device or a directory:
+ * those could block the caller for good or never end. */
 int read_file(const char *path, size_t max, char **ret, size_t *ret_size);
 int write_all(int fd, const void *buf, size_t n);
 

@@ -352,16 +352,9 @@ int def_load_file(const char *path, struct vm_def **ret, struct schema_errors *e
 	size_t len;
 	int r;
 
-	/* A definition is small; refuse anything that is not. */
-	r = read_file(path, 1024 * 1024, &buf, &len);
-	if (r == -EFBIG) {
-		schema_error(errors, "json", "file is larger than 1 MiB");
-		return -EINVAL;
-	}
-	if (r < 0) {
-		schema_error(errors, "json", "cannot read: %s", strerror(-r));
-		return r;
-	}
+	r = schema_read_file(path, false, &buf, &len, errors);
+	if (r < 0)
+		return r == -EFBIG || r == -EBADFD ? -EINVAL : r;
 	return def_parse_buffer(buf, len, ret, errors);
 }
 

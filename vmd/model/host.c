@@ -359,13 +359,11 @@ int host_config_load(const char *path, struct host_config **ret, struct schema_e
 	size_t len = 0;
 	int r;
 
-	r = read_file(path ? path : HOST_CONFIG_DEFAULT_PATH, 1024 * 1024, &buf, &len);
+	r = schema_read_file(path ? path : HOST_CONFIG_DEFAULT_PATH, !path, &buf, &len, errors);
 	if (r == -ENOENT && !path)
 		return host_config_parse_buffer("", 0, ret, errors);
-	if (r < 0) {
-		schema_error(errors, "json", "cannot read: %s", r == -EFBIG ? "file is larger than 1 MiB" : strerror(-r));
+	if (r < 0)
 		return -EINVAL;
-	}
 	return host_config_parse_buffer(buf, len, ret, errors);
 }
 

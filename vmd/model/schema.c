@@ -42,16 +42,14 @@ void schema_errors_move(struct schema_errors *dst, struct schema_errors *src)
 	src->n = 0;
 }
 
-void schema_error(struct schema_errors *e, const char *field, const char *fmt, ...)
+/* field NULL: the reason is about the file, not about a field in it. */
+_printf_(3, 0) static void add_error(struct schema_errors *e, const char *field, const char *fmt, va_list ap)
 {
 	char reason[512], **l;
-	va_list ap;
 	char *line;
 
-	va_start(ap, fmt);
 	vsnprintf(reason, sizeof(reason), fmt, ap);
-	va_end(ap);
-	line = xasprintf("%s: %s", field && *field ? field : "(root)", reason);
+	line = field ? xasprintf("%s: %s", field, reason) : strdup(reason);
 	l = realloc(e->lines, (e->n + 1) * sizeof(char *));
 	if (!line || !l) {
 		/* Out of memory while reporting: keep what we have. */
@@ -64,6 +62,38 @@ void schema_error(struct schema_errors *e, const char *field, const char *fmt, .
 	e->lines[e->n++] = line;
 }
 
+void schema_error(struct schema_errors *e, const char *field, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	add_error(e, field && *field ? field : "(root)", fmt, ap);
+	va_end(ap);
+}
+
+void schema_error_file(struct schema_errors *e, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	add_error(e, NULL, fmt, ap);
+	va_end(ap);
+}
+
+int schema_read_file(const char *path, bool optional, char **ret, size_t *ret_len, struct schema_errors *errors)
+{
+	int r = read_file(path, SCHEMA_FILE_MAX, ret, ret_len);
+
+	if (r == -ENOENT && optional)
+		return r;
+	if (r == -EFBIG)
+		schema_error(errors, "json", "file is larger than 1 MiB");
+	else if (r == -EBADFD)
+		schema_error_file(errors, "not a regular file");
+	else if (r < 0)
+		schema_error(errors, "json", "cannot read: %s", strerror(-r));
+	return r;
+}
 
 static const char *field_path(char buf[FIELD_PATH_MAX], const char *path, const char *key)
 {

@@ -70,6 +70,15 @@ void schema_errors_clear(struct schema_errors *e);
 /* Appends src's lines to dst and empties src. */
 void schema_errors_move(struct schema_errors *dst, struct schema_errors *src);
 _printf_(3, 4) void schema_error(struct schema_errors *e, const char *field, const char *fmt, ...);
+/* A reason about the whole file, with no field: "not a regular file". */
+_printf_(2, 3) void schema_error_file(struct schema_errors *e, const char *fmt, ...);
+
+/* Definitions and settings are small. */
+#define SCHEMA_FILE_MAX (1024 * 1024)
+/* Reads a definition or settings file, adding to errors why it cannot be:
+ * too large, not a regular file (a FIFO or a device would block the
+ * daemon), unreadable. optional: a missing file is -ENOENT and no error. */
+int schema_read_file(const char *path, bool optional, char **ret, size_t *ret_len, struct schema_errors *errors);
 
 /* Fills obj from json per table. Always leaves obj in a state that
  * schema_free() accepts. Returns the number of errors added (0 = valid). */
