@@ -122,8 +122,8 @@ static void log_fit_warnings(const struct defset *set)
 			log_warning("%s: %s", warnings.files[i].file, warnings.files[i].errors.lines[j]);
 }
 
-/* Loads and validates every definition; nothing changes unless all are
- * valid. */
+/* Loads and validates every definition, and checks the new boot of each
+ * running VM that changes; nothing changes unless all pass. */
 static int reload(void *userdata, json_t **ret_summary, json_t **ret_errors)
 {
 	struct daemon *d = userdata;
@@ -138,6 +138,10 @@ static int reload(void *userdata, json_t **ret_summary, json_t **ret_errors)
 		r = 0;
 	} else
 		r = defset_load(paths, d->host, &set, &errors);
+	/* A running VM is stopped for its new definition only if that can
+	 * boot. */
+	if (r == 0)
+		r = manager_check(d->manager, &set, &errors);
 	if (r < 0) {
 		log_error("reload refused: the definitions have errors; nothing was changed:");
 		defset_errors_print(&errors, stderr);

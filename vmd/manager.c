@@ -617,14 +617,63 @@ int manager_stop(struct manager *m, const char *name, manager_done_cb cb, void *
 	return vm_stop(v->vm, false);
 }
 
+/* A boot that runs is stopped only for one that can start: whether the
+ * next boot's closure, disks, keys and shares are there is checked first
+ * (what the running boot holds aside). */
+static bool can_replace(struct mvm *v, const struct vm_def *def, struct schema_errors *errors)
+{
+	int r;
+
+	if (!is_active(v) || vm_get_state(v->vm) == VM_STOPPING)
+		return true;
+	r = plan_check(v->m->host, def, errors);
+	if (r < 0 && errors->n == 0)
+		schema_error(errors, NULL, "checking the next boot: %s", strerror(-r));
+	return r == 0;
+}
+
+int manager_check(struct manager *m, const struct defset *set, struct defset_errors *errors)
+{
+	size_t before = errors->n;
+
+	for (size_t i = 0; i < set->n; i++) {
+		const struct vm_def *d = set->entries[i].def;
+		struct mvm *v = d ? find(m, d->name) : NULL;
+		struct schema_errors e = {};
+
+		if (!v || v->removed || def_equal(vm_def(v->vm), d))
+			continue;
+		if (!can_replace(v, d, &e))
+			defset_errors_add(errors, set->entries[i].file, &e);
+		schema_errors_clear(&e);
+	}
+	return errors->n == before ? 0 : -EINVAL;
+}
+
 int manager_restart(struct manager *m, const char *name, manager_done_cb cb, void *userdata)
 {
 	struct mvm *v = lookup(m, name, cb, userdata);
+	struct schema_errors errors = {};
 
 	if (!v)
 		return -ENOENT;
 	if (!is_active(v))
 		return manager_start(m, name, cb, userdata);
+	if (!can_replace(v, v->next_def ? v->next_def : vm_def(v->vm), &errors)) {
+		_cleanup_free_ char *msg = strdup("not restarted, the running boot goes on");
+
+		for (size_t i = 0; msg && i < errors.n; i++) {
+			char *more = xasprintf("%s%s%s", msg, i ? "; " : ": ", errors.lines[i]);
+
+			free(msg);
+			msg = more;
+		}
+		schema_errors_clear(&errors);
+		log_error("%s: %s", v->name, msg ? msg : "not restarted");
+		if (cb)
+			cb(userdata, -EINVAL, msg ? msg : "not restarted");
+		return -EINVAL;
+	}
 	v->want = true;
 	v->restart_pending = true;
 	if (add_waiter(v, WAIT_READY, cb, userdata) < 0)

@@ -33,7 +33,14 @@ int manager_adopt_all(struct manager *m);
  * removed, changed and unchanged. */
 int manager_apply(struct manager *m, struct defset *set, json_t **ret);
 
-/* start: done when READY (or when the start failed); restart likewise;
+/* Before manager_apply(): every VM that runs and whose definition set
+ * changes must be able to boot the new one (plan_check()), or the reload
+ * would stop it for nothing. -EINVAL with "FILE: FIELD: reason" errors. */
+int manager_check(struct manager *m, const struct defset *set, struct defset_errors *errors);
+
+/* restart: if the VM runs, its next boot is checked first (plan_check());
+ * one that cannot start fails the request and leaves the VM running.
+ * start: done when READY (or when the start failed); restart likewise;
  * stop: done when stopped. -ENOENT for an unknown name. */
 int manager_start(struct manager *m, const char *name, manager_done_cb cb, void *userdata);
 int manager_stop(struct manager *m, const char *name, manager_done_cb cb, void *userdata);

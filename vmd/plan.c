@@ -43,14 +43,19 @@ int plan_init(struct vm_plan *p, struct loop *l, const struct host_config *host,
 	return p->dir && p->disk_dir ? 0 : -ENOMEM;
 }
 
-void plan_done(struct vm_plan *p)
+static void free_paths(struct vm_plan *p)
 {
-	plan_clear(p);
 	free(p->dir);
 	free(p->disk_dir);
 	free(p->system);
 	free(p->cmdline);
 	p->dir = p->disk_dir = p->system = p->cmdline = NULL;
+}
+
+void plan_done(struct vm_plan *p)
+{
+	plan_clear(p);
+	free_paths(p);
 }
 
 int plan_lock(struct vm_plan *p, bool sweep)
@@ -195,14 +200,14 @@ static int add_share(struct vm_plan *p, const char *tag, char *source, enum virt
 
 /* vmd empties its run and disk directories at every start and stop:
  * nothing a guest keeps may live there. */
-static int refuse_swept(struct vm_plan *p, const char *what, const char *name, const char *path)
+static int refuse_swept(struct vm_plan *p, const char *field, const char *path, struct schema_errors *errors)
 {
 	_cleanup_free_ char *swept = host_swept_dir(p->host, path);
 
 	if (!swept)
 		return 0;
-	return log_error_errno(EINVAL, "%s: %s %s: %s is inside %s, which vmd empties at every start and stop",
-			       p->def->name, what, name, path, swept);
+	schema_error(errors, field, "%s is inside %s, which vmd empties at every start and stop", path, swept);
+	return -EINVAL;
 }
 
 /* The store, then keys, then shares, as the definition names them. */
@@ -232,22 +237,25 @@ static int layout_shares(struct vm_plan *p)
 	return r;
 }
 
-/* The shares' host side: key directories made (and the WireGuard peer
- * joined), shares resolved to the directories themselves. */
-static int realize_shares(struct vm_plan *p)
+/* The shares' host side: key directories made (keydir_prepare() is
+ * idempotent) and, with join, the WireGuard peer joined; shares resolved to
+ * the directories themselves. */
+static int realize_shares(struct vm_plan *p, bool join, struct schema_errors *errors)
 {
 	const struct vm_def *d = p->def;
 	struct vm_share *s = p->shares + 1;
+	char field[64];
 	int r;
 
 	for (size_t i = 0; i < d->n_keys; i++, s++) {
 		_cleanup_close_ int keyfd = -EBADF;
 		char *dir = NULL;
 
+		snprintf(field, sizeof(field), "keys[%zu].source", i);
 		/* The default place, under keys_dir, cannot be swept (the
 		 * host settings are checked for that). */
 		if (d->keys[i].source) {
-			r = refuse_swept(p, "key", d->keys[i].name, d->keys[i].source);
+			r = refuse_swept(p, field, d->keys[i].source, errors);
 			if (r < 0)
 				return r;
 		}
@@ -255,12 +263,14 @@ static int realize_shares(struct vm_plan *p)
 				   &(struct keydir_key){ .name = d->keys[i].name, .source = d->keys[i].source,
 							 .wireguard = d->keys[i].generate == KEY_GENERATE_WIREGUARD },
 				   &dir, &keyfd);
-		if (r < 0)
+		if (r < 0) {
+			schema_error(errors, field, "the key directory of %s: %s", d->keys[i].name, strerror(-r));
 			return r;
+		}
 		free(s->source);
 		s->source = dir;
 		/* Its wg0.conf is written before the guest can look. */
-		if (d->wireguard && streq(d->keys[i].name, DEF_WIREGUARD_KEY)) {
+		if (join && d->wireguard && streq(d->keys[i].name, DEF_WIREGUARD_KEY)) {
 			r = hostnet_wg_join(p->opts->net, d, keyfd);
 			if (r < 0)
 				return r;
@@ -270,15 +280,19 @@ static int realize_shares(struct vm_plan *p)
 		_cleanup_free_ char *real = NULL;
 		struct stat st;
 
+		snprintf(field, sizeof(field), "shares[%zu].source", i);
 		/* virtiofsd wants the directory itself, not a symlink to it. */
 		real = realpath(d->shares[i].source, NULL);
-		if (!real || stat(real, &st) < 0)
-			return log_error_errno(errno, "%s: share %s: %s: %m", d->name, d->shares[i].tag,
-					       d->shares[i].source);
-		if (!S_ISDIR(st.st_mode))
-			return log_error_errno(ENOTDIR, "%s: share %s: %s is not a directory", d->name,
-					       d->shares[i].tag, d->shares[i].source);
-		r = refuse_swept(p, "share", d->shares[i].tag, real);
+		if (!real || stat(real, &st) < 0) {
+			r = -errno;
+			schema_error(errors, field, "%s: %s", d->shares[i].source, strerror(-r));
+			return r;
+		}
+		if (!S_ISDIR(st.st_mode)) {
+			schema_error(errors, field, "%s is not a directory", d->shares[i].source);
+			return -ENOTDIR;
+		}
+		r = refuse_swept(p, field, real, errors);
 		if (r < 0)
 			return r;
 		free(s->source);
@@ -320,14 +334,61 @@ int plan_layout(struct vm_plan *p)
 	return r < 0 ? r : layout_shares(p);
 }
 
-int plan_adopt(struct vm_plan *p)
+static void log_errors(struct vm_plan *p, struct schema_errors *errors)
 {
-	int r = plan_layout(p);
-
-	return r < 0 ? r : realize_shares(p);
+	for (size_t i = 0; i < errors->n; i++)
+		log_error("%s: %s", p->def->name, errors->lines[i]);
+	schema_errors_clear(errors);
 }
 
-static int create_images(struct vm_plan *p)
+int plan_adopt(struct vm_plan *p)
+{
+	struct schema_errors errors = {};
+	int r = plan_layout(p);
+
+	if (r == 0)
+		r = realize_shares(p, true, &errors);
+	log_errors(p, &errors);
+	return r;
+}
+
+/* What can be known of disk i before it is made: an overlay's base is
+ * there, outside what vmd empties. */
+static int check_image(struct vm_plan *p, size_t i, struct schema_errors *errors)
+{
+	const struct def_disk *dk = p->images[i].disk;
+	char field[64];
+	struct stat st;
+	int r;
+
+	if (!dk->base)
+		return 0;
+	snprintf(field, sizeof(field), "disks[%zu].base", i);
+	r = refuse_swept(p, field, dk->base, errors);
+	if (r < 0)
+		return r;
+	if (stat(dk->base, &st) < 0) {
+		r = -errno;
+		schema_error(errors, field, "%s: %s", dk->base, strerror(-r));
+		return r;
+	}
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		schema_error(errors, field, "%s is not a regular file or a block device", dk->base);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int check_images(struct vm_plan *p, struct schema_errors *errors)
+{
+	int r = 0;
+
+	for (size_t i = 0; r == 0 && i < p->n_images; i++)
+		r = check_image(p, i, errors);
+	return r;
+}
+
+static int create_images(struct vm_plan *p, struct schema_errors *errors)
 {
 	const struct vm_def *d = p->def;
 	int r;
@@ -344,7 +405,7 @@ static int create_images(struct vm_plan *p)
 		if (r < 0)
 			return log_error_errno(r, "%s: creating %s: %m", d->name, dir);
 		if (dk->base) {
-			r = refuse_swept(p, "disk", dk->name, dk->base);
+			r = check_image(p, i, errors);
 			if (r < 0)
 				return r;
 			r = disk_create_overlay(p->images[i].path, dk->base, disk_format_names[dk->base_format],
@@ -382,39 +443,79 @@ static int read_closure_params(struct vm_plan *p, char **ret)
 	return r;
 }
 
-int plan_prepare(struct vm_plan *p)
+/* The closure: there, complete, inside the store. */
+static int check_closure(struct vm_plan *p, struct schema_errors *errors)
 {
-	struct schema_errors errors = {};
-	_cleanup_free_ char *params = NULL, *store = NULL;
+	_cleanup_free_ char *store = def_resolve_store(p->host->store_dir);
 	int r;
 
 	p->system = mfree(p->system);
-	store = def_resolve_store(p->host->store_dir);
-	r = store ? def_check_system(p->def, store, &p->system, &errors) : -errno;
-	if (!store)
-		schema_error(&errors, "store_dir", "%s: %s", p->host->store_dir, strerror(errno));
-	if (r < 0) {
-		for (size_t i = 0; i < errors.n; i++)
-			log_error("%s: %s", p->def->name, errors.lines[i]);
-		schema_errors_clear(&errors);
+	if (!store) {
+		r = -errno;
+		schema_error(errors, "store_dir", "%s: %s", p->host->store_dir, strerror(-r));
 		return r;
 	}
-	add_gcroot(p);
-	r = read_closure_params(p, &params);
-	if (r == -EBADFD)
-		return log_error_errno(r, "%s: %s/kernel-params: not a regular file", p->def->name, p->def->system);
-	if (r < 0)
-		return log_error_errno(r, "%s: reading %s/kernel-params: %m", p->def->name, p->def->system);
+	return def_check_system(p->def, store, &p->system, errors);
+}
+
+static int build_cmdline(struct vm_plan *p, struct schema_errors *errors)
+{
+	_cleanup_free_ char *params = NULL;
+	int r = read_closure_params(p, &params);
+
+	if (r == -EBADFD) {
+		schema_error(errors, "system", "%s/kernel-params: not a regular file", p->def->system);
+		return r;
+	}
+	if (r < 0) {
+		schema_error(errors, "system", "reading %s/kernel-params: %s", p->def->system, strerror(-r));
+		return r;
+	}
 	p->cmdline = mfree(p->cmdline);
 	r = kernel_cmdline(p->def, p->system, params, &p->cmdline);
 	if (r == -E2BIG)
-		log_error("%s: the kernel command line is longer than %d bytes", p->def->name, KERNEL_CMDLINE_MAX);
-	if (r < 0)
-		return r;
-	r = plan_layout(p);
+		schema_error(errors, "kernel_params", "the kernel command line is longer than %d bytes",
+			     KERNEL_CMDLINE_MAX);
+	return r;
+}
+
+/* check: only what leaves the VM's run and disk directories, and its GC
+ * root, alone; those may belong to a boot that still runs. */
+static int prepare(struct vm_plan *p, bool check, struct schema_errors *errors)
+{
+	int r = check_closure(p, errors);
+
+	if (r == 0 && !check)
+		add_gcroot(p);
 	if (r == 0)
-		r = create_images(p);
-	return r < 0 ? r : realize_shares(p);
+		r = build_cmdline(p, errors);
+	if (r == 0)
+		r = plan_layout(p);
+	if (r == 0)
+		r = check ? check_images(p, errors) : create_images(p, errors);
+	return r < 0 ? r : realize_shares(p, !check, errors);
+}
+
+int plan_prepare(struct vm_plan *p)
+{
+	struct schema_errors errors = {};
+	int r = prepare(p, false, &errors);
+
+	log_errors(p, &errors);
+	return r;
+}
+
+int plan_check(const struct host_config *host, const struct vm_def *def, struct schema_errors *errors)
+{
+	struct vm_plan p;
+	int r = plan_init(&p, NULL, host, NULL, def, NULL);
+
+	if (r == 0)
+		r = prepare(&p, true, errors);
+	/* Not plan_clear(): the images' paths are the running boot's. */
+	plan_forget(&p);
+	free_paths(&p);
+	return r;
 }
 
 int plan_sweep_stale(const struct host_config *host, const char *name)

@@ -31,6 +31,13 @@ int plan_sweep_disks(struct vm_plan *p);
 /* The closure check, its GC root, the command line, disks and shares.
  * Errors are logged. */
 int plan_prepare(struct vm_plan *p);
+/* Whether a boot of def could start, checked while another boot of the
+ * same VM may still run (before a restart or a changed definition stops
+ * it): the closure, the kernel command line, overlay disks' bases, key
+ * directories (prepared: that is idempotent) and share sources. Takes no
+ * lock and leaves the run directory, the disks and the GC root alone.
+ * Fills errors with "FIELD: reason" lines. */
+int plan_check(const struct host_config *host, const struct vm_def *def, struct schema_errors *errors);
 /* The pure part: where each disk's image and each share's source is, as
  * the definition and the settings say; nothing is looked at. */
 int plan_layout(struct vm_plan *p);

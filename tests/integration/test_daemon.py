@@ -6,6 +6,7 @@ for leftovers after each test)."""
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -567,3 +568,67 @@ def test_client_says_what_failed(env, daemons):
         os.unlink(d.sock)
     assert "cannot send the request to the daemon: Broken pipe" in p.stderr, p.stderr
     assert "Success" not in p.stderr
+
+
+def test_reload_to_a_boot_that_cannot_start_keeps_the_running_vm(env, daemons):
+    d = daemons()
+    d.define("swap")
+    d.ctl("reload", check=0)
+    before = d.wait_state("swap", "running", ready=True)
+    defs = env.settings["definitions_dir"]
+    # A closure that is not there (garbage-collected, or never built).
+    missing = "/nix/store/00000000000000000000000000000000-missing"
+    d.define("swap", system=missing)
+    p = d.ctl("reload", check=1)
+    assert f"{defs}/swap.json: system: {missing}: No such file or directory" in p.stdout
+    # A share whose source is not there: only a boot finds that out.
+    gone = os.path.join(env.root, "gone")
+    d.define("swap", shares=[{"tag": "data", "source": gone, "target": "/data"}])
+    p = d.ctl("reload", check=1)
+    assert f"{defs}/swap.json: shares[0].source: {gone}: No such file or directory" in p.stdout
+    assert "nothing was changed" in p.stderr
+    time.sleep(1)
+    after = d.status("swap")["swap"]
+    assert after["pid"] == before["pid"] and after["state"] == "running" and after["ready"]
+    # The old definition is the one kept.
+    assert after["system"] == env.closure
+    assert "swap: stopping" not in d.output() and "swap: running -> stopping" not in d.output()
+    # Once the source is there, the same reload swaps the VM.
+    os.mkdir(gone)
+    p = d.ctl("reload", check=0)
+    assert "changed: swap" in p.stdout
+    d.wait_state("swap", "running", ready=True, pid_not=before["pid"])
+    d.ctl("exec", "swap", "--", "test", "-d", "/data", check=0)
+
+
+def test_restart_with_a_broken_closure_keeps_the_running_vm(env, daemons):
+    # A closure of our own whose kernel we can take away: its kernel is a
+    # symlink out of the store to a file of the test's.
+    kernel = os.path.join(env.root, "vmlinux")
+    shutil.copy(os.path.join(env.closure, "kernel"), kernel)
+    own = os.path.join(env.root, "own-system")
+    os.makedirs(own)
+    os.symlink(kernel, os.path.join(own, "kernel"))
+    for part in ("initrd", "init", "kernel-params"):
+        os.symlink(os.path.join(env.closure, part), os.path.join(own, part))
+    system = add_to_store(own)
+    try:
+        d = daemons()
+        d.define("swap", system=system)
+        d.ctl("reload", check=0)
+        before = d.wait_state("swap", "running", ready=True)
+        os.unlink(kernel)
+        p = d.ctl("restart", "swap", check=2)
+        assert f"not restarted, the running boot goes on: system: {system}/kernel: No such file or directory" \
+            in p.stderr, p.stderr
+        time.sleep(1)
+        after = d.status("swap")["swap"]
+        assert after["pid"] == before["pid"] and after["state"] == "running" and after["ready"]
+        assert after["restarts"] == 0
+        # With its kernel back, the restart happens.
+        shutil.copy(os.path.join(env.closure, "kernel"), kernel)
+        d.ctl("restart", "swap", check=0)
+        assert d.status("swap")["swap"]["pid"] != before["pid"]
+        d.stop()
+    finally:
+        subprocess.run(["nix-store", "--delete", system], check=False, capture_output=True)

@@ -141,9 +141,9 @@ def test_sources_in_swept_directories_are_refused(env):
     inside = os.path.join(env.root, "state", "disks", "victim")
     os.makedirs(inside)
     for fields, what in (
-            ({"keys": [{"name": "k", "target": "/etc/k", "source": f"{inside}/k"}]}, "key k"),
-            ({"shares": [{"tag": "s", "source": inside, "target": "/s"}]}, "share s"),
-            ({"disks": [{"name": "d", "mount": "/d", "base": f"{inside}/base.img"}]}, "disk d")):
+            ({"keys": [{"name": "k", "target": "/etc/k", "source": f"{inside}/k"}]}, "keys[0].source"),
+            ({"shares": [{"tag": "s", "source": inside, "target": "/s"}]}, "shares[0].source"),
+            ({"disks": [{"name": "d", "mount": "/d", "base": f"{inside}/base.img"}]}, "disks[0].base")):
         d = env.define("swept", **fields)
         p = env.run(d, "true")
         assert p.returncode == 2, p.stderr
@@ -196,8 +196,7 @@ def test_overlay_base_missing(env):
     d = env.define("nobase", disks=[{"name": "tools", "mount": "/opt", "base": "/nonexistent/base.img"}])
     p = env.run(d, "true")
     assert p.returncode == 2
-    assert "creating overlay disk tools on /nonexistent/base.img" in p.stderr
-    assert "No such file or directory" in p.stderr
+    assert "nobase: disks[0].base: /nonexistent/base.img: No such file or directory" in p.stderr
 
 
 def test_shares_read_only_and_read_write(env):

@@ -58,7 +58,7 @@ static struct schema_errors *errors_for(struct defset_errors *e, const char *fil
 	return &e->files[e->n++].errors;
 }
 
-static void add_errors(struct defset_errors *e, const char *file, struct schema_errors *src)
+void defset_errors_add(struct defset_errors *e, const char *file, struct schema_errors *src)
 {
 	struct schema_errors *dst;
 
@@ -224,7 +224,7 @@ int defset_load(char *const *paths, const struct host_config *host, struct defse
 			def_check_system(d, store, NULL, &e);
 			host_check_def(host, d, &e);
 		}
-		add_errors(errors, files[i], &e);
+		defset_errors_add(errors, files[i], &e);
 		if (d) {
 			set->entries[set->n].file = strdup(files[i]);
 			set->entries[set->n++].def = d;
@@ -261,7 +261,7 @@ void defset_check_fit(const struct defset *set, const struct host_resources *res
 		struct schema_errors w = {};
 
 		def_check_fit(set->entries[i].def, res, &w);
-		add_errors(warnings, set->entries[i].file, &w);
+		defset_errors_add(warnings, set->entries[i].file, &w);
 	}
 }
 

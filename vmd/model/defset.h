@@ -42,6 +42,8 @@ int defset_load(char *const *paths, const struct host_config *host, struct defse
 void defset_check_fit(const struct defset *set, const struct host_resources *res, struct defset_errors *warnings);
 void defset_clear(struct defset *set);
 void defset_errors_clear(struct defset_errors *errors);
+/* Moves src's lines to errors, under file. */
+void defset_errors_add(struct defset_errors *errors, const char *file, struct schema_errors *src);
 /* Prints "FILE: FIELD: reason" lines. */
 void defset_errors_print(const struct defset_errors *errors, FILE *f);
 /* The same lines as a JSON array of strings. */
