@@ -342,6 +342,23 @@ def test_exec_and_logs(env, daemons):
     d.ctl("exec", "nope", "--", "true", check=1)
 
 
+def test_execs_run_concurrently(env, daemons):
+    d = daemons()
+    d.define("busy")
+    d.ctl("reload", check=0)
+    d.wait_state("busy", "running", ready=True)
+    slow = subprocess.Popen([VMD, "-c", env.config, "exec", "busy", "--", "sleep", "5"])
+    try:
+        time.sleep(0.5)
+        t0 = time.time()
+        d.ctl("exec", "busy", "--", "true", check=0)
+        # Not queued behind the sleep.
+        assert time.time() - t0 < 4
+        assert slow.poll() is None
+    finally:
+        assert slow.wait(timeout=60) == 0
+
+
 def test_eight_vms_at_once(env, daemons):
     d = daemons()
     names = [f"vm{i}" for i in range(8)]
