@@ -342,6 +342,22 @@ def test_exec_and_logs(env, daemons):
     d.ctl("exec", "nope", "--", "true", check=1)
 
 
+def test_exec_timeout_kills_the_command(env, daemons):
+    d = daemons()
+    d.define("slow")
+    d.ctl("reload", check=0)
+    d.wait_state("slow", "running", ready=True)
+    t0 = time.time()
+    p = d.ctl("exec", "--timeout", "2", "slow", "--", "sleep", "100")
+    # Like timeout(1), and the command is gone from the guest by the time
+    # the answer comes.
+    assert p.returncode == 124, p.stderr
+    assert "did not finish within 2 s" in p.stderr
+    assert time.time() - t0 < 20
+    ps = d.ctl("exec", "slow", "--", "ps", "-o", "pid,args", check=0).stdout
+    assert "sleep 100" not in ps, ps
+
+
 def test_execs_run_concurrently(env, daemons):
     d = daemons()
     d.define("busy")
