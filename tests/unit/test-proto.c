@@ -480,6 +480,7 @@ TEST(qga_concurrent_and_kill)
 		ASSERT(line);
 		fake_agent_answer(sv[1], &a, line);
 		free(line);
+		pump(l, 5 * USEC_PER_MSEC);
 		if (quick.done && !quick_at) {
 			quick_at = now_usec() - t0;
 			ASSERT(!slow.done && !a.killed);

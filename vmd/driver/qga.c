@@ -28,6 +28,7 @@ struct qga_job {
 	struct qga_job *next;
 	enum job_state state;
 	bool expired;  /* past its deadline: being killed */
+	bool kill_sent;
 	bool internal; /* a kill: not itself killed when it times out */
 	char **argv;
 	json_int_t pid;
@@ -189,24 +190,31 @@ static struct qga_job *job_new(struct qga *g, char *const *argv, usec_t timeout,
 	return j;
 }
 
-/* j ran past its deadline: kill it in the guest, and report once it is
- * gone (or after KILL_GRACE_USEC). */
+/* j ran past its deadline: ask once more whether it still runs (a pid
+ * that has exited unseen may already be another process's), kill it, and
+ * report once it is gone (or after KILL_GRACE_USEC). */
 static void expire(struct qga *g, struct qga_job *j)
 {
-	char pid[32];
-	char *argv[] = { (char *)"/bin/sh", (char *)"-c", (char *)kill_script, (char *)"sh", pid, NULL };
 	usec_t now = now_usec();
-	struct qga_job *k;
 
 	j->expired = true;
 	if (j->state == JOB_QUEUED || j->internal)
 		return fail(g, j, -ETIMEDOUT, NULL);
-	/* JOB_STARTING: killed once guest-exec has named the pid. */
+	/* JOB_STARTING: this again once guest-exec has named the pid. */
 	if (j->state != JOB_RUNNING)
 		return;
 	j->kill_deadline = now + KILL_GRACE_USEC;
 	j->next_poll = now;
 	j->poll_delay = 0;
+}
+
+static void send_kill(struct qga *g, struct qga_job *j)
+{
+	char pid[32];
+	char *argv[] = { (char *)"/bin/sh", (char *)"-c", (char *)kill_script, (char *)"sh", pid, NULL };
+	struct qga_job *k;
+
+	j->kill_sent = true;
 	snprintf(pid, sizeof(pid), "%lld", (long long)j->pid);
 	/* If this cannot even be queued, the grace period runs out and the
 	 * command is reported as left running. */
@@ -223,6 +231,8 @@ static void handle_status(struct qga *g, struct qga_job *j, json_t *ret)
 	int r;
 
 	if (!json_is_true(json_object_get(ret, "exited"))) {
+		if (j->expired && !j->kill_sent)
+			send_kill(g, j);
 		/* Poll quickly at first, then back off to 200 ms. */
 		j->poll_delay = j->poll_delay ? j->poll_delay * 2 : 10 * USEC_PER_MSEC;
 		if (j->poll_delay > 200 * USEC_PER_MSEC)
@@ -230,7 +240,8 @@ static void handle_status(struct qga *g, struct qga_job *j, json_t *ret)
 		j->next_poll = now_usec() + j->poll_delay;
 		return;
 	}
-	if (j->expired)
+	/* One that ended on its own before the kill reports as usual. */
+	if (j->kill_sent)
 		return fail(g, j, -ETIMEDOUT, NULL);
 	if ((v = json_object_get(ret, "signal")) && json_is_integer(v))
 		res.status = 128 + (int)json_integer_value(v);
