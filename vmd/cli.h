@@ -11,6 +11,8 @@ enum {
 	EXIT_OK = 0,
 	EXIT_BAD_INPUT = 1, /* usage, invalid definition or settings */
 	EXIT_RUNTIME = 2,   /* anything that went wrong while doing the work */
+	EXIT_TIMEOUT = 124, /* a guest command ran out of --timeout (like timeout(1)) */
+	EXIT_NOT_FOUND = 127, /* a guest command could not be run (like a shell) */
 };
 
 /* Loads host settings (path NULL: the default, which may be missing) and

@@ -19,6 +19,7 @@ struct client;
 struct request {
 	struct client *client;
 	json_t *id;
+	json_int_t timeout_s; /* exec */
 	struct request *next;
 };
 
@@ -147,7 +148,15 @@ static void on_exec(struct qga *g, const struct qga_result *res, void *userdata)
 	_cleanup_free_ char *out = NULL, *err = NULL;
 
 	(void)g;
-	if (res->error) {
+	if (res->error == -ETIMEDOUT && !res->error_text) {
+		char msg[160];
+
+		snprintf(msg, sizeof(msg), "the command did not finish within %lld s; %s", (long long)req->timeout_s,
+			 res->left_running ? "it could not be killed and may still run in the guest"
+					   : "it was killed");
+		/* Its own field: clients tell it apart without parsing text. */
+		reply(req->client, req->id, json_pack("{s:b, s:s, s:b}", "ok", 0, "error", msg, "timed_out", 1));
+	} else if (res->error) {
 		reply_error(req->client, req->id, "%s%s%s",
 			    res->error == -ENOEXEC ? "cannot run the command: " : "",
 			    res->error_text ? res->error_text : strerror(-res->error),
@@ -309,6 +318,7 @@ static void cmd_exec(struct client *cl, json_t *id, const char *name, json_t *re
 		reply_error(cl, id, "out of memory");
 		return;
 	}
+	r->timeout_s = t ? json_integer_value(t) : 0;
 	e = manager_exec(cl->c->m, name, argv, t ? (usec_t)json_integer_value(t) * USEC_PER_SEC : 0, on_exec, r);
 	if (e < 0) {
 		request_free(r);

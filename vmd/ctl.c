@@ -316,8 +316,15 @@ static int do_exec(const struct host_config *host, const char *name, char **argv
 	if (!json_is_true(json_object_get(rep, "ok"))) {
 		const char *err = json_string_value(json_object_get(rep, "error"));
 
-		r = err && startswith(err, "cannot run the command") ? (fprintf(stderr, "vmd: error: %s\n", err), 127) :
-								       fail_reply(rep);
+		if (json_is_true(json_object_get(rep, "timed_out"))) {
+			/* Like timeout(1). */
+			fprintf(stderr, "vmd: error: %s\n", err ? err : "the command timed out");
+			r = EXIT_TIMEOUT;
+		} else if (err && startswith(err, "cannot run the command")) {
+			fprintf(stderr, "vmd: error: %s\n", err);
+			r = EXIT_NOT_FOUND;
+		} else
+			r = fail_reply(rep);
 	} else {
 		write_b64(stdout, json_object_get(rep, "stdout"));
 		write_b64(stderr, json_object_get(rep, "stderr"));

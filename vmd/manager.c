@@ -16,9 +16,15 @@ struct waiter {
 	struct waiter *next;
 };
 
+/* Commands run in the guest at once per VM; more wait their turn (their
+ * timeout counts from the request). */
+#define EXECS_AT_ONCE 16
+
 struct exec_req {
+	struct mvm *v;
 	char **argv;
-	usec_t timeout;
+	usec_t deadline; /* UINT64_MAX: none */
+	bool running;
 	qga_exec_cb cb; /* NULL once cancelled */
 	void *userdata;
 	struct exec_req *next;
@@ -39,8 +45,8 @@ struct mvm {
 	struct loop_source *timer;
 	char *last_exit;
 	struct waiter *waiters;
-	struct exec_req *execs;
-	bool exec_running;
+	struct exec_req *execs; /* running ones and, after them, waiting ones */
+	unsigned execs_running;
 	struct mvm *next;
 };
 
@@ -111,21 +117,32 @@ static int add_waiter(struct mvm *v, enum waiter_kind kind, manager_done_cb cb, 
 	return 0;
 }
 
-static void exec_next(struct mvm *v);
+static void exec_done(struct exec_req *e, const struct qga_result *res)
+{
+	struct mvm *v = e->v;
+
+	for (struct exec_req **pp = &v->execs; *pp; pp = &(*pp)->next)
+		if (*pp == e) {
+			*pp = e->next;
+			break;
+		}
+	if (e->running) {
+		/* Whatever the agent still says about it reaches nobody. */
+		vm_exec_cancel(v->vm, e);
+		v->execs_running--;
+	}
+	if (e->cb)
+		e->cb(NULL, res, e->userdata);
+	strv_free(e->argv);
+	free(e);
+}
 
 static void fail_execs(struct mvm *v, int error)
 {
-	while (v->execs) {
-		struct exec_req *e = v->execs;
-		struct qga_result res = { .error = error };
+	struct qga_result res = { .error = error };
 
-		v->execs = e->next;
-		if (e->cb)
-			e->cb(NULL, &res, e->userdata);
-		strv_free(e->argv);
-		free(e);
-	}
-	v->exec_running = false;
+	while (v->execs)
+		exec_done(v->execs, &res);
 }
 
 static void mvm_free(struct mvm *v)
@@ -681,36 +698,45 @@ int manager_restart(struct manager *m, const char *name, manager_done_cb cb, voi
 	return vm_stop(v->vm, false);
 }
 
+static void exec_next(struct mvm *v);
+
 static void on_exec_done(struct qga *g, const struct qga_result *res, void *userdata)
 {
-	struct mvm *v = userdata;
-	struct exec_req *e = v->execs;
+	struct exec_req *e = userdata;
+	struct mvm *v = e->v;
 
 	(void)g;
-	if (!e)
-		return;
-	v->execs = e->next;
-	v->exec_running = false;
-	if (e->cb)
-		e->cb(NULL, res, e->userdata);
-	strv_free(e->argv);
-	free(e);
+	exec_done(e, res);
 	exec_next(v);
 }
 
+/* Starts waiting commands while there is room. */
 static void exec_next(struct mvm *v)
 {
-	struct exec_req *e = v->execs;
+	struct exec_req *e;
+	usec_t now;
 	int r;
 
-	if (!e || v->exec_running)
-		return;
-	v->exec_running = true;
-	r = vm_exec(v->vm, e->argv, e->timeout, on_exec_done, v);
-	if (r < 0) {
-		struct qga_result res = { .error = r };
+	while (v->execs_running < EXECS_AT_ONCE) {
+		for (e = v->execs; e && e->running; e = e->next)
+			;
+		if (!e)
+			return;
+		now = now_usec();
+		if (now >= e->deadline) {
+			struct qga_result res = { .error = -ETIMEDOUT };
 
-		on_exec_done(NULL, &res, v);
+			exec_done(e, &res);
+			continue;
+		}
+		e->running = true;
+		v->execs_running++;
+		r = vm_exec(v->vm, e->argv, e->deadline == UINT64_MAX ? 0 : e->deadline - now, on_exec_done, e);
+		if (r < 0) {
+			struct qga_result res = { .error = r };
+
+			exec_done(e, &res);
+		}
 	}
 }
 
@@ -732,7 +758,8 @@ int manager_exec(struct manager *m, const char *name, char **argv, usec_t timeou
 		free(e);
 		return -ENOMEM;
 	}
-	e->timeout = timeout;
+	e->v = v;
+	e->deadline = timeout ? now_usec() + timeout : UINT64_MAX;
 	e->cb = cb;
 	e->userdata = userdata;
 	for (t = &v->execs; *t; t = &(*t)->next)

@@ -90,11 +90,12 @@ static void on_exec_done(struct qga *g, const struct qga_result *res, void *user
 		/* Like a shell: 127 for a command that could not be run. */
 		log_error("%s: cannot run %s in the guest: %s", vm_name(run->vm), run->cmd[0],
 			  res->error_text ? res->error_text : "guest-exec failed");
-		run->exit_code = 127;
+		run->exit_code = EXIT_NOT_FOUND;
 	} else if (res->error == -ETIMEDOUT && !res->error_text) {
-		/* Like timeout(1). The VM goes down, and the command with it. */
+		/* Like timeout(1): the command was killed in the guest, and the VM
+		 * goes down too. */
 		log_error("%s: the command did not finish within --timeout", vm_name(run->vm));
-		run->exit_code = 124;
+		run->exit_code = EXIT_TIMEOUT;
 	} else if (res->error) {
 		log_error_errno(res->error, "%s: running the command in the guest: %s%s%m",
 				vm_name(run->vm), res->error_text ? res->error_text : "",

@@ -586,6 +586,14 @@ int vm_exec(struct vm *vm, char *const *argv, usec_t timeout, qga_exec_cb cb, vo
 	return g ? qga_exec(g, argv, timeout, cb, userdata) : -ENOTCONN;
 }
 
+void vm_exec_cancel(struct vm *vm, void *userdata)
+{
+	struct qga *g = vm->drv ? vm->drv_ops->agent(vm->drv) : NULL;
+
+	if (g)
+		qga_cancel(g, userdata);
+}
+
 int vm_new(struct loop *l, const struct host_config *host, const struct vm_options *opts, struct vm_def *def,
 	   const struct vm_callbacks *cb, void *userdata, struct vm **ret)
 {

@@ -81,6 +81,8 @@ int vm_adopt(struct vm *vm, const struct drv_found *f);
 int vm_stop(struct vm *vm, bool force);
 /* Runs a command through the guest agent. */
 int vm_exec(struct vm *vm, char *const *argv, usec_t timeout, qga_exec_cb cb, void *userdata);
+/* The commands started with userdata report to nobody. */
+void vm_exec_cancel(struct vm *vm, void *userdata);
 
 /* Lets go of a running VM without stopping it (a daemon exiting with
  * --keep-running): closes vmd's ends, leaves processes, sockets, disks and

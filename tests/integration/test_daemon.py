@@ -379,6 +379,39 @@ def test_exec_and_logs(env, daemons):
     d.ctl("exec", "nope", "--", "true", check=1)
 
 
+def test_exec_timeout_kills_the_command(env, daemons):
+    d = daemons()
+    d.define("slow")
+    d.ctl("reload", check=0)
+    d.wait_state("slow", "running", ready=True)
+    t0 = time.time()
+    p = d.ctl("exec", "--timeout", "2", "slow", "--", "sleep", "100")
+    # Like timeout(1), and the command is gone from the guest by the time
+    # the answer comes.
+    assert p.returncode == 124, p.stderr
+    assert "did not finish within 2 s" in p.stderr
+    assert time.time() - t0 < 20
+    ps = d.ctl("exec", "slow", "--", "ps", "-o", "pid,args", check=0).stdout
+    assert "sleep 100" not in ps, ps
+
+
+def test_execs_run_concurrently(env, daemons):
+    d = daemons()
+    d.define("busy")
+    d.ctl("reload", check=0)
+    d.wait_state("busy", "running", ready=True)
+    slow = subprocess.Popen([VMD, "-c", env.config, "exec", "busy", "--", "sleep", "5"])
+    try:
+        time.sleep(0.5)
+        t0 = time.time()
+        d.ctl("exec", "busy", "--", "true", check=0)
+        # Not queued behind the sleep.
+        assert time.time() - t0 < 4
+        assert slow.poll() is None
+    finally:
+        assert slow.wait(timeout=60) == 0
+
+
 def test_eight_vms_at_once(env, daemons):
     d = daemons()
     names = [f"vm{i}" for i in range(8)]

@@ -326,7 +326,6 @@ TEST(qga_sync_exec_status)
 	ASSERT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
 	ASSERT(qga_new(l, sv[0], &g) == 0);
 	ASSERT(qga_exec(g, argv, 10 * USEC_PER_SEC, g_done, &s) == 0);
-	ASSERT(qga_exec(g, argv, 10 * USEC_PER_SEC, g_done, &s) == -EBUSY);
 	pump(l, 20 * USEC_PER_MSEC);
 	n = recv(sv[1], raw, sizeof(raw) - 1, MSG_DONTWAIT);
 	ASSERT(n > 2);
@@ -410,6 +409,98 @@ TEST(qga_timeout)
 	loop_free(l);
 }
 
+/* A scripted agent for two commands at once: "sleep" (pid 10) runs until
+ * killed, "true" (pid 11) is done at its first poll, the kill (pid 12) at
+ * its. Answers every line until both callbacks ran. */
+struct fake_agent {
+	bool killed;
+	char kill_args[128];
+	int polls_10, polls_11;
+};
+
+static void fake_agent_answer(int fd, struct fake_agent *a, const char *line)
+{
+	_cleanup_(json_decrefp) json_t *j = json_loads(line[0] == (char)0xff ? line + 1 : line, 0, NULL);
+	const char *cmd = json_string_value(json_object_get(j, "execute"));
+	json_t *args = json_object_get(j, "arguments");
+	char buf[256];
+
+	ASSERT(cmd);
+	if (streq(cmd, "guest-sync-delimited")) {
+		snprintf(buf, sizeof(buf), "\xff{\"return\": %lld}\n",
+			 (long long)json_integer_value(json_object_get(args, "id")));
+		peer_send(fd, buf);
+	} else if (streq(cmd, "guest-exec")) {
+		const char *path = json_string_value(json_object_get(args, "path"));
+		_cleanup_free_ char *rest = json_dumps(json_object_get(args, "arg"), JSON_COMPACT);
+
+		if (streq(path, "/bin/sh")) {
+			snprintf(a->kill_args, sizeof(a->kill_args), "%s", strrchr(rest, ','));
+			a->killed = true;
+		}
+		snprintf(buf, sizeof(buf), "{\"return\": {\"pid\": %d}}\n",
+			 streq(path, "sleep") ? 10 : streq(path, "true") ? 11 : 12);
+		peer_send(fd, buf);
+	} else {
+		json_int_t pid = json_integer_value(json_object_get(args, "pid"));
+
+		ASSERT_STREQ(cmd, "guest-exec-status");
+		a->polls_10 += pid == 10;
+		a->polls_11 += pid == 11;
+		if (pid == 10 && !a->killed)
+			peer_send(fd, "{\"return\": {\"exited\": false}}\n");
+		else if (pid == 10)
+			peer_send(fd, "{\"return\": {\"exited\": true, \"signal\": 9}}\n");
+		else
+			peer_send(fd, "{\"return\": {\"exited\": true, \"exitcode\": 0}}\n");
+	}
+}
+
+TEST(qga_concurrent_and_kill)
+{
+	struct loop *l;
+	struct qga *g;
+	struct qga_state slow = {}, quick = {};
+	struct fake_agent a = {};
+	char *sleep_argv[] = { "sleep", "100", NULL }, *true_argv[] = { "true", NULL };
+	int sv[2];
+	usec_t t0, quick_at = 0;
+
+	ASSERT(loop_new(&l) == 0);
+	ASSERT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+	ASSERT(qga_new(l, sv[0], &g) == 0);
+	t0 = now_usec();
+	ASSERT(qga_exec(g, sleep_argv, 500 * USEC_PER_MSEC, g_done, &slow) == 0);
+	ASSERT(qga_exec(g, true_argv, 0, g_done, &quick) == 0);
+	/* Neither callback runs inside qga_exec(). */
+	ASSERT_EQ(slow.done + quick.done, 0);
+	while (!slow.done || !quick.done) {
+		char *line = peer_line(l, sv[1]);
+
+		ASSERT(line);
+		fake_agent_answer(sv[1], &a, line);
+		free(line);
+		pump(l, 5 * USEC_PER_MSEC);
+		if (quick.done && !quick_at) {
+			quick_at = now_usec() - t0;
+			ASSERT(!slow.done && !a.killed);
+		}
+	}
+	/* The quick one was not held up behind the slow one. */
+	ASSERT(quick_at < 400 * USEC_PER_MSEC);
+	ASSERT_EQ(quick.res.error, 0);
+	ASSERT_EQ(quick.res.status, 0);
+	ASSERT(a.polls_10 > 1);
+	/* Past its timeout the slow one was killed by pid, and reported as
+	 * timed out once the agent saw it gone. */
+	ASSERT_STREQ(a.kill_args, ",\"10\"]");
+	ASSERT_EQ(slow.res.error, -ETIMEDOUT);
+	ASSERT(!slow.res.error_text && !slow.res.left_running);
+	qga_free(g);
+	close(sv[1]);
+	loop_free(l);
+}
+
 TEST(base64)
 {
 	char *out;
@@ -430,4 +521,4 @@ TEST(base64)
 }
 
 RUN_TESTS(T(loop_timers), T(loop_child_and_signal), T(jline_partial_and_bounds), T(qmp_negotiation_replies_events),
-	  T(qga_sync_exec_status), T(qga_timeout), T(base64))
+	  T(qga_sync_exec_status), T(qga_timeout), T(qga_concurrent_and_kill), T(base64))

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* A guest-agent client for one command at a time: synchronise with
- * guest-sync-delimited (retried until the agent answers), run the command
- * with guest-exec, poll guest-exec-status, decode the captured output. */
+/* A guest-agent client for any number of commands at once: synchronise
+ * with guest-sync-delimited (retried until the agent answers), start each
+ * command with guest-exec, poll each pid with guest-exec-status, decode the
+ * captured output. A command that outlives its timeout is killed in the
+ * guest (with a shell: the agent has no command for it). */
 
 #include "loop.h"
 
@@ -17,6 +19,7 @@ struct qga_result {
 	const char *out, *err; /* captured output (not NUL-safe; use lengths) */
 	size_t out_len, err_len;
 	bool truncated; /* the agent cut the output */
+	bool left_running; /* -ETIMEDOUT, and the kill did not take */
 };
 
 typedef void (*qga_exec_cb)(struct qga *g, const struct qga_result *res, void *userdata);
@@ -36,5 +39,10 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct qga *, qga_free);
 /* Runs argv[0] (searched in the guest's PATH) with argv[1..], which must
  * be UTF-8 (-EILSEQ otherwise: the protocol is JSON); the whole
  * exchange is bounded by timeout (0: no bound), and the agent must answer
- * its first sync within 60 s. */
+ * its first sync within 60 s. cb runs from the loop, never inside this
+ * call. Past its timeout the command is killed in the guest, and cb gets
+ * -ETIMEDOUT with no error_text once it is gone (or left_running after
+ * 10 s of trying). */
 int qga_exec(struct qga *g, char *const *argv, usec_t timeout, qga_exec_cb cb, void *userdata);
+/* The commands started with userdata run on, but their cb is not called. */
+void qga_cancel(struct qga *g, void *userdata);
