@@ -5,7 +5,6 @@
 
 #include "addr.h"
 #include "def.h"
-#include "host.h"
 #include "netname.h"
 
 const char *const restart_policy_names[] = { "always", "on-failure", "never", NULL };
@@ -384,22 +383,6 @@ bool def_equal(const struct vm_def *a, const struct vm_def *b)
 char *def_resolve_store(const char *store_dir)
 {
 	return realpath(store_dir, NULL);
-}
-
-void def_check_fit(const struct vm_def *def, const struct host_resources *res, struct schema_errors *warnings)
-{
-	if (def->host)
-		return;
-	if (res->memory_mib && def->memory_mib > res->memory_mib)
-		schema_error(warnings, "memory_mib",
-			     "warning: %u MiB is more than this host's memory (%" PRIu64
-			     " MiB, MemTotal in /proc/meminfo); the guest may be killed when it uses it",
-			     def->memory_mib, res->memory_mib);
-	if (res->cpus && def->vcpus > res->cpus)
-		schema_error(warnings, "vcpus",
-			     "warning: %u vCPUs are more than this host's %u CPUs; the guest will be slow, and under "
-			     "TCG it may not boot at all",
-			     def->vcpus, res->cpus);
 }
 
 static bool path_is_below(const char *path, const char *dir)

@@ -119,14 +119,6 @@ int def_check_system(const struct vm_def *def, const char *store_dir, char **ret
 		     struct schema_errors *errors);
 char *def_resolve_store(const char *store_dir);
 
-struct host_resources;
-/* Warnings ("FIELD: warning: reason") for what this host cannot give a
- * VM it runs: more memory than it has, more vCPUs than it has CPUs. They
- * are warnings because they depend on the host (a definition may be
- * checked on another one), and such a VM may still run: its memory is
- * taken as the guest touches it, its vCPUs share the CPUs. A VM of another
- * host is not checked. */
-void def_check_fit(const struct vm_def *def, const struct host_resources *res, struct schema_errors *warnings);
 
 /* The guest kernel command line, built by a pure function: at boot for
  * QEMU or libvirt, and at load time to check a definition against the

@@ -260,7 +260,7 @@ void defset_check_fit(const struct defset *set, const struct host_resources *res
 	for (size_t i = 0; i < set->n; i++) {
 		struct schema_errors w = {};
 
-		def_check_fit(set->entries[i].def, res, &w);
+		host_check_fit(res, set->entries[i].def, &w);
 		defset_errors_add(warnings, set->entries[i].file, &w);
 	}
 }

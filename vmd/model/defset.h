@@ -37,7 +37,7 @@ struct defset_errors {
  * set then holds whatever parsed). */
 int defset_load(char *const *paths, const struct host_config *host, struct defset *set,
 		struct defset_errors *errors);
-/* def_check_fit() for every definition: warnings, per file, that do not
+/* host_check_fit() for every definition: warnings, per file, that do not
  * make the set unusable. */
 void defset_check_fit(const struct defset *set, const struct host_resources *res, struct defset_errors *warnings);
 void defset_clear(struct defset *set);

@@ -404,3 +404,19 @@ void host_resources_read(struct host_resources *ret)
 			ret->memory_mib = kib / 1024;
 	}
 }
+
+void host_check_fit(const struct host_resources *res, const struct vm_def *def, struct schema_errors *warnings)
+{
+	if (def->host)
+		return;
+	if (res->memory_mib && def->memory_mib > res->memory_mib)
+		schema_error(warnings, "memory_mib",
+			     "warning: %u MiB is more than this host's memory (%" PRIu64
+			     " MiB, MemTotal in /proc/meminfo); the guest may be killed when it uses it",
+			     def->memory_mib, res->memory_mib);
+	if (res->cpus && def->vcpus > res->cpus)
+		schema_error(warnings, "vcpus",
+			     "warning: %u vCPUs are more than this host's %u CPUs; the guest will be slow, and under "
+			     "TCG it may not boot at all",
+			     def->vcpus, res->cpus);
+}

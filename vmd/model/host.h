@@ -126,3 +126,10 @@ struct host_resources {
 	unsigned cpus;
 };
 void host_resources_read(struct host_resources *ret);
+/* Warnings ("FIELD: warning: reason") for what this host cannot give a
+ * VM it runs: more memory than it has, more vCPUs than it has CPUs. They
+ * are warnings because they depend on the host (a definition may be
+ * checked on another one), and such a VM may still run: its memory is
+ * taken as the guest touches it, its vCPUs share the CPUs. A VM of another
+ * host is not checked. */
+void host_check_fit(const struct host_resources *res, const struct vm_def *def, struct schema_errors *warnings);
