@@ -206,6 +206,8 @@ HOST = """{ services.vmd = {
     enable = true;
     settings = {
       stopTimeoutS = 10;
+      controlIdleTimeoutS = 5;
+      startLimitUnready = 3;
       networks.vmbr0 = { type = "bridge"; address = "10.0.0.1/24"; };
       networks.vmwg = { type = "wireguard"; address = "10.77.0.1/24"; endpoint = "10.0.0.1"; listenPort = 51999; };
     };
@@ -231,6 +233,7 @@ def test_host_module(env, vmdpkg):
     assert out["assertions"] == []
     # Unset settings stay out of vmd.json (vmd's defaults), NixOS's paths go in.
     assert out["settings"]["stop_timeout_s"] == 10 and "ready_timeout_s" not in out["settings"]
+    assert out["settings"]["control_idle_timeout_s"] == 5 and out["settings"]["start_limit_unready"] == 3
     assert out["firewallUDP"] == [51999]
     vmd_unit = out["units"]["vmd"]["serviceConfig"]
     assert vmd_unit["KillSignal"] == "SIGUSR2" and vmd_unit["ExecReload"].endswith("/bin/vmd reload")
