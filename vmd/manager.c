@@ -677,14 +677,9 @@ int manager_restart(struct manager *m, const char *name, manager_done_cb cb, voi
 	if (!is_active(v))
 		return manager_start(m, name, cb, userdata);
 	if (!can_replace(v, v->next_def ? v->next_def : vm_def(v->vm), &errors)) {
-		_cleanup_free_ char *msg = strdup("not restarted, the running boot goes on");
+		_cleanup_free_ char *why = strv_join(errors.lines, "; ");
+		_cleanup_free_ char *msg = xasprintf("not restarted, the running boot goes on: %s", why ? why : "");
 
-		for (size_t i = 0; msg && i < errors.n; i++) {
-			char *more = xasprintf("%s%s%s", msg, i ? "; " : ": ", errors.lines[i]);
-
-			free(msg);
-			msg = more;
-		}
 		schema_errors_clear(&errors);
 		log_error("%s: %s", v->name, msg ? msg : "not restarted");
 		if (cb)

@@ -29,7 +29,7 @@ void schema_errors_move(struct schema_errors *dst, struct schema_errors *src)
 
 	if (src->n == 0)
 		return;
-	l = realloc(dst->lines, (dst->n + src->n) * sizeof(char *));
+	l = realloc(dst->lines, (dst->n + src->n + 1) * sizeof(char *));
 	if (!l) {
 		schema_errors_clear(src);
 		return;
@@ -37,6 +37,7 @@ void schema_errors_move(struct schema_errors *dst, struct schema_errors *src)
 	memcpy(l + dst->n, src->lines, src->n * sizeof(char *));
 	dst->lines = l;
 	dst->n += src->n;
+	dst->lines[dst->n] = NULL;
 	free(src->lines);
 	src->lines = NULL;
 	src->n = 0;
@@ -50,7 +51,7 @@ _printf_(3, 0) static void add_error(struct schema_errors *e, const char *field,
 
 	vsnprintf(reason, sizeof(reason), fmt, ap);
 	line = field ? xasprintf("%s: %s", field, reason) : strdup(reason);
-	l = realloc(e->lines, (e->n + 1) * sizeof(char *));
+	l = realloc(e->lines, (e->n + 2) * sizeof(char *));
 	if (!line || !l) {
 		/* Out of memory while reporting: keep what we have. */
 		free(line);
@@ -60,6 +61,7 @@ _printf_(3, 0) static void add_error(struct schema_errors *e, const char *field,
 	}
 	e->lines = l;
 	e->lines[e->n++] = line;
+	e->lines[e->n] = NULL;
 }
 
 void schema_error(struct schema_errors *e, const char *field, const char *fmt, ...)

@@ -63,7 +63,7 @@ struct schema_field {
 
 /* A list of "FIELD: reason" lines. */
 struct schema_errors {
-	char **lines;
+	char **lines; /* NULL-terminated (a strv) once there is one */
 	size_t n;
 };
 void schema_errors_clear(struct schema_errors *e);
