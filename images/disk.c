@@ -3,6 +3,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "disk.h"
 #include "child.h"
@@ -56,6 +57,18 @@ static int link_into_place(int fd, const char *path, bool replace)
 	return 0;
 }
 
+/* e2fsprogs' tools are not in root's PATH on some systems. */
+static int find_e2fs_tool(const char *name, char **ret)
+{
+	_cleanup_free_ char *sbin = NULL;
+	int r = find_executable(name, ret);
+
+	if (r != -ENOENT)
+		return r;
+	sbin = path_join("/sbin", name);
+	return sbin ? find_executable(sbin, ret) : -ENOMEM;
+}
+
 int disk_create(const char *path, enum disk_kind kind, uint64_t size_mib, const char *label,
 		bool *ret_created, char **ret_why)
 {
@@ -76,13 +89,7 @@ int disk_create(const char *path, enum disk_kind kind, uint64_t size_mib, const 
 			return -errno;
 	}
 
-	r = find_executable("mkfs.ext4", &mkfs);
-	if (r == -ENOENT) {
-		/* Not in root's PATH on some systems. */
-		free(mkfs);
-		mkfs = NULL;
-		r = find_executable("/sbin/mkfs.ext4", &mkfs);
-	}
+	r = find_e2fs_tool("mkfs.ext4", &mkfs);
 	if (r < 0)
 		return r;
 
@@ -166,4 +173,190 @@ int disk_remove(const char *path)
 	if (!S_ISREG(st.st_mode))
 		return -EPERM;
 	return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+#define MIB (UINT64_C(1024) * 1024)
+
+/* ext2/3/4: the magic 0xEF53 at byte 56 of the superblock, at byte 1024. */
+static bool holds_ext(int fd)
+{
+	uint8_t m[2];
+
+	return pread(fd, m, sizeof(m), 1024 + 56) == sizeof(m) && m[0] == 0x53 && m[1] == 0xef;
+}
+
+/* Runs an e2fsprogs tool on the image behind fd (as /proc/self/fd/3, the
+ * last argument); args are the ones before it. */
+static int run_e2fs(const char *tool, const char *const *args, size_t n_args, int fd, char **ret_why)
+{
+	_cleanup_free_ char *bin = NULL, *out = NULL;
+	_cleanup_strv_free_ char **argv = NULL;
+	struct spawn_fd pass = { fd, 3 };
+	int r = find_e2fs_tool(tool, &bin);
+
+	if (r < 0)
+		return r;
+	r = strv_extend(&argv, bin);
+	for (size_t i = 0; r >= 0 && i < n_args; i++)
+		r = strv_extend(&argv, args[i]);
+	if (r >= 0)
+		r = strv_extend(&argv, "/proc/self/fd/3");
+	if (r < 0)
+		return r;
+	/* A check of a big volume takes a while; a hung one must not. */
+	r = child_run(argv, SANDBOX_TOOL, &pass, 1, 600 * USEC_PER_SEC, 8192, &out);
+	if (r != 0 && ret_why && !*ret_why)
+		*ret_why = last_line(out);
+	return r;
+}
+
+/* Puts a grow that vmd did not finish back: its file system as the undo
+ * log had it, the image at its old size. */
+static int grow_undo(int fd, const char *undo, uint64_t old_size)
+{
+	const char *args[] = { undo };
+
+	if (access(undo, F_OK) == 0) {
+		/* An undo log that resize2fs never wrote to is empty:
+		 * nothing to put back, and e2undo says so. */
+		(void)run_e2fs("e2undo", args, 1, fd, NULL);
+		if (unlink(undo) < 0 && errno != ENOENT)
+			return -errno;
+	}
+	if (ftruncate(fd, (off_t)old_size) < 0 || fsync(fd) < 0)
+		return -errno;
+	return 0;
+}
+
+static int read_marker(const char *marker, uint64_t *ret)
+{
+	_cleanup_free_ char *text = NULL;
+	int r = read_file(marker, 64, &text, NULL);
+
+	char *end;
+
+	if (r < 0)
+		return r;
+	errno = 0;
+	*ret = strtoull(text, &end, 10);
+	return errno || end == text || *end != 0 ? -EBADMSG : 0;
+}
+
+int disk_grow(const char *path, uint64_t size_mib, uint64_t *ret_old_mib, bool *ret_fs, char **ret_why)
+{
+	_cleanup_free_ char *dir = strdup(path), *marker = NULL, *undo = NULL, *old_text = NULL;
+	_cleanup_close_ int fd = -EBADF;
+	uint64_t want = size_mib * MIB, old;
+	const char *base;
+	struct stat st;
+	int r;
+
+	*ret_old_mib = 0;
+	*ret_fs = false;
+	if (!dir)
+		return -ENOMEM;
+	base = strrchr(path, '/');
+	if (!base || base == path)
+		return -EINVAL;
+	base++;
+	dir[base - path - 1] = 0;
+	marker = xasprintf("%s/.%s.grow", dir, base);
+	undo = xasprintf("%s/.%s.undo", dir, base);
+	if (!marker || !undo)
+		return -ENOMEM;
+
+	fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EPERM;
+	if (st.st_nlink != 1)
+		return -EMLINK;
+
+	/* A grow that was cut short (a crash, a kill) is undone first and
+	 * then done again from the start. */
+	r = read_marker(marker, &old);
+	if (r == 0) {
+		r = grow_undo(fd, undo, old);
+		if (r < 0)
+			return r;
+		if (unlink(marker) < 0)
+			return -errno;
+		st.st_size = (off_t)old;
+	} else if (r != -ENOENT)
+		return r;
+
+	*ret_old_mib = (uint64_t)st.st_size / MIB;
+	if ((uint64_t)st.st_size == want)
+		return 0;
+	if ((uint64_t)st.st_size > want)
+		return -EFBIG;
+
+	/* Not ext (the guest made its own file system): only the image
+	 * grows; the guest grows what is on it. */
+	if (!holds_ext(fd)) {
+		if (ftruncate(fd, (off_t)want) < 0 || fsync(fd) < 0)
+			return -errno;
+		return 1;
+	}
+	*ret_fs = true;
+
+	/* resize2fs wants a freshly checked file system. -p repairs only
+	 * what is safe without a human; anything else stops the grow before
+	 * it touched a byte. */
+	{
+		const char *args[] = { "-f", "-p" };
+
+		r = run_e2fs("e2fsck", args, ELEMENTSOF(args), fd, ret_why);
+		if (r < 0)
+			return r;
+		if (r > 1)
+			return -EUCLEAN;
+	}
+
+	old_text = xasprintf("%" PRIu64, (uint64_t)st.st_size);
+	if (!old_text)
+		return -ENOMEM;
+	(void)unlink(undo);
+	r = write_file(marker, old_text, 0600, WRITE_FILE_NOREPLACE | WRITE_FILE_SYNC);
+	if (r < 0)
+		return r;
+	if (ftruncate(fd, (off_t)want) < 0) {
+		r = -errno;
+		(void)unlink(marker);
+		return r;
+	}
+	{
+		/* -z: every block it changes is logged first, so a failure
+		 * halfway is put back byte for byte. */
+		const char *args[] = { "-z", undo };
+
+		r = run_e2fs("resize2fs", args, ELEMENTSOF(args), fd, ret_why);
+	}
+	if (r == 0 && fsync(fd) < 0)
+		r = -errno;
+	if (r != 0) {
+		int u = grow_undo(fd, undo, (uint64_t)st.st_size);
+
+		if (u == 0)
+			(void)unlink(marker);
+		return r < 0 ? r : -EIO;
+	}
+	if (unlink(undo) < 0 || unlink(marker) < 0)
+		return -errno;
+	return 1;
+}
+
+int disk_size(const char *path, uint64_t *ret_bytes)
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EPERM;
+	*ret_bytes = (uint64_t)st.st_size;
+	return 0;
 }

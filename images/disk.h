@@ -28,3 +28,17 @@ int disk_create_overlay(const char *path, const char *base, const char *base_for
 
 /* Removes an ephemeral image; refuses anything but a regular file. */
 int disk_remove(const char *path);
+
+/* Grows the persistent volume at path to size_mib, while no VM uses it:
+ * the image, then (if it holds ext2/3/4) its file system, after an
+ * e2fsck -f -p and with resize2fs keeping an undo log, so a failure or a
+ * crash halfway puts every byte back (at the next call). Returns 1 if it
+ * grew, 0 if it already had that size; -EFBIG if it is larger (never
+ * shrunk), -EMLINK if hardlinked, -EUCLEAN if e2fsck found what it may not
+ * repair alone. *ret_old_mib: its size before; *ret_fs: whether a file
+ * system was grown too; *ret_why: the failing tool's last line. */
+int disk_grow(const char *path, uint64_t size_mib, uint64_t *ret_old_mib, bool *ret_fs, char **ret_why);
+
+/* A volume's size in bytes, without following a symlink: -ENOENT if there
+ * is none yet. */
+int disk_size(const char *path, uint64_t *ret_bytes);

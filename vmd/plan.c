@@ -352,8 +352,35 @@ int plan_adopt(struct vm_plan *p)
 	return r;
 }
 
+/* A persistent volume only grows: a smaller size_mib would cut off data. */
+static int check_volume(struct vm_plan *p, size_t i, struct schema_errors *errors)
+{
+	const struct def_disk *dk = p->images[i].disk;
+	uint64_t size;
+	char field[64];
+	int r;
+
+	r = disk_size(p->images[i].path, &size);
+	if (r == -ENOENT)
+		return 0;
+	snprintf(field, sizeof(field), "disks[%zu].size_mib", i);
+	if (r < 0) {
+		schema_error(errors, field, "volume %s: %s", p->images[i].path,
+			     r == -EPERM ? "not a regular file" : strerror(-r));
+		return r;
+	}
+	if (size > dk->size_mib * 1024 * 1024) {
+		schema_error(errors, field,
+			     "volume %s is %" PRIu64 " MiB; vmd never shrinks a volume (that would cut off data): "
+			     "keep size_mib at %" PRIu64 " or more, or move the data off and remove the volume",
+			     dk->name, size / (1024 * 1024), (size + 1024 * 1024 - 1) / (1024 * 1024));
+		return -EFBIG;
+	}
+	return 0;
+}
+
 /* What can be known of disk i before it is made: an overlay's base is
- * there, outside what vmd empties. */
+ * there, outside what vmd empties; a volume is not asked to shrink. */
 static int check_image(struct vm_plan *p, size_t i, struct schema_errors *errors)
 {
 	const struct def_disk *dk = p->images[i].disk;
@@ -361,6 +388,8 @@ static int check_image(struct vm_plan *p, size_t i, struct schema_errors *errors
 	struct stat st;
 	int r;
 
+	if (dk->persistent)
+		return check_volume(p, i, errors);
 	if (!dk->base)
 		return 0;
 	snprintf(field, sizeof(field), "disks[%zu].base", i);
@@ -386,6 +415,40 @@ static int check_images(struct vm_plan *p, struct schema_errors *errors)
 	for (size_t i = 0; r == 0 && i < p->n_images; i++)
 		r = check_image(p, i, errors);
 	return r;
+}
+
+/* Before the boot, while nothing uses it: a volume grows to a larger size_mib. */
+static int grow_volume(struct vm_plan *p, size_t i)
+{
+	const struct def_disk *dk = p->images[i].disk;
+	const char *name = p->def->name, *path = p->images[i].path;
+	_cleanup_free_ char *why = NULL;
+	uint64_t old_mib;
+	bool fs;
+	int r = disk_grow(path, dk->size_mib, &old_mib, &fs, &why);
+
+	if (r == 0)
+		return 0;
+	if (r == 1) {
+		if (fs)
+			log_info("%s: volume %s grew from %" PRIu64 " to %" PRIu64 " MiB, its file system with it",
+				 name, dk->name, old_mib, dk->size_mib);
+		else
+			log_warning("%s: volume %s grew from %" PRIu64 " to %" PRIu64 " MiB; it holds no ext4 "
+				    "vmd can grow, so grow its file system in the guest", name, dk->name, old_mib,
+				    dk->size_mib);
+		return 0;
+	}
+	if (r == -EMLINK)
+		return log_error_errno(r, "%s: volume %s: %s has other hard links; refusing it", name, dk->name,
+				       path);
+	if (r == -EUCLEAN)
+		return log_error_errno(r, "%s: volume %s: e2fsck found errors it may not repair alone, so it was "
+				       "not grown (nothing changed); run e2fsck -f %s by hand%s%s", name, dk->name,
+				       path, why ? ": " : "", why ? why : "");
+	return log_error_errno(r, "%s: growing volume %s from %" PRIu64 " to %" PRIu64 " MiB failed and was "
+			       "undone: %m%s%s", name, dk->name, old_mib, dk->size_mib, why ? ": " : "",
+			       why ? why : "");
 }
 
 static int create_images(struct vm_plan *p, struct schema_errors *errors)
@@ -416,6 +479,11 @@ static int create_images(struct vm_plan *p, struct schema_errors *errors)
 						       why ? ": " : "", why ? why : "");
 			continue;
 		}
+		if (dk->persistent) {
+			r = check_volume(p, i, errors);
+			if (r < 0)
+				return r;
+		}
 		r = disk_create(p->images[i].path, dk->persistent ? DISK_PERSISTENT : DISK_EPHEMERAL,
 				dk->size_mib, dk->name, &created, &why);
 		if (r < 0)
@@ -424,6 +492,11 @@ static int create_images(struct vm_plan *p, struct schema_errors *errors)
 					       why ? ": " : "", why ? why : "");
 		if (created && dk->persistent)
 			log_info("%s: created persistent volume %s", d->name, p->images[i].path);
+		else if (dk->persistent) {
+			r = grow_volume(p, i);
+			if (r < 0)
+				return r;
+		}
 	}
 	return 0;
 }
