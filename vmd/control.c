@@ -264,9 +264,9 @@ static void cmd_logs(struct client *cl, json_t *id, const char *name, json_t *re
 		reply_error(cl, id, "this connection already streams a log");
 		return;
 	}
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0 && errno != ENOENT) {
-		reply_error(cl, id, "%s: %s", path, strerror(errno));
+	fd = open_regular(path, O_RDONLY, 0);
+	if (fd < 0 && fd != -ENOENT) {
+		reply_error(cl, id, "%s: %s", path, fd == -EBADFD ? "not a regular file" : strerror(-fd));
 		return;
 	}
 	reply(cl, id, json_pack("{s:b}", "ok", 1));

@@ -467,8 +467,10 @@ static int prepare(struct vm *vm)
 	if (r < 0)
 		return log_error_errno(r, "%s: removing stale disks in %s: %m", vm->def->name, vm->plan.disk_dir);
 	r = open_log(vm);
+	if (r == -EBADFD)
+		return log_error_errno(r, "%s: %s: not a regular file", vm->def->name, vm->log_path);
 	if (r < 0)
-		return log_error_errno(r, "%s: opening the log in %s: %m", vm->def->name, vm->host->log_dir);
+		return log_error_errno(r, "%s: opening the log %s: %m", vm->def->name, vm->log_path);
 	vm->log_offset = vmlog_offset(&vm->log);
 	vmlog_printf(&vm->log, "starting %s from %s", vm->def->name, vm->def->system);
 	r = plan_prepare(&vm->plan);

@@ -142,3 +142,24 @@ def test_every_line_is_bounded(env, daemons):
     assert f.readline() == b""
     s.close()
     assert d.ctl("status", check=0).returncode == 0
+
+
+def test_a_fifo_as_a_vm_log_blocks_nothing(env, daemons):
+    # Someone put a FIFO where the VM's log goes: opening it would wait for
+    # a reader forever (the start) or a writer (vmd logs).
+    d = daemons()
+    log_dir = env.settings["log_dir"]
+    os.makedirs(log_dir, exist_ok=True)
+    fifo = os.path.join(log_dir, "f.log")
+    os.mkfifo(fifo)
+    d.define("f")
+    d.ctl("reload", check=0, timeout=20)
+    d.wait_for(lambda: f"f: {fifo}: not a regular file" in d.output(), "the start to fail")
+    p = d.ctl("logs", "f", timeout=20)
+    assert p.returncode != 0 and f"{fifo}: not a regular file" in p.stderr, p
+    assert "f" in d.status()
+    # Once it is a file again, the VM starts.
+    os.unlink(fifo)
+    d.ctl("start", "f", check=0)
+    d.wait_state("f", "running", ready=True)
+    assert os.path.isfile(fifo)

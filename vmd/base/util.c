@@ -230,6 +230,20 @@ int rm_rf_children(int dir_fd)
 	return r;
 }
 
+int open_regular(const char *path, int flags, mode_t mode)
+{
+	_cleanup_close_ int fd = open(path, flags | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK, mode);
+	struct stat st;
+
+	if (fd < 0)
+		return errno == ENXIO ? -EBADFD : -errno;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EBADFD;
+	return TAKE_FD(fd);
+}
+
 int read_file(const char *path, size_t max, char **ret, size_t *ret_size)
 {
 	/* O_NONBLOCK: opening a FIFO waits for a writer, a device may wait too.
