@@ -264,7 +264,7 @@ static void cmd_logs(struct client *cl, json_t *id, const char *name, json_t *re
 		reply_error(cl, id, "this connection already streams a log");
 		return;
 	}
-	fd = open_regular(path, O_RDONLY, 0);
+	fd = open_regular(path, O_RDONLY | O_NOFOLLOW, 0);
 	if (fd < 0 && fd != -ENOENT) {
 		reply_error(cl, id, "%s: %s", path, fd == -EBADFD ? "not a regular file" : strerror(-fd));
 		return;

@@ -232,9 +232,11 @@ int rm_rf_children(int dir_fd)
 
 int open_regular(const char *path, int flags, mode_t mode)
 {
-	_cleanup_close_ int fd = open(path, flags | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK, mode);
+	_cleanup_close_ int fd = open(path, flags | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, mode);
 	struct stat st;
 
+	/* O_NONBLOCK: opening a FIFO waits for a writer, a device may wait
+	 * too. ENXIO: a socket, or a device node with no device. */
 	if (fd < 0)
 		return errno == ENXIO ? -EBADFD : -errno;
 	if (fstat(fd, &st) < 0)
@@ -246,20 +248,13 @@ int open_regular(const char *path, int flags, mode_t mode)
 
 int read_file(const char *path, size_t max, char **ret, size_t *ret_size)
 {
-	/* O_NONBLOCK: opening a FIFO waits for a writer, a device may wait too.
-	 * Links are followed: NixOS's /etc is links into the store. */
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	/* Links are followed: NixOS's /etc is links into the store. */
+	_cleanup_close_ int fd = open_regular(path, O_RDONLY, 0);
 	_cleanup_free_ char *buf = NULL;
 	size_t n = 0, cap = 0;
-	struct stat st;
 
-	/* ENXIO: a socket, or a device node with no device; neither is regular. */
 	if (fd < 0)
-		return errno == ENXIO ? -EBADFD : -errno;
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (!S_ISREG(st.st_mode))
-		return -EBADFD;
+		return fd;
 	for (;;) {
 		ssize_t k;
 

@@ -119,9 +119,9 @@ int rm_rf_children(int dirfd);
  * larger, -EBADFD if path is a FIFO, a socket, a device or a directory:
  * those could block the caller for good or never end. */
 int read_file(const char *path, size_t max, char **ret, size_t *ret_size);
-/* Opens path (flags plus O_CLOEXEC, O_NOCTTY; no link followed in its last
- * component) without ever blocking: anything but a regular file is
- * -EBADFD, as for read_file(). Returns the fd or -errno. */
+/* Opens path (flags plus O_CLOEXEC, O_NOCTTY; add O_NOFOLLOW to refuse a
+ * link) without ever blocking: anything but a regular file is -EBADFD, as
+ * for read_file(). Returns the fd or -errno. */
 int open_regular(const char *path, int flags, mode_t mode);
 int write_all(int fd, const void *buf, size_t n);
 

@@ -11,7 +11,7 @@ int vmlog_open(struct vmlog *l, const char *path, uint64_t max)
 {
 	/* Not a FIFO or a device someone put there: those would block vmd
 	 * or take the guest's output somewhere else. */
-	l->fd = open_regular(path, O_WRONLY | O_APPEND | O_CREAT, 0640);
+	l->fd = open_regular(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, 0640);
 	if (l->fd < 0)
 		return l->fd;
 	l->path = strdup(path);
@@ -45,8 +45,8 @@ int vmlog_check(struct vmlog *l)
 	old = xasprintf("%s.1", l->path);
 	if (!old)
 		return -ENOMEM;
-	in = open_regular(l->path, O_RDONLY, 0);
-	out = open_regular(old, O_WRONLY | O_CREAT, 0640);
+	in = open_regular(l->path, O_RDONLY | O_NOFOLLOW, 0);
+	out = open_regular(old, O_WRONLY | O_CREAT | O_NOFOLLOW, 0640);
 	if (out >= 0 && ftruncate(out, 0) < 0)
 		out = safe_close(out);
 	if (in >= 0 && out >= 0) {
@@ -100,7 +100,7 @@ uint64_t vmlog_offset(struct vmlog *l)
 
 char *vmlog_tail(const char *path, unsigned n, uint64_t offset)
 {
-	_cleanup_close_ int fd = open_regular(path, O_RDONLY, 0);
+	_cleanup_close_ int fd = open_regular(path, O_RDONLY | O_NOFOLLOW, 0);
 	char buf[8192], *start;
 	struct stat st;
 	ssize_t k;
