@@ -8,6 +8,7 @@
  * next daemon can find and adopt the VM. */
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/resource.h>
@@ -36,6 +37,12 @@ struct drv_vm {
 	int console_fd, notify_fd;
 	struct loop_source *console_src, *notify_src;
 	const char *shutdown_reason; /* from QMP SHUTDOWN; static strings */
+	/* Until QEMU is up: copies of each virtiofsd's listening socket (a
+	 * connection still queued there was never accepted) and the timer
+	 * that gives up on a QEMU stuck in a vhost-user handshake. */
+	int *share_lfds;
+	size_t n_share_lfds;
+	struct loop_source *start_timer;
 };
 
 static int write_pidfile(const char *path, pid_t pid)
@@ -61,8 +68,19 @@ static int qd_new(struct vm_plan *p, const struct drv_events *ev, struct drv_vm 
 	return 0;
 }
 
+/* QEMU is up, or going: nothing more to wait for. */
+static void start_watch_done(struct drv_vm *d)
+{
+	loop_source_freep(&d->start_timer);
+	for (size_t i = 0; i < d->n_share_lfds; i++)
+		safe_close(d->share_lfds[i]);
+	d->share_lfds = mfree(d->share_lfds);
+	d->n_share_lfds = 0;
+}
+
 static void qd_disconnect(struct drv_vm *d)
 {
+	start_watch_done(d);
 	qmp_freep(&d->qmp);
 	qga_freep(&d->qga);
 	loop_source_freep(&d->console_src);
@@ -131,8 +149,9 @@ static void check_nofile(void)
 		 (unsigned long long)cur.rlim_max);
 }
 
-static int start_share(struct drv_vm *d, struct vm_share *s)
+static int start_share(struct drv_vm *d, size_t i)
 {
+	struct vm_share *s = &d->p->shares[i];
 	struct vm_plan *p = d->p;
 	_cleanup_strv_free_ char **argv = NULL;
 	_cleanup_close_ int lfd = -EBADF;
@@ -148,6 +167,9 @@ static int start_share(struct drv_vm *d, struct vm_share *s)
 	lfd = unix_listen(s->socket);
 	if (lfd < 0)
 		return log_error_errno(lfd, "%s: binding %s: %m", p->def->name, s->socket);
+	d->share_lfds[i] = fcntl(lfd, F_DUPFD_CLOEXEC, 3);
+	if (d->share_lfds[i] < 0)
+		return -errno;
 	r = virtiofsd_argv(&c, p->opts->caps, &argv);
 	if (r < 0)
 		return r;
@@ -177,12 +199,62 @@ static int start_share(struct drv_vm *d, struct vm_share *s)
 static int qd_start_shares(struct drv_vm *d)
 {
 	check_nofile();
+	start_watch_done(d);
+	d->share_lfds = malloc((d->p->n_shares + 1) * sizeof(int));
+	if (!d->share_lfds)
+		return -ENOMEM;
+	for (size_t i = 0; i < d->p->n_shares; i++)
+		d->share_lfds[i] = -EBADF;
+	d->n_share_lfds = d->p->n_shares;
 	for (size_t i = 0; i < d->p->n_shares; i++) {
-		int r = start_share(d, &d->p->shares[i]);
+		int r = start_share(d, i);
 		if (r < 0)
 			return r;
 	}
 	return 0;
+}
+
+/* True if a connection waits in the listening socket's queue: QEMU
+ * connected, and this virtiofsd never accepted it. */
+static bool never_accepted(int lfd)
+{
+	struct pollfd pfd = { .fd = lfd, .events = POLLIN };
+
+	return lfd >= 0 && poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN);
+}
+
+/* QEMU connects to every virtiofsd while it sets up its devices and waits
+ * for each one's answers before its monitor runs: a virtiofsd that never
+ * serves holds it there for good. */
+static void on_start_timeout(struct loop_source *src, void *userdata)
+{
+	struct drv_vm *d = userdata;
+	struct vm_plan *p = d->p;
+	_cleanup_free_ char *tags = NULL, *detail = NULL;
+
+	(void)src;
+	for (size_t i = 0; i < d->n_share_lfds; i++) {
+		char *t;
+
+		if (!never_accepted(d->share_lfds[i]))
+			continue;
+		t = xasprintf("%s%s%s (pid %d)", tags ? tags : "", tags ? ", " : "", p->shares[i].tag,
+			      (int)p->shares[i].proc.pid);
+		if (!t)
+			break;
+		free(tags);
+		tags = t;
+	}
+	if (tags)
+		detail = xasprintf("virtiofsd for %s never accepted QEMU's vhost-user connection within %u s "
+				   "(start_timeout_s); it runs but does not serve", tags, p->host->start_timeout_s);
+	else
+		detail = xasprintf("QEMU was not up within %u s (start_timeout_s): its monitor never answered, "
+				   "so it is stuck setting up a device, most likely in a vhost-user handshake with "
+				   "a virtiofsd that does not answer", p->host->start_timeout_s);
+	start_watch_done(d);
+	log_error("%s: %s", p->def->name, detail ? detail : "QEMU was not up in time");
+	d->ev->start_failed(d->ev->userdata, detail ? detail : "QEMU was not up in time");
 }
 
 static void on_qemu_exit(struct child *c, const siginfo_t *si, void *userdata)
@@ -231,6 +303,7 @@ static void on_cont(struct qmp *q, json_t *ret, int error, const char *desc, voi
 
 	(void)q;
 	(void)ret;
+	start_watch_done(d);
 	/* A closed connection means QEMU is exiting; its exit explains. */
 	if (error != -EIO)
 		return;
@@ -451,6 +524,9 @@ static int qd_start(struct drv_vm *d)
 	if (r < 0)
 		return log_error_errno(r, "%s: connecting to QEMU's channels in %s: %m", p->def->name, p->dir);
 	r = qmp_command(d->qmp, "cont", NULL, on_cont, d);
+	if (r == 0)
+		r = loop_add_timer(p->loop, now_usec() + (usec_t)p->host->start_timeout_s * USEC_PER_SEC,
+				   on_start_timeout, d, &d->start_timer);
 	if (r < 0)
 		return log_error_errno(r, "%s: setting up QEMU's channels: %m", p->def->name);
 	save_state(d);

@@ -62,6 +62,7 @@ struct host_config {
 	char *virtiofsd;
 	int virtiofsd_style; /* enum virtiofsd_style (share/virtiofsd.h) */
 	uint32_t ready_timeout_s;
+	uint32_t start_timeout_s;
 	uint32_t stop_timeout_s;
 	uint64_t log_max_bytes;
 	/* The daemon's restart policy. */
