@@ -360,3 +360,30 @@ int disk_size(const char *path, uint64_t *ret_bytes)
 	*ret_bytes = (uint64_t)st.st_size;
 	return 0;
 }
+
+int disk_check_tools(bool overlay, bool persistent, const char **ret_missing)
+{
+	static const char *const mkfs[] = { "mkfs.ext4" }, *const grow[] = { "mkfs.ext4", "e2fsck", "resize2fs", "e2undo" };
+	const char *const *need = persistent ? grow : mkfs;
+	size_t n = persistent ? ELEMENTSOF(grow) : ELEMENTSOF(mkfs);
+
+	*ret_missing = NULL;
+	if (overlay) {
+		_cleanup_free_ char *bin = NULL;
+		int r = find_executable("qemu-img", &bin);
+
+		if (r < 0)
+			*ret_missing = "qemu-img";
+		return r;
+	}
+	for (size_t i = 0; i < n; i++) {
+		_cleanup_free_ char *bin = NULL;
+		int r = find_e2fs_tool(need[i], &bin);
+
+		if (r < 0) {
+			*ret_missing = need[i];
+			return r;
+		}
+	}
+	return 0;
+}

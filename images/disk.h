@@ -42,3 +42,7 @@ int disk_grow(const char *path, uint64_t size_mib, uint64_t *ret_old_mib, bool *
 /* A volume's size in bytes, without following a symlink: -ENOENT if there
  * is none yet. */
 int disk_size(const char *path, uint64_t *ret_bytes);
+
+/* Whether the tools that make (and grow) such a disk are there: 0, or
+ * -ENOENT with *ret_missing naming the first one missing. */
+int disk_check_tools(bool overlay, bool persistent, const char **ret_missing);

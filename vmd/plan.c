@@ -384,10 +384,17 @@ static int check_volume(struct vm_plan *p, size_t i, struct schema_errors *error
 static int check_image(struct vm_plan *p, size_t i, struct schema_errors *errors)
 {
 	const struct def_disk *dk = p->images[i].disk;
+	const char *missing;
 	char field[64];
 	struct stat st;
 	int r;
 
+	if (disk_check_tools(dk->base, dk->persistent, &missing) < 0) {
+		snprintf(field, sizeof(field), "disks[%zu]", i);
+		schema_error(errors, field, "%s, needed to make this disk, is not installed (or not in $PATH)",
+			     missing);
+		return -ENOENT;
+	}
 	if (dk->persistent)
 		return check_volume(p, i, errors);
 	if (!dk->base)
