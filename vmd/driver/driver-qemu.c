@@ -12,6 +12,7 @@
 #include <sys/file.h>
 #include <sys/resource.h>
 
+#include "disk.h"
 #include "hostnet.h"
 #include "link.h"
 #include "log.h"
@@ -19,9 +20,11 @@
 #include "qmp.h"
 #include "driver.h"
 
-/* QEMU's fd numbers for its pre-bound sockets, the run-dir lock and the
- * tap queues. */
-enum { QFD_QMP = 3, QFD_CONSOLE, QFD_NOTIFY, QFD_AGENT, QFD_LOCK, QFD_TAP };
+/* QEMU's fd numbers for its pre-bound sockets, the run-dir lock, the tap
+ * queues and the disk images. */
+enum { QFD_QMP = 3, QFD_CONSOLE, QFD_NOTIFY, QFD_AGENT, QFD_LOCK, QFD_TAP, QFD_DISK = QFD_TAP + TAP_QUEUES_MAX };
+/* spawn() passes at most 64 fds. */
+#define QEMU_DISKS_MAX (64 - (QFD_DISK - QFD_QMP))
 
 /* The channels' sockets in the run directory, in QFD order. */
 static const char *const chan_names[] = { "qmp", "con", "notify", "qga" };
@@ -325,6 +328,8 @@ struct qemu_fds {
 	int chan[N_CHANNELS];
 	int tap[TAP_QUEUES_MAX];
 	unsigned n_taps;
+	int disk[QEMU_DISKS_MAX];
+	size_t n_disks;
 };
 
 static void qemu_fds_done(struct qemu_fds *f)
@@ -333,6 +338,37 @@ static void qemu_fds_done(struct qemu_fds *f)
 		safe_close(f->chan[i]);
 	for (unsigned i = 0; i < f->n_taps; i++)
 		safe_close(f->tap[i]);
+	for (size_t i = 0; i < f->n_disks; i++)
+		safe_close(f->disk[i]);
+}
+
+/* Each image as QEMU gets it: opened now, not when it was made or checked
+ * (during a restart's backoff), so that nothing swapped in since is
+ * followed. */
+static int open_disks(struct vm_plan *p, struct qemu_fds *qf)
+{
+	if (p->n_images > QEMU_DISKS_MAX)
+		return log_error_errno(E2BIG, "%s: more than %d disks", p->def->name, QEMU_DISKS_MAX);
+	for (size_t i = 0; i < p->n_images; i++) {
+		const struct vm_image *im = &p->images[i];
+		const char *what = im->disk->persistent ? "volume" : "disk";
+		int fd = disk_open(im->path, im->root_len);
+
+		if (fd == -ELOOP)
+			return log_error_errno(fd, "%s: %s %s: %s: a symlink on the way below %.*s (refused)",
+					       p->def->name, what, im->disk->name, im->path, (int)im->root_len, im->path);
+		if (fd == -EMLINK)
+			return log_error_errno(fd, "%s: %s %s: %s has more than one link (hard links are refused)",
+					       p->def->name, what, im->disk->name, im->path);
+		if (fd == -EBADFD)
+			return log_error_errno(fd, "%s: %s %s: %s is not a regular file", p->def->name, what,
+					       im->disk->name, im->path);
+		if (fd < 0)
+			return log_error_errno(fd, "%s: %s %s: opening %s: %m", p->def->name, what, im->disk->name,
+					       im->path);
+		qf->disk[qf->n_disks++] = fd;
+	}
+	return 0;
 }
 
 /* The pure part: the plan as QEMU's configuration and argv, with the fd
@@ -350,7 +386,7 @@ int qemu_plan_argv(const struct vm_plan *p, unsigned n_taps, bool vhost, char **
 	for (size_t i = 0; i < p->n_shares; i++)
 		fs[i] = (struct qemu_fs){ p->shares[i].tag, p->shares[i].socket };
 	for (size_t i = 0; i < p->n_images; i++)
-		disks[i] = (struct qemu_disk){ p->images[i].disk->name, p->images[i].path,
+		disks[i] = (struct qemu_disk){ p->images[i].disk->name, QFD_DISK + (int)i,
 					       !p->images[i].disk->persistent, p->images[i].disk->base != NULL };
 	for (unsigned i = 0; i < n_taps; i++)
 		tap_numbers[i] = QFD_TAP + (int)i;
@@ -415,21 +451,28 @@ static int qd_start(struct drv_vm *d)
 			return r;
 		qf.n_taps = n;
 	}
+	r = open_disks(p, &qf);
+	if (r < 0)
+		return r;
 	r = qemu_plan_argv(p, qf.n_taps, p->opts->accel == ACCEL_KVM && access("/dev/vhost-net", R_OK | W_OK) == 0,
 			   &argv);
 	if (r < 0)
 		return r;
 
-	struct spawn_fd fds[5 + TAP_QUEUES_MAX] = {
+	struct spawn_fd fds[5 + TAP_QUEUES_MAX + QEMU_DISKS_MAX] = {
 		{ qf.chan[0], QFD_QMP }, { qf.chan[1], QFD_CONSOLE }, { qf.chan[2], QFD_NOTIFY },
 		{ qf.chan[3], QFD_AGENT }, { p->lock_fd, QFD_LOCK },
 	};
+	size_t n_fds = 5;
+
 	for (unsigned i = 0; i < qf.n_taps; i++)
-		fds[5 + i] = (struct spawn_fd){ qf.tap[i], QFD_TAP + (int)i };
+		fds[n_fds++] = (struct spawn_fd){ qf.tap[i], QFD_TAP + (int)i };
+	for (size_t i = 0; i < qf.n_disks; i++)
+		fds[n_fds++] = (struct spawn_fd){ qf.disk[i], QFD_DISK + (int)i };
 	struct spawn_opts o = {
 		.argv = argv,
 		.fds = fds,
-		.n_fds = 5 + qf.n_taps,
+		.n_fds = n_fds,
 		.stdin_fd = -1,
 		.stdout_fd = p->log->fd,
 		.stderr_fd = p->log->fd,

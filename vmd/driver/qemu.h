@@ -15,7 +15,9 @@ struct qemu_fs {
 
 struct qemu_disk {
 	const char *name; /* also the virtio-blk serial */
-	const char *path;
+	/* The image, opened read-write by vmd, as numbered in the child:
+	 * QEMU gets it as an fd set and never opens a path of vmd's. */
+	int fd;
 	bool ephemeral;   /* no flushes needed: the data dies with the VM */
 	bool qcow2;       /* an overlay on a base image; else raw */
 };
