@@ -170,18 +170,25 @@ static int write_wrapper(const struct vm_plan *p, size_t i)
 {
 	const struct vm_share *s = &p->shares[i];
 	_cleanup_free_ char *path = wrapper_path(p, i), *exe = self_exe();
-	_cleanup_free_ char *qexe = NULL, *qpid = NULL, *qfsd = NULL, *text = NULL;
+	_cleanup_free_ char *qexe = NULL, *qpid = NULL, *qfsd = NULL, *qbelow = NULL, *qat = NULL, *text = NULL;
+	_cleanup_free_ char *below = s->root_len ? strndup(s->source, s->root_len) : strdup("/");
 
-	if (!path || !exe)
+	if (!path || !exe || !below)
 		return -ENOMEM;
 	qexe = shell_quote(exe);
 	qpid = shell_quote(s->pidfile);
 	qfsd = shell_quote(p->opts->virtiofsd);
-	if (!qexe || !qpid || !qfsd)
+	qbelow = shell_quote(below);
+	qat = shell_quote(s->mountpoint);
+	if (!qexe || !qpid || !qfsd || !qbelow || !qat)
 		return -ENOMEM;
+	if (mkdir(s->mountpoint, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	/* It opens the source below that directory with no symlink followed
+	 * as virtiofsd starts, and gives virtiofsd the fd. */
 	text = xasprintf("#!/bin/sh\n# vmd: libvirt runs this as the virtiofsd of VM %s for %s.\n"
-			 "exec %s virtiofsd-exec --pidfile=%s%s -- %s \"$@\"\n",
-			 p->def->name, s->tag, qexe, qpid, s->read_only ? " --read-only" : "", qfsd);
+			 "exec %s virtiofsd-exec --pidfile=%s --below=%s --at=%s%s -- %s \"$@\"\n",
+			 p->def->name, s->tag, qexe, qpid, qbelow, qat, s->read_only ? " --read-only" : "", qfsd);
 	if (!text)
 		return -ENOMEM;
 	return write_file(path, text, 0700, 0);

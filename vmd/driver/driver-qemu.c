@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
+#include "beneath.h"
 #include "disk.h"
 #include "hostnet.h"
 #include "link.h"
@@ -134,20 +136,40 @@ static void check_nofile(void)
 		 (unsigned long long)cur.rlim_max);
 }
 
+/* The shared directory as virtiofsd gets it: opened now, not when the
+ * boot was prepared (during a restart's backoff), so that nothing swapped
+ * in since is followed. */
+static int open_share(struct vm_plan *p, const struct vm_share *s)
+{
+	int fd = open_below(s->source, s->root_len, O_RDONLY | O_DIRECTORY);
+
+	if (fd == -ELOOP)
+		return log_error_errno(fd, "%s: %s: %s: a symlink on the way below %s (refused)", p->def->name, s->tag,
+				       s->source, s->root_len ? strndupa(s->source, s->root_len) : "/");
+	if (fd < 0)
+		return log_error_errno(fd, "%s: %s: opening %s: %m", p->def->name, s->tag, s->source);
+	return fd;
+}
+
 static int start_share(struct drv_vm *d, struct vm_share *s)
 {
 	struct vm_plan *p = d->p;
 	_cleanup_strv_free_ char **argv = NULL;
-	_cleanup_close_ int lfd = -EBADF;
+	_cleanup_close_ int lfd = -EBADF, dirfd = -EBADF;
 	struct virtiofsd_config c = {
 		.binary = p->opts->virtiofsd,
-		.source = s->source,
+		.source = s->mountpoint,
 		.fd = 3,
 		.cache = s->cache,
 		.read_only = s->read_only,
 	};
 	int r;
 
+	dirfd = open_share(p, s);
+	if (dirfd < 0)
+		return dirfd;
+	if (mkdir(s->mountpoint, 0700) < 0 && errno != EEXIST)
+		return log_error_errno(errno, "%s: creating %s: %m", p->def->name, s->mountpoint);
 	lfd = unix_listen(s->socket);
 	if (lfd < 0)
 		return log_error_errno(lfd, "%s: binding %s: %m", p->def->name, s->socket);
@@ -156,6 +178,7 @@ static int start_share(struct drv_vm *d, struct vm_share *s)
 		return r;
 
 	struct spawn_fd fds[] = { { lfd, 3 } };
+	struct spawn_dir dir = { dirfd, s->mountpoint, s->read_only };
 	struct spawn_opts o = {
 		.argv = argv,
 		.fds = fds,
@@ -167,7 +190,7 @@ static int start_share(struct drv_vm *d, struct vm_share *s)
 		.die_with_parent = p->opts->die_with_parent,
 		/* virtiofsd keeps an fd per inode it has seen. */
 		.nofile = VIRTIOFSD_NOFILE,
-		.readonly_path = s->read_only ? s->source : NULL,
+		.dir = &dir,
 	};
 	r = child_spawn(&s->proc, p->loop, &o, d->ev->share_exited, d->ev->userdata);
 	if (r < 0)

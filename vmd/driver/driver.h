@@ -72,6 +72,13 @@ struct vm_options vm_tools_options(const struct vm_tools *t);
 struct vm_share {
 	char *tag;
 	char *source;
+	/* source's first root_len bytes are the host's (store_dir, keys_dir,
+	 * a key source's parent; 0: "/"); below them, vmd opens the directory
+	 * with no symlink followed when it starts virtiofsd. */
+	size_t root_len;
+	/* An empty directory in the run directory where virtiofsd, in a mount
+	 * namespace of its own, finds the directory vmd opened (spawn_dir). */
+	char *mountpoint;
 	char *socket;
 	char *pidfile;
 	enum virtiofsd_cache cache;
