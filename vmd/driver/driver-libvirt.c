@@ -411,6 +411,17 @@ static int ld_start(struct drv_vm *d)
 			return log_error_errno(r, "%s: letting libvirt's QEMU reach %s: %m", p->def->name,
 					       p->images[i].path);
 	}
+	/* libvirt opens the images by path, and its fd passing
+	 * (virDomainFDAssociate) needs a domain that exists before it starts,
+	 * which a transient one does not: so the checks QEMU's fd sets get
+	 * are made here, just before the domain is created (README: the
+	 * remaining window). */
+	for (size_t i = 0; i < p->n_images; i++) {
+		r = vm_image_open(p, i);
+		if (r < 0)
+			return r;
+		safe_close(r);
+	}
 	meta = metadata_text(p);
 	if (!meta)
 		return log_error_errno(ENOMEM, "%s: the domain's metadata (instance id in %s): %m", p->def->name,

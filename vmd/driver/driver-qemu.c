@@ -13,8 +13,6 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
-#include "beneath.h"
-#include "disk.h"
 #include "hostnet.h"
 #include "link.h"
 #include "log.h"
@@ -136,21 +134,6 @@ static void check_nofile(void)
 		 (unsigned long long)cur.rlim_max);
 }
 
-/* The shared directory as virtiofsd gets it: opened now, not when the
- * boot was prepared (during a restart's backoff), so that nothing swapped
- * in since is followed. */
-static int open_share(struct vm_plan *p, const struct vm_share *s)
-{
-	int fd = open_below(s->source, s->root_len, O_RDONLY | O_DIRECTORY);
-
-	if (fd == -ELOOP)
-		return log_error_errno(fd, "%s: %s: %s: a symlink on the way below %s (refused)", p->def->name, s->tag,
-				       s->source, s->root_len ? strndupa(s->source, s->root_len) : "/");
-	if (fd < 0)
-		return log_error_errno(fd, "%s: %s: opening %s: %m", p->def->name, s->tag, s->source);
-	return fd;
-}
-
 static int start_share(struct drv_vm *d, struct vm_share *s)
 {
 	struct vm_plan *p = d->p;
@@ -165,7 +148,7 @@ static int start_share(struct drv_vm *d, struct vm_share *s)
 	};
 	int r;
 
-	dirfd = open_share(p, s);
+	dirfd = vm_share_open(p, s);
 	if (dirfd < 0)
 		return dirfd;
 	if (mkdir(s->mountpoint, 0700) < 0 && errno != EEXIST)
@@ -373,22 +356,10 @@ static int open_disks(struct vm_plan *p, struct qemu_fds *qf)
 	if (p->n_images > QEMU_DISKS_MAX)
 		return log_error_errno(E2BIG, "%s: more than %d disks", p->def->name, QEMU_DISKS_MAX);
 	for (size_t i = 0; i < p->n_images; i++) {
-		const struct vm_image *im = &p->images[i];
-		const char *what = im->disk->persistent ? "volume" : "disk";
-		int fd = disk_open(im->path, im->root_len);
+		int fd = vm_image_open(p, i);
 
-		if (fd == -ELOOP)
-			return log_error_errno(fd, "%s: %s %s: %s: a symlink on the way below %.*s (refused)",
-					       p->def->name, what, im->disk->name, im->path, (int)im->root_len, im->path);
-		if (fd == -EMLINK)
-			return log_error_errno(fd, "%s: %s %s: %s has more than one link (hard links are refused)",
-					       p->def->name, what, im->disk->name, im->path);
-		if (fd == -EBADFD)
-			return log_error_errno(fd, "%s: %s %s: %s is not a regular file", p->def->name, what,
-					       im->disk->name, im->path);
 		if (fd < 0)
-			return log_error_errno(fd, "%s: %s %s: opening %s: %m", p->def->name, what, im->disk->name,
-					       im->path);
+			return fd;
 		qf->disk[qf->n_disks++] = fd;
 	}
 	return 0;

@@ -232,6 +232,14 @@ extern const struct vm_driver *const vm_drivers[];
 
 const struct vm_driver *driver_for(int driver); /* enum driver */
 
+/* What vmd hands the hypervisor, opened as it starts it (and not when the
+ * boot was prepared, during a restart's backoff): image i read-write, a
+ * regular file with one link; a share's directory. Below their trusted
+ * roots (root_len) no symlink is followed. Failures are logged as
+ * "NAME: volume VOL: ..."; returns the fd or -errno. */
+int vm_image_open(const struct vm_plan *p, size_t i);
+int vm_share_open(const struct vm_plan *p, const struct vm_share *s);
+
 /* The pure part of each driver, for the golden tests: the plan as QEMU's
  * argv (with n_taps tap queues, and vhost-net or not) and as libvirt's
  * domain XML (with vmd's metadata text). */
