@@ -386,6 +386,7 @@ static int check_image(struct vm_plan *p, size_t i, struct schema_errors *errors
 		schema_error(errors, field, "%s is not a regular file or a block device", dk->base);
 		return -EINVAL;
 	}
+	p->images[i].base_blockdev = S_ISBLK(st.st_mode);
 	return 0;
 }
 

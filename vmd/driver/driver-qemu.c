@@ -23,8 +23,9 @@
 /* QEMU's fd numbers for its pre-bound sockets, the run-dir lock, the tap
  * queues and the disk images. */
 enum { QFD_QMP = 3, QFD_CONSOLE, QFD_NOTIFY, QFD_AGENT, QFD_LOCK, QFD_TAP, QFD_DISK = QFD_TAP + TAP_QUEUES_MAX };
-/* spawn() passes at most 64 fds. */
-#define QEMU_DISKS_MAX (64 - (QFD_DISK - QFD_QMP))
+/* spawn() passes at most 64 fds; disk i has QFD_DISK + 2i, and its base
+ * (an overlay's) QFD_DISK + 2i + 1. */
+#define QEMU_DISKS_MAX ((64 - (QFD_DISK - QFD_QMP)) / 2)
 
 /* The channels' sockets in the run directory, in QFD order. */
 static const char *const chan_names[] = { "qmp", "con", "notify", "qga" };
@@ -334,7 +335,7 @@ struct qemu_fds {
 	int chan[N_CHANNELS];
 	int tap[TAP_QUEUES_MAX];
 	unsigned n_taps;
-	int disk[QEMU_DISKS_MAX];
+	int disk[2 * QEMU_DISKS_MAX]; /* each image, then its base or -EBADF */
 	size_t n_disks;
 };
 
@@ -356,10 +357,18 @@ static int open_disks(struct vm_plan *p, struct qemu_fds *qf)
 	if (p->n_images > QEMU_DISKS_MAX)
 		return log_error_errno(E2BIG, "%s: more than %d disks", p->def->name, QEMU_DISKS_MAX);
 	for (size_t i = 0; i < p->n_images; i++) {
+		const struct def_disk *dk = p->images[i].disk;
 		int fd = vm_image_open(p, i);
 
 		if (fd < 0)
 			return fd;
+		qf->disk[qf->n_disks++] = fd;
+		/* The base is the definition's own path (checked when the
+		 * boot was prepared): opened as it is, read-only. */
+		fd = dk->base ? open(dk->base, O_RDONLY | O_NOCTTY | O_CLOEXEC) : -EBADF;
+		if (dk->base && fd < 0)
+			return log_error_errno(errno, "%s: disk %s: opening its base %s: %m", p->def->name, dk->name,
+					       dk->base);
 		qf->disk[qf->n_disks++] = fd;
 	}
 	return 0;
@@ -379,9 +388,18 @@ int qemu_plan_argv(const struct vm_plan *p, unsigned n_taps, bool vhost, char **
 		return -ENOMEM;
 	for (size_t i = 0; i < p->n_shares; i++)
 		fs[i] = (struct qemu_fs){ p->shares[i].tag, p->shares[i].socket };
-	for (size_t i = 0; i < p->n_images; i++)
-		disks[i] = (struct qemu_disk){ p->images[i].disk->name, QFD_DISK + (int)i,
-					       !p->images[i].disk->persistent, p->images[i].disk->base != NULL };
+	for (size_t i = 0; i < p->n_images; i++) {
+		const struct def_disk *dk = p->images[i].disk;
+
+		disks[i] = (struct qemu_disk){
+			.name = dk->name,
+			.fd = QFD_DISK + 2 * (int)i,
+			.ephemeral = !dk->persistent,
+			.base_format = dk->base ? disk_format_names[dk->base_format] : NULL,
+			.base_fd = QFD_DISK + 2 * (int)i + 1,
+			.base_blockdev = p->images[i].base_blockdev,
+		};
+	}
 	for (unsigned i = 0; i < n_taps; i++)
 		tap_numbers[i] = QFD_TAP + (int)i;
 	if (p->def->network) {
@@ -453,7 +471,7 @@ static int qd_start(struct drv_vm *d)
 	if (r < 0)
 		return r;
 
-	struct spawn_fd fds[5 + TAP_QUEUES_MAX + QEMU_DISKS_MAX] = {
+	struct spawn_fd fds[5 + TAP_QUEUES_MAX + 2 * QEMU_DISKS_MAX] = {
 		{ qf.chan[0], QFD_QMP }, { qf.chan[1], QFD_CONSOLE }, { qf.chan[2], QFD_NOTIFY },
 		{ qf.chan[3], QFD_AGENT }, { p->lock_fd, QFD_LOCK },
 	};
@@ -462,7 +480,8 @@ static int qd_start(struct drv_vm *d)
 	for (unsigned i = 0; i < qf.n_taps; i++)
 		fds[n_fds++] = (struct spawn_fd){ qf.tap[i], QFD_TAP + (int)i };
 	for (size_t i = 0; i < qf.n_disks; i++)
-		fds[n_fds++] = (struct spawn_fd){ qf.disk[i], QFD_DISK + (int)i };
+		if (qf.disk[i] >= 0)
+			fds[n_fds++] = (struct spawn_fd){ qf.disk[i], QFD_DISK + (int)i };
 	struct spawn_opts o = {
 		.argv = argv,
 		.fds = fds,

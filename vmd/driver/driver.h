@@ -91,6 +91,7 @@ struct vm_image {
 	/* path's first root_len bytes are state_dir; below them, vmd opens
 	 * the image with no symlink followed when it starts QEMU. */
 	size_t root_len;
+	bool base_blockdev; /* an overlay's base is a block device (seen when prepared) */
 	const struct def_disk *disk;
 };
 
