@@ -5,10 +5,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "beneath.h"
 #include "disk.h"
 #include "child.h"
 
-static int open_tmpfile(const char *path, char **ret_dir)
+/* The directory path lives in, opened with no symlink below root_len
+ * (open_below()), and path's last component. */
+static int open_parent(const char *path, size_t root_len, int *ret_dirfd, const char **ret_name)
 {
 	_cleanup_free_ char *dir = strdup(path);
 	char *slash;
@@ -17,14 +20,22 @@ static int open_tmpfile(const char *path, char **ret_dir)
 	if (!dir)
 		return -ENOMEM;
 	slash = strrchr(dir, '/');
-	if (!slash || slash == dir)
+	if (!slash || slash == dir || (size_t)(slash - dir) < root_len)
 		return -EINVAL;
 	*slash = 0;
-	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	fd = open_below(dir, root_len, O_RDONLY | O_DIRECTORY);
 	if (fd < 0)
-		return -errno;
-	*ret_dir = TAKE_PTR(dir);
-	return fd;
+		return fd;
+	*ret_dirfd = fd;
+	*ret_name = path + (slash - dir) + 1;
+	return 0;
+}
+
+static int open_tmpfile(int dirfd)
+{
+	int fd = openat(dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+
+	return fd < 0 ? -errno : fd;
 }
 
 static char *last_line(const char *s)
@@ -42,17 +53,17 @@ static char *last_line(const char *s)
 	return strndup(start, (size_t)(end - start));
 }
 
-/* Gives the finished unnamed file fd its name. */
-static int link_into_place(int fd, const char *path, bool replace)
+/* Gives the finished unnamed file fd its name in dirfd. */
+static int link_into_place(int fd, int dirfd, const char *name, bool replace)
 {
 	char fdpath[64];
 
 	if (fsync(fd) < 0)
 		return -errno;
 	snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", fd);
-	if (replace && unlink(path) < 0 && errno != ENOENT)
+	if (replace && unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
 		return -errno;
-	if (linkat(AT_FDCWD, fdpath, AT_FDCWD, path, AT_SYMLINK_FOLLOW) < 0)
+	if (linkat(AT_FDCWD, fdpath, dirfd, name, AT_SYMLINK_FOLLOW) < 0)
 		return -errno;
 	return 0;
 }
@@ -69,18 +80,22 @@ static int find_e2fs_tool(const char *name, char **ret)
 	return sbin ? find_executable(sbin, ret) : -ENOMEM;
 }
 
-int disk_create(const char *path, enum disk_kind kind, uint64_t size_mib, const char *label,
+int disk_create(const char *path, size_t root_len, enum disk_kind kind, uint64_t size_mib, const char *label,
 		bool *ret_created, char **ret_why)
 {
-	_cleanup_free_ char *dir = NULL, *mkfs = NULL, *out = NULL;
-	_cleanup_close_ int fd = -EBADF;
+	_cleanup_free_ char *mkfs = NULL, *out = NULL;
+	_cleanup_close_ int fd = -EBADF, dirfd = -EBADF;
+	const char *name;
 	struct stat st;
 	int r;
 
 	if (ret_created)
 		*ret_created = false;
+	r = open_parent(path, root_len, &dirfd, &name);
+	if (r < 0)
+		return r;
 	if (kind == DISK_PERSISTENT) {
-		if (lstat(path, &st) == 0) {
+		if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 			if (!S_ISREG(st.st_mode))
 				return -EEXIST;
 			return 0;
@@ -93,7 +108,7 @@ int disk_create(const char *path, enum disk_kind kind, uint64_t size_mib, const 
 	if (r < 0)
 		return r;
 
-	fd = open_tmpfile(path, &dir);
+	fd = open_tmpfile(dirfd);
 	if (fd < 0)
 		return fd;
 	if (ftruncate(fd, (off_t)(size_mib * 1024 * 1024)) < 0)
@@ -116,17 +131,18 @@ int disk_create(const char *path, enum disk_kind kind, uint64_t size_mib, const 
 			return out && strstr(out, "No space left") ? -ENOSPC : -EIO;
 		return r;
 	}
-	r = link_into_place(fd, path, kind == DISK_EPHEMERAL);
+	r = link_into_place(fd, dirfd, name, kind == DISK_EPHEMERAL);
 	if (r == 0 && ret_created)
 		*ret_created = true;
 	return r;
 }
 
-int disk_create_overlay(const char *path, const char *base, const char *base_format, uint64_t size_mib,
-			char **ret_why)
+int disk_create_overlay(const char *path, size_t root_len, const char *base, const char *base_format,
+			uint64_t size_mib, char **ret_why)
 {
-	_cleanup_free_ char *dir = NULL, *qemu_img = NULL, *out = NULL, *size = NULL;
-	_cleanup_close_ int fd = -EBADF;
+	_cleanup_free_ char *qemu_img = NULL, *out = NULL, *size = NULL;
+	_cleanup_close_ int fd = -EBADF, dirfd = -EBADF;
+	const char *name;
 	struct stat st;
 	int r;
 
@@ -144,7 +160,10 @@ int disk_create_overlay(const char *path, const char *base, const char *base_for
 		if (!size)
 			return -ENOMEM;
 	}
-	fd = open_tmpfile(path, &dir);
+	r = open_parent(path, root_len, &dirfd, &name);
+	if (r < 0)
+		return r;
+	fd = open_tmpfile(dirfd);
 	if (fd < 0)
 		return fd;
 	{
@@ -161,7 +180,7 @@ int disk_create_overlay(const char *path, const char *base, const char *base_for
 			return out && strstr(out, "No space left") ? -ENOSPC : -EIO;
 		return r;
 	}
-	return link_into_place(fd, path, true);
+	return link_into_place(fd, dirfd, name, true);
 }
 
 int disk_remove(const char *path)
@@ -242,7 +261,8 @@ static int read_marker(const char *marker, uint64_t *ret)
 	return errno || end == text || *end != 0 ? -EBADMSG : 0;
 }
 
-int disk_grow(const char *path, uint64_t size_mib, uint64_t *ret_old_mib, bool *ret_fs, char **ret_why)
+int disk_grow(const char *path, size_t root_len, uint64_t size_mib, uint64_t *ret_old_mib, bool *ret_fs,
+	      char **ret_why)
 {
 	_cleanup_free_ char *dir = strdup(path), *marker = NULL, *undo = NULL, *old_text = NULL;
 	_cleanup_close_ int fd = -EBADF;
@@ -265,15 +285,12 @@ int disk_grow(const char *path, uint64_t size_mib, uint64_t *ret_old_mib, bool *
 	if (!marker || !undo)
 		return -ENOMEM;
 
-	fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	/* No symlink on the way, a regular file, one link. */
+	fd = disk_open(path, root_len);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	if (fstat(fd, &st) < 0)
 		return -errno;
-	if (!S_ISREG(st.st_mode))
-		return -EPERM;
-	if (st.st_nlink != 1)
-		return -EMLINK;
 
 	/* A grow that was cut short (a crash, a kill) is undone first and
 	 * then done again from the start. */
@@ -386,4 +403,25 @@ int disk_check_tools(bool overlay, bool persistent, const char **ret_missing)
 		}
 	}
 	return 0;
+}
+
+int disk_open(const char *path, size_t root_len)
+{
+	/* Non-blocking: a FIFO or a device put there must not hang vmd. */
+	_cleanup_close_ int fd = open_below(path, root_len, O_RDWR | O_NOCTTY | O_NONBLOCK);
+	struct stat st;
+	int r;
+
+	if (fd == -EISDIR)
+		return -EBADFD;
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EBADFD;
+	if (st.st_nlink != 1)
+		return -EMLINK;
+	r = fd_nonblock(fd, false);
+	return r < 0 ? r : TAKE_FD(fd);
 }

@@ -15,16 +15,18 @@ enum disk_kind { DISK_EPHEMERAL, DISK_PERSISTENT };
  * (a full disk, a killed vmd) never leaves a partial image behind.
  * DISK_EPHEMERAL replaces an existing file; DISK_PERSISTENT keeps an
  * existing one untouched (*ret_created tells which happened).
- * On mkfs failure, *ret_why (if given) holds its last output line. */
-int disk_create(const char *path, enum disk_kind kind, uint64_t size_mib, const char *label,
+ * On mkfs failure, *ret_why (if given) holds its last output line.
+ * path's directory is opened as open_below(dir, root_len) does: a symlink
+ * below root_len (state_dir) is -ELOOP, nothing is made through it. */
+int disk_create(const char *path, size_t root_len, enum disk_kind kind, uint64_t size_mib, const char *label,
 		bool *ret_created, char **ret_why);
 
 /* Creates path as a qcow2 overlay on the read-only image base (format
  * "raw" or "qcow2"), made by qemu-img the same all-or-nothing way as
  * disk_create(). size_mib 0 takes the base's size. An existing file at path
  * is replaced. */
-int disk_create_overlay(const char *path, const char *base, const char *base_format, uint64_t size_mib,
-			char **ret_why);
+int disk_create_overlay(const char *path, size_t root_len, const char *base, const char *base_format,
+			uint64_t size_mib, char **ret_why);
 
 /* Removes an ephemeral image; refuses anything but a regular file. */
 int disk_remove(const char *path);
@@ -36,8 +38,10 @@ int disk_remove(const char *path);
  * grew, 0 if it already had that size; -EFBIG if it is larger (never
  * shrunk), -EMLINK if hardlinked, -EUCLEAN if e2fsck found what it may not
  * repair alone. *ret_old_mib: its size before; *ret_fs: whether a file
- * system was grown too; *ret_why: the failing tool's last line. */
-int disk_grow(const char *path, uint64_t size_mib, uint64_t *ret_old_mib, bool *ret_fs, char **ret_why);
+ * system was grown too; *ret_why: the failing tool's last line. The image
+ * is opened as disk_open() does (-ELOOP, -EBADFD, -EMLINK). */
+int disk_grow(const char *path, size_t root_len, uint64_t size_mib, uint64_t *ret_old_mib, bool *ret_fs,
+	      char **ret_why);
 
 /* A volume's size in bytes, without following a symlink: -ENOENT if there
  * is none yet. */
@@ -46,3 +50,10 @@ int disk_size(const char *path, uint64_t *ret_bytes);
 /* Whether the tools that make (and grow) such a disk are there: 0, or
  * -ENOENT with *ret_missing naming the first one missing. */
 int disk_check_tools(bool overlay, bool persistent, const char **ret_missing);
+
+/* Opens the image at path for the hypervisor, read-write: path's first
+ * root_len bytes (state_dir) as they are, the rest with no symlink in any
+ * component (open_below()). Returns the fd, or -ELOOP (a symlink on the
+ * way), -EBADFD (not a regular file) or -EMLINK (more than one link: a
+ * hard link could make the guest write into another file). */
+int disk_open(const char *path, size_t root_len);

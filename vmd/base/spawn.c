@@ -21,6 +21,7 @@ enum child_stage {
 	STAGE_SIGNALS,
 	STAGE_SESSION,
 	STAGE_RLIMIT,
+	STAGE_CHDIR,
 	STAGE_MOUNT,
 	STAGE_PDEATHSIG,
 	STAGE_SECCOMP,
@@ -32,7 +33,8 @@ static const char *const stage_names[] = {
 	[STAGE_SIGNALS] = "resetting signals",
 	[STAGE_SESSION] = "creating a session",
 	[STAGE_RLIMIT] = "setting RLIMIT_NOFILE",
-	[STAGE_MOUNT] = "making the source read-only",
+	[STAGE_CHDIR] = "entering the shared directory",
+	[STAGE_MOUNT] = "mounting the shared directory",
 	[STAGE_PDEATHSIG] = "setting the parent-death signal",
 	[STAGE_SECCOMP] = "installing the seccomp filter",
 	[STAGE_EXEC] = "executing",
@@ -70,17 +72,30 @@ static int confine(const struct spawn_opts *o, const struct sock_fprog *filter, 
 		}
 	}
 
-	if (o->readonly_path) {
+	if (o->dir) {
 		struct mount_attr attr = { .attr_set = MOUNT_ATTR_RDONLY };
+		int tree, r;
 
-		if (unshare(CLONE_NEWNS) < 0 ||
-		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-		    mount(o->readonly_path, o->readonly_path, NULL, MS_BIND | MS_REC, NULL) < 0)
+		/* The working directory (o->dir, entered before: the fd's
+		 * mount is not in the new namespace) moves into the new
+		 * namespace with it, so it can be cloned there. */
+		if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+			return STAGE_MOUNT;
+		tree = (int)syscall(SYS_open_tree, AT_FDCWD, ".", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+		if (tree < 0)
 			return STAGE_MOUNT;
 		/* Recursive where the kernel can (5.12+), else the top mount. */
-		if (syscall(SYS_mount_setattr, AT_FDCWD, o->readonly_path, AT_RECURSIVE, &attr,
-			    sizeof(attr)) < 0 &&
-		    mount(NULL, o->readonly_path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0)
+		r = o->dir->read_only ? (int)syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr,
+						     sizeof(attr))
+				      : 0;
+		if (syscall(SYS_move_mount, tree, "", AT_FDCWD, o->dir->at, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+			close(tree);
+			return STAGE_MOUNT;
+		}
+		close(tree);
+		if (r < 0 && mount(NULL, o->dir->at, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0)
+			return STAGE_MOUNT;
+		if (chdir("/") < 0)
 			return STAGE_MOUNT;
 	}
 
@@ -111,6 +126,9 @@ _noreturn_ static void child(const struct spawn_opts *o, const struct sock_fprog
 
 	if (o->n_fds > 64)
 		child_fail(errfd, STAGE_FDS);
+	/* Before the fds move: o->dir->fd may be one a dup2() replaces. */
+	if (o->dir && fchdir(o->dir->fd) < 0)
+		child_fail(errfd, STAGE_CHDIR);
 
 	/* Leave the session first: from here on a Ctrl-C at vmd's terminal
 	 * cannot reach this child, whatever happens to the signal mask. */
@@ -187,7 +205,7 @@ int spawn_exec(const struct spawn_opts *o)
 	r = sandbox_filter(o->profile, &filter);
 	if (r < 0)
 		return r;
-	stage = confine(o, filter, getppid());
+	stage = o->dir && fchdir(o->dir->fd) < 0 ? STAGE_CHDIR : confine(o, filter, getppid());
 	if (stage == 0) {
 		execve(o->argv[0], o->argv, o->envp ? o->envp : environ);
 		stage = STAGE_EXEC;

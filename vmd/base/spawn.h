@@ -22,6 +22,21 @@ struct spawn_fd {
 	int child_fd; /* its number in the child (>= 3) */
 };
 
+/* A directory handed to the child by fd rather than by a path of the
+ * host's, which could be swapped for a symlink before the child resolves
+ * it. Both virtiofsd daemons take only a path, and resolve it again inside
+ * their own sandbox (/proc/self/fd/N is no help: the C one refuses a
+ * symlink, and both have replaced /proc by then; "." is none either: the C
+ * one does chdir("/") first). So the child gets a private mount namespace
+ * in which a clone of the directory is mounted at `at`, an empty directory
+ * vmd made where only it writes (the VM's run directory), and is told
+ * `at`. */
+struct spawn_dir {
+	int fd; /* in the parent (spawn_exec: in this process) */
+	const char *at;
+	bool read_only; /* the mount is read-only, whatever the child's options */
+};
+
 struct spawn_opts {
 	char *const *argv; /* argv[0]: an absolute path */
 	char *const *envp; /* NULL: PATH only */
@@ -33,10 +48,8 @@ struct spawn_opts {
 	 * must outlive a daemon restart and leave this off. */
 	bool die_with_parent;
 	rlim_t nofile; /* 0: inherit */
-	/* If set, bind-mount this path read-only onto itself in a private
-	 * mount namespace, so the child cannot write below it whatever its
-	 * own options say. */
-	const char *readonly_path;
+	/* If set, mounted in the child's own mount namespace (above). */
+	const struct spawn_dir *dir;
 };
 
 /* Starts the child. On success returns 0 with its pid and a pidfd

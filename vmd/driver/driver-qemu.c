@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include "hostnet.h"
 #include "link.h"
@@ -20,9 +21,12 @@
 #include "qmp.h"
 #include "driver.h"
 
-/* QEMU's fd numbers for its pre-bound sockets, the run-dir lock and the
- * tap queues. */
-enum { QFD_QMP = 3, QFD_CONSOLE, QFD_NOTIFY, QFD_AGENT, QFD_LOCK, QFD_TAP };
+/* QEMU's fd numbers for its pre-bound sockets, the run-dir lock, the tap
+ * queues and the disk images. */
+enum { QFD_QMP = 3, QFD_CONSOLE, QFD_NOTIFY, QFD_AGENT, QFD_LOCK, QFD_TAP, QFD_DISK = QFD_TAP + TAP_QUEUES_MAX };
+/* spawn() passes at most 64 fds; disk i has QFD_DISK + 2i, and its base
+ * (an overlay's) QFD_DISK + 2i + 1. */
+#define QEMU_DISKS_MAX ((64 - (QFD_DISK - QFD_QMP)) / 2)
 
 /* The channels' sockets in the run directory, in QFD order. */
 static const char *const chan_names[] = { "qmp", "con", "notify", "qga" };
@@ -154,16 +158,21 @@ static int start_share(struct drv_vm *d, size_t i)
 	struct vm_share *s = &d->p->shares[i];
 	struct vm_plan *p = d->p;
 	_cleanup_strv_free_ char **argv = NULL;
-	_cleanup_close_ int lfd = -EBADF;
+	_cleanup_close_ int lfd = -EBADF, dirfd = -EBADF;
 	struct virtiofsd_config c = {
 		.binary = p->opts->virtiofsd,
-		.source = s->source,
+		.source = s->mountpoint,
 		.fd = 3,
 		.cache = s->cache,
 		.read_only = s->read_only,
 	};
 	int r;
 
+	dirfd = vm_share_open(p, s);
+	if (dirfd < 0)
+		return dirfd;
+	if (mkdir(s->mountpoint, 0700) < 0 && errno != EEXIST)
+		return log_error_errno(errno, "%s: creating %s: %m", p->def->name, s->mountpoint);
 	lfd = unix_listen(s->socket);
 	if (lfd < 0)
 		return log_error_errno(lfd, "%s: binding %s: %m", p->def->name, s->socket);
@@ -175,6 +184,7 @@ static int start_share(struct drv_vm *d, size_t i)
 		return r;
 
 	struct spawn_fd fds[] = { { lfd, 3 } };
+	struct spawn_dir dir = { dirfd, s->mountpoint, s->read_only };
 	struct spawn_opts o = {
 		.argv = argv,
 		.fds = fds,
@@ -186,7 +196,7 @@ static int start_share(struct drv_vm *d, size_t i)
 		.die_with_parent = p->opts->die_with_parent,
 		/* virtiofsd keeps an fd per inode it has seen. */
 		.nofile = VIRTIOFSD_NOFILE,
-		.readonly_path = s->read_only ? s->source : NULL,
+		.dir = &dir,
 	};
 	r = child_spawn(&s->proc, p->loop, &o, d->ev->share_exited, d->ev->userdata);
 	if (r < 0)
@@ -398,6 +408,8 @@ struct qemu_fds {
 	int chan[N_CHANNELS];
 	int tap[TAP_QUEUES_MAX];
 	unsigned n_taps;
+	int disk[2 * QEMU_DISKS_MAX]; /* each image, then its base or -EBADF */
+	size_t n_disks;
 };
 
 static void qemu_fds_done(struct qemu_fds *f)
@@ -406,6 +418,33 @@ static void qemu_fds_done(struct qemu_fds *f)
 		safe_close(f->chan[i]);
 	for (unsigned i = 0; i < f->n_taps; i++)
 		safe_close(f->tap[i]);
+	for (size_t i = 0; i < f->n_disks; i++)
+		safe_close(f->disk[i]);
+}
+
+/* Each image as QEMU gets it: opened now, not when it was made or checked
+ * (during a restart's backoff), so that nothing swapped in since is
+ * followed. */
+static int open_disks(struct vm_plan *p, struct qemu_fds *qf)
+{
+	if (p->n_images > QEMU_DISKS_MAX)
+		return log_error_errno(E2BIG, "%s: more than %d disks", p->def->name, QEMU_DISKS_MAX);
+	for (size_t i = 0; i < p->n_images; i++) {
+		const struct def_disk *dk = p->images[i].disk;
+		int fd = vm_image_open(p, i);
+
+		if (fd < 0)
+			return fd;
+		qf->disk[qf->n_disks++] = fd;
+		/* The base is the definition's own path (checked when the
+		 * boot was prepared): opened as it is, read-only. */
+		fd = dk->base ? open(dk->base, O_RDONLY | O_NOCTTY | O_CLOEXEC) : -EBADF;
+		if (dk->base && fd < 0)
+			return log_error_errno(errno, "%s: disk %s: opening its base %s: %m", p->def->name, dk->name,
+					       dk->base);
+		qf->disk[qf->n_disks++] = fd;
+	}
+	return 0;
 }
 
 /* The pure part: the plan as QEMU's configuration and argv, with the fd
@@ -422,9 +461,18 @@ int qemu_plan_argv(const struct vm_plan *p, unsigned n_taps, bool vhost, char **
 		return -ENOMEM;
 	for (size_t i = 0; i < p->n_shares; i++)
 		fs[i] = (struct qemu_fs){ p->shares[i].tag, p->shares[i].socket };
-	for (size_t i = 0; i < p->n_images; i++)
-		disks[i] = (struct qemu_disk){ p->images[i].disk->name, p->images[i].path,
-					       !p->images[i].disk->persistent, p->images[i].disk->base != NULL };
+	for (size_t i = 0; i < p->n_images; i++) {
+		const struct def_disk *dk = p->images[i].disk;
+
+		disks[i] = (struct qemu_disk){
+			.name = dk->name,
+			.fd = QFD_DISK + 2 * (int)i,
+			.ephemeral = !dk->persistent,
+			.base_format = dk->base ? disk_format_names[dk->base_format] : NULL,
+			.base_fd = QFD_DISK + 2 * (int)i + 1,
+			.base_blockdev = p->images[i].base_blockdev,
+		};
+	}
 	for (unsigned i = 0; i < n_taps; i++)
 		tap_numbers[i] = QFD_TAP + (int)i;
 	if (p->def->network) {
@@ -488,21 +536,29 @@ static int qd_start(struct drv_vm *d)
 			return r;
 		qf.n_taps = n;
 	}
+	r = open_disks(p, &qf);
+	if (r < 0)
+		return r;
 	r = qemu_plan_argv(p, qf.n_taps, p->opts->accel == ACCEL_KVM && access("/dev/vhost-net", R_OK | W_OK) == 0,
 			   &argv);
 	if (r < 0)
 		return r;
 
-	struct spawn_fd fds[5 + TAP_QUEUES_MAX] = {
+	struct spawn_fd fds[5 + TAP_QUEUES_MAX + 2 * QEMU_DISKS_MAX] = {
 		{ qf.chan[0], QFD_QMP }, { qf.chan[1], QFD_CONSOLE }, { qf.chan[2], QFD_NOTIFY },
 		{ qf.chan[3], QFD_AGENT }, { p->lock_fd, QFD_LOCK },
 	};
+	size_t n_fds = 5;
+
 	for (unsigned i = 0; i < qf.n_taps; i++)
-		fds[5 + i] = (struct spawn_fd){ qf.tap[i], QFD_TAP + (int)i };
+		fds[n_fds++] = (struct spawn_fd){ qf.tap[i], QFD_TAP + (int)i };
+	for (size_t i = 0; i < qf.n_disks; i++)
+		if (qf.disk[i] >= 0)
+			fds[n_fds++] = (struct spawn_fd){ qf.disk[i], QFD_DISK + (int)i };
 	struct spawn_opts o = {
 		.argv = argv,
 		.fds = fds,
-		.n_fds = 5 + qf.n_taps,
+		.n_fds = n_fds,
 		.stdin_fd = -1,
 		.stdout_fd = p->log->fd,
 		.stderr_fd = p->log->fd,

@@ -15,9 +15,16 @@ struct qemu_fs {
 
 struct qemu_disk {
 	const char *name; /* also the virtio-blk serial */
-	const char *path;
+	/* The image, opened read-write by vmd, as numbered in the child:
+	 * QEMU gets it as an fd set and never opens a path of vmd's. */
+	int fd;
 	bool ephemeral;   /* no flushes needed: the data dies with the VM */
-	bool qcow2;       /* an overlay on a base image; else raw */
+	/* An overlay (qcow2) on a base image, which QEMU gets the same way,
+	 * read-only, instead of the path in the overlay's header; else raw
+	 * and base_format is NULL. */
+	const char *base_format;
+	int base_fd;
+	bool base_blockdev; /* QEMU's "host_device", not "file" */
 };
 
 struct qemu_config {
