@@ -127,7 +127,9 @@ TEST(qemu_options)
 	ASSERT(qemu_plan_argv(&p, 1, true, &argv) == 0);
 	all = strv_join(argv, " ");
 	ASSERT(strstr(all, " pc,accel=kvm,memory-backend=mem -cpu host "));
-	ASSERT_STREQ(argv[strv_length(argv) - 4], "tap,id=net0,fd=8,vhost=on");
+	/* vhost-net as an fd vmd opened, after the tap and the two virtiofsd
+	 * connections (the store, the wireguard key). */
+	ASSERT_STREQ(argv[strv_length(argv) - 4], "tap,id=net0,fd=8,vhost=on,vhostfd=11");
 	ASSERT_STREQ(argv[strv_length(argv) - 2], "virtio-net-pci,netdev=net0,mac=52:54:00:ab:cd:ef");
 	ASSERT(libvirt_plan_xml(&p, true, "", &xml) == 0);
 	ASSERT(strstr(xml, "<domain type='kvm'>") && strstr(xml, "<cpu mode='host-passthrough'/>"));
@@ -135,13 +137,15 @@ TEST(qemu_options)
 
 	/* Settings cannot name a directory with a comma, but should a path
 	 * ever have one, QEMU's option syntax needs it doubled. */
-	struct qemu_fs fs[] = { { "nix-store", "/run/vm,d/vms/edge/fs0.sock" } };
+	struct qemu_fs fs[] = { { "nix-store", 9 } };
 	struct qemu_config c = { .binary = "/usr/bin/qemu-system-x86_64", .name = "edge", .vcpus = 1,
-				 .memory_mib = 512, .kernel = "/k", .initrd = "/i", .cmdline = "",
+				 .memory_mib = 512, .kernel = "/nix/st,ore/k", .initrd = "/i", .cmdline = "",
 				 .qmp_fd = 3, .console_fd = 4, .notify_fd = 5, .agent_fd = 6, .fs = fs, .n_fs = 1 };
 	strv_free(argv);
 	ASSERT(qemu_argv(&c, &argv) == 0);
-	ASSERT(strv_contains(argv, "socket,id=fs0,path=/run/vm,,d/vms/edge/fs0.sock"));
+	ASSERT(strv_contains(argv, "/nix/st,,ore/k"));
+	/* The virtiofsd connection is an fd vmd connected: QEMU needs no path. */
+	ASSERT(strv_contains(argv, "socket,id=fs0,fd=9"));
 }
 
 /* The metadata element as virDomainGetMetadata() gives it back. */

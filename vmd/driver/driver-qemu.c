@@ -8,6 +8,8 @@
  * next daemon can find and adopt the VM. */
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/resource.h>
@@ -20,8 +22,19 @@
 #include "driver.h"
 
 /* QEMU's fd numbers for its pre-bound sockets, the run-dir lock and the
- * tap queues. */
+ * tap queues; after those, its virtiofsd connections and the vhost-net
+ * fds (one per tap queue). */
 enum { QFD_QMP = 3, QFD_CONSOLE, QFD_NOTIFY, QFD_AGENT, QFD_LOCK, QFD_TAP };
+
+static int qfd_fs(unsigned n_taps, size_t i)
+{
+	return QFD_TAP + (int)n_taps + (int)i;
+}
+
+static int qfd_vhost(unsigned n_taps, size_t n_shares, unsigned i)
+{
+	return QFD_TAP + (int)n_taps + (int)n_shares + (int)i;
+}
 
 /* The channels' sockets in the run directory, in QFD order. */
 static const char *const chan_names[] = { "qmp", "con", "notify", "qga" };
@@ -319,20 +332,63 @@ static int connect_channels(struct drv_vm *d)
 	return attach_channels(d, fds);
 }
 
-/* vmd's copies of the listening sockets and of a tap's queue fds: closed
- * once QEMU holds them, so the tap lives exactly as long as that QEMU. */
+/* vmd's copies of the listening sockets, of a tap's queue fds, of the
+ * connections to the virtiofsd and of the vhost-net fds: closed once QEMU
+ * holds them, so the tap lives exactly as long as that QEMU. */
 struct qemu_fds {
 	int chan[N_CHANNELS];
 	int tap[TAP_QUEUES_MAX];
 	unsigned n_taps;
+	int vhost[TAP_QUEUES_MAX];
+	unsigned n_vhost;
+	int *fs;
+	size_t n_fs;
 };
 
 static void qemu_fds_done(struct qemu_fds *f)
 {
 	for (size_t i = 0; i < N_CHANNELS; i++)
-		safe_close(f->chan[i]);
+		f->chan[i] = safe_close(f->chan[i]);
 	for (unsigned i = 0; i < f->n_taps; i++)
 		safe_close(f->tap[i]);
+	for (unsigned i = 0; i < f->n_vhost; i++)
+		safe_close(f->vhost[i]);
+	for (size_t i = 0; i < f->n_fs; i++)
+		safe_close(f->fs[i]);
+	f->n_taps = f->n_vhost = 0;
+	f->n_fs = 0;
+	f->fs = mfree(f->fs);
+}
+
+/* QEMU runs as host->qemu_user, with the kvm group (for /dev/kvm) as its
+ * only supplementary group where that group exists. Never root. */
+static int qemu_user(const struct vm_plan *p, struct spawn_user *u, gid_t *kvm)
+{
+	const char *name = p->host->qemu_user;
+	struct passwd *pw;
+	struct group *gr;
+
+	errno = 0;
+	pw = getpwnam(name);
+	if (!pw && errno != 0 && errno != ENOENT && errno != ESRCH)
+		return log_error_errno(errno, "%s: looking up QEMU's user %s: %m", p->def->name, name);
+	if (!pw)
+		return log_error_errno(ENOENT,
+				       "%s: QEMU's user %s does not exist; create it with \"useradd --system "
+				       "--user-group --groups kvm --no-create-home --home-dir /nonexistent --shell "
+				       "/usr/sbin/nologin %s\" (or name another in the settings' qemu_user)",
+				       p->def->name, name, name);
+	if (pw->pw_uid == 0 || pw->pw_gid == 0)
+		return log_error_errno(EPERM, "%s: QEMU's user %s is root (uid or group 0); it must be an "
+				       "unprivileged user", p->def->name, name);
+	*u = (struct spawn_user){ .uid = pw->pw_uid, .gid = pw->pw_gid };
+	gr = getgrnam("kvm");
+	if (gr && gr->gr_gid != 0) {
+		*kvm = gr->gr_gid;
+		u->groups = kvm;
+		u->n_groups = 1;
+	}
+	return 0;
 }
 
 /* The pure part: the plan as QEMU's configuration and argv, with the fd
@@ -342,18 +398,20 @@ int qemu_plan_argv(const struct vm_plan *p, unsigned n_taps, bool vhost, char **
 	_cleanup_free_ char *kernel = path_join(p->system, "kernel"), *initrd = path_join(p->system, "initrd");
 	_cleanup_free_ struct qemu_fs *fs = calloc(p->n_shares + 1, sizeof(*fs));
 	_cleanup_free_ struct qemu_disk *disks = calloc(p->n_images + 1, sizeof(*disks));
-	int tap_numbers[TAP_QUEUES_MAX];
+	int tap_numbers[TAP_QUEUES_MAX], vhost_numbers[TAP_QUEUES_MAX];
 	char mac_str[18];
 
 	if (!kernel || !initrd || !fs || !disks)
 		return -ENOMEM;
 	for (size_t i = 0; i < p->n_shares; i++)
-		fs[i] = (struct qemu_fs){ p->shares[i].tag, p->shares[i].socket };
+		fs[i] = (struct qemu_fs){ p->shares[i].tag, qfd_fs(n_taps, i) };
 	for (size_t i = 0; i < p->n_images; i++)
 		disks[i] = (struct qemu_disk){ p->images[i].disk->name, p->images[i].path,
 					       !p->images[i].disk->persistent, p->images[i].disk->base != NULL };
-	for (unsigned i = 0; i < n_taps; i++)
+	for (unsigned i = 0; i < n_taps; i++) {
 		tap_numbers[i] = QFD_TAP + (int)i;
+		vhost_numbers[i] = qfd_vhost(n_taps, p->n_shares, i);
+	}
 	if (p->def->network) {
 		uint8_t mac[6];
 
@@ -380,9 +438,50 @@ int qemu_plan_argv(const struct vm_plan *p, unsigned n_taps, bool vhost, char **
 		.mac = p->def->network ? mac_str : NULL,
 		.tap_fds = tap_numbers,
 		.n_taps = n_taps,
-		.vhost = vhost,
+		.vhost_fds = vhost && n_taps > 0 ? vhost_numbers : NULL,
 	};
 	return qemu_argv(&qc, ret);
+}
+
+/* What QEMU sees of the host: its programs and libraries, the store (the
+ * closure's kernel and initrd; QEMU itself on NixOS) and a few devices,
+ * read-only, in a root of its own. Not the run, state, key or log
+ * directories: everything of those it needs comes as an fd. A QEMU
+ * outside /usr and the store brings its own directory. */
+static bool at_or_below(const char *path, const char *dir)
+{
+	size_t n = strlen(dir);
+
+	return strncmp(path, dir, n) == 0 && (path[n] == 0 || path[n] == '/');
+}
+
+static int qemu_root(const struct vm_plan *p, char **qemu_dir, const char *ret[static 16])
+{
+	const char *store = p->host->store_dir;
+	size_t n = 0;
+
+	*qemu_dir = NULL;
+	if (!at_or_below(p->opts->qemu, "/usr") && !at_or_below(p->opts->qemu, store)) {
+		*qemu_dir = strdup(p->opts->qemu);
+		if (!*qemu_dir)
+			return -ENOMEM;
+		*strrchr(*qemu_dir, '/') = 0;
+	}
+	ret[n++] = "/usr";
+	ret[n++] = "/lib";
+	ret[n++] = "/lib64";
+	ret[n++] = "/etc/ld.so.cache";
+	ret[n++] = store;
+	if (*qemu_dir && **qemu_dir)
+		ret[n++] = *qemu_dir;
+	ret[n++] = "/dev/null";
+	ret[n++] = "/dev/zero";
+	ret[n++] = "/dev/urandom";
+	ret[n++] = "/dev/random";
+	if (p->opts->accel == ACCEL_KVM)
+		ret[n++] = "/dev/kvm";
+	ret[n] = NULL;
+	return 0;
 }
 
 static int qd_start(struct drv_vm *d)
@@ -390,11 +489,22 @@ static int qd_start(struct drv_vm *d)
 	struct vm_plan *p = d->p;
 	_cleanup_(qemu_fds_done) struct qemu_fds qf = {};
 	_cleanup_strv_free_ char **argv = NULL;
-	_cleanup_free_ char *pidfile = NULL;
+	_cleanup_free_ char *pidfile = NULL, *qemu_dir = NULL;
+	_cleanup_free_ struct spawn_fd *fds = NULL;
+	const char *root[16];
+	struct spawn_user user;
+	gid_t kvm;
+	size_t n_fds = 0;
 	int r;
 
 	for (size_t i = 0; i < N_CHANNELS; i++)
 		qf.chan[i] = -EBADF;
+	r = qemu_user(p, &user, &kvm);
+	if (r < 0)
+		return r;
+	r = qemu_root(p, &qemu_dir, root);
+	if (r < 0)
+		return r;
 	for (size_t i = 0; i < N_CHANNELS; i++) {
 		_cleanup_free_ char *path = xasprintf("%s/%s.sock", p->dir, chan_names[i]);
 
@@ -403,6 +513,17 @@ static int qd_start(struct drv_vm *d)
 		qf.chan[i] = unix_listen(path);
 		if (qf.chan[i] < 0)
 			return log_error_errno(qf.chan[i], "%s: binding %s: %m", p->def->name, path);
+	}
+	/* Each virtiofsd listens already (its socket was bound before it
+	 * started), so the connection waits in its backlog. */
+	qf.fs = calloc(p->n_shares + 1, sizeof(int));
+	if (!qf.fs)
+		return -ENOMEM;
+	for (; qf.n_fs < p->n_shares; qf.n_fs++) {
+		qf.fs[qf.n_fs] = unix_connect(p->shares[qf.n_fs].socket);
+		if (qf.fs[qf.n_fs] < 0)
+			return log_error_errno(qf.fs[qf.n_fs], "%s: connecting to %s: %m", p->def->name,
+					       p->shares[qf.n_fs].socket);
 	}
 	if (p->def->network) {
 		unsigned n = p->def->vcpus < TAP_QUEUES_MAX ? p->def->vcpus : TAP_QUEUES_MAX;
@@ -414,27 +535,46 @@ static int qd_start(struct drv_vm *d)
 		if (r < 0)
 			return r;
 		qf.n_taps = n;
+		/* vhost-net with KVM where the host has it; any failure to
+		 * open it only means no vhost. */
+		for (unsigned i = 0; p->opts->accel == ACCEL_KVM && i < n; i++) {
+			int fd = open("/dev/vhost-net", O_RDWR | O_CLOEXEC);
+
+			if (fd < 0)
+				break;
+			qf.vhost[qf.n_vhost++] = fd;
+		}
+		if (qf.n_vhost < n)
+			for (; qf.n_vhost > 0; qf.n_vhost--)
+				safe_close(qf.vhost[qf.n_vhost - 1]);
 	}
-	r = qemu_plan_argv(p, qf.n_taps, p->opts->accel == ACCEL_KVM && access("/dev/vhost-net", R_OK | W_OK) == 0,
-			   &argv);
+	r = qemu_plan_argv(p, qf.n_taps, qf.n_vhost > 0, &argv);
 	if (r < 0)
 		return r;
 
-	struct spawn_fd fds[5 + TAP_QUEUES_MAX] = {
-		{ qf.chan[0], QFD_QMP }, { qf.chan[1], QFD_CONSOLE }, { qf.chan[2], QFD_NOTIFY },
-		{ qf.chan[3], QFD_AGENT }, { p->lock_fd, QFD_LOCK },
-	};
+	fds = calloc(5 + qf.n_taps + qf.n_fs + qf.n_vhost, sizeof(*fds));
+	if (!fds)
+		return -ENOMEM;
+	for (size_t i = 0; i < N_CHANNELS; i++)
+		fds[n_fds++] = (struct spawn_fd){ qf.chan[i], QFD_QMP + (int)i };
+	fds[n_fds++] = (struct spawn_fd){ p->lock_fd, QFD_LOCK };
 	for (unsigned i = 0; i < qf.n_taps; i++)
-		fds[5 + i] = (struct spawn_fd){ qf.tap[i], QFD_TAP + (int)i };
+		fds[n_fds++] = (struct spawn_fd){ qf.tap[i], QFD_TAP + (int)i };
+	for (size_t i = 0; i < qf.n_fs; i++)
+		fds[n_fds++] = (struct spawn_fd){ qf.fs[i], qfd_fs(qf.n_taps, i) };
+	for (unsigned i = 0; i < qf.n_vhost; i++)
+		fds[n_fds++] = (struct spawn_fd){ qf.vhost[i], qfd_vhost(qf.n_taps, qf.n_fs, i) };
 	struct spawn_opts o = {
 		.argv = argv,
 		.fds = fds,
-		.n_fds = 5 + qf.n_taps,
+		.n_fds = n_fds,
 		.stdin_fd = -1,
 		.stdout_fd = p->log->fd,
 		.stderr_fd = p->log->fd,
 		.profile = SANDBOX_QEMU,
 		.die_with_parent = p->opts->die_with_parent,
+		.root_paths = root,
+		.user = &user,
 	};
 	r = child_spawn(&d->qemu, p->loop, &o, on_qemu_exit, d);
 	if (r < 0)
@@ -446,7 +586,6 @@ static int qd_start(struct drv_vm *d)
 		(void)write_pidfile(pidfile, d->qemu.pid);
 
 	qemu_fds_done(&qf);
-	qf = (struct qemu_fds){ .chan = { -EBADF, -EBADF, -EBADF, -EBADF } };
 	r = connect_channels(d);
 	if (r < 0)
 		return log_error_errno(r, "%s: connecting to QEMU's channels in %s: %m", p->def->name, p->dir);
