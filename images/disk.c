@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "beneath.h"
 #include "disk.h"
 #include "child.h"
 
@@ -166,4 +167,25 @@ int disk_remove(const char *path)
 	if (!S_ISREG(st.st_mode))
 		return -EPERM;
 	return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+int disk_open(const char *path, size_t root_len)
+{
+	/* Non-blocking: a FIFO or a device put there must not hang vmd. */
+	_cleanup_close_ int fd = open_below(path, root_len, O_RDWR | O_NOCTTY | O_NONBLOCK);
+	struct stat st;
+	int r;
+
+	if (fd == -EISDIR)
+		return -EBADFD;
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EBADFD;
+	if (st.st_nlink != 1)
+		return -EMLINK;
+	r = fd_nonblock(fd, false);
+	return r < 0 ? r : TAKE_FD(fd);
 }

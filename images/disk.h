@@ -28,3 +28,10 @@ int disk_create_overlay(const char *path, const char *base, const char *base_for
 
 /* Removes an ephemeral image; refuses anything but a regular file. */
 int disk_remove(const char *path);
+
+/* Opens the image at path for the hypervisor, read-write: path's first
+ * root_len bytes (state_dir) as they are, the rest with no symlink in any
+ * component (open_below()). Returns the fd, or -ELOOP (a symlink on the
+ * way), -EBADFD (not a regular file) or -EMLINK (more than one link: a
+ * hard link could make the guest write into another file). */
+int disk_open(const char *path, size_t root_len);

@@ -320,6 +320,7 @@ static int layout_images(struct vm_plan *p)
 		p->images[i].disk = dk;
 		p->images[i].path = xasprintf("%s/%s.%s", dk->persistent ? voldir : p->disk_dir, dk->name,
 					      dk->base ? "qcow2" : "img");
+		p->images[i].root_len = strlen(p->host->state_dir);
 		if (!p->images[i].path)
 			return -ENOMEM;
 		p->n_images = i + 1;

@@ -127,9 +127,9 @@ TEST(qemu_options)
 	ASSERT(qemu_plan_argv(&p, 1, true, &argv) == 0);
 	all = strv_join(argv, " ");
 	ASSERT(strstr(all, " pc,accel=kvm,memory-backend=mem -cpu host "));
-	/* vhost-net as an fd vmd opened, after the tap and the two virtiofsd
+	/* vhost-net as an fd vmd opened, after the disks and the two virtiofsd
 	 * connections (the store, the wireguard key). */
-	ASSERT_STREQ(argv[strv_length(argv) - 4], "tap,id=net0,fd=8,vhost=on,vhostfd=11");
+	ASSERT_STREQ(argv[strv_length(argv) - 4], "tap,id=net0,fd=8,vhost=on,vhostfd=26");
 	ASSERT_STREQ(argv[strv_length(argv) - 2], "virtio-net-pci,netdev=net0,mac=52:54:00:ab:cd:ef");
 	ASSERT(libvirt_plan_xml(&p, true, "", &xml) == 0);
 	ASSERT(strstr(xml, "<domain type='kvm'>") && strstr(xml, "<cpu mode='host-passthrough'/>"));

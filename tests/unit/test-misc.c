@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "beneath.h"
 #include "def.h"
 #include "disk.h"
 #include "gcroot.h"
@@ -69,7 +70,21 @@ TEST(disks)
 	/* disk_remove refuses what is not a regular file. */
 	ASSERT(symlink(per, eph) == 0);
 	ASSERT(disk_remove(eph) == -EPERM);
-	ASSERT(unlink(eph) == 0);
+	/* What QEMU gets: the volume itself, never a symlink or a hard link. */
+	{
+		int fd = disk_open(per, strlen(dir));
+
+		ASSERT(fd >= 0);
+		ASSERT((fcntl(fd, F_GETFL) & (O_ACCMODE | O_NONBLOCK)) == O_RDWR);
+		safe_close(fd);
+		ASSERT_EQ(disk_open(eph, strlen(dir)), -ELOOP);
+		ASSERT(unlink(eph) == 0);
+		ASSERT(link(per, eph) == 0);
+		ASSERT_EQ(disk_open(per, strlen(dir)), -EMLINK);
+		ASSERT(unlink(eph) == 0 && mkdir(eph, 0700) == 0);
+		ASSERT_EQ(disk_open(eph, strlen(dir)), -EBADFD);
+		ASSERT(rmdir(eph) == 0);
+	}
 	/* Nothing else (no temporary files) was left in the directory. */
 	ASSERT(unlink(per) == 0);
 	ASSERT(rmdir(dir) == 0);
@@ -157,6 +172,62 @@ TEST(path_checks)
 	ASSERT(check_name("-a"));
 	ASSERT(check_name("a_b"));
 	ASSERT(check_name("A"));
+}
+
+/* Both ways of opening below a directory: no symlink anywhere, no way out. */
+TEST(open_beneath)
+{
+	_cleanup_free_ char *dir = tmpdir(), *out = tmpdir();
+	int (*const ways[])(int, const char *, int) = { open_beneath, open_beneath_walk };
+
+	_cleanup_close_ int d = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC), o = open(out, O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+	ASSERT(d >= 0 && o >= 0);
+	ASSERT(mkdirat(d, "a", 0700) == 0 && mkdirat(d, "a/b", 0700) == 0);
+	ASSERT(write_file_at(d, "a/b/f", "x", 1, 0600, 0) == 0);
+	ASSERT(write_file_at(o, "secret", "s", 1, 0600, 0) == 0);
+	ASSERT(symlinkat(out, d, "a/out") == 0);
+	ASSERT(symlinkat("b", d, "a/inside") == 0);
+	ASSERT(symlinkat("b/f", d, "a/flink") == 0);
+
+	for (size_t i = 0; i < ELEMENTSOF(ways); i++) {
+		_cleanup_close_ int root = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		int fd;
+
+		fd = ways[i](root, "a/b/f", O_RDONLY);
+		ASSERT(fd >= 0);
+		ASSERT(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+		safe_close(fd);
+		fd = ways[i](root, "./a//b/", O_RDONLY | O_DIRECTORY);
+		ASSERT(fd >= 0);
+		safe_close(fd);
+		fd = ways[i](root, "", O_RDONLY | O_DIRECTORY);
+		ASSERT(fd >= 0);
+		safe_close(fd);
+		/* A symlink as the last component, on the way, or inside only. */
+		ASSERT_EQ(ways[i](root, "a/flink", O_RDONLY), -ELOOP);
+		ASSERT_EQ(ways[i](root, "a/out/secret", O_RDONLY), -ELOOP);
+		ASSERT_EQ(ways[i](root, "a/out", O_RDONLY | O_DIRECTORY), -ELOOP);
+		ASSERT_EQ(ways[i](root, "a/inside/f", O_RDONLY), -ELOOP);
+		/* Out by "..", or by an absolute path. */
+		ASSERT_EQ(ways[i](root, "../x", O_RDONLY), -EXDEV);
+		ASSERT_EQ(ways[i](root, out, O_RDONLY | O_DIRECTORY), -EXDEV);
+		ASSERT_EQ(ways[i](root, "a/missing", O_RDONLY), -ENOENT);
+		ASSERT_EQ(ways[i](root, "a/b/f", O_RDONLY | O_DIRECTORY), -ENOTDIR);
+		ASSERT_EQ(ways[i](root, "a/new", O_RDWR | O_CREAT), -EINVAL);
+	}
+	/* The root itself may be reached through a symlink: it is the host's. */
+	_cleanup_free_ char *alias = xasprintf("%s/alias", out), *f = xasprintf("%s/a/b/f", alias),
+			    *secret = xasprintf("%s/a/out/secret", alias);
+	ASSERT(symlink(dir, alias) == 0);
+	int fd = open_below(f, strlen(alias), O_RDONLY);
+	ASSERT(fd >= 0);
+	safe_close(fd);
+	ASSERT_EQ(open_below(secret, strlen(alias), O_RDONLY), -ELOOP);
+	/* From "/": no symlink in any component. */
+	ASSERT_EQ(open_below(f, 0, O_RDONLY), -ELOOP);
+	rm_tree(dir);
+	rm_tree(out);
 }
 
 TEST(rm_rf_keeps_symlink_targets)
@@ -454,5 +525,5 @@ TEST(write_file_concurrent)
 	rm_tree(dir);
 }
 
-RUN_TESTS(T(log_bounded), T(disks), T(read_file_limits), T(read_file_regular_only), T(path_checks),
+RUN_TESTS(T(log_bounded), T(disks), T(read_file_limits), T(read_file_regular_only), T(path_checks), T(open_beneath),
 	  T(rm_rf_keeps_symlink_targets), T(gcroots), T(write_file), T(write_file_without_o_tmpfile), T(write_file_concurrent))

@@ -14,6 +14,7 @@
 #include <sys/file.h>
 #include <sys/resource.h>
 
+#include "disk.h"
 #include "hostnet.h"
 #include "link.h"
 #include "log.h"
@@ -21,19 +22,28 @@
 #include "qmp.h"
 #include "driver.h"
 
-/* QEMU's fd numbers for its pre-bound sockets, the run-dir lock and the
- * tap queues; after those, its virtiofsd connections and the vhost-net
- * fds (one per tap queue). */
-enum { QFD_QMP = 3, QFD_CONSOLE, QFD_NOTIFY, QFD_AGENT, QFD_LOCK, QFD_TAP };
+/* QEMU's fd numbers for its pre-bound sockets, the run-dir lock, the tap
+ * queues and the disk images; after those, its virtiofsd connections and
+ * the vhost-net fds (one per tap queue). */
+enum { QFD_QMP = 3, QFD_CONSOLE, QFD_NOTIFY, QFD_AGENT, QFD_LOCK, QFD_TAP, QFD_DISK = QFD_TAP + TAP_QUEUES_MAX };
+/* Definitions have at most 32; spawn() passes at most SPAWN_FDS_MAX fds,
+ * which leaves room for 65 shares and the vhost-net fds after them. */
+#define QEMU_DISKS_MAX 64
 
-static int qfd_fs(unsigned n_taps, size_t i)
+/* Image i's overlay base (if it has one) right after the images. */
+static int qfd_base(size_t n_disks, size_t i)
 {
-	return QFD_TAP + (int)n_taps + (int)i;
+	return QFD_DISK + (int)n_disks + (int)i;
 }
 
-static int qfd_vhost(unsigned n_taps, size_t n_shares, unsigned i)
+static int qfd_fs(size_t n_disks, size_t i)
 {
-	return QFD_TAP + (int)n_taps + (int)n_shares + (int)i;
+	return QFD_DISK + 2 * (int)n_disks + (int)i;
+}
+
+static int qfd_vhost(size_t n_disks, size_t n_shares, unsigned i)
+{
+	return QFD_DISK + 2 * (int)n_disks + (int)n_shares + (int)i;
 }
 
 /* The channels' sockets in the run directory, in QFD order. */
@@ -343,6 +353,9 @@ struct qemu_fds {
 	unsigned n_vhost;
 	int *fs;
 	size_t n_fs;
+	int disk[QEMU_DISKS_MAX];
+	int base[QEMU_DISKS_MAX]; /* -EBADF: the image has none */
+	size_t n_disks;
 };
 
 static void qemu_fds_done(struct qemu_fds *f)
@@ -355,8 +368,12 @@ static void qemu_fds_done(struct qemu_fds *f)
 		safe_close(f->vhost[i]);
 	for (size_t i = 0; i < f->n_fs; i++)
 		safe_close(f->fs[i]);
+	for (size_t i = 0; i < f->n_disks; i++) {
+		safe_close(f->disk[i]);
+		safe_close(f->base[i]);
+	}
 	f->n_taps = f->n_vhost = 0;
-	f->n_fs = 0;
+	f->n_fs = f->n_disks = 0;
 	f->fs = mfree(f->fs);
 }
 
@@ -391,6 +408,45 @@ static int qemu_user(const struct vm_plan *p, struct spawn_user *u, gid_t *kvm)
 	return 0;
 }
 
+/* Each image as QEMU gets it: opened now, not when it was made or checked
+ * (during a restart's backoff), so that nothing swapped in since is
+ * followed. */
+static int open_disks(struct vm_plan *p, struct qemu_fds *qf)
+{
+	if (p->n_images > QEMU_DISKS_MAX)
+		return log_error_errno(E2BIG, "%s: more than %d disks", p->def->name, QEMU_DISKS_MAX);
+	for (size_t i = 0; i < p->n_images; i++) {
+		const struct vm_image *im = &p->images[i];
+		const char *what = im->disk->persistent ? "volume" : "disk";
+		int fd = disk_open(im->path, im->root_len);
+
+		if (fd == -ELOOP)
+			return log_error_errno(fd, "%s: %s %s: %s: a symlink on the way below %.*s (refused)",
+					       p->def->name, what, im->disk->name, im->path, (int)im->root_len, im->path);
+		if (fd == -EMLINK)
+			return log_error_errno(fd, "%s: %s %s: %s has more than one link (hard links are refused)",
+					       p->def->name, what, im->disk->name, im->path);
+		if (fd == -EBADFD)
+			return log_error_errno(fd, "%s: %s %s: %s is not a regular file", p->def->name, what,
+					       im->disk->name, im->path);
+		if (fd < 0)
+			return log_error_errno(fd, "%s: %s %s: opening %s: %m", p->def->name, what, im->disk->name,
+					       im->path);
+		qf->disk[qf->n_disks] = fd;
+		qf->base[qf->n_disks++] = -EBADF;
+		/* QEMU reads the base through this fd only: it sees no path of
+		 * the host's but the store. */
+		if (im->disk->base) {
+			fd = open(im->disk->base, O_RDONLY | O_CLOEXEC);
+			if (fd < 0)
+				return log_error_errno(errno, "%s: disk %s: opening its base %s: %m", p->def->name,
+						       im->disk->name, im->disk->base);
+			qf->base[qf->n_disks - 1] = fd;
+		}
+	}
+	return 0;
+}
+
 /* The pure part: the plan as QEMU's configuration and argv, with the fd
  * numbers QEMU will have. */
 int qemu_plan_argv(const struct vm_plan *p, unsigned n_taps, bool vhost, char ***ret)
@@ -404,13 +460,15 @@ int qemu_plan_argv(const struct vm_plan *p, unsigned n_taps, bool vhost, char **
 	if (!kernel || !initrd || !fs || !disks)
 		return -ENOMEM;
 	for (size_t i = 0; i < p->n_shares; i++)
-		fs[i] = (struct qemu_fs){ p->shares[i].tag, qfd_fs(n_taps, i) };
+		fs[i] = (struct qemu_fs){ p->shares[i].tag, qfd_fs(p->n_images, i) };
 	for (size_t i = 0; i < p->n_images; i++)
-		disks[i] = (struct qemu_disk){ p->images[i].disk->name, p->images[i].path,
-					       !p->images[i].disk->persistent, p->images[i].disk->base != NULL };
+		disks[i] = (struct qemu_disk){ p->images[i].disk->name, QFD_DISK + (int)i,
+					       !p->images[i].disk->persistent, p->images[i].disk->base != NULL,
+					       p->images[i].disk->base ? qfd_base(p->n_images, i) : -1,
+					       disk_format_names[p->images[i].disk->base_format] };
 	for (unsigned i = 0; i < n_taps; i++) {
 		tap_numbers[i] = QFD_TAP + (int)i;
-		vhost_numbers[i] = qfd_vhost(n_taps, p->n_shares, i);
+		vhost_numbers[i] = qfd_vhost(p->n_images, p->n_shares, i);
 	}
 	if (p->def->network) {
 		uint8_t mac[6];
@@ -548,11 +606,14 @@ static int qd_start(struct drv_vm *d)
 			for (; qf.n_vhost > 0; qf.n_vhost--)
 				safe_close(qf.vhost[qf.n_vhost - 1]);
 	}
+	r = open_disks(p, &qf);
+	if (r < 0)
+		return r;
 	r = qemu_plan_argv(p, qf.n_taps, qf.n_vhost > 0, &argv);
 	if (r < 0)
 		return r;
 
-	fds = calloc(5 + qf.n_taps + qf.n_fs + qf.n_vhost, sizeof(*fds));
+	fds = calloc(5 + qf.n_taps + 2 * qf.n_disks + qf.n_fs + qf.n_vhost, sizeof(*fds));
 	if (!fds)
 		return -ENOMEM;
 	for (size_t i = 0; i < N_CHANNELS; i++)
@@ -560,10 +621,15 @@ static int qd_start(struct drv_vm *d)
 	fds[n_fds++] = (struct spawn_fd){ p->lock_fd, QFD_LOCK };
 	for (unsigned i = 0; i < qf.n_taps; i++)
 		fds[n_fds++] = (struct spawn_fd){ qf.tap[i], QFD_TAP + (int)i };
+	for (size_t i = 0; i < qf.n_disks; i++) {
+		fds[n_fds++] = (struct spawn_fd){ qf.disk[i], QFD_DISK + (int)i };
+		if (qf.base[i] >= 0)
+			fds[n_fds++] = (struct spawn_fd){ qf.base[i], qfd_base(qf.n_disks, i) };
+	}
 	for (size_t i = 0; i < qf.n_fs; i++)
-		fds[n_fds++] = (struct spawn_fd){ qf.fs[i], qfd_fs(qf.n_taps, i) };
+		fds[n_fds++] = (struct spawn_fd){ qf.fs[i], qfd_fs(qf.n_disks, i) };
 	for (unsigned i = 0; i < qf.n_vhost; i++)
-		fds[n_fds++] = (struct spawn_fd){ qf.vhost[i], qfd_vhost(qf.n_taps, qf.n_fs, i) };
+		fds[n_fds++] = (struct spawn_fd){ qf.vhost[i], qfd_vhost(qf.n_disks, qf.n_fs, i) };
 	struct spawn_opts o = {
 		.argv = argv,
 		.fds = fds,

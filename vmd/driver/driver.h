@@ -81,6 +81,9 @@ struct vm_share {
 
 struct vm_image {
 	char *path;
+	/* path's first root_len bytes are state_dir; below them, vmd opens
+	 * the image with no symlink followed when it starts QEMU. */
+	size_t root_len;
 	const struct def_disk *disk;
 };
 

@@ -127,12 +127,28 @@ int qemu_argv(const struct qemu_config *c, char ***ret)
 	}
 
 	for (size_t i = 0; i < c->n_disks; i++) {
+		/* Disks are fd sets (as libvirt passes them): the image was
+		 * opened by vmd, with no symlink followed, as QEMU started. */
+		ADD("-add-fd");
+		ADD("fd=%d,set=%zu,opaque=disk-%s", c->disks[i].fd, i, c->disks[i].name);
 		/* werror/rerror=report: a full host disk gives the guest EIO
-		 * instead of pausing the VM forever (QEMU's default). */
+		 * instead of pausing the VM forever (QEMU's default).
+		 * auto-read-only=off: else -drive first asks the set for a
+		 * read-only fd, and the set holds only the read-write one. */
+		_cleanup_free_ char *backing = NULL;
+
+		if (c->disks[i].base_fd >= 0) {
+			ADD("-add-fd");
+			ADD("fd=%d,set=%zu,opaque=base-%s", c->disks[i].base_fd, c->n_disks + i, c->disks[i].name);
+			backing = xasprintf(",backing.driver=%s,backing.file.filename=/dev/fdset/%zu",
+					    c->disks[i].base_format, c->n_disks + i);
+			if (!backing)
+				return -ENOMEM;
+		}
 		ADD("-drive");
-		ADD_ESCAPED("file=%s,format=%s,if=none,id=disk-%s,cache=%s,aio=threads,discard=unmap,werror=report,rerror=report",
-			    c->disks[i].path, c->disks[i].qcow2 ? "qcow2" : "raw", c->disks[i].name,
-			    c->disks[i].ephemeral ? "unsafe" : "writeback");
+		ADD("file=/dev/fdset/%zu,format=%s,if=none,id=disk-%s,auto-read-only=off,cache=%s,aio=threads,discard=unmap,werror=report,rerror=report%s",
+		    i, c->disks[i].qcow2 ? "qcow2" : "raw", c->disks[i].name,
+		    c->disks[i].ephemeral ? "unsafe" : "writeback", backing ? backing : "");
 		ADD("-device");
 		ADD("virtio-blk-pci,drive=disk-%s,serial=%s", c->disks[i].name, c->disks[i].name);
 	}

@@ -15,9 +15,17 @@ struct qemu_fs {
 
 struct qemu_disk {
 	const char *name; /* also the virtio-blk serial */
-	const char *path;
+	/* The image, opened read-write by vmd, as numbered in the child:
+	 * QEMU gets it as an fd set and never opens a path of vmd's. */
+	int fd;
 	bool ephemeral;   /* no flushes needed: the data dies with the VM */
 	bool qcow2;       /* an overlay on a base image; else raw */
+	/* An overlay's base, opened read-only by vmd, as numbered in the
+	 * child (else -1), and its format: QEMU gets it as an fd set too
+	 * instead of opening the path in the overlay's header, which it can
+	 * neither see nor read. */
+	int base_fd;
+	const char *base_format;
 };
 
 struct qemu_config {
