@@ -2,6 +2,19 @@
 #include "child.h"
 #include "virtiofsd.h"
 
+/* The capabilities virtiofsd keeps by default (both daemons: chown,
+ * dac_override, fowner, fsetid, setgid, setuid, mknod, setfcap) serve a
+ * guest that writes as any owner. A read-only share needs only to read:
+ * its sandboxed process drops the rest, and for the store even the DAC
+ * override. NULL: keep them (a writable share). */
+static const char *modcaps(const struct virtiofsd_config *c)
+{
+	if (!c->read_only)
+		return NULL;
+	return c->world_readable ? "-chown:-dac_override:-fowner:-fsetid:-setgid:-setuid:-mknod:-setfcap"
+				 : "-chown:-fowner:-fsetid:-setgid:-setuid:-mknod:-setfcap";
+}
+
 int virtiofsd_argv(const struct virtiofsd_config *c, const struct virtiofsd_caps *caps, char ***ret)
 {
 	static const char *const qemu_cache[] = { "always", "auto", "none" };
@@ -30,6 +43,8 @@ int virtiofsd_argv(const struct virtiofsd_config *c, const struct virtiofsd_caps
 			r = strv_extend(&a, "--inode-file-handles=prefer");
 		if (r == 0 && c->read_only && caps->readonly)
 			r = strv_extend(&a, "--readonly");
+		if (r == 0 && modcaps(c) && caps->modcaps)
+			r = strv_extendf(&a, "--modcaps=%s", modcaps(c));
 	} else {
 		/* The C daemon has no read-only switch; spawn() makes the
 		 * source a read-only bind mount instead (both styles get it). */
@@ -48,6 +63,10 @@ int virtiofsd_argv(const struct virtiofsd_config *c, const struct virtiofsd_caps
 			r = strv_extend(&a, "-o");
 		if (r == 0)
 			r = strv_extend(&a, "log_level=warn");
+		if (r == 0 && modcaps(c))
+			r = strv_extend(&a, "-o");
+		if (r == 0 && modcaps(c))
+			r = strv_extendf(&a, "modcaps=%s", modcaps(c));
 	}
 	if (r < 0)
 		return r;
@@ -70,6 +89,7 @@ int virtiofsd_parse_help(const char *help, enum virtiofsd_style forced, struct v
 	if (caps.style == VIRTIOFSD_STYLE_RUST) {
 		caps.readonly = strstr(help, "--readonly") != NULL;
 		caps.inode_file_handles = strstr(help, "--inode-file-handles") != NULL;
+		caps.modcaps = strstr(help, "--modcaps") != NULL;
 	}
 	*ret = caps;
 	return 0;

@@ -19,6 +19,7 @@ struct virtiofsd_caps {
 	enum virtiofsd_style style;
 	bool readonly;           /* Rust: --readonly */
 	bool inode_file_handles; /* Rust: --inode-file-handles */
+	bool modcaps;            /* Rust: --modcaps (the C one always has -o modcaps) */
 };
 
 struct virtiofsd_config {
@@ -27,6 +28,9 @@ struct virtiofsd_config {
 	int fd;             /* the pre-bound listening socket, as numbered in the child */
 	enum virtiofsd_cache cache;
 	bool read_only;
+	/* Every file below source is readable by anyone (the store): its
+	 * sandboxed process needs no DAC override either. */
+	bool world_readable;
 };
 
 /* Pure: builds the argv. */

@@ -199,9 +199,11 @@ TEST(virtiofsd_styles)
 		.fd = 3,
 		.cache = VIRTIOFSD_CACHE_ALWAYS,
 		.read_only = true,
+		.world_readable = true,
 	};
 	struct virtiofsd_caps qemu = { .style = VIRTIOFSD_STYLE_QEMU };
-	struct virtiofsd_caps rust = { .style = VIRTIOFSD_STYLE_RUST, .readonly = true, .inode_file_handles = true };
+	struct virtiofsd_caps rust = { .style = VIRTIOFSD_STYLE_RUST, .readonly = true, .inode_file_handles = true,
+				       .modcaps = true };
 	struct virtiofsd_caps rust_old = { .style = VIRTIOFSD_STYLE_RUST };
 	char **argv = NULL;
 
@@ -236,14 +238,16 @@ TEST(virtiofsd_help_parsing)
 	ASSERT_EQ(caps.style, VIRTIOFSD_STYLE_QEMU);
 	ASSERT(!caps.readonly);
 	ASSERT(virtiofsd_parse_help("Usage: virtiofsd [OPTIONS] --shared-dir <SHARED_DIR>\n"
-				    "      --readonly\n      --inode-file-handles <FH>\n",
+				    "      --readonly\n      --inode-file-handles <FH>\n      --modcaps <MODCAPS>\n",
 				    VIRTIOFSD_STYLE_AUTO, &caps) == 0);
 	ASSERT_EQ(caps.style, VIRTIOFSD_STYLE_RUST);
 	ASSERT(caps.readonly);
 	ASSERT(caps.inode_file_handles);
+	ASSERT(caps.modcaps);
 	ASSERT(virtiofsd_parse_help("Usage: virtiofsd --shared-dir <DIR>\n", VIRTIOFSD_STYLE_AUTO, &caps) == 0);
 	ASSERT(!caps.readonly);
 	ASSERT(!caps.inode_file_handles);
+	ASSERT(!caps.modcaps);
 	ASSERT(virtiofsd_parse_help("something else entirely", VIRTIOFSD_STYLE_AUTO, &caps) == -EPROTONOSUPPORT);
 	ASSERT(virtiofsd_parse_help("something else entirely", VIRTIOFSD_STYLE_QEMU, &caps) == 0);
 

@@ -165,6 +165,8 @@ static int start_share(struct drv_vm *d, struct vm_share *s)
 		.fd = 3,
 		.cache = s->cache,
 		.read_only = s->read_only,
+		/* The store: Nix makes every path in it readable by all. */
+		.world_readable = streq(s->tag, "nix-store"),
 	};
 	int r;
 
