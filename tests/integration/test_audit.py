@@ -85,6 +85,13 @@ def fds(pid):
     return out
 
 
+def cmdline_or_empty(pid):
+    try:
+        return cmdline(pid)
+    except OSError:
+        return []
+
+
 def socket_inode(path):
     """The inode of the socket bound at path, from /proc/net/unix."""
     with open("/proc/net/unix") as f:
@@ -215,3 +222,55 @@ def test_qemu_user_missing_or_root(env):
     env.write_settings(qemu_user="root")
     p = env.run(path, "true", check=1)
     assert "qemu_user: must not be root" in p.stdout + p.stderr, p.stdout + p.stderr
+
+
+@pytest.fixture
+def lv(env):
+    from libvirtd import PrivateLibvirtd
+    # libvirt's QEMU runs as its own user and must reach the images.
+    os.chmod(env.root, 0o711)
+    inst = PrivateLibvirtd(env.root)
+    yield inst
+    inst.close()
+
+
+def test_child_audit_libvirt(env, lv, daemons, capsys):
+    """The same lines for a VM of the libvirt driver: libvirtd starts QEMU
+    as its configured user (Debian: libvirt-qemu, the tests' libvirtd
+    leaves qemu.conf's user at that default) and each virtiofsd through
+    vmd's wrapper. Reported, and checked only for what vmd gives them."""
+    env.write_settings(driver="libvirt", libvirt_uri=lv.uri)
+    d = daemons()
+    d.define("auditlv", keys=[{"name": "wireguard", "target": "/etc/wireguard", "generate": "wireguard"}],
+             disks=[{"name": "scratch", "size_mib": 64, "mount": "/var"}])
+    d.ctl("reload", check=0)
+    d.wait_state("auditlv", "running", ready=True, timeout=180)
+    rows = []
+    try:
+        qemus = [int(p) for p in os.listdir("/proc") if p.isdigit() and
+                 any(a.startswith("guest=vmd-auditlv") for a in cmdline_or_empty(int(p)))]
+        assert len(qemus) == 1, qemus
+        st = status(qemus[0])
+        rows.append(audit_line("libvirt-qemu", "auditlv", qemus[0], st, len(fds(qemus[0]))))
+        # The virtiofsd libvirt started (through vmd's wrapper), and the
+        # sandboxed process of each.
+        run_dir = env.run_dir("auditlv")
+        outer = []
+        for f in sorted(os.listdir(run_dir)):
+            if f.startswith("fs") and f.endswith(".pid"):
+                with open(os.path.join(run_dir, f)) as fh:
+                    outer.append(int(fh.read()))
+        for pid in outer + [k for o in outer for k in children(o)]:
+            argv = cmdline(pid)
+            source = next((a.split("source=", 1)[1].split(",")[0] for a in argv if "source=" in a), "?")
+            kind = "lv-virtiofsd-outer" if pid in outer else "lv-virtiofsd-inner"
+            vst = status(pid)
+            rows.append(audit_line(kind, source, pid, vst, len(fds(pid))))
+            assert vst["NoNewPrivs"] == "1" and vst["Seccomp"] == "2", vst
+        with capsys.disabled():
+            print("\nchild audit (libvirt driver):")
+            for r in rows:
+                print("  " + r)
+        assert any(r.startswith("libvirt-qemu") for r in rows), rows
+    finally:
+        d.stop()
