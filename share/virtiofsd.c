@@ -2,17 +2,17 @@
 #include "child.h"
 #include "virtiofsd.h"
 
-/* The capabilities virtiofsd keeps by default (both daemons: chown,
- * dac_override, fowner, fsetid, setgid, setuid, mknod, setfcap) serve a
- * guest that writes as any owner. A read-only share needs only to read:
- * its sandboxed process drops the rest, and for the store even the DAC
- * override. NULL: keep them (a writable share). */
+const char *virtiofsd_modcaps(bool read_only, bool world_readable)
+{
+	if (!read_only)
+		return NULL;
+	return world_readable ? "-chown:-dac_override:-fowner:-fsetid:-setgid:-setuid:-mknod:-setfcap"
+			      : "-chown:-fowner:-fsetid:-setgid:-setuid:-mknod:-setfcap";
+}
+
 static const char *modcaps(const struct virtiofsd_config *c)
 {
-	if (!c->read_only)
-		return NULL;
-	return c->world_readable ? "-chown:-dac_override:-fowner:-fsetid:-setgid:-setuid:-mknod:-setfcap"
-				 : "-chown:-fowner:-fsetid:-setgid:-setuid:-mknod:-setfcap";
+	return virtiofsd_modcaps(c->read_only, c->world_readable);
 }
 
 int virtiofsd_argv(const struct virtiofsd_config *c, const struct virtiofsd_caps *caps, char ***ret)

@@ -33,6 +33,14 @@ struct virtiofsd_config {
 	bool world_readable;
 };
 
+/* The capabilities virtiofsd keeps by default (both daemons: chown,
+ * dac_override, fowner, fsetid, setgid, setuid, mknod, setfcap) serve a
+ * guest that writes as any owner. A read-only share needs only to read:
+ * its sandboxed process drops the rest, and a world-readable one (the
+ * store) even the DAC override. The modcaps list for that, or NULL to keep
+ * them (a writable share). */
+const char *virtiofsd_modcaps(bool read_only, bool world_readable);
+
 /* Pure: builds the argv. */
 int virtiofsd_argv(const struct virtiofsd_config *c, const struct virtiofsd_caps *caps, char ***ret);
 

@@ -3,8 +3,9 @@
  * libvirt driver (its <binary path=...> is a small script that calls
  * this). It gives that virtiofsd what vmd's own spawn() gives it with the
  * QEMU driver, then becomes it: the source made read-only in a private
- * mount namespace (libvirt 9 refuses <readonly/> for virtiofs), vmd's
- * seccomp filter, a high RLIMIT_NOFILE, and its pid in a file vmd watches,
+ * mount namespace (libvirt 9 refuses <readonly/> for virtiofs), for a
+ * read-only share the capabilities for writing dropped (the C virtiofsd's
+ * -o modcaps, as vmd's own command line has it), vmd's seccomp filter, a high RLIMIT_NOFILE, and its pid in a file vmd watches,
  * so a dead virtiofsd stops the VM instead of hanging its guest. */
 #include <stdio.h>
 
@@ -15,8 +16,8 @@
 
 
 /* The shared directory in libvirt's arguments: "-o source=DIR,..." (the C
- * virtiofsd) or "--shared-dir=DIR" (the Rust one). */
-static const char *find_source(char **args, char **ret_buf)
+ * virtiofsd, *c_style set) or "--shared-dir=DIR" (the Rust one). */
+static const char *find_source(char **args, char **ret_buf, bool *c_style)
 {
 	for (size_t i = 0; args[i]; i++) {
 		const char *o = NULL;
@@ -36,6 +37,7 @@ static const char *find_source(char **args, char **ret_buf)
 				const char *end = strchr(p, ',');
 
 				*ret_buf = end ? strndup(p + 7, (size_t)(end - p - 7)) : strdup(p + 7);
+				*c_style = true;
 				return *ret_buf;
 			}
 	}
@@ -52,9 +54,10 @@ static int write_pid(const char *path)
 
 int cmd_virtiofsd_exec(int argc, char **argv)
 {
-	_cleanup_free_ char *source_buf = NULL;
+	_cleanup_free_ char *source_buf = NULL, *modcaps = NULL;
+	_cleanup_strv_free_ char **args = NULL;
 	const char *pidfile = NULL, *source;
-	bool read_only = false, handles = false;
+	bool read_only = false, handles = false, world_readable = false, c_style = false;
 	int i = 1, r;
 
 	for (; i < argc && startswith(argv[i], "--"); i++) {
@@ -66,6 +69,8 @@ int cmd_virtiofsd_exec(int argc, char **argv)
 			read_only = true;
 		else if (streq(argv[i], "--file-handles"))
 			handles = true;
+		else if (streq(argv[i], "--world-readable"))
+			world_readable = true;
 		else if (startswith(argv[i], "--pidfile="))
 			pidfile = argv[i] + strlen("--pidfile=");
 		else {
@@ -74,11 +79,11 @@ int cmd_virtiofsd_exec(int argc, char **argv)
 		}
 	}
 	if (i >= argc || argv[i][0] != '/') {
-		log_error("usage: vmd virtiofsd-exec [--read-only] [--file-handles] [--pidfile=FILE] -- "
-			  "/PATH/TO/VIRTIOFSD ARG...");
+		log_error("usage: vmd virtiofsd-exec [--read-only] [--world-readable] [--file-handles] "
+			  "[--pidfile=FILE] -- /PATH/TO/VIRTIOFSD ARG...");
 		return EXIT_BAD_INPUT;
 	}
-	source = find_source(argv + i + 1, &source_buf);
+	source = find_source(argv + i + 1, &source_buf, &c_style);
 	if (read_only && (!source || source[0] != '/')) {
 		log_error("virtiofsd-exec: --read-only, but no absolute source directory in the arguments");
 		return EXIT_BAD_INPUT;
@@ -90,8 +95,22 @@ int cmd_virtiofsd_exec(int argc, char **argv)
 			return EXIT_RUNTIME;
 		}
 	}
+	/* Only the C daemon surely takes -o modcaps; a Rust one (maybe on
+	 * another host) is left as libvirt starts it. */
+	args = strv_copy(argv + i);
+	if (args && c_style && virtiofsd_modcaps(read_only, world_readable)) {
+		modcaps = xasprintf("modcaps=%s", virtiofsd_modcaps(read_only, world_readable));
+		if (!modcaps || strv_extend(&args, "-o") < 0 || strv_extend(&args, modcaps) < 0) {
+			strv_free(args);
+			args = NULL;
+		}
+	}
+	if (!args) {
+		log_error_errno(-ENOMEM, "virtiofsd-exec: %m");
+		return EXIT_RUNTIME;
+	}
 	struct spawn_opts o = {
-		.argv = argv + i,
+		.argv = args,
 		.profile = handles ? SANDBOX_VIRTIOFSD_FH : SANDBOX_VIRTIOFSD,
 		.nofile = VIRTIOFSD_NOFILE,
 		.readonly_path = read_only ? source : NULL,

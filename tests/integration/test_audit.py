@@ -267,6 +267,9 @@ def test_child_audit_libvirt(env, lv, daemons, capsys):
             vst = status(pid)
             rows.append(audit_line(kind, source, pid, vst, len(fds(pid))))
             assert vst["NoNewPrivs"] == "1" and vst["Seccomp"] == "2", vst
+            # Both shares are read-only: vmd's wrapper drops the rest.
+            allowed = 0 if source == "/nix/store" else CAPS_RO
+            assert int(vst["CapEff"], 16) & ~allowed == 0, (kind, source, vst["CapEff"])
         with capsys.disabled():
             print("\nchild audit (libvirt driver):")
             for r in rows:

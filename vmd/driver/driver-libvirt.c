@@ -180,8 +180,9 @@ static int write_wrapper(const struct vm_plan *p, size_t i)
 	if (!qexe || !qpid || !qfsd)
 		return -ENOMEM;
 	text = xasprintf("#!/bin/sh\n# vmd: libvirt runs this as the virtiofsd of VM %s for %s.\n"
-			 "exec %s virtiofsd-exec --pidfile=%s%s -- %s \"$@\"\n",
-			 p->def->name, s->tag, qexe, qpid, s->read_only ? " --read-only" : "", qfsd);
+			 "exec %s virtiofsd-exec --pidfile=%s%s%s -- %s \"$@\"\n",
+			 p->def->name, s->tag, qexe, qpid, s->read_only ? " --read-only" : "",
+			 streq(s->tag, "nix-store") ? " --world-readable" : "", qfsd);
 	if (!text)
 		return -ENOMEM;
 	return write_file(path, text, 0700, 0);
