@@ -8,7 +8,8 @@ virtiofsd and its sandboxed inner process) the test reads /proc/PID/status,
 fd, environ and, for QEMU, root, prints one line per process (the table
 the security notes quote) and then checks it: QEMU is not root, has no
 capability at all, no new privileges and a seccomp filter, sees only its
-programs, the store and a few devices, and holds no file of vmd's state
+programs, the store and a few devices, has a network namespace of its
+own (its taps and sockets are fds), and holds no file of vmd's state
 but its own VM's; virtiofsd's sandboxed process keeps only the
 capabilities its share needs (none for the store, dac_override for a
 read-only key); no child holds the control socket or another VM's files
@@ -163,6 +164,10 @@ def test_child_audit(env, daemons, capsys):
                                    "/run", "/proc", "/home", "/etc/shadow", "/etc/passwd"):
                         if os.path.lexists(f"/proc/{pid}/root{hidden}"):
                             problems.append(f"{kind} {pid}: sees {hidden}")
+                    net = os.readlink(f"/proc/{pid}/ns/net")
+                    extra += f" net={'own' if net != os.readlink('/proc/self/ns/net') else 'host'}"
+                    if net == os.readlink("/proc/self/ns/net"):
+                        problems.append(f"{kind} {pid}: in the host's network namespace")
                     if st["Uid"].split()[0] == "0" or st["Gid"].split()[0] == "0":
                         problems.append(f"{kind} {pid}: runs as root (Uid {st['Uid']}, Gid {st['Gid']})")
                     for cap in ("CapEff", "CapPrm", "CapBnd", "CapInh", "CapAmb"):

@@ -26,6 +26,7 @@ enum child_stage {
 	STAGE_RLIMIT,
 	STAGE_MOUNT,
 	STAGE_ROOT,
+	STAGE_NETWORK,
 	STAGE_USER,
 	STAGE_PDEATHSIG,
 	STAGE_SECCOMP,
@@ -39,6 +40,7 @@ static const char *const stage_names[] = {
 	[STAGE_RLIMIT] = "setting RLIMIT_NOFILE",
 	[STAGE_MOUNT] = "making the source read-only",
 	[STAGE_ROOT] = "making its private root",
+	[STAGE_NETWORK] = "making its empty network namespace",
 	[STAGE_USER] = "dropping to its user",
 	[STAGE_PDEATHSIG] = "setting the parent-death signal",
 	[STAGE_SECCOMP] = "installing the seccomp filter",
@@ -198,7 +200,7 @@ static int drop_user(const struct spawn_user *u)
 }
 
 /* The last steps before exec, shared by a forked child and spawn_exec():
- * limits, the read-only path or the private root, the user, the
+ * limits, the read-only path or the private root, the empty network, the user, the
  * parent-death signal, no new privileges and the seccomp filter.
  * Async-signal-safe; returns the failed stage (errno set) or 0. */
 static int confine(const struct spawn_opts *o, const struct sock_fprog *filter, pid_t parent)
@@ -225,6 +227,8 @@ static int confine(const struct spawn_opts *o, const struct sock_fprog *filter, 
 			return STAGE_MOUNT;
 	if (o->root_paths && make_root(o->root_paths) < 0)
 		return STAGE_ROOT;
+	if (o->no_network && unshare(CLONE_NEWNET | CLONE_NEWIPC) < 0)
+		return STAGE_NETWORK;
 
 	if (o->user && drop_user(o->user) < 0)
 		return STAGE_USER;

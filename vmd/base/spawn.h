@@ -59,6 +59,10 @@ struct spawn_opts {
 	 * skipped). Character devices among them stay usable, everything else
 	 * is nosuid and nodev. */
 	const char *const *root_paths;
+	/* New, empty network and IPC namespaces: the child reaches no socket,
+	 * no host address, no abstract unix socket and no System V IPC
+	 * object but what its fds give it. */
+	bool no_network;
 	/* If set, drop to this user after the mounts, before exec. */
 	const struct spawn_user *user;
 };

@@ -642,6 +642,8 @@ static int qd_start(struct drv_vm *d)
 		.profile = SANDBOX_QEMU,
 		.die_with_parent = p->opts->die_with_parent,
 		.root_paths = root,
+		/* Its taps, sockets and vhost-net are fds: no host network. */
+		.no_network = true,
 		.user = &user,
 	};
 	r = child_spawn(&d->qemu, p->loop, &o, on_qemu_exit, d);
