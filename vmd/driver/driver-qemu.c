@@ -507,7 +507,9 @@ int qemu_plan_argv(const struct vm_plan *p, unsigned n_taps, bool vhost, char **
  * closure's kernel and initrd; QEMU itself on NixOS) and a few devices,
  * read-only, in a root of its own. Not the run, state, key or log
  * directories: everything of those it needs comes as an fd. A QEMU
- * outside /usr and the store brings its own directory. */
+ * outside /usr and the store brings its own directory, and a kernel or
+ * initrd that the closure links to from outside the store the file
+ * itself. */
 static bool at_or_below(const char *path, const char *dir)
 {
 	size_t n = strlen(dir);
@@ -515,32 +517,61 @@ static bool at_or_below(const char *path, const char *dir)
 	return strncmp(path, dir, n) == 0 && (path[n] == 0 || path[n] == '/');
 }
 
-static int qemu_root(const struct vm_plan *p, char **qemu_dir, const char *ret[static 16])
+struct qemu_root {
+	const char *paths[20];
+	char *qemu_dir, *kernel, *initrd;
+};
+
+static void qemu_root_done(struct qemu_root *r)
+{
+	free(r->qemu_dir);
+	free(r->kernel);
+	free(r->initrd);
+}
+
+/* The file a closure's part resolves to, if QEMU would not see it
+ * otherwise (NULL: it would, or it is not there: QEMU then says so). */
+static char *outside(const struct vm_plan *p, const char *part)
+{
+	_cleanup_free_ char *path = path_join(p->system, part);
+	char *real = path ? realpath(path, NULL) : NULL;
+
+	if (real && (at_or_below(real, "/usr") || at_or_below(real, p->host->store_dir)))
+		real = mfree(real);
+	return real;
+}
+
+static int qemu_root(const struct vm_plan *p, struct qemu_root *r)
 {
 	const char *store = p->host->store_dir;
 	size_t n = 0;
 
-	*qemu_dir = NULL;
 	if (!at_or_below(p->opts->qemu, "/usr") && !at_or_below(p->opts->qemu, store)) {
-		*qemu_dir = strdup(p->opts->qemu);
-		if (!*qemu_dir)
+		r->qemu_dir = strdup(p->opts->qemu);
+		if (!r->qemu_dir)
 			return -ENOMEM;
-		*strrchr(*qemu_dir, '/') = 0;
+		*strrchr(r->qemu_dir, '/') = 0;
 	}
-	ret[n++] = "/usr";
-	ret[n++] = "/lib";
-	ret[n++] = "/lib64";
-	ret[n++] = "/etc/ld.so.cache";
-	ret[n++] = store;
-	if (*qemu_dir && **qemu_dir)
-		ret[n++] = *qemu_dir;
-	ret[n++] = "/dev/null";
-	ret[n++] = "/dev/zero";
-	ret[n++] = "/dev/urandom";
-	ret[n++] = "/dev/random";
+	r->kernel = outside(p, "kernel");
+	r->initrd = outside(p, "initrd");
+	r->paths[n++] = "/usr";
+	r->paths[n++] = "/lib";
+	r->paths[n++] = "/lib64";
+	r->paths[n++] = "/etc/ld.so.cache";
+	r->paths[n++] = store;
+	if (r->qemu_dir && *r->qemu_dir)
+		r->paths[n++] = r->qemu_dir;
+	if (r->kernel)
+		r->paths[n++] = r->kernel;
+	if (r->initrd)
+		r->paths[n++] = r->initrd;
+	r->paths[n++] = "/dev/null";
+	r->paths[n++] = "/dev/zero";
+	r->paths[n++] = "/dev/urandom";
+	r->paths[n++] = "/dev/random";
 	if (p->opts->accel == ACCEL_KVM)
-		ret[n++] = "/dev/kvm";
-	ret[n] = NULL;
+		r->paths[n++] = "/dev/kvm";
+	r->paths[n] = NULL;
 	return 0;
 }
 
@@ -549,9 +580,9 @@ static int qd_start(struct drv_vm *d)
 	struct vm_plan *p = d->p;
 	_cleanup_(qemu_fds_done) struct qemu_fds qf = {};
 	_cleanup_strv_free_ char **argv = NULL;
-	_cleanup_free_ char *pidfile = NULL, *qemu_dir = NULL;
+	_cleanup_free_ char *pidfile = NULL;
 	_cleanup_free_ struct spawn_fd *fds = NULL;
-	const char *root[16];
+	_cleanup_(qemu_root_done) struct qemu_root root = {};
 	struct spawn_user user;
 	gid_t kvm;
 	size_t n_fds = 0;
@@ -562,7 +593,7 @@ static int qd_start(struct drv_vm *d)
 	r = qemu_user(p, &user, &kvm);
 	if (r < 0)
 		return r;
-	r = qemu_root(p, &qemu_dir, root);
+	r = qemu_root(p, &root);
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < N_CHANNELS; i++) {
@@ -641,7 +672,7 @@ static int qd_start(struct drv_vm *d)
 		.stderr_fd = p->log->fd,
 		.profile = SANDBOX_QEMU,
 		.die_with_parent = p->opts->die_with_parent,
-		.root_paths = root,
+		.root_paths = root.paths,
 		/* Its taps, sockets and vhost-net are fds: no host network. */
 		.no_network = true,
 		.user = &user,
