@@ -161,6 +161,7 @@ static void free_shares(struct vm_plan *p)
 		free(s->tag);
 		free(s->source);
 		free(s->socket);
+		free(s->mountpoint);
 		free(s->pidfile);
 	}
 	p->shares = mfree(p->shares);
@@ -181,19 +182,22 @@ void plan_forget(struct vm_plan *p)
 	p->lock_fd = safe_close(p->lock_fd);
 }
 
-static int add_share(struct vm_plan *p, const char *tag, char *source, enum virtiofsd_cache cache, bool ro)
+static int add_share(struct vm_plan *p, const char *tag, char *source, size_t root_len, enum virtiofsd_cache cache,
+		     bool ro)
 {
 	struct vm_share *s = &p->shares[p->n_shares];
 	_cleanup_free_ char *what = xasprintf("virtiofsd for %s", tag);
 
 	s->tag = strdup(tag);
 	s->source = source;
+	s->root_len = root_len;
 	s->socket = xasprintf("%s/fs%zu.sock", p->dir, p->n_shares);
+	s->mountpoint = xasprintf("%s/fs%zu.dir", p->dir, p->n_shares);
 	s->pidfile = xasprintf("%s/fs%zu.pid", p->dir, p->n_shares);
 	s->cache = cache;
 	s->read_only = ro;
 	p->n_shares++;
-	if (child_init(&s->proc, what) < 0 || !what || !s->tag || !s->source || !s->socket || !s->pidfile)
+	if (child_init(&s->proc, what) < 0 || !what || !s->tag || !s->source || !s->socket || !s->mountpoint || !s->pidfile)
 		return -ENOMEM;
 	return 0;
 }
@@ -220,19 +224,24 @@ static int layout_shares(struct vm_plan *p)
 	if (!p->shares)
 		return -ENOMEM;
 	/* The store never changes under a path: cache everything. */
-	r = add_share(p, "nix-store", strdup(p->host->store_dir), VIRTIOFSD_CACHE_ALWAYS, true);
+	r = add_share(p, "nix-store", strdup(p->host->store_dir), strlen(p->host->store_dir), VIRTIOFSD_CACHE_ALWAYS,
+		      true);
 	for (size_t i = 0; r == 0 && i < d->n_keys; i++) {
 		const struct def_key *k = &d->keys[i];
 		_cleanup_free_ char *tag = def_key_tag(k);
+		/* Below keys_dir, or below the parent of the key's source. */
+		size_t root_len = k->source ? (size_t)(strrchr(k->source, '/') - k->source) : strlen(p->host->keys_dir);
 
 		/* Keys are small and may be rotated on the host: no caching. */
 		r = tag ? add_share(p, tag, k->source ? strdup(k->source) : xasprintf("%s/%s/%s", p->host->keys_dir,
 											d->name, k->name),
-				    VIRTIOFSD_CACHE_NONE, k->read_only)
+				    root_len, VIRTIOFSD_CACHE_NONE, k->read_only)
 			: -ENOMEM;
 	}
+	/* Shares are resolved (realpath()) when the boot is prepared: from
+	 * then on, no symlink at all. */
 	for (size_t i = 0; r == 0 && i < d->n_shares; i++)
-		r = add_share(p, d->shares[i].tag, strdup(d->shares[i].source), VIRTIOFSD_CACHE_AUTO,
+		r = add_share(p, d->shares[i].tag, strdup(d->shares[i].source), 0, VIRTIOFSD_CACHE_AUTO,
 			      d->shares[i].read_only);
 	return r;
 }
@@ -377,6 +386,7 @@ static int check_image(struct vm_plan *p, size_t i, struct schema_errors *errors
 		schema_error(errors, field, "%s is not a regular file or a block device", dk->base);
 		return -EINVAL;
 	}
+	p->images[i].base_blockdev = S_ISBLK(st.st_mode);
 	return 0;
 }
 

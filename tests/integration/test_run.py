@@ -292,9 +292,12 @@ def test_rust_virtiofsd_style(env):
     # The daemons start concurrently, so the order of the lines is not fixed.
     lines = sorted(open(fake + ".args").read().splitlines())
     keydir = os.path.join(env.root, "keys", "rusty", "ssh")
+    # Each gets the directory vmd opened, mounted in its own namespace at
+    # an empty directory in the run directory, not the path itself.
+    run = os.path.join(env.root, "run", "vms", "rusty")
     assert lines == sorted([
-        "--fd=3 --shared-dir=/nix/store --cache=always --sandbox=namespace --log-level=warn --readonly",
-        f"--fd=3 --shared-dir={keydir} --cache=never --sandbox=namespace --log-level=warn",
+        f"--fd=3 --shared-dir={run}/fs0.dir --cache=always --sandbox=namespace --log-level=warn --readonly",
+        f"--fd=3 --shared-dir={run}/fs1.dir --cache=never --sandbox=namespace --log-level=warn",
     ])
     assert open(os.path.join(keydir, "new")).read() == "hi\n"
     assert oct(os.stat(keydir).st_mode & 0o777) == "0o700"

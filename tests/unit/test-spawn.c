@@ -163,28 +163,41 @@ TEST(seccomp_profiles)
 	(void)out;
 }
 
-TEST(readonly_path)
+TEST(dir)
 {
 	char tmpl[] = "/tmp/vmd-ro-XXXXXX";
 	char *dir = mkdtemp(tmpl);
-	_cleanup_free_ char *file = xasprintf("%s/x", dir), *cmd = xasprintf("echo a > %s", file);
+	_cleanup_free_ char *file = xasprintf("%s/x", dir), *moved = xasprintf("%s.moved", dir),
+			    *at = xasprintf("%s.at", dir), *cmd = xasprintf("echo a > %s/x", at);
 	char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+	struct spawn_dir d = { .fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), .at = at, .read_only = true };
 	struct spawn_opts o = { .argv = argv, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,
-				.profile = SANDBOX_VIRTIOFSD, .readonly_path = dir };
+				.profile = SANDBOX_VIRTIOFSD, .dir = &d };
 	struct stat st;
 	struct child c = { .pidfd = -EBADF };
 
 	ASSERT(dir);
+	ASSERT(d.fd >= 0);
+	ASSERT(mkdir(at, 0700) == 0);
 	ASSERT(child_start(&c, &o) == 0);
 	ASSERT(child_wait(&c, 10 * USEC_PER_SEC) != 0);
 	ASSERT(stat(file, &st) < 0 && errno == ENOENT);
-	/* The mount was private to the child: the host still writes. */
-	o.readonly_path = NULL;
+	/* The mount was private to the child: the host still writes, and the
+	 * child writes where the fd is, wherever the path now leads. */
+	ASSERT(rename(dir, moved) == 0);
+	ASSERT(symlink("/nonexistent", dir) == 0);
+	d.read_only = false;
 	ASSERT(child_start(&c, &o) == 0);
 	ASSERT_EQ(child_wait(&c, 10 * USEC_PER_SEC), 0);
+	free(file);
+	file = xasprintf("%s/x", moved);
 	ASSERT(stat(file, &st) == 0);
+	ASSERT(stat(at, &st) == 0 && st.st_nlink == 2);
+	safe_close(d.fd);
 	unlink(file);
-	rmdir(dir);
+	unlink(dir);
+	rmdir(moved);
+	rmdir(at);
 }
 
 /* A private root with only the listed paths, an empty network namespace
@@ -283,5 +296,5 @@ TEST(timeout_kills)
 	ASSERT_EQ(child_run(argv, SANDBOX_TOOL, NULL, 0, 200 * USEC_PER_MSEC, 100, NULL), -ETIMEDOUT);
 }
 
-RUN_TESTS(T(exit_status), T(exec_errors), T(fds_and_environment), T(seccomp_profiles), T(readonly_path),
+RUN_TESTS(T(exit_status), T(exec_errors), T(fds_and_environment), T(seccomp_profiles), T(dir),
 	  T(user_and_root), T(die_with_parent), T(timeout_kills))

@@ -16,13 +16,14 @@ static const char *const blocked_common[] = {
 	"quotactl", "vhangup", "keyctl", "add_key", "request_key",
 	"ptrace", "process_vm_readv", "process_vm_writev", "fanotify_init",
 	"sethostname", "setdomainname",
-	/* The new mount API: nobody here uses it after exec. */
-	"fsopen", "fsconfig", "fsmount", "fspick", "move_mount", "open_tree", "mount_setattr",
+	/* The new mount API, but for what virtiofsd needs (below). */
+	"fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr",
 };
 
-/* virtiofsd builds its sandbox with these; nobody else may. */
+/* virtiofsd builds its sandbox with these (recent Rust ones clone their
+ * shared directory with open_tree() and move_mount()); nobody else may. */
 static const char *const blocked_mount[] = {
-	"mount", "umount2", "pivot_root", "chroot", "unshare", "setns",
+	"mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "open_tree", "move_mount",
 };
 
 /* The "shocker" escape needs these; only virtiofsd with file handles uses them. */

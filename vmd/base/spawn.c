@@ -24,6 +24,7 @@ enum child_stage {
 	STAGE_SIGNALS,
 	STAGE_SESSION,
 	STAGE_RLIMIT,
+	STAGE_CHDIR,
 	STAGE_MOUNT,
 	STAGE_ROOT,
 	STAGE_NETWORK,
@@ -38,7 +39,8 @@ static const char *const stage_names[] = {
 	[STAGE_SIGNALS] = "resetting signals",
 	[STAGE_SESSION] = "creating a session",
 	[STAGE_RLIMIT] = "setting RLIMIT_NOFILE",
-	[STAGE_MOUNT] = "making the source read-only",
+	[STAGE_CHDIR] = "entering the shared directory",
+	[STAGE_MOUNT] = "mounting the shared directory",
 	[STAGE_ROOT] = "making its private root",
 	[STAGE_NETWORK] = "making its empty network namespace",
 	[STAGE_USER] = "dropping to its user",
@@ -218,15 +220,36 @@ static int confine(const struct spawn_opts *o, const struct sock_fprog *filter, 
 		}
 	}
 
-	if (o->readonly_path || o->root_paths)
+	if (o->dir) {
+		struct mount_attr attr = { .attr_set = MOUNT_ATTR_RDONLY };
+		int tree, r;
+
+		/* The working directory (o->dir, entered before: the fd's
+		 * mount is not in the new namespace) moves into the new
+		 * namespace with it, so it can be cloned there. */
 		if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-			return o->root_paths ? STAGE_ROOT : STAGE_MOUNT;
-	if (o->readonly_path)
-		if (mount(o->readonly_path, o->readonly_path, NULL, MS_BIND | MS_REC, NULL) < 0 ||
-		    remount_readonly(o->readonly_path, true) < 0)
 			return STAGE_MOUNT;
-	if (o->root_paths && make_root(o->root_paths) < 0)
-		return STAGE_ROOT;
+		tree = (int)syscall(SYS_open_tree, AT_FDCWD, ".", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+		if (tree < 0)
+			return STAGE_MOUNT;
+		/* Recursive where the kernel can (5.12+), else the top mount. */
+		r = o->dir->read_only ? (int)syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr,
+						     sizeof(attr))
+				      : 0;
+		if (syscall(SYS_move_mount, tree, "", AT_FDCWD, o->dir->at, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+			close(tree);
+			return STAGE_MOUNT;
+		}
+		close(tree);
+		if (r < 0 && mount(NULL, o->dir->at, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0)
+			return STAGE_MOUNT;
+		if (chdir("/") < 0)
+			return STAGE_MOUNT;
+	}
+	if (o->root_paths)
+		if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+		    make_root(o->root_paths) < 0)
+			return STAGE_ROOT;
 	if (o->no_network && unshare(CLONE_NEWNET | CLONE_NEWIPC) < 0)
 		return STAGE_NETWORK;
 
@@ -261,6 +284,9 @@ _noreturn_ static void child(const struct spawn_opts *o, const struct sock_fprog
 
 	if (o->n_fds > SPAWN_FDS_MAX)
 		child_fail(errfd, STAGE_FDS);
+	/* Before the fds move: o->dir->fd may be one a dup2() replaces. */
+	if (o->dir && fchdir(o->dir->fd) < 0)
+		child_fail(errfd, STAGE_CHDIR);
 
 	/* Leave the session first: from here on a Ctrl-C at vmd's terminal
 	 * cannot reach this child, whatever happens to the signal mask. */
@@ -337,7 +363,7 @@ int spawn_exec(const struct spawn_opts *o)
 	r = sandbox_filter(o->profile, &filter);
 	if (r < 0)
 		return r;
-	stage = confine(o, filter, getppid());
+	stage = o->dir && fchdir(o->dir->fd) < 0 ? STAGE_CHDIR : confine(o, filter, getppid());
 	if (stage == 0) {
 		execve(o->argv[0], o->argv, o->envp ? o->envp : environ);
 		stage = STAGE_EXEC;

@@ -7,7 +7,7 @@
  * every other fd is closed on exec; signal dispositions and the mask are
  * reset; the child gets its own session (so a Ctrl-C at the terminal reaches
  * vmd, which then shuts down in order); limits are set; optionally one path
- * is made read-only in a private mount namespace, or the child gets a
+ * is mounted in a private mount namespace, or the child gets a
  * private root holding only the listed paths; optionally it becomes an
  * unprivileged user; and the seccomp filter of the chosen profile is
  * installed last. Exec failures come back to the
@@ -38,6 +38,21 @@ struct spawn_user {
 	size_t n_groups;
 };
 
+/* A directory handed to the child by fd rather than by a path of the
+ * host's, which could be swapped for a symlink before the child resolves
+ * it. Both virtiofsd daemons take only a path, and resolve it again inside
+ * their own sandbox (/proc/self/fd/N is no help: the C one refuses a
+ * symlink, and both have replaced /proc by then; "." is none either: the C
+ * one does chdir("/") first). So the child gets a private mount namespace
+ * in which a clone of the directory is mounted at `at`, an empty directory
+ * vmd made where only it writes (the VM's run directory), and is told
+ * `at`. */
+struct spawn_dir {
+	int fd; /* in the parent (spawn_exec: in this process) */
+	const char *at;
+	bool read_only; /* the mount is read-only, whatever the child's options */
+};
+
 struct spawn_opts {
 	char *const *argv; /* argv[0]: an absolute path */
 	char *const *envp; /* NULL: PATH only */
@@ -49,10 +64,8 @@ struct spawn_opts {
 	 * must outlive a daemon restart and leave this off. */
 	bool die_with_parent;
 	rlim_t nofile; /* 0: inherit */
-	/* If set, bind-mount this path read-only onto itself in a private
-	 * mount namespace, so the child cannot write below it whatever its
-	 * own options say. */
-	const char *readonly_path;
+	/* If set, mounted in the child's own mount namespace (above). */
+	const struct spawn_dir *dir;
 	/* If set, the child's root is a fresh read-only tmpfs in a private
 	 * mount namespace holding only these host paths (NULL-terminated,
 	 * absolute), each bound read-only (symlinks followed; missing ones

@@ -170,18 +170,25 @@ static int write_wrapper(const struct vm_plan *p, size_t i)
 {
 	const struct vm_share *s = &p->shares[i];
 	_cleanup_free_ char *path = wrapper_path(p, i), *exe = self_exe();
-	_cleanup_free_ char *qexe = NULL, *qpid = NULL, *qfsd = NULL, *text = NULL;
+	_cleanup_free_ char *qexe = NULL, *qpid = NULL, *qfsd = NULL, *qbelow = NULL, *qat = NULL, *text = NULL;
+	_cleanup_free_ char *below = s->root_len ? strndup(s->source, s->root_len) : strdup("/");
 
-	if (!path || !exe)
+	if (!path || !exe || !below)
 		return -ENOMEM;
 	qexe = shell_quote(exe);
 	qpid = shell_quote(s->pidfile);
 	qfsd = shell_quote(p->opts->virtiofsd);
-	if (!qexe || !qpid || !qfsd)
+	qbelow = shell_quote(below);
+	qat = shell_quote(s->mountpoint);
+	if (!qexe || !qpid || !qfsd || !qbelow || !qat)
 		return -ENOMEM;
+	if (mkdir(s->mountpoint, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	/* It opens the source below that directory with no symlink followed
+	 * as virtiofsd starts, and gives virtiofsd the fd. */
 	text = xasprintf("#!/bin/sh\n# vmd: libvirt runs this as the virtiofsd of VM %s for %s.\n"
-			 "exec %s virtiofsd-exec --pidfile=%s%s%s -- %s \"$@\"\n",
-			 p->def->name, s->tag, qexe, qpid, s->read_only ? " --read-only" : "",
+			 "exec %s virtiofsd-exec --pidfile=%s --below=%s --at=%s%s%s -- %s \"$@\"\n",
+			 p->def->name, s->tag, qexe, qpid, qbelow, qat, s->read_only ? " --read-only" : "",
 			 streq(s->tag, "nix-store") ? " --world-readable" : "", qfsd);
 	if (!text)
 		return -ENOMEM;
@@ -404,6 +411,17 @@ static int ld_start(struct drv_vm *d)
 		if (r < 0)
 			return log_error_errno(r, "%s: letting libvirt's QEMU reach %s: %m", p->def->name,
 					       p->images[i].path);
+	}
+	/* libvirt opens the images by path, and its fd passing
+	 * (virDomainFDAssociate) needs a domain that exists before it starts,
+	 * which a transient one does not: so the checks QEMU's fd sets get
+	 * are made here, just before the domain is created (README: the
+	 * remaining window). */
+	for (size_t i = 0; i < p->n_images; i++) {
+		r = vm_image_open(p, i);
+		if (r < 0)
+			return r;
+		safe_close(r);
 	}
 	meta = metadata_text(p);
 	if (!meta)

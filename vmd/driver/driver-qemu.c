@@ -13,8 +13,8 @@
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
-#include "disk.h"
 #include "hostnet.h"
 #include "link.h"
 #include "log.h"
@@ -26,24 +26,19 @@
  * queues and the disk images; after those, its virtiofsd connections and
  * the vhost-net fds (one per tap queue). */
 enum { QFD_QMP = 3, QFD_CONSOLE, QFD_NOTIFY, QFD_AGENT, QFD_LOCK, QFD_TAP, QFD_DISK = QFD_TAP + TAP_QUEUES_MAX };
-/* Definitions have at most 32; spawn() passes at most SPAWN_FDS_MAX fds,
+/* Disk i has QFD_DISK + 2i, and its base (an overlay's) QFD_DISK + 2i + 1.
+ * Definitions have at most 32; spawn() passes at most SPAWN_FDS_MAX fds,
  * which leaves room for 65 shares and the vhost-net fds after them. */
 #define QEMU_DISKS_MAX 64
 
-/* Image i's overlay base (if it has one) right after the images. */
-static int qfd_base(size_t n_disks, size_t i)
+static int qfd_fs(size_t n_images, size_t i)
 {
-	return QFD_DISK + (int)n_disks + (int)i;
+	return QFD_DISK + 2 * (int)n_images + (int)i;
 }
 
-static int qfd_fs(size_t n_disks, size_t i)
+static int qfd_vhost(size_t n_images, size_t n_shares, unsigned i)
 {
-	return QFD_DISK + 2 * (int)n_disks + (int)i;
-}
-
-static int qfd_vhost(size_t n_disks, size_t n_shares, unsigned i)
-{
-	return QFD_DISK + 2 * (int)n_disks + (int)n_shares + (int)i;
+	return QFD_DISK + 2 * (int)n_images + (int)n_shares + (int)i;
 }
 
 /* The channels' sockets in the run directory, in QFD order. */
@@ -158,10 +153,10 @@ static int start_share(struct drv_vm *d, struct vm_share *s)
 {
 	struct vm_plan *p = d->p;
 	_cleanup_strv_free_ char **argv = NULL;
-	_cleanup_close_ int lfd = -EBADF;
+	_cleanup_close_ int lfd = -EBADF, dirfd = -EBADF;
 	struct virtiofsd_config c = {
 		.binary = p->opts->virtiofsd,
-		.source = s->source,
+		.source = s->mountpoint,
 		.fd = 3,
 		.cache = s->cache,
 		.read_only = s->read_only,
@@ -170,6 +165,11 @@ static int start_share(struct drv_vm *d, struct vm_share *s)
 	};
 	int r;
 
+	dirfd = vm_share_open(p, s);
+	if (dirfd < 0)
+		return dirfd;
+	if (mkdir(s->mountpoint, 0700) < 0 && errno != EEXIST)
+		return log_error_errno(errno, "%s: creating %s: %m", p->def->name, s->mountpoint);
 	lfd = unix_listen(s->socket);
 	if (lfd < 0)
 		return log_error_errno(lfd, "%s: binding %s: %m", p->def->name, s->socket);
@@ -178,6 +178,7 @@ static int start_share(struct drv_vm *d, struct vm_share *s)
 		return r;
 
 	struct spawn_fd fds[] = { { lfd, 3 } };
+	struct spawn_dir dir = { dirfd, s->mountpoint, s->read_only };
 	struct spawn_opts o = {
 		.argv = argv,
 		.fds = fds,
@@ -189,7 +190,7 @@ static int start_share(struct drv_vm *d, struct vm_share *s)
 		.die_with_parent = p->opts->die_with_parent,
 		/* virtiofsd keeps an fd per inode it has seen. */
 		.nofile = VIRTIOFSD_NOFILE,
-		.readonly_path = s->read_only ? s->source : NULL,
+		.dir = &dir,
 	};
 	r = child_spawn(&s->proc, p->loop, &o, d->ev->share_exited, d->ev->userdata);
 	if (r < 0)
@@ -355,8 +356,7 @@ struct qemu_fds {
 	unsigned n_vhost;
 	int *fs;
 	size_t n_fs;
-	int disk[QEMU_DISKS_MAX];
-	int base[QEMU_DISKS_MAX]; /* -EBADF: the image has none */
+	int disk[2 * QEMU_DISKS_MAX]; /* each image, then its base or -EBADF */
 	size_t n_disks;
 };
 
@@ -370,10 +370,8 @@ static void qemu_fds_done(struct qemu_fds *f)
 		safe_close(f->vhost[i]);
 	for (size_t i = 0; i < f->n_fs; i++)
 		safe_close(f->fs[i]);
-	for (size_t i = 0; i < f->n_disks; i++) {
+	for (size_t i = 0; i < f->n_disks; i++)
 		safe_close(f->disk[i]);
-		safe_close(f->base[i]);
-	}
 	f->n_taps = f->n_vhost = 0;
 	f->n_fs = f->n_disks = 0;
 	f->fs = mfree(f->fs);
@@ -418,33 +416,19 @@ static int open_disks(struct vm_plan *p, struct qemu_fds *qf)
 	if (p->n_images > QEMU_DISKS_MAX)
 		return log_error_errno(E2BIG, "%s: more than %d disks", p->def->name, QEMU_DISKS_MAX);
 	for (size_t i = 0; i < p->n_images; i++) {
-		const struct vm_image *im = &p->images[i];
-		const char *what = im->disk->persistent ? "volume" : "disk";
-		int fd = disk_open(im->path, im->root_len);
+		const struct def_disk *dk = p->images[i].disk;
+		int fd = vm_image_open(p, i);
 
-		if (fd == -ELOOP)
-			return log_error_errno(fd, "%s: %s %s: %s: a symlink on the way below %.*s (refused)",
-					       p->def->name, what, im->disk->name, im->path, (int)im->root_len, im->path);
-		if (fd == -EMLINK)
-			return log_error_errno(fd, "%s: %s %s: %s has more than one link (hard links are refused)",
-					       p->def->name, what, im->disk->name, im->path);
-		if (fd == -EBADFD)
-			return log_error_errno(fd, "%s: %s %s: %s is not a regular file", p->def->name, what,
-					       im->disk->name, im->path);
 		if (fd < 0)
-			return log_error_errno(fd, "%s: %s %s: opening %s: %m", p->def->name, what, im->disk->name,
-					       im->path);
-		qf->disk[qf->n_disks] = fd;
-		qf->base[qf->n_disks++] = -EBADF;
-		/* QEMU reads the base through this fd only: it sees no path of
-		 * the host's but the store. */
-		if (im->disk->base) {
-			fd = open(im->disk->base, O_RDONLY | O_CLOEXEC);
-			if (fd < 0)
-				return log_error_errno(errno, "%s: disk %s: opening its base %s: %m", p->def->name,
-						       im->disk->name, im->disk->base);
-			qf->base[qf->n_disks - 1] = fd;
-		}
+			return fd;
+		qf->disk[qf->n_disks++] = fd;
+		/* The base is the definition's own path (checked when the
+		 * boot was prepared): opened as it is, read-only. */
+		fd = dk->base ? open(dk->base, O_RDONLY | O_NOCTTY | O_CLOEXEC) : -EBADF;
+		if (dk->base && fd < 0)
+			return log_error_errno(errno, "%s: disk %s: opening its base %s: %m", p->def->name, dk->name,
+					       dk->base);
+		qf->disk[qf->n_disks++] = fd;
 	}
 	return 0;
 }
@@ -463,11 +447,18 @@ int qemu_plan_argv(const struct vm_plan *p, unsigned n_taps, bool vhost, char **
 		return -ENOMEM;
 	for (size_t i = 0; i < p->n_shares; i++)
 		fs[i] = (struct qemu_fs){ p->shares[i].tag, qfd_fs(p->n_images, i) };
-	for (size_t i = 0; i < p->n_images; i++)
-		disks[i] = (struct qemu_disk){ p->images[i].disk->name, QFD_DISK + (int)i,
-					       !p->images[i].disk->persistent, p->images[i].disk->base != NULL,
-					       p->images[i].disk->base ? qfd_base(p->n_images, i) : -1,
-					       disk_format_names[p->images[i].disk->base_format] };
+	for (size_t i = 0; i < p->n_images; i++) {
+		const struct def_disk *dk = p->images[i].disk;
+
+		disks[i] = (struct qemu_disk){
+			.name = dk->name,
+			.fd = QFD_DISK + 2 * (int)i,
+			.ephemeral = !dk->persistent,
+			.base_format = dk->base ? disk_format_names[dk->base_format] : NULL,
+			.base_fd = QFD_DISK + 2 * (int)i + 1,
+			.base_blockdev = p->images[i].base_blockdev,
+		};
+	}
 	for (unsigned i = 0; i < n_taps; i++) {
 		tap_numbers[i] = QFD_TAP + (int)i;
 		vhost_numbers[i] = qfd_vhost(p->n_images, p->n_shares, i);
@@ -646,7 +637,7 @@ static int qd_start(struct drv_vm *d)
 	if (r < 0)
 		return r;
 
-	fds = calloc(5 + qf.n_taps + 2 * qf.n_disks + qf.n_fs + qf.n_vhost, sizeof(*fds));
+	fds = calloc(5 + qf.n_taps + qf.n_disks + qf.n_fs + qf.n_vhost, sizeof(*fds));
 	if (!fds)
 		return -ENOMEM;
 	for (size_t i = 0; i < N_CHANNELS; i++)
@@ -654,15 +645,13 @@ static int qd_start(struct drv_vm *d)
 	fds[n_fds++] = (struct spawn_fd){ p->lock_fd, QFD_LOCK };
 	for (unsigned i = 0; i < qf.n_taps; i++)
 		fds[n_fds++] = (struct spawn_fd){ qf.tap[i], QFD_TAP + (int)i };
-	for (size_t i = 0; i < qf.n_disks; i++) {
-		fds[n_fds++] = (struct spawn_fd){ qf.disk[i], QFD_DISK + (int)i };
-		if (qf.base[i] >= 0)
-			fds[n_fds++] = (struct spawn_fd){ qf.base[i], qfd_base(qf.n_disks, i) };
-	}
+	for (size_t i = 0; i < qf.n_disks; i++)
+		if (qf.disk[i] >= 0)
+			fds[n_fds++] = (struct spawn_fd){ qf.disk[i], QFD_DISK + (int)i };
 	for (size_t i = 0; i < qf.n_fs; i++)
-		fds[n_fds++] = (struct spawn_fd){ qf.fs[i], qfd_fs(qf.n_disks, i) };
+		fds[n_fds++] = (struct spawn_fd){ qf.fs[i], qfd_fs(p->n_images, i) };
 	for (unsigned i = 0; i < qf.n_vhost; i++)
-		fds[n_fds++] = (struct spawn_fd){ qf.vhost[i], qfd_vhost(qf.n_disks, qf.n_fs, i) };
+		fds[n_fds++] = (struct spawn_fd){ qf.vhost[i], qfd_vhost(p->n_images, qf.n_fs, i) };
 	struct spawn_opts o = {
 		.argv = argv,
 		.fds = fds,

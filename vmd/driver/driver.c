@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "beneath.h"
+#include "disk.h"
 #include "driver.h"
 #include "log.h"
 #include "qemu.h"
@@ -42,4 +44,37 @@ void vm_tools_done(struct vm_tools *t)
 struct vm_options vm_tools_options(const struct vm_tools *t)
 {
 	return (struct vm_options){ .accel = t->accel, .caps = &t->caps, .qemu = t->qemu, .virtiofsd = t->virtiofsd };
+}
+
+int vm_image_open(const struct vm_plan *p, size_t i)
+{
+	const struct vm_image *im = &p->images[i];
+	const char *what = im->disk->persistent ? "volume" : "disk";
+	int fd = disk_open(im->path, im->root_len);
+
+	if (fd == -ELOOP)
+		return log_error_errno(fd, "%s: %s %s: %s: a symlink on the way below %.*s (refused)", p->def->name,
+				       what, im->disk->name, im->path, (int)im->root_len, im->path);
+	if (fd == -EMLINK)
+		return log_error_errno(fd, "%s: %s %s: %s has more than one link (hard links are refused)",
+				       p->def->name, what, im->disk->name, im->path);
+	if (fd == -EBADFD)
+		return log_error_errno(fd, "%s: %s %s: %s is not a regular file", p->def->name, what, im->disk->name,
+				       im->path);
+	if (fd < 0)
+		return log_error_errno(fd, "%s: %s %s: opening %s: %m", p->def->name, what, im->disk->name, im->path);
+	return fd;
+}
+
+int vm_share_open(const struct vm_plan *p, const struct vm_share *s)
+{
+	int fd = open_below(s->source, s->root_len, O_RDONLY | O_DIRECTORY);
+
+	if (fd == -ELOOP)
+		return log_error_errno(fd, "%s: %s: %s: a symlink on the way below %.*s (refused)", p->def->name,
+				       s->tag, s->source, s->root_len ? (int)s->root_len : 1,
+				       s->root_len ? s->source : "/");
+	if (fd < 0)
+		return log_error_errno(fd, "%s: %s: opening %s: %m", p->def->name, s->tag, s->source);
+	return fd;
 }

@@ -72,6 +72,13 @@ struct vm_options vm_tools_options(const struct vm_tools *t);
 struct vm_share {
 	char *tag;
 	char *source;
+	/* source's first root_len bytes are the host's (store_dir, keys_dir,
+	 * a key source's parent; 0: "/"); below them, vmd opens the directory
+	 * with no symlink followed when it starts virtiofsd. */
+	size_t root_len;
+	/* An empty directory in the run directory where virtiofsd, in a mount
+	 * namespace of its own, finds the directory vmd opened (spawn_dir). */
+	char *mountpoint;
 	char *socket;
 	char *pidfile;
 	enum virtiofsd_cache cache;
@@ -84,6 +91,7 @@ struct vm_image {
 	/* path's first root_len bytes are state_dir; below them, vmd opens
 	 * the image with no symlink followed when it starts QEMU. */
 	size_t root_len;
+	bool base_blockdev; /* an overlay's base is a block device (seen when prepared) */
 	const struct def_disk *disk;
 };
 
@@ -224,6 +232,14 @@ extern const struct vm_driver driver_libvirt;
 extern const struct vm_driver *const vm_drivers[];
 
 const struct vm_driver *driver_for(int driver); /* enum driver */
+
+/* What vmd hands the hypervisor, opened as it starts it (and not when the
+ * boot was prepared, during a restart's backoff): image i read-write, a
+ * regular file with one link; a share's directory. Below their trusted
+ * roots (root_len) no symlink is followed. Failures are logged as
+ * "NAME: volume VOL: ..."; returns the fd or -errno. */
+int vm_image_open(const struct vm_plan *p, size_t i);
+int vm_share_open(const struct vm_plan *p, const struct vm_share *s);
 
 /* The pure part of each driver, for the golden tests: the plan as QEMU's
  * argv (with n_taps tap queues, and vhost-net or not) and as libvirt's

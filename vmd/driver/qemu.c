@@ -127,30 +127,33 @@ int qemu_argv(const struct qemu_config *c, char ***ret)
 	}
 
 	for (size_t i = 0; i < c->n_disks; i++) {
-		/* Disks are fd sets (as libvirt passes them): the image was
-		 * opened by vmd, with no symlink followed, as QEMU started. */
+		const struct qemu_disk *k = &c->disks[i];
+		_cleanup_free_ char *backing = NULL;
+
+		/* Disks are fd sets (as libvirt passes them): the image (set
+		 * 2i) and an overlay's base (set 2i+1) were opened by vmd, with
+		 * no symlink followed, as QEMU started. */
 		ADD("-add-fd");
-		ADD("fd=%d,set=%zu,opaque=disk-%s", c->disks[i].fd, i, c->disks[i].name);
+		ADD("fd=%d,set=%zu,opaque=disk-%s", k->fd, 2 * i, k->name);
+		if (k->base_format) {
+			ADD("-add-fd");
+			ADD("fd=%d,set=%zu,opaque=base-%s", k->base_fd, 2 * i + 1, k->name);
+			backing = xasprintf(",backing.driver=%s,backing.file.driver=%s,backing.file.filename=/dev/fdset/%zu,"
+					    "backing.auto-read-only=off,backing.read-only=on",
+					    k->base_format, k->base_blockdev ? "host_device" : "file", 2 * i + 1);
+			if (!backing)
+				return -ENOMEM;
+		}
 		/* werror/rerror=report: a full host disk gives the guest EIO
 		 * instead of pausing the VM forever (QEMU's default).
 		 * auto-read-only=off: else -drive first asks the set for a
 		 * read-only fd, and the set holds only the read-write one. */
-		_cleanup_free_ char *backing = NULL;
-
-		if (c->disks[i].base_fd >= 0) {
-			ADD("-add-fd");
-			ADD("fd=%d,set=%zu,opaque=base-%s", c->disks[i].base_fd, c->n_disks + i, c->disks[i].name);
-			backing = xasprintf(",backing.driver=%s,backing.file.filename=/dev/fdset/%zu",
-					    c->disks[i].base_format, c->n_disks + i);
-			if (!backing)
-				return -ENOMEM;
-		}
 		ADD("-drive");
-		ADD("file=/dev/fdset/%zu,format=%s,if=none,id=disk-%s,auto-read-only=off,cache=%s,aio=threads,discard=unmap,werror=report,rerror=report%s",
-		    i, c->disks[i].qcow2 ? "qcow2" : "raw", c->disks[i].name,
-		    c->disks[i].ephemeral ? "unsafe" : "writeback", backing ? backing : "");
+		ADD("file=/dev/fdset/%zu,format=%s%s,if=none,id=disk-%s,auto-read-only=off,cache=%s,aio=threads,discard=unmap,werror=report,rerror=report",
+		    2 * i, k->base_format ? "qcow2" : "raw", backing ? backing : "", k->name,
+		    k->ephemeral ? "unsafe" : "writeback");
 		ADD("-device");
-		ADD("virtio-blk-pci,drive=disk-%s,serial=%s", c->disks[i].name, c->disks[i].name);
+		ADD("virtio-blk-pci,drive=disk-%s,serial=%s", k->name, k->name);
 	}
 	if (c->n_taps > 0) {
 		_cleanup_free_ char *fds = fd_list(c->tap_fds, c->n_taps);

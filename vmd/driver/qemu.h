@@ -19,13 +19,12 @@ struct qemu_disk {
 	 * QEMU gets it as an fd set and never opens a path of vmd's. */
 	int fd;
 	bool ephemeral;   /* no flushes needed: the data dies with the VM */
-	bool qcow2;       /* an overlay on a base image; else raw */
-	/* An overlay's base, opened read-only by vmd, as numbered in the
-	 * child (else -1), and its format: QEMU gets it as an fd set too
-	 * instead of opening the path in the overlay's header, which it can
-	 * neither see nor read. */
-	int base_fd;
+	/* An overlay (qcow2) on a base image, which QEMU gets the same way,
+	 * read-only, instead of the path in the overlay's header; else raw
+	 * and base_format is NULL. */
 	const char *base_format;
+	int base_fd;
+	bool base_blockdev; /* QEMU's "host_device", not "file" */
 };
 
 struct qemu_config {
