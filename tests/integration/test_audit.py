@@ -17,6 +17,7 @@ or inherits vmd's environment."""
 
 import grp
 import os
+import re
 import socket
 import stat
 import time
@@ -103,6 +104,17 @@ def socket_inode(path):
     return None
 
 
+# Each VM's shares in vmd's order (the store, then keys, then shares):
+# virtiofsd is told the directory vmd mounted for it, <run>/fsN.dir.
+SHARES = {"audita": ["nix-store", "key-ssh", "key-wireguard"], "auditb": ["nix-store"],
+          "auditlv": ["nix-store", "key-wireguard"]}
+
+
+def share_of(source):
+    m = re.search(r"/vms/([a-z0-9-]+)/fs(\d+)\.dir$", source)
+    return f"{m.group(1)}:{SHARES[m.group(1)][int(m.group(2))]}" if m else source
+
+
 def label(pid, vmd_pids):
     argv = cmdline(pid)
     exe = os.path.basename(argv[0]) if argv else "?"
@@ -113,12 +125,12 @@ def label(pid, vmd_pids):
         return "qemu", vm
     if "virtiofsd" in exe:
         source = next((a.split("=", 1)[1] for a in argv if a.startswith("source=") or a.startswith("--shared-dir=")), "?")
-        return ("virtiofsd-outer" if ppid in vmd_pids else "virtiofsd-inner"), source
+        return ("virtiofsd-outer" if ppid in vmd_pids else "virtiofsd-inner"), share_of(source)
     return exe, ""
 
 
 def audit_line(kind, what, pid, st, fd_count, extra=""):
-    return (f"{kind:16} {what[-40:]:40} pid={pid:<7} Uid={st['Uid'].split()[0]:>5} "
+    return (f"{kind:18} {what[-24:]:24} pid={pid:<7} Uid={st['Uid'].split()[0]:>5} "
             f"Gid={st['Gid'].split()[0]:>5} Groups={st.get('Groups', '') or '-':10} "
             f"CapEff={st['CapEff']} CapPrm={st['CapPrm']} CapBnd={st['CapBnd']} "
             f"NoNewPrivs={st['NoNewPrivs']} Seccomp={st['Seccomp']} fds={fd_count}{extra}")
@@ -176,7 +188,7 @@ def test_child_audit(env, daemons, capsys):
                     if set(st.get("Groups", "").split()) - {kvm}:
                         problems.append(f"{kind} {pid}: supplementary groups {st['Groups']}")
                 if kind == "virtiofsd-inner":
-                    allowed = 0 if what == "/nix/store" else CAPS_RW if what.endswith("/ssh") else CAPS_RO
+                    allowed = 0 if what.endswith(":nix-store") else CAPS_RW if what.endswith(":key-ssh") else CAPS_RO
                     if int(st["CapEff"], 16) & ~allowed or int(st["CapPrm"], 16) & ~allowed:
                         problems.append(f"{kind} {what}: CapEff {st['CapEff']} CapPrm {st['CapPrm']}")
                 if kind == "virtiofsd-outer" and (int(st["CapEff"], 16) or int(st["CapPrm"], 16)):
@@ -267,13 +279,13 @@ def test_child_audit_libvirt(env, lv, daemons, capsys):
                     outer.append(int(fh.read()))
         for pid in outer + [k for o in outer for k in children(o)]:
             argv = cmdline(pid)
-            source = next((a.split("source=", 1)[1].split(",")[0] for a in argv if "source=" in a), "?")
+            source = share_of(next((a.split("source=", 1)[1].split(",")[0] for a in argv if "source=" in a), "?"))
             kind = "lv-virtiofsd-outer" if pid in outer else "lv-virtiofsd-inner"
             vst = status(pid)
             rows.append(audit_line(kind, source, pid, vst, len(fds(pid))))
             assert vst["NoNewPrivs"] == "1" and vst["Seccomp"] == "2", vst
             # Both shares are read-only: vmd's wrapper drops the rest.
-            allowed = 0 if source == "/nix/store" else CAPS_RO
+            allowed = 0 if source.endswith(":nix-store") else CAPS_RO
             assert int(vst["CapEff"], 16) & ~allowed == 0, (kind, source, vst["CapEff"])
         with capsys.disabled():
             print("\nchild audit (libvirt driver):")
