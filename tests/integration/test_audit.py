@@ -111,8 +111,13 @@ SHARES = {"audita": ["nix-store", "key-ssh", "key-wireguard"], "auditb": ["nix-s
 
 
 def share_of(source):
+    """VM:SHARE from the directory virtiofsd is told (or, before vmd
+    mounted it for virtiofsd, the source itself)."""
     m = re.search(r"/vms/([a-z0-9-]+)/fs(\d+)\.dir$", source)
-    return f"{m.group(1)}:{SHARES[m.group(1)][int(m.group(2))]}" if m else source
+    if m:
+        return f"{m.group(1)}:{SHARES[m.group(1)][int(m.group(2))]}"
+    m = re.search(r"/keys/([a-z0-9-]+)/([a-z0-9-]+)$", source)
+    return f"{m.group(1)}:key-{m.group(2)}" if m else "?:nix-store" if source == "/nix/store" else source
 
 
 def label(pid, vmd_pids):
