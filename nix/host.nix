@@ -48,6 +48,10 @@ let
 
   absolute = types.strMatching "/.*";
 
+  # QEMU runs as this user, never root (vmd refuses to start QEMU if it is
+  # missing); /dev/kvm reaches it through the kvm group.
+  qemuUser = if cfg.settings.qemuUser != null then cfg.settings.qemuUser else "vmd-qemu";
+
   inherit (vmdLib) dropNulls;
   definitionFields = vm: removeAttrs vm [ "config" "nixos" "_module" ];
 
@@ -193,6 +197,13 @@ in
     environment.etc."vmd/vms.d".source = checkedDefinitions;
 
     users.groups.vmd = { };
+    users.users.${qemuUser} = {
+      isSystemUser = true;
+      group = lib.mkDefault qemuUser;
+      extraGroups = [ "kvm" ];
+      description = lib.mkDefault "vmd's QEMU processes";
+    };
+    users.groups.${qemuUser} = { };
 
     networking.firewall.allowedUDPPorts = mkIf cfg.openFirewall (vmdLib.hubPorts settingsJSON);
 

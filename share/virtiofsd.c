@@ -2,6 +2,19 @@
 #include "child.h"
 #include "virtiofsd.h"
 
+const char *virtiofsd_modcaps(bool read_only, bool world_readable)
+{
+	if (!read_only)
+		return NULL;
+	return world_readable ? "-chown:-dac_override:-fowner:-fsetid:-setgid:-setuid:-mknod:-setfcap"
+			      : "-chown:-fowner:-fsetid:-setgid:-setuid:-mknod:-setfcap";
+}
+
+static const char *modcaps(const struct virtiofsd_config *c)
+{
+	return virtiofsd_modcaps(c->read_only, c->world_readable);
+}
+
 int virtiofsd_argv(const struct virtiofsd_config *c, const struct virtiofsd_caps *caps, char ***ret)
 {
 	static const char *const qemu_cache[] = { "always", "auto", "none" };
@@ -30,6 +43,8 @@ int virtiofsd_argv(const struct virtiofsd_config *c, const struct virtiofsd_caps
 			r = strv_extend(&a, "--inode-file-handles=prefer");
 		if (r == 0 && c->read_only && caps->readonly)
 			r = strv_extend(&a, "--readonly");
+		if (r == 0 && modcaps(c) && caps->modcaps)
+			r = strv_extendf(&a, "--modcaps=%s", modcaps(c));
 	} else {
 		/* The C daemon has no read-only switch; spawn() makes the
 		 * source a read-only bind mount instead (both styles get it). */
@@ -48,6 +63,10 @@ int virtiofsd_argv(const struct virtiofsd_config *c, const struct virtiofsd_caps
 			r = strv_extend(&a, "-o");
 		if (r == 0)
 			r = strv_extend(&a, "log_level=warn");
+		if (r == 0 && modcaps(c))
+			r = strv_extend(&a, "-o");
+		if (r == 0 && modcaps(c))
+			r = strv_extendf(&a, "modcaps=%s", modcaps(c));
 	}
 	if (r < 0)
 		return r;
@@ -70,6 +89,7 @@ int virtiofsd_parse_help(const char *help, enum virtiofsd_style forced, struct v
 	if (caps.style == VIRTIOFSD_STYLE_RUST) {
 		caps.readonly = strstr(help, "--readonly") != NULL;
 		caps.inode_file_handles = strstr(help, "--inode-file-handles") != NULL;
+		caps.modcaps = strstr(help, "--modcaps") != NULL;
 	}
 	*ret = caps;
 	return 0;

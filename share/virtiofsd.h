@@ -19,6 +19,7 @@ struct virtiofsd_caps {
 	enum virtiofsd_style style;
 	bool readonly;           /* Rust: --readonly */
 	bool inode_file_handles; /* Rust: --inode-file-handles */
+	bool modcaps;            /* Rust: --modcaps (the C one always has -o modcaps) */
 };
 
 struct virtiofsd_config {
@@ -27,7 +28,18 @@ struct virtiofsd_config {
 	int fd;             /* the pre-bound listening socket, as numbered in the child */
 	enum virtiofsd_cache cache;
 	bool read_only;
+	/* Every file below source is readable by anyone (the store): its
+	 * sandboxed process needs no DAC override either. */
+	bool world_readable;
 };
+
+/* The capabilities virtiofsd keeps by default (both daemons: chown,
+ * dac_override, fowner, fsetid, setgid, setuid, mknod, setfcap) serve a
+ * guest that writes as any owner. A read-only share needs only to read:
+ * its sandboxed process drops the rest, and a world-readable one (the
+ * store) even the DAC override. The modcaps list for that, or NULL to keep
+ * them (a writable share). */
+const char *virtiofsd_modcaps(bool read_only, bool world_readable);
 
 /* Pure: builds the argv. */
 int virtiofsd_argv(const struct virtiofsd_config *c, const struct virtiofsd_caps *caps, char ***ret);

@@ -3,7 +3,9 @@
  * libvirt driver (its <binary path=...> is a small script that calls
  * this). It gives that virtiofsd what vmd's own spawn() gives it with the
  * QEMU driver, then becomes it: the source made read-only in a private
- * mount namespace (libvirt 9 refuses <readonly/> for virtiofs), vmd's
+ * mount namespace (libvirt 9 refuses <readonly/> for virtiofs), for a
+ * read-only share the capabilities for writing dropped (the C virtiofsd's
+ * -o modcaps, as vmd's own command line has it), vmd's
  * seccomp filter, a high RLIMIT_NOFILE, and its pid in a file vmd watches,
  * so a dead virtiofsd stops the VM instead of hanging its guest. */
 #include <stdio.h>
@@ -80,10 +82,11 @@ static int write_pid(const char *path)
 
 int cmd_virtiofsd_exec(int argc, char **argv)
 {
-	_cleanup_free_ char *source = NULL, *arg = NULL;
+	_cleanup_free_ char *source = NULL, *arg = NULL, *modcaps = NULL;
+	_cleanup_strv_free_ char **args = NULL;
 	_cleanup_close_ int dirfd = -EBADF;
 	const char *pidfile = NULL, *below = NULL, *at = NULL;
-	bool read_only = false, handles = false;
+	bool read_only = false, handles = false, world_readable = false;
 	size_t root_len;
 	int i = 1, r;
 
@@ -96,6 +99,8 @@ int cmd_virtiofsd_exec(int argc, char **argv)
 			read_only = true;
 		else if (streq(argv[i], "--file-handles"))
 			handles = true;
+		else if (streq(argv[i], "--world-readable"))
+			world_readable = true;
 		else if (startswith(argv[i], "--pidfile="))
 			pidfile = argv[i] + strlen("--pidfile=");
 		else if (startswith(argv[i], "--below="))
@@ -108,8 +113,8 @@ int cmd_virtiofsd_exec(int argc, char **argv)
 		}
 	}
 	if (i >= argc || argv[i][0] != '/' || !below || below[0] != '/' || !at || at[0] != '/') {
-		log_error("usage: vmd virtiofsd-exec --below=DIR --at=DIR [--read-only] [--file-handles] "
-			  "[--pidfile=FILE] -- /PATH/TO/VIRTIOFSD ARG...");
+		log_error("usage: vmd virtiofsd-exec --below=DIR --at=DIR [--read-only] [--world-readable] "
+			  "[--file-handles] [--pidfile=FILE] -- /PATH/TO/VIRTIOFSD ARG...");
 		return EXIT_BAD_INPUT;
 	}
 	/* The directory is opened here, as virtiofsd starts, below the
@@ -138,9 +143,23 @@ int cmd_virtiofsd_exec(int argc, char **argv)
 			return EXIT_RUNTIME;
 		}
 	}
+	/* Only the C daemon ("-o source=") surely takes -o modcaps; a Rust
+	 * one (maybe on another host) is left as libvirt starts it. */
+	args = strv_copy(argv + i);
+	if (args && strstr(arg, "source=") && virtiofsd_modcaps(read_only, world_readable)) {
+		modcaps = xasprintf("modcaps=%s", virtiofsd_modcaps(read_only, world_readable));
+		if (!modcaps || strv_extend(&args, "-o") < 0 || strv_extend(&args, modcaps) < 0) {
+			strv_free(args);
+			args = NULL;
+		}
+	}
+	if (!args) {
+		log_error_errno(-ENOMEM, "virtiofsd-exec: %m");
+		return EXIT_RUNTIME;
+	}
 	struct spawn_dir dir = { dirfd, at, read_only };
 	struct spawn_opts o = {
-		.argv = argv + i,
+		.argv = args,
 		.profile = handles ? SANDBOX_VIRTIOFSD_FH : SANDBOX_VIRTIOFSD,
 		.nofile = VIRTIOFSD_NOFILE,
 		.dir = &dir,

@@ -55,7 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct schema_errors host_errors = {};
 		static const int tap_fds[] = { 8, 9, 10, 11 };
 		char mac[18] = "";
-		struct qemu_fs fs = { "nix-store", "/run/vmd/vms/x/fs0.sock" };
+		struct qemu_fs fs = { "nix-store", 9 };
 		struct qemu_config qc = {
 			.binary = "/usr/bin/qemu-system-x86_64", .name = a->name, .accel = ACCEL_TCG,
 			.vcpus = a->vcpus, .memory_mib = a->memory_mib, .kernel = "/k", .initrd = "/i",

@@ -22,6 +22,20 @@ TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 VMD = os.environ.get("VMD_BIN", os.path.join(TOP, "build", "vmd"))
 
 
+QEMU_USER = "vmd-qemu"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def qemu_user():
+    """QEMU runs as vmd-qemu (the settings' default qemu_user), which
+    tests/install-deps creates; so does this, on a machine set up before it
+    did."""
+    if subprocess.run(["id", QEMU_USER], capture_output=True).returncode != 0:
+        subprocess.run(["useradd", "--system", "--user-group", "--groups", "kvm", "--no-create-home",
+                        "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", QEMU_USER], check=True)
+    return QEMU_USER
+
+
 @pytest.fixture(scope="session")
 def closure():
     path = os.environ.get("VMD_GUEST")

@@ -45,6 +45,7 @@ in
     units = units c.systemd.services [ "vmd" "vmd-guests" ];
     firewallUDP = c.networking.firewall.allowedUDPPorts;
     groups = lib'.attrNames c.users.groups;
+    users = lib'.mapAttrs (_: u: { inherit (u) isSystemUser group extraGroups; }) c.users.users;
     definitions = c.system.build.vmdDefinitions.drvPath;
   };
 

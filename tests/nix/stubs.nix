@@ -122,6 +122,17 @@ in
       default = { };
     };
 
+    # nixos/modules/config/users-groups.nix (userOpts: isSystemUser, group,
+    # extraGroups, description; the assertion that a system user has a group)
+    users.users = mkOption {
+      type = types.attrsOf (types.submodule {
+        options.isSystemUser = mkOption { type = types.bool; default = false; };
+        options.group = mkOption { type = types.str; default = ""; };
+        options.extraGroups = mkOption { type = types.listOf types.str; default = [ ]; };
+        options.description = mkOption { type = types.str; default = ""; };
+      });
+      default = { };
+    };
     # nixos/modules/config/users-groups.nix (groupOpts: gid, members)
     users.groups = mkOption {
       type = types.attrsOf (types.submodule {

@@ -127,7 +127,9 @@ TEST(qemu_options)
 	ASSERT(qemu_plan_argv(&p, 1, true, &argv) == 0);
 	all = strv_join(argv, " ");
 	ASSERT(strstr(all, " pc,accel=kvm,memory-backend=mem -cpu host "));
-	ASSERT_STREQ(argv[strv_length(argv) - 4], "tap,id=net0,fd=8,vhost=on");
+	/* vhost-net as an fd vmd opened, after the disks and the two virtiofsd
+	 * connections (the store, the wireguard key). */
+	ASSERT_STREQ(argv[strv_length(argv) - 4], "tap,id=net0,fd=8,vhost=on,vhostfd=26");
 	ASSERT_STREQ(argv[strv_length(argv) - 2], "virtio-net-pci,netdev=net0,mac=52:54:00:ab:cd:ef");
 	ASSERT(libvirt_plan_xml(&p, true, "", &xml) == 0);
 	ASSERT(strstr(xml, "<domain type='kvm'>") && strstr(xml, "<cpu mode='host-passthrough'/>"));
@@ -135,13 +137,15 @@ TEST(qemu_options)
 
 	/* Settings cannot name a directory with a comma, but should a path
 	 * ever have one, QEMU's option syntax needs it doubled. */
-	struct qemu_fs fs[] = { { "nix-store", "/run/vm,d/vms/edge/fs0.sock" } };
+	struct qemu_fs fs[] = { { "nix-store", 9 } };
 	struct qemu_config c = { .binary = "/usr/bin/qemu-system-x86_64", .name = "edge", .vcpus = 1,
-				 .memory_mib = 512, .kernel = "/k", .initrd = "/i", .cmdline = "",
+				 .memory_mib = 512, .kernel = "/nix/st,ore/k", .initrd = "/i", .cmdline = "",
 				 .qmp_fd = 3, .console_fd = 4, .notify_fd = 5, .agent_fd = 6, .fs = fs, .n_fs = 1 };
 	strv_free(argv);
 	ASSERT(qemu_argv(&c, &argv) == 0);
-	ASSERT(strv_contains(argv, "socket,id=fs0,path=/run/vm,,d/vms/edge/fs0.sock"));
+	ASSERT(strv_contains(argv, "/nix/st,,ore/k"));
+	/* The virtiofsd connection is an fd vmd connected: QEMU needs no path. */
+	ASSERT(strv_contains(argv, "socket,id=fs0,fd=9"));
 }
 
 /* The metadata element as virDomainGetMetadata() gives it back. */
@@ -195,9 +199,11 @@ TEST(virtiofsd_styles)
 		.fd = 3,
 		.cache = VIRTIOFSD_CACHE_ALWAYS,
 		.read_only = true,
+		.world_readable = true,
 	};
 	struct virtiofsd_caps qemu = { .style = VIRTIOFSD_STYLE_QEMU };
-	struct virtiofsd_caps rust = { .style = VIRTIOFSD_STYLE_RUST, .readonly = true, .inode_file_handles = true };
+	struct virtiofsd_caps rust = { .style = VIRTIOFSD_STYLE_RUST, .readonly = true, .inode_file_handles = true,
+				       .modcaps = true };
 	struct virtiofsd_caps rust_old = { .style = VIRTIOFSD_STYLE_RUST };
 	char **argv = NULL;
 
@@ -232,14 +238,16 @@ TEST(virtiofsd_help_parsing)
 	ASSERT_EQ(caps.style, VIRTIOFSD_STYLE_QEMU);
 	ASSERT(!caps.readonly);
 	ASSERT(virtiofsd_parse_help("Usage: virtiofsd [OPTIONS] --shared-dir <SHARED_DIR>\n"
-				    "      --readonly\n      --inode-file-handles <FH>\n",
+				    "      --readonly\n      --inode-file-handles <FH>\n      --modcaps <MODCAPS>\n",
 				    VIRTIOFSD_STYLE_AUTO, &caps) == 0);
 	ASSERT_EQ(caps.style, VIRTIOFSD_STYLE_RUST);
 	ASSERT(caps.readonly);
 	ASSERT(caps.inode_file_handles);
+	ASSERT(caps.modcaps);
 	ASSERT(virtiofsd_parse_help("Usage: virtiofsd --shared-dir <DIR>\n", VIRTIOFSD_STYLE_AUTO, &caps) == 0);
 	ASSERT(!caps.readonly);
 	ASSERT(!caps.inode_file_handles);
+	ASSERT(!caps.modcaps);
 	ASSERT(virtiofsd_parse_help("something else entirely", VIRTIOFSD_STYLE_AUTO, &caps) == -EPROTONOSUPPORT);
 	ASSERT(virtiofsd_parse_help("something else entirely", VIRTIOFSD_STYLE_QEMU, &caps) == 0);
 

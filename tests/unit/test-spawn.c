@@ -200,6 +200,44 @@ TEST(dir)
 	rmdir(at);
 }
 
+/* A private root with only the listed paths, an empty network namespace
+ * (only lo: two header lines and one), and an unprivileged user with no
+ * capabilities left, not even in the bounding set. */
+TEST(user_and_root)
+{
+	static const char *const root[] = { "/usr", "/lib", "/lib64", "/proc", "/dev/null", "/nonexistent", NULL };
+	static const gid_t groups[] = { 4243 };
+	const struct spawn_user user = { .uid = 4242, .gid = 4242, .groups = groups, .n_groups = 1 };
+	char *argv[] = { "/usr/bin/sh", "-c",
+			 "ls /; ls /dev; id -u; id -g; id -G; grep -E '^(Cap|NoNewPrivs)' /proc/self/status; "
+			 "echo x > /usr/x || echo read-only; cat /proc/self/net/dev | wc -l",
+			 NULL };
+	char buf[4096] = "";
+	size_t n = 0;
+	ssize_t k;
+	int p[2];
+	struct child c = { .pidfd = -EBADF };
+
+	ASSERT(pipe2(p, O_CLOEXEC) == 0);
+	struct spawn_opts o = { .argv = argv, .stdin_fd = -1, .stdout_fd = p[1], .stderr_fd = -1,
+				.profile = SANDBOX_QEMU, .root_paths = root, .no_network = true, .user = &user };
+	ASSERT(child_start(&c, &o) == 0);
+	close(p[1]);
+	while ((k = read(p[0], buf + n, sizeof(buf) - 1 - n)) > 0)
+		n += (size_t)k;
+	close(p[0]);
+	ASSERT_EQ(child_wait(&c, 10 * USEC_PER_SEC), 0);
+	ASSERT_STREQ(buf, "dev\nlib\nlib64\nproc\nusr\nnull\n4242\n4242\n4242 4243\n"
+			  "CapInh:\t0000000000000000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n"
+			  "CapBnd:\t0000000000000000\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\nread-only\n3\n");
+
+	/* Root is refused, not run as. */
+	const struct spawn_user root_user = { .uid = 0 };
+	o = (struct spawn_opts){ .argv = argv, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,
+				 .profile = SANDBOX_QEMU, .user = &root_user };
+	ASSERT(child_start(&c, &o) == -EPERM);
+}
+
 TEST(die_with_parent)
 {
 	int p[2];
@@ -259,4 +297,4 @@ TEST(timeout_kills)
 }
 
 RUN_TESTS(T(exit_status), T(exec_errors), T(fds_and_environment), T(seccomp_profiles), T(dir),
-	  T(die_with_parent), T(timeout_kills))
+	  T(user_and_root), T(die_with_parent), T(timeout_kills))

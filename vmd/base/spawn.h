@@ -7,8 +7,10 @@
  * every other fd is closed on exec; signal dispositions and the mask are
  * reset; the child gets its own session (so a Ctrl-C at the terminal reaches
  * vmd, which then shuts down in order); limits are set; optionally one path
- * is made read-only in a private mount namespace; and the seccomp filter of
- * the chosen profile is installed last. Exec failures come back to the
+ * is mounted in a private mount namespace, or the child gets a
+ * private root holding only the listed paths; optionally it becomes an
+ * unprivileged user; and the seccomp filter of the chosen profile is
+ * installed last. Exec failures come back to the
  * parent through a close-on-exec pipe, so spawn() itself reports "No such
  * file or directory" instead of a child that dies silently. */
 
@@ -17,9 +19,23 @@
 
 #include "sandbox.h"
 
+/* QEMU's: its channels, a tap's queues and their vhost-net fds, a
+ * virtiofsd connection per share, its disks. */
+#define SPAWN_FDS_MAX 256
+
 struct spawn_fd {
 	int fd;       /* in the parent */
 	int child_fd; /* its number in the child (>= 3) */
+};
+
+/* Who the child runs as: not root, with no capabilities at all (permitted,
+ * effective, inheritable, ambient and the bounding set emptied) and only
+ * these supplementary groups. */
+struct spawn_user {
+	uid_t uid; /* not 0 */
+	gid_t gid;
+	const gid_t *groups;
+	size_t n_groups;
 };
 
 /* A directory handed to the child by fd rather than by a path of the
@@ -50,6 +66,18 @@ struct spawn_opts {
 	rlim_t nofile; /* 0: inherit */
 	/* If set, mounted in the child's own mount namespace (above). */
 	const struct spawn_dir *dir;
+	/* If set, the child's root is a fresh read-only tmpfs in a private
+	 * mount namespace holding only these host paths (NULL-terminated,
+	 * absolute), each bound read-only (symlinks followed; missing ones
+	 * skipped). Character devices among them stay usable, everything else
+	 * is nosuid and nodev. */
+	const char *const *root_paths;
+	/* New, empty network and IPC namespaces: the child reaches no socket,
+	 * no host address, no abstract unix socket and no System V IPC
+	 * object but what its fds give it. */
+	bool no_network;
+	/* If set, drop to this user after the mounts, before exec. */
+	const struct spawn_user *user;
 };
 
 /* Starts the child. On success returns 0 with its pid and a pidfd

@@ -187,8 +187,9 @@ static int write_wrapper(const struct vm_plan *p, size_t i)
 	/* It opens the source below that directory with no symlink followed
 	 * as virtiofsd starts, and gives virtiofsd the fd. */
 	text = xasprintf("#!/bin/sh\n# vmd: libvirt runs this as the virtiofsd of VM %s for %s.\n"
-			 "exec %s virtiofsd-exec --pidfile=%s --below=%s --at=%s%s -- %s \"$@\"\n",
-			 p->def->name, s->tag, qexe, qpid, qbelow, qat, s->read_only ? " --read-only" : "", qfsd);
+			 "exec %s virtiofsd-exec --pidfile=%s --below=%s --at=%s%s%s -- %s \"$@\"\n",
+			 p->def->name, s->tag, qexe, qpid, qbelow, qat, s->read_only ? " --read-only" : "",
+			 streq(s->tag, "nix-store") ? " --world-readable" : "", qfsd);
 	if (!text)
 		return -ENOMEM;
 	return write_file(path, text, 0700, 0);

@@ -8,7 +8,9 @@
  * next daemon can find and adopt the VM. */
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/resource.h>
@@ -22,11 +24,23 @@
 #include "driver.h"
 
 /* QEMU's fd numbers for its pre-bound sockets, the run-dir lock, the tap
- * queues and the disk images. */
+ * queues and the disk images; after those, its virtiofsd connections and
+ * the vhost-net fds (one per tap queue). */
 enum { QFD_QMP = 3, QFD_CONSOLE, QFD_NOTIFY, QFD_AGENT, QFD_LOCK, QFD_TAP, QFD_DISK = QFD_TAP + TAP_QUEUES_MAX };
-/* spawn() passes at most 64 fds; disk i has QFD_DISK + 2i, and its base
- * (an overlay's) QFD_DISK + 2i + 1. */
-#define QEMU_DISKS_MAX ((64 - (QFD_DISK - QFD_QMP)) / 2)
+/* Disk i has QFD_DISK + 2i, and its base (an overlay's) QFD_DISK + 2i + 1.
+ * Definitions have at most 32; spawn() passes at most SPAWN_FDS_MAX fds,
+ * which leaves room for 65 shares and the vhost-net fds after them. */
+#define QEMU_DISKS_MAX 64
+
+static int qfd_fs(size_t n_images, size_t i)
+{
+	return QFD_DISK + 2 * (int)n_images + (int)i;
+}
+
+static int qfd_vhost(size_t n_images, size_t n_shares, unsigned i)
+{
+	return QFD_DISK + 2 * (int)n_images + (int)n_shares + (int)i;
+}
 
 /* The channels' sockets in the run directory, in QFD order. */
 static const char *const chan_names[] = { "qmp", "con", "notify", "qga" };
@@ -165,6 +179,8 @@ static int start_share(struct drv_vm *d, size_t i)
 		.fd = 3,
 		.cache = s->cache,
 		.read_only = s->read_only,
+		/* The store: Nix makes every path in it readable by all. */
+		.world_readable = streq(s->tag, "nix-store"),
 	};
 	int r;
 
@@ -402,12 +418,17 @@ static int connect_channels(struct drv_vm *d)
 	return attach_channels(d, fds);
 }
 
-/* vmd's copies of the listening sockets and of a tap's queue fds: closed
- * once QEMU holds them, so the tap lives exactly as long as that QEMU. */
+/* vmd's copies of the listening sockets, of a tap's queue fds, of the
+ * connections to the virtiofsd and of the vhost-net fds: closed once QEMU
+ * holds them, so the tap lives exactly as long as that QEMU. */
 struct qemu_fds {
 	int chan[N_CHANNELS];
 	int tap[TAP_QUEUES_MAX];
 	unsigned n_taps;
+	int vhost[TAP_QUEUES_MAX];
+	unsigned n_vhost;
+	int *fs;
+	size_t n_fs;
 	int disk[2 * QEMU_DISKS_MAX]; /* each image, then its base or -EBADF */
 	size_t n_disks;
 };
@@ -415,11 +436,49 @@ struct qemu_fds {
 static void qemu_fds_done(struct qemu_fds *f)
 {
 	for (size_t i = 0; i < N_CHANNELS; i++)
-		safe_close(f->chan[i]);
+		f->chan[i] = safe_close(f->chan[i]);
 	for (unsigned i = 0; i < f->n_taps; i++)
 		safe_close(f->tap[i]);
+	for (unsigned i = 0; i < f->n_vhost; i++)
+		safe_close(f->vhost[i]);
+	for (size_t i = 0; i < f->n_fs; i++)
+		safe_close(f->fs[i]);
 	for (size_t i = 0; i < f->n_disks; i++)
 		safe_close(f->disk[i]);
+	f->n_taps = f->n_vhost = 0;
+	f->n_fs = f->n_disks = 0;
+	f->fs = mfree(f->fs);
+}
+
+/* QEMU runs as host->qemu_user, with the kvm group (for /dev/kvm) as its
+ * only supplementary group where that group exists. Never root. */
+static int qemu_user(const struct vm_plan *p, struct spawn_user *u, gid_t *kvm)
+{
+	const char *name = p->host->qemu_user;
+	struct passwd *pw;
+	struct group *gr;
+
+	errno = 0;
+	pw = getpwnam(name);
+	if (!pw && errno != 0 && errno != ENOENT && errno != ESRCH)
+		return log_error_errno(errno, "%s: looking up QEMU's user %s: %m", p->def->name, name);
+	if (!pw)
+		return log_error_errno(ENOENT,
+				       "%s: QEMU's user %s does not exist; create it with \"useradd --system "
+				       "--user-group --groups kvm --no-create-home --home-dir /nonexistent --shell "
+				       "/usr/sbin/nologin %s\" (or name another in the settings' qemu_user)",
+				       p->def->name, name, name);
+	if (pw->pw_uid == 0 || pw->pw_gid == 0)
+		return log_error_errno(EPERM, "%s: QEMU's user %s is root (uid or group 0); it must be an "
+				       "unprivileged user", p->def->name, name);
+	*u = (struct spawn_user){ .uid = pw->pw_uid, .gid = pw->pw_gid };
+	gr = getgrnam("kvm");
+	if (gr && gr->gr_gid != 0) {
+		*kvm = gr->gr_gid;
+		u->groups = kvm;
+		u->n_groups = 1;
+	}
+	return 0;
 }
 
 /* Each image as QEMU gets it: opened now, not when it was made or checked
@@ -454,13 +513,13 @@ int qemu_plan_argv(const struct vm_plan *p, unsigned n_taps, bool vhost, char **
 	_cleanup_free_ char *kernel = path_join(p->system, "kernel"), *initrd = path_join(p->system, "initrd");
 	_cleanup_free_ struct qemu_fs *fs = calloc(p->n_shares + 1, sizeof(*fs));
 	_cleanup_free_ struct qemu_disk *disks = calloc(p->n_images + 1, sizeof(*disks));
-	int tap_numbers[TAP_QUEUES_MAX];
+	int tap_numbers[TAP_QUEUES_MAX], vhost_numbers[TAP_QUEUES_MAX];
 	char mac_str[18];
 
 	if (!kernel || !initrd || !fs || !disks)
 		return -ENOMEM;
 	for (size_t i = 0; i < p->n_shares; i++)
-		fs[i] = (struct qemu_fs){ p->shares[i].tag, p->shares[i].socket };
+		fs[i] = (struct qemu_fs){ p->shares[i].tag, qfd_fs(p->n_images, i) };
 	for (size_t i = 0; i < p->n_images; i++) {
 		const struct def_disk *dk = p->images[i].disk;
 
@@ -473,8 +532,10 @@ int qemu_plan_argv(const struct vm_plan *p, unsigned n_taps, bool vhost, char **
 			.base_blockdev = p->images[i].base_blockdev,
 		};
 	}
-	for (unsigned i = 0; i < n_taps; i++)
+	for (unsigned i = 0; i < n_taps; i++) {
 		tap_numbers[i] = QFD_TAP + (int)i;
+		vhost_numbers[i] = qfd_vhost(p->n_images, p->n_shares, i);
+	}
 	if (p->def->network) {
 		uint8_t mac[6];
 
@@ -501,9 +562,81 @@ int qemu_plan_argv(const struct vm_plan *p, unsigned n_taps, bool vhost, char **
 		.mac = p->def->network ? mac_str : NULL,
 		.tap_fds = tap_numbers,
 		.n_taps = n_taps,
-		.vhost = vhost,
+		.vhost_fds = vhost && n_taps > 0 ? vhost_numbers : NULL,
 	};
 	return qemu_argv(&qc, ret);
+}
+
+/* What QEMU sees of the host: its programs and libraries, the store (the
+ * closure's kernel and initrd; QEMU itself on NixOS) and a few devices,
+ * read-only, in a root of its own. Not the run, state, key or log
+ * directories: everything of those it needs comes as an fd. A QEMU
+ * outside /usr and the store brings its own directory, and a kernel or
+ * initrd that the closure links to from outside the store the file
+ * itself. */
+static bool at_or_below(const char *path, const char *dir)
+{
+	size_t n = strlen(dir);
+
+	return strncmp(path, dir, n) == 0 && (path[n] == 0 || path[n] == '/');
+}
+
+struct qemu_root {
+	const char *paths[20];
+	char *qemu_dir, *kernel, *initrd;
+};
+
+static void qemu_root_done(struct qemu_root *r)
+{
+	free(r->qemu_dir);
+	free(r->kernel);
+	free(r->initrd);
+}
+
+/* The file a closure's part resolves to, if QEMU would not see it
+ * otherwise (NULL: it would, or it is not there: QEMU then says so). */
+static char *outside(const struct vm_plan *p, const char *part)
+{
+	_cleanup_free_ char *path = path_join(p->system, part);
+	char *real = path ? realpath(path, NULL) : NULL;
+
+	if (real && (at_or_below(real, "/usr") || at_or_below(real, p->host->store_dir)))
+		real = mfree(real);
+	return real;
+}
+
+static int qemu_root(const struct vm_plan *p, struct qemu_root *r)
+{
+	const char *store = p->host->store_dir;
+	size_t n = 0;
+
+	if (!at_or_below(p->opts->qemu, "/usr") && !at_or_below(p->opts->qemu, store)) {
+		r->qemu_dir = strdup(p->opts->qemu);
+		if (!r->qemu_dir)
+			return -ENOMEM;
+		*strrchr(r->qemu_dir, '/') = 0;
+	}
+	r->kernel = outside(p, "kernel");
+	r->initrd = outside(p, "initrd");
+	r->paths[n++] = "/usr";
+	r->paths[n++] = "/lib";
+	r->paths[n++] = "/lib64";
+	r->paths[n++] = "/etc/ld.so.cache";
+	r->paths[n++] = store;
+	if (r->qemu_dir && *r->qemu_dir)
+		r->paths[n++] = r->qemu_dir;
+	if (r->kernel)
+		r->paths[n++] = r->kernel;
+	if (r->initrd)
+		r->paths[n++] = r->initrd;
+	r->paths[n++] = "/dev/null";
+	r->paths[n++] = "/dev/zero";
+	r->paths[n++] = "/dev/urandom";
+	r->paths[n++] = "/dev/random";
+	if (p->opts->accel == ACCEL_KVM)
+		r->paths[n++] = "/dev/kvm";
+	r->paths[n] = NULL;
+	return 0;
 }
 
 static int qd_start(struct drv_vm *d)
@@ -512,10 +645,21 @@ static int qd_start(struct drv_vm *d)
 	_cleanup_(qemu_fds_done) struct qemu_fds qf = {};
 	_cleanup_strv_free_ char **argv = NULL;
 	_cleanup_free_ char *pidfile = NULL;
+	_cleanup_free_ struct spawn_fd *fds = NULL;
+	_cleanup_(qemu_root_done) struct qemu_root root = {};
+	struct spawn_user user;
+	gid_t kvm;
+	size_t n_fds = 0;
 	int r;
 
 	for (size_t i = 0; i < N_CHANNELS; i++)
 		qf.chan[i] = -EBADF;
+	r = qemu_user(p, &user, &kvm);
+	if (r < 0)
+		return r;
+	r = qemu_root(p, &root);
+	if (r < 0)
+		return r;
 	for (size_t i = 0; i < N_CHANNELS; i++) {
 		_cleanup_free_ char *path = xasprintf("%s/%s.sock", p->dir, chan_names[i]);
 
@@ -524,6 +668,17 @@ static int qd_start(struct drv_vm *d)
 		qf.chan[i] = unix_listen(path);
 		if (qf.chan[i] < 0)
 			return log_error_errno(qf.chan[i], "%s: binding %s: %m", p->def->name, path);
+	}
+	/* Each virtiofsd listens already (its socket was bound before it
+	 * started), so the connection waits in its backlog. */
+	qf.fs = calloc(p->n_shares + 1, sizeof(int));
+	if (!qf.fs)
+		return -ENOMEM;
+	for (; qf.n_fs < p->n_shares; qf.n_fs++) {
+		qf.fs[qf.n_fs] = unix_connect(p->shares[qf.n_fs].socket);
+		if (qf.fs[qf.n_fs] < 0)
+			return log_error_errno(qf.fs[qf.n_fs], "%s: connecting to %s: %m", p->def->name,
+					       p->shares[qf.n_fs].socket);
 	}
 	if (p->def->network) {
 		unsigned n = p->def->vcpus < TAP_QUEUES_MAX ? p->def->vcpus : TAP_QUEUES_MAX;
@@ -535,26 +690,41 @@ static int qd_start(struct drv_vm *d)
 		if (r < 0)
 			return r;
 		qf.n_taps = n;
+		/* vhost-net with KVM where the host has it; any failure to
+		 * open it only means no vhost. */
+		for (unsigned i = 0; p->opts->accel == ACCEL_KVM && i < n; i++) {
+			int fd = open("/dev/vhost-net", O_RDWR | O_CLOEXEC);
+
+			if (fd < 0)
+				break;
+			qf.vhost[qf.n_vhost++] = fd;
+		}
+		if (qf.n_vhost < n)
+			for (; qf.n_vhost > 0; qf.n_vhost--)
+				safe_close(qf.vhost[qf.n_vhost - 1]);
 	}
 	r = open_disks(p, &qf);
 	if (r < 0)
 		return r;
-	r = qemu_plan_argv(p, qf.n_taps, p->opts->accel == ACCEL_KVM && access("/dev/vhost-net", R_OK | W_OK) == 0,
-			   &argv);
+	r = qemu_plan_argv(p, qf.n_taps, qf.n_vhost > 0, &argv);
 	if (r < 0)
 		return r;
 
-	struct spawn_fd fds[5 + TAP_QUEUES_MAX + 2 * QEMU_DISKS_MAX] = {
-		{ qf.chan[0], QFD_QMP }, { qf.chan[1], QFD_CONSOLE }, { qf.chan[2], QFD_NOTIFY },
-		{ qf.chan[3], QFD_AGENT }, { p->lock_fd, QFD_LOCK },
-	};
-	size_t n_fds = 5;
-
+	fds = calloc(5 + qf.n_taps + qf.n_disks + qf.n_fs + qf.n_vhost, sizeof(*fds));
+	if (!fds)
+		return -ENOMEM;
+	for (size_t i = 0; i < N_CHANNELS; i++)
+		fds[n_fds++] = (struct spawn_fd){ qf.chan[i], QFD_QMP + (int)i };
+	fds[n_fds++] = (struct spawn_fd){ p->lock_fd, QFD_LOCK };
 	for (unsigned i = 0; i < qf.n_taps; i++)
 		fds[n_fds++] = (struct spawn_fd){ qf.tap[i], QFD_TAP + (int)i };
 	for (size_t i = 0; i < qf.n_disks; i++)
 		if (qf.disk[i] >= 0)
 			fds[n_fds++] = (struct spawn_fd){ qf.disk[i], QFD_DISK + (int)i };
+	for (size_t i = 0; i < qf.n_fs; i++)
+		fds[n_fds++] = (struct spawn_fd){ qf.fs[i], qfd_fs(p->n_images, i) };
+	for (unsigned i = 0; i < qf.n_vhost; i++)
+		fds[n_fds++] = (struct spawn_fd){ qf.vhost[i], qfd_vhost(p->n_images, qf.n_fs, i) };
 	struct spawn_opts o = {
 		.argv = argv,
 		.fds = fds,
@@ -564,6 +734,10 @@ static int qd_start(struct drv_vm *d)
 		.stderr_fd = p->log->fd,
 		.profile = SANDBOX_QEMU,
 		.die_with_parent = p->opts->die_with_parent,
+		.root_paths = root.paths,
+		/* Its taps, sockets and vhost-net are fds: no host network. */
+		.no_network = true,
+		.user = &user,
 	};
 	r = child_spawn(&d->qemu, p->loop, &o, on_qemu_exit, d);
 	if (r < 0)
@@ -575,7 +749,6 @@ static int qd_start(struct drv_vm *d)
 		(void)write_pidfile(pidfile, d->qemu.pid);
 
 	qemu_fds_done(&qf);
-	qf = (struct qemu_fds){ .chan = { -EBADF, -EBADF, -EBADF, -EBADF } };
 	r = connect_channels(d);
 	if (r < 0)
 		return log_error_errno(r, "%s: connecting to QEMU's channels in %s: %m", p->def->name, p->dir);

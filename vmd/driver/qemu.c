@@ -27,6 +27,22 @@ static char *qemu_escape(const char *s)
 	return e;
 }
 
+/* "8:9:10" */
+static char *fd_list(const int *fds, unsigned n)
+{
+	char *s = NULL;
+
+	for (unsigned i = 0; i < n; i++) {
+		char *t = xasprintf("%s%s%d", s ? s : "", s ? ":" : "", fds[i]);
+
+		free(s);
+		if (!t)
+			return NULL;
+		s = t;
+	}
+	return s;
+}
+
 #define ADD(...)                                              \
 	do {                                                  \
 		int _r = strv_extendf(&a, __VA_ARGS__);       \
@@ -102,13 +118,10 @@ int qemu_argv(const struct qemu_config *c, char ***ret)
 	ADD("-device");
 	ADD("virtserialport,bus=vser0.0,chardev=agent,name=org.qemu.guest_agent.0");
 
+	/* Connected by vmd: QEMU needs no access to the run directory. */
 	for (size_t i = 0; i < c->n_fs; i++) {
-		_cleanup_free_ char *sock = qemu_escape(c->fs[i].socket);
-
-		if (!sock)
-			return -ENOMEM;
 		ADD("-chardev");
-		ADD("socket,id=fs%zu,path=%s", i, sock);
+		ADD("socket,id=fs%zu,fd=%d", i, c->fs[i].fd);
 		ADD("-device");
 		ADD("vhost-user-fs-pci,chardev=fs%zu,tag=%s,queue-size=1024", i, c->fs[i].tag);
 	}
@@ -143,18 +156,18 @@ int qemu_argv(const struct qemu_config *c, char ***ret)
 		ADD("virtio-blk-pci,drive=disk-%s,serial=%s", k->name, k->name);
 	}
 	if (c->n_taps > 0) {
-		_cleanup_free_ char *fds = NULL;
+		_cleanup_free_ char *fds = fd_list(c->tap_fds, c->n_taps);
+		_cleanup_free_ char *vhost = c->vhost_fds ? fd_list(c->vhost_fds, c->n_taps) : NULL;
 
-		for (unsigned i = 0; i < c->n_taps; i++) {
-			char *n = xasprintf("%s%s%d", fds ? fds : "", fds ? ":" : "", c->tap_fds[i]);
-
-			if (!n)
-				return -ENOMEM;
-			free(fds);
-			fds = n;
-		}
+		if (!fds || (c->vhost_fds && !vhost))
+			return -ENOMEM;
 		ADD("-netdev");
-		ADD("tap,id=net0,%s=%s,vhost=%s", c->n_taps > 1 ? "fds" : "fd", fds, c->vhost ? "on" : "off");
+		/* vhost-net opened by vmd too: QEMU has no /dev/vhost-net. */
+		if (vhost)
+			ADD("tap,id=net0,%s=%s,vhost=on,%s=%s", c->n_taps > 1 ? "fds" : "fd", fds,
+			    c->n_taps > 1 ? "vhostfds" : "vhostfd", vhost);
+		else
+			ADD("tap,id=net0,%s=%s,vhost=off", c->n_taps > 1 ? "fds" : "fd", fds);
 		ADD("-device");
 		/* Multiqueue: a queue pair per tap queue, and MSI-X vectors
 		 * for each plus config and control. */

@@ -10,7 +10,7 @@
 
 struct qemu_fs {
 	const char *tag;
-	const char *socket;
+	int fd; /* connected to its virtiofsd, as numbered in the child */
 };
 
 struct qemu_disk {
@@ -44,7 +44,9 @@ struct qemu_config {
 	const char *mac;
 	const int *tap_fds;
 	unsigned n_taps;
-	bool vhost; /* vhost-net: only with KVM and /dev/vhost-net */
+	/* vhost-net (only with KVM and /dev/vhost-net): an opened
+	 * /dev/vhost-net per tap queue, as numbered in the child; NULL: off. */
+	const int *vhost_fds;
 };
 
 int qemu_argv(const struct qemu_config *c, char ***ret);

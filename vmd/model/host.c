@@ -72,6 +72,16 @@ static const char *check_group(const char *s)
 	return NULL;
 }
 
+/* A user name as useradd takes it; never root, whom QEMU must not run as. */
+static const char *check_user(const char *s)
+{
+	const char *why = check_group(s);
+
+	if (why)
+		return strlen(s) < 1 || strlen(s) > 32 ? why : "must be a user name";
+	return streq(s, "root") ? "must not be root: QEMU runs unprivileged" : NULL;
+}
+
 static const char *check_dir(const char *s)
 {
 	const char *why = check_abs_path(s);
@@ -125,6 +135,7 @@ static const struct schema_field host_table[] = {
 	{ .key = "start_limit_unready", .type = SCHEMA_U32, .offset = offsetof(struct host_config, start_limit_unready), .min = 1, .max = 1000, .def_uint = 5, .doc = "This many starts in a row that never become ready make a VM failed, however far apart (a boot may take ready_timeout_s, longer than the start-limit window)." },
 	{ .key = "control_group", .type = SCHEMA_STRING, .offset = offsetof(struct host_config, control_group), .def_string = "vmd", .check = check_group, .format = "group", .doc = "The group allowed on the control socket besides root." },
 	{ .key = "control_idle_timeout_s", .type = SCHEMA_U32, .offset = offsetof(struct host_config, control_idle_timeout_s), .min = 1, .max = 86400, .def_uint = CONTROL_IDLE_TIMEOUT_DEFAULT_S, .doc = "A control-socket connection with no request in progress (and no log it follows) is closed after this long; a half-sent request line counts as none." },
+	{ .key = "qemu_user", .type = SCHEMA_STRING, .offset = offsetof(struct host_config, qemu_user), .def_string = "vmd-qemu", .check = check_user, .format = "user", .doc = "The unprivileged user QEMU runs as (QEMU driver), with the kvm group as its only supplementary group; it must exist (useradd --system --user-group --groups kvm vmd-qemu)." },
 	{ .key = "wireguard_go", .type = SCHEMA_STRING, .offset = offsetof(struct host_config, wireguard_go), .def_string = VMD_DEFAULT_WIREGUARD_GO, .check = check_binary, .format = "binary", .doc = "The userspace WireGuard, for hubs where the kernel has no module." },
 	{ .key = "driver", .type = SCHEMA_ENUM, .offset = offsetof(struct host_config, driver), .enum_names = driver_names, .def_enum = DRIVER_QEMU, .doc = "The default driver for definitions: qemu (vmd runs QEMU and virtiofsd) or libvirt." },
 	{ .key = "libvirt_uri", .type = SCHEMA_STRING, .offset = offsetof(struct host_config, libvirt_uri), .def_string = "qemu:///system", .check = check_libvirt_uri, .format = "libvirt-uri", .doc = "This host's libvirtd." },

@@ -76,6 +76,8 @@ struct host_config {
 	char *control_group;
 	/* A control connection with nothing in progress is closed after this. */
 	uint32_t control_idle_timeout_s;
+	/* Who QEMU runs as (the QEMU driver): never root. */
+	char *qemu_user;
 	char *wireguard_go;
 	struct host_network *networks; /* sorted by name */
 	size_t n_networks;
