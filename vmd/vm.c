@@ -799,6 +799,17 @@ const char *vm_domain(const struct vm *vm)
 	return main_running(vm) && vm->drv_ops->domain ? vm->drv_ops->domain(vm->drv) : NULL;
 }
 
+int vm_console_write(struct vm *vm, const void *buf, size_t n)
+{
+	ssize_t k;
+
+	if (!main_running(vm) || !vm->drv_ops->console_write)
+		return -ENOTCONN;
+	/* n is a control line's worth: it fits. */
+	k = vm->drv_ops->console_write(vm->drv, buf, MIN(n, (size_t)1 << 20));
+	return (int)k;
+}
+
 pid_t vm_pid(const struct vm *vm)
 {
 	return main_running(vm) && vm->drv_ops->pid ? vm->drv_ops->pid(vm->drv) : 0;
