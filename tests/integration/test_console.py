@@ -90,16 +90,21 @@ class Pty:
         os.close(self.slave)
 
 
+def running(daemons, name):
+    """A daemon with one VM, up and ready: the daemon and its status."""
+    d = daemons()
+    d.define(name)
+    d.ctl("reload", check=0)
+    return d, d.wait_state(name, "running", ready=True)
+
+
 def console(env, *args):
     from conftest import VMD
     return [VMD, "-c", env.config, "console", *args]
 
 
 def test_console_at_a_terminal_detach_and_backlog(env, daemons):
-    d = daemons()
-    d.define("tty")
-    d.ctl("reload", check=0)
-    d.wait_state("tty", "running", ready=True)
+    d, _ = running(daemons, "tty")
     t = Pty(console(env, "tty"))
     try:
         t.expect("connected to tty's console; ^] detaches")
@@ -128,10 +133,7 @@ def test_console_at_a_terminal_detach_and_backlog(env, daemons):
 
 def test_console_scripted_without_a_terminal(env, daemons):
     import subprocess
-    d = daemons()
-    d.define("script")
-    d.ctl("reload", check=0)
-    d.wait_state("script", "running", ready=True)
+    d, _ = running(daemons, "script")
     p = subprocess.run(console(env, "script"), input="echo piped-$((2+3))\n", capture_output=True,
                        text=True, timeout=60)
     assert p.returncode == 0, p
@@ -141,10 +143,7 @@ def test_console_scripted_without_a_terminal(env, daemons):
 
 def test_one_writer_force_and_read_only(env, daemons):
     import subprocess
-    d = daemons()
-    d.define("share")
-    d.ctl("reload", check=0)
-    d.wait_state("share", "running", ready=True)
+    d, _ = running(daemons, "share")
     first = Pty(console(env, "share"))
     watcher = Pty(console(env, "share", "--read-only"))
     try:
@@ -178,3 +177,87 @@ def test_one_writer_force_and_read_only(env, daemons):
     finally:
         first.close()
         watcher.close()
+
+
+def test_attached_across_a_crash_and_the_restart(env, daemons):
+    import signal
+    d, first = running(daemons, "crash")
+    t = Pty(console(env, "crash"))
+    try:
+        t.expect("connected to crash's console;")
+        os.kill(first["pid"], signal.SIGKILL)
+        t.expect("crash went down; vmd restarts it")
+        d.wait_state("crash", "running", ready=True, pid_not=first["pid"])
+        # Still attached, to the new boot.
+        t.expect("built-in shell")
+        t.type("echo again-$((5*5))\r")
+        t.expect("again-25")
+        # A stop ends the session: told why, terminal back as it was.
+        d.ctl("stop", "crash", check=0)
+        assert t.wait() == 0
+        assert b"crash stopped" in t.seen
+        assert t.mode_restored()
+    finally:
+        t.close()
+
+
+def test_sigterm_restores_the_terminal(env, daemons):
+    import signal
+    d, _ = running(daemons, "sig")
+    t = Pty(console(env, "sig"))
+    try:
+        t.expect("connected to sig's console;")
+        assert not t.mode_restored()  # raw while attached
+        t.proc.send_signal(signal.SIGTERM)
+        assert t.wait() == -signal.SIGTERM
+        assert t.mode_restored()
+    finally:
+        t.close()
+    assert d.status("sig")["sig"]["state"] == "running"
+
+
+def test_a_client_that_stops_reading_stalls_nothing(env, daemons):
+    import json
+    import socket
+    d, _ = running(daemons, "flood")
+    s = socket.socket(socket.AF_UNIX)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(os.path.join(env.settings["run_dir"], "vmd.sock"))
+    s.sendall(json.dumps({"command": "console", "name": "flood", "read_only": True}).encode() + b"\n")
+    # The guest writes 6 MB to its console (more than the 4 MiB a client
+    # may have pending); the client reads none of it.
+    t0 = time.time()
+    d.ctl("exec", "flood", "--", "sh", "-c", "head -c 1500000 /dev/zero | od -v > /dev/ttyS0", check=0,
+          timeout=600)
+    # The daemon answered throughout, and the guest was never held up.
+    assert d.ctl("status", "flood", check=0, timeout=10)
+    # The log got all of it.
+    log = os.path.join(env.settings["log_dir"], "flood.log")
+    assert os.path.getsize(log) > 6_000_000
+    # The client was dropped: what it reads ends.
+    s.settimeout(30)
+    got = 0
+    while True:
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            break
+        got += len(chunk)
+    assert got < 5_500_000, got
+    s.close()
+
+
+def test_vmd_run_at_a_terminal_is_interactive(env):
+    from conftest import VMD
+    t = Pty([VMD, "run", "-c", env.config, env.define("inter")])
+    try:
+        t.expect("interactive console; ^] powers the VM off")
+        t.expect("built-in shell")
+        t.type("echo run-$((7*6))\r")
+        t.expect("run-42")
+        t.type(b"\x1d")
+        assert t.wait(timeout=60) == 0
+        assert b"^]: shutting the VM down" in t.seen
+        assert t.mode_restored()
+    finally:
+        t.close()
+    env.assert_clean()
