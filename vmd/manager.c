@@ -7,6 +7,7 @@
 #include "manager.h"
 #include "plan.h"
 #include "restart.h"
+#include "vmlog.h"
 
 enum waiter_kind { WAIT_READY, WAIT_STOPPED };
 
@@ -431,6 +432,18 @@ void manager_free(struct manager *m)
  * yet, so the VM's own definition is taken; later (a reconnect), a VM not
  * configured goes, and one that runs another definition than its VM's is
  * replaced. */
+/* A daemon that adopts a VM has seen none of its console: the backlog
+ * starts from the tail of its log (console output, and vmd's own lines). */
+static void seed_console(struct mvm *v)
+{
+	_cleanup_free_ char *tail = vmlog_tail(vm_log_path(v->vm), 200, 0);
+
+	if (tail && *tail) {
+		console_hub_output(&v->console, tail, strlen(tail));
+		console_hub_output(&v->console, "\r\n", 2);
+	}
+}
+
 static void on_found(struct drv_found *f, bool at_start, void *userdata)
 {
 	struct manager *m = userdata;
@@ -464,6 +477,7 @@ static void on_found(struct drv_found *f, bool at_start, void *userdata)
 		free(v->last_exit);
 		v->last_exit = TAKE_PTR(f->st.last_exit);
 		v->ready_at = now_usec();
+		seed_console(v);
 	} else if (r == -EBUSY) {
 		log_warning("%s: %s is in the hands of another vmd (its run directory is locked); leaving it", v->name,
 			    f->where);

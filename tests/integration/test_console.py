@@ -139,6 +139,13 @@ def test_console_scripted_without_a_terminal(env, daemons):
     assert p.returncode == 0, p
     assert "piped-5" in p.stdout
     assert "connected" not in p.stderr
+    # A daemon that adopts the VM starts its backlog from the VM's log.
+    pid = d.status("script")["script"]["pid"]
+    d.kill()
+    d2 = daemons()
+    assert d2.status("script")["script"]["pid"] == pid
+    p = subprocess.run(console(env, "script"), input="", capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "piped-5" in p.stdout, p
 
 
 def test_one_writer_force_and_read_only(env, daemons):
