@@ -80,6 +80,20 @@ in
       };
     };
 
+    console.autologinUser = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "root";
+      description = ''
+        Log this user in on the serial console without a password
+        (services.getty.autologinUser). By default the serial console,
+        which `vmd console NAME` reaches, shows a login prompt. Only the
+        host's root and the members of vmd's control group can reach it,
+        but with autologin they are that user in the guest without a
+        password: ask for it only where that is what you want.
+      '';
+    };
+
     definition = mkOption {
       type = types.submodule {
         options = opts.definitionOptions {
@@ -141,6 +155,15 @@ in
     # waiting for a key press; vmd's panic=-1 and QEMU's -no-reboot then end
     # the VM, and vmd reports it.
     boot.kernelParams = [ "console=ttyS0" "boot.panic_on_fail" ];
+    # A login prompt on the serial console, for `vmd console NAME`.
+    # systemd's getty generator starts it for the kernel console anyway;
+    # said here so that it does not hang on that.
+    systemd.services."serial-getty@ttyS0" = {
+      enable = true;
+      wantedBy = [ "getty.target" ];
+    };
+    services.getty.autologinUser = mkIf (config.vmd.guest.console.autologinUser != null)
+      config.vmd.guest.console.autologinUser;
 
     fileSystems."/" = {
       device = "none";

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "base64.h"
+#include "console.h"
 #include "control.h"
 #include "jline.h"
 #include "log.h"
@@ -31,6 +32,9 @@ struct client {
 	int log_fd;
 	uint64_t log_offset;
 	bool follow;
+	/* Attached to a VM's console (console.h). */
+	struct console_client console;
+	bool attached;
 	/* Asked for "shutdown": the connection ends with the daemon. */
 	bool waiting;
 	bool closing;
@@ -67,7 +71,7 @@ static void client_close(struct client *cl);
  * after the idle timeout, or to make room. A half-sent line is nothing. */
 static bool client_idle(const struct client *cl)
 {
-	return !cl->closing && !cl->requests && !cl->follow && !cl->waiting;
+	return !cl->closing && !cl->requests && !cl->follow && !cl->waiting && !cl->attached;
 }
 
 static void client_touch(struct client *cl)
@@ -194,6 +198,10 @@ static void on_reap(struct loop_source *s, void *userdata)
 /* Freed from the loop, never under a callback that still uses it. */
 static void client_close(struct client *cl)
 {
+	if (cl->attached) {
+		manager_console_detach(cl->c->m, &cl->console);
+		cl->attached = false;
+	}
 	if (!cl->closing)
 		cl->c->n_clients--;
 	cl->closing = true;
@@ -327,6 +335,87 @@ static void cmd_exec(struct client *cl, json_t *id, const char *name, json_t *re
 	}
 }
 
+static void console_output(struct console_client *cc, const char *buf, size_t n)
+{
+	struct client *cl = container_of(cc, struct client, console);
+	_cleanup_free_ char *b64 = NULL;
+
+	/* A client that stops reading fills its send buffer and is dropped
+	 * (reply()); the guest and the daemon never wait for it. */
+	for (size_t off = 0; off < n && !cl->closing; off += LOG_CHUNK) {
+		b64 = mfree(b64);
+		b64 = base64_encode(buf + off, MIN(n - off, (size_t)LOG_CHUNK));
+		reply(cl, NULL, b64 ? json_pack("{s:s}", "console", b64) : NULL);
+	}
+}
+
+static void console_event(struct console_client *cc, const char *kind, const char *text)
+{
+	struct client *cl = container_of(cc, struct client, console);
+
+	/* Taken over or ended: the hub has let go of it already. */
+	if (!streq(kind, "restarted") && cl->attached) {
+		cl->attached = false;
+		client_touch(cl);
+	}
+	reply(cl, NULL, json_pack("{s:s, s:s}", "event", kind, "message", text));
+}
+
+static const struct console_client_ops console_ops = {
+	.output = console_output,
+	.event = console_event,
+};
+
+static void cmd_console(struct client *cl, json_t *id, const char *name, json_t *req)
+{
+	json_t *ro = json_object_get(req, "read_only"), *force = json_object_get(req, "force");
+	_cleanup_free_ char *error = NULL;
+	int r;
+
+	if ((ro && !json_is_boolean(ro)) || (force && !json_is_boolean(force))) {
+		reply_error(cl, id, "read_only, force: must be booleans");
+		return;
+	}
+	if (cl->attached || cl->follow) {
+		reply_error(cl, id, "this connection already streams a console or a log");
+		return;
+	}
+	cl->console.ops = &console_ops;
+	r = manager_console_attach(cl->c->m, name, &cl->console, !json_is_true(ro), json_is_true(force), &error);
+	if (r < 0) {
+		reply(cl, id, json_pack("{s:b, s:s, s:b}", "ok", 0, "error", error ? error : strerror(-r), "busy",
+					r == -EBUSY));
+		return;
+	}
+	cl->attached = true;
+	/* The reply first, then the backlog. */
+	reply(cl, id, json_pack("{s:b}", "ok", 1));
+	if (!cl->closing)
+		manager_console_replay(cl->c->m, &cl->console);
+}
+
+static void cmd_input(struct client *cl, json_t *id, json_t *req)
+{
+	json_t *data = json_object_get(req, "data");
+	_cleanup_free_ char *buf = NULL;
+	size_t n = 0;
+	int r;
+
+	if (!json_is_string(data) || base64_decode(json_string_value(data), json_string_length(data), &buf, &n) < 0) {
+		reply_error(cl, id, "data: must be base64");
+		return;
+	}
+	if (!cl->attached) {
+		reply_error(cl, id, "input: not attached to a console");
+		return;
+	}
+	r = manager_console_input(cl->c->m, &cl->console, buf, n);
+	/* Typing at a VM that is between boots, or faster than its UART:
+	 * lost, as on a real serial line. Only a read-only client is told. */
+	if (r == -EPERM)
+		reply_error(cl, id, "input: this console is read-only");
+}
+
 static void dispatch(struct client *cl, json_t *req)
 {
 	json_t *id = json_object_get(req, "id"), *jname = json_object_get(req, "name");
@@ -336,6 +425,10 @@ static void dispatch(struct client *cl, json_t *req)
 
 	if (!cmd) {
 		reply_error(cl, id, "command: required, a string");
+		return;
+	}
+	if (streq(cmd, "input")) {
+		cmd_input(cl, id, req);
 		return;
 	}
 	if (jname && (!name || check_name(name))) {
@@ -399,6 +492,10 @@ static void dispatch(struct client *cl, json_t *req)
 		cmd_logs(cl, id, name, req);
 		return;
 	}
+	if (streq(cmd, "console")) {
+		cmd_console(cl, id, name, req);
+		return;
+	}
 	reply_error(cl, id, "unknown command: %.64s", cmd);
 }
 
@@ -445,9 +542,12 @@ static void client_free(struct client *cl)
 		manager_cancel(cl->c->m, r);
 		request_free(r);
 	}
+	if (cl->attached)
+		manager_console_detach(cl->c->m, &cl->console);
 	jline_free(cl->ch);
 	loop_source_freep(&cl->idle);
 	safe_close(cl->log_fd);
+	free(cl->console.who);
 	free(cl);
 }
 
@@ -501,6 +601,13 @@ static int client_add(struct control *c, int fd, bool root)
 		return -ENOMEM;
 	cl->c = c;
 	cl->log_fd = -EBADF;
+	{
+		struct ucred cred;
+		socklen_t len = sizeof(cred);
+
+		if (getsockopt(owned, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+			cl->console.who = xasprintf("uid %u (pid %d)", (unsigned)cred.uid, (int)cred.pid);
+	}
 	r = loop_add_timer(c->loop, 0, on_idle, cl, &cl->idle);
 	if (r < 0)
 		return r;

@@ -10,6 +10,7 @@
 #include "base64.h"
 #include "cli.h"
 #include "log.h"
+#include "term.h"
 
 struct conn {
 	int fd;
@@ -42,40 +43,58 @@ static int conn_send(struct conn *c, json_t *req)
 	return r;
 }
 
+/* A complete line already read: 1 with *ret set, 0 if there is none yet,
+ * -EBADMSG for a line that is not JSON. */
+static int conn_next(struct conn *c, json_t **ret)
+{
+	char *nl = c->buf ? memchr(c->buf, '\n', c->len) : NULL;
+	json_t *j;
+
+	if (!nl)
+		return 0;
+	j = json_loadb(c->buf, (size_t)(nl - c->buf), 0, NULL);
+	memmove(c->buf, nl + 1, c->len - (size_t)(nl + 1 - c->buf));
+	c->len -= (size_t)(nl + 1 - c->buf);
+	if (!j)
+		return -EBADMSG;
+	*ret = j;
+	return 1;
+}
+
+/* One read() of what the daemon sent: 1, 0 at EOF, or -errno. */
+static int conn_fill(struct conn *c)
+{
+	ssize_t n;
+
+	if (c->cap - c->len < 65536) {
+		char *b = realloc(c->buf, c->cap + 131072);
+
+		if (!b)
+			return -ENOMEM;
+		c->buf = b;
+		c->cap += 131072;
+	}
+	do
+		n = read(c->fd, c->buf + c->len, c->cap - c->len);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	c->len += (size_t)n;
+	return n > 0;
+}
+
 /* The next reply line: 1 with *ret set, 0 at EOF, or -errno (-EBADMSG:
  * a line that is not JSON). */
 static int conn_recv(struct conn *c, json_t **ret)
 {
 	for (;;) {
-		char *nl = c->buf ? memchr(c->buf, '\n', c->len) : NULL;
-		ssize_t n;
+		int r = conn_next(c, ret);
 
-		if (nl) {
-			json_t *j = json_loadb(c->buf, (size_t)(nl - c->buf), 0, NULL);
-
-			memmove(c->buf, nl + 1, c->len - (size_t)(nl + 1 - c->buf));
-			c->len -= (size_t)(nl + 1 - c->buf);
-			if (!j)
-				return -EBADMSG;
-			*ret = j;
-			return 1;
-		}
-		if (c->cap - c->len < 65536) {
-			char *b = realloc(c->buf, c->cap + 131072);
-
-			if (!b)
-				return -ENOMEM;
-			c->buf = b;
-			c->cap += 131072;
-		}
-		n = read(c->fd, c->buf + c->len, c->cap - c->len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return 0;
-		c->len += (size_t)n;
+		if (r != 0)
+			return r;
+		r = conn_fill(c);
+		if (r <= 0)
+			return r;
 	}
 }
 
@@ -361,6 +380,138 @@ static int do_logs(const struct host_config *host, const char *name, bool follow
 	return r;
 }
 
+/* What the console session does next, from one daemon line. */
+enum console_step { CONSOLE_GO_ON, CONSOLE_DONE, CONSOLE_LOST };
+
+static void console_notice(bool tty, const char *text)
+{
+	fprintf(stderr, "%svmd: %s%s", tty ? "\r\n" : "", text, tty ? "\r\n" : "\n");
+	fflush(stderr);
+}
+
+static enum console_step console_line(json_t *msg, bool tty)
+{
+	const char *ev = json_string_value(json_object_get(msg, "event"));
+	const char *text = json_string_value(json_object_get(msg, "message"));
+	json_t *data = json_object_get(msg, "console");
+
+	if (data) {
+		_cleanup_free_ char *out = NULL;
+		size_t n = 0;
+
+		if (base64_decode(json_string_value(data), json_string_length(data), &out, &n) < 0)
+			return CONSOLE_LOST;
+		if (n && write_all(STDOUT_FILENO, out, n) < 0)
+			return CONSOLE_LOST;
+		return CONSOLE_GO_ON;
+	}
+	if (!ev) {
+		const char *err = json_string_value(json_object_get(msg, "error"));
+
+		if (err)
+			console_notice(tty, err);
+		return CONSOLE_GO_ON;
+	}
+	console_notice(tty, text ? text : ev);
+	if (streq(ev, "restarted"))
+		return CONSOLE_GO_ON;
+	return streq(ev, "ended") ? CONSOLE_DONE : CONSOLE_LOST;
+}
+
+static int console_send(struct conn *c, const char *buf, size_t n)
+{
+	_cleanup_free_ char *b64 = base64_encode(buf, n);
+	_cleanup_(json_decrefp) json_t *req = b64 ? json_pack("{s:s, s:s}", "command", "input", "data", b64) : NULL;
+
+	return req ? conn_send(c, req) : -ENOMEM;
+}
+
+/* After standard input ends (a script), the output goes on until the
+ * guest has been quiet this long. */
+#define CONSOLE_LINGER_MS 1000
+
+static int do_console(const struct host_config *host, const char *name, bool read_only, bool force, int escape)
+{
+	_cleanup_(conn_close) struct conn c = { .fd = -EBADF };
+	_cleanup_(json_decrefp) json_t *rep = NULL;
+	bool tty = isatty(STDIN_FILENO), in_open = true;
+	char esc[3];
+	int r = EXIT_OK;
+
+	rep = request(host, &c, json_pack("{s:s, s:s, s:b, s:b}", "command", "console", "name", name, "read_only",
+					  read_only, "force", force));
+	if (!rep)
+		return EXIT_RUNTIME;
+	if (!json_is_true(json_object_get(rep, "ok")))
+		return fail_reply(rep);
+	term_format_escape(escape, esc);
+	if (tty) {
+		fprintf(stderr, "vmd: connected to %s's console%s; %s detaches\n", name,
+			read_only ? " (read-only)" : "", esc);
+		if (term_raw(STDIN_FILENO) < 0)
+			tty = false;
+	}
+	for (;;) {
+		struct pollfd p[2] = { { .fd = c.fd, .events = POLLIN }, { .fd = STDIN_FILENO, .events = POLLIN } };
+		int k, timeout = in_open ? -1 : CONSOLE_LINGER_MS;
+		enum console_step step = CONSOLE_GO_ON;
+		json_t *msg;
+
+		/* Lines that came along with the reply (the backlog) first. */
+		while (step == CONSOLE_GO_ON && (k = conn_next(&c, &msg)) > 0) {
+			step = console_line(msg, tty);
+			json_decref(msg);
+		}
+		if (k < 0 || step != CONSOLE_GO_ON) {
+			r = step == CONSOLE_DONE ? EXIT_OK : EXIT_RUNTIME;
+			break;
+		}
+		k = poll(p, in_open ? 2 : 1, timeout);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0) {
+			r = EXIT_RUNTIME;
+			break;
+		}
+		if (k == 0)
+			break; /* stdin ended and the guest went quiet */
+		if (p[0].revents) {
+			k = conn_fill(&c);
+			if (k <= 0) {
+				console_notice(tty, "the daemon closed the connection");
+				r = EXIT_RUNTIME;
+				break;
+			}
+		}
+
+		if (in_open && p[1].revents) {
+			char buf[4096], *e;
+			ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
+
+			if (n < 0 && (errno == EINTR || errno == EAGAIN))
+				continue;
+			if (n <= 0) {
+				in_open = false;
+				continue;
+			}
+			e = tty ? memchr(buf, escape, (size_t)n) : NULL;
+			if (!read_only && (e ? e - buf : n) > 0 && console_send(&c, buf, (size_t)(e ? e - buf : n)) < 0) {
+				console_notice(tty, "cannot send to the daemon");
+				r = EXIT_RUNTIME;
+				break;
+			}
+			if (e) {
+				if (tty)
+					term_restore();
+				fprintf(stderr, "\nvmd: detached from %s's console\n", name);
+				break;
+			}
+		}
+	}
+	term_restore();
+	return r;
+}
+
 static void usage(FILE *f, const char *cmd)
 {
 	fprintf(f,
@@ -370,6 +521,10 @@ static void usage(FILE *f, const char *cmd)
 		"  vmd reload                   re-read the definitions and apply the difference\n"
 		"  vmd exec [--timeout SEC] NAME -- CMD ARG...   run a command in the guest\n"
 		"  vmd logs NAME [-f]           console, QEMU and virtiofsd output of the VM\n"
+		"  vmd console NAME [--read-only] [--force] [--escape ^X]\n"
+		"                               the VM's serial console; Ctrl-] (or ^X) detaches.\n"
+		"                               Without a terminal: stdin to the guest, its output\n"
+		"                               to stdout until stdin ends and it is quiet for 1 s\n"
 		"  vmd shutdown                 power every VM off, stop the daemon, wait for both\n\n"
 		"They talk to \"vmd daemon\" through <run_dir>/vmd.sock.\n",
 		cmd);
@@ -382,19 +537,38 @@ int cmd_ctl(int argc, char **argv, const char *config)
 		{ "json", no_argument, NULL, 'j' },
 		{ "follow", no_argument, NULL, 'f' },
 		{ "timeout", required_argument, NULL, 't' },
+		{ "read-only", no_argument, NULL, 'r' },
+		{ "force", no_argument, NULL, 'F' },
+		{ "escape", required_argument, NULL, 'e' },
 		{ "help", no_argument, NULL, 'h' },
 		{}
 	};
 	_cleanup_host_config_ struct host_config *host = NULL;
 	const char *cmd = argv[0];
-	bool as_json = false, follow = false;
+	bool as_json = false, follow = false, read_only = false, force = false;
+	int escape = TERM_ESCAPE_DEFAULT;
 	unsigned long timeout = 0;
 	char **rest;
 	int nrest, c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+c:jft:h", options, NULL)) >= 0)
+	/* Options after the name too, except for exec (the guest command's
+	 * own options follow it). */
+	while ((c = getopt_long(argc, argv, streq(cmd, "exec") ? "+c:jft:rh" : "c:jft:rh", options, NULL)) >= 0)
 		switch (c) {
+		case 'r':
+			read_only = true;
+			break;
+		case 'F':
+			force = true;
+			break;
+		case 'e':
+			if (term_parse_escape(optarg, &escape) < 0) {
+				fprintf(stderr, "vmd %s: --escape: expected ^X or ctrl-X (a control key), got \"%s\"\n",
+					cmd, optarg);
+				return EXIT_BAD_INPUT;
+			}
+			break;
 		case 'c':
 			config = optarg;
 			break;
@@ -469,5 +643,12 @@ int cmd_ctl(int argc, char **argv, const char *config)
 		return do_exec(host, rest[0], rest + 2, (unsigned)timeout);
 	if (streq(cmd, "logs"))
 		return do_logs(host, rest[0], follow);
+	if (streq(cmd, "console")) {
+		if (read_only && force) {
+			fprintf(stderr, "vmd console: --read-only and --force exclude each other\n");
+			return EXIT_BAD_INPUT;
+		}
+		return do_console(host, rest[0], read_only, force, escape);
+	}
 	return do_simple(host, cmd, rest[0]);
 }

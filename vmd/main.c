@@ -22,6 +22,7 @@ static void usage(FILE *f)
 		"  vmd reload                   re-read definitions and apply the difference\n"
 		"  vmd exec NAME -- CMD ARG...  run a command in a running guest\n"
 		"  vmd logs NAME [-f]           console + QEMU + virtiofsd log of one VM\n"
+		"  vmd console NAME             the VM's serial console (Ctrl-] detaches)\n"
 		"  vmd shutdown                 power every VM off, then stop the daemon\n"
 		"  vmd schema                   the definition and settings schema as JSON\n"
 		"  vmd virtiofsd-exec ...       internal: what libvirt runs as virtiofsd (libvirt driver)\n\n"
@@ -75,7 +76,7 @@ int main(int argc, char **argv)
 	if (streq(argv[i], "virtiofsd-exec"))
 		return cmd_virtiofsd_exec(argc - i, argv + i);
 	{
-		static const char *const ctl[] = { "status", "start", "stop", "restart", "reload", "exec", "logs", "shutdown" };
+		static const char *const ctl[] = { "status", "start", "stop", "restart", "reload", "exec", "logs", "console", "shutdown" };
 
 		for (size_t k = 0; k < ELEMENTSOF(ctl); k++)
 			if (streq(argv[i], ctl[k]))

@@ -2,10 +2,12 @@
 #include <dirent.h>
 #include <stdio.h>
 
+#include "console.h"
 #include "log.h"
 #include "manager.h"
 #include "plan.h"
 #include "restart.h"
+#include "vmlog.h"
 
 enum waiter_kind { WAIT_READY, WAIT_STOPPED };
 
@@ -47,6 +49,8 @@ struct mvm {
 	struct waiter *waiters;
 	struct exec_req *execs; /* running ones and, after them, waiting ones */
 	unsigned execs_running;
+	/* The serial console as clients share it; lives across boots. */
+	struct console_hub console;
 	struct mvm *next;
 };
 
@@ -65,9 +69,12 @@ struct manager {
 static void on_ready(struct vm *vm, void *userdata);
 static void on_exited(struct vm *vm, enum vm_exit_reason reason, const char *detail, void *userdata);
 
+static void on_console(struct vm *vm, const char *buf, size_t n, void *userdata);
+
 static const struct vm_callbacks callbacks = {
 	.ready = on_ready,
 	.exited = on_exited,
+	.console = on_console,
 };
 
 static struct mvm *find(struct manager *m, const char *name)
@@ -147,6 +154,7 @@ static void fail_execs(struct mvm *v, int error)
 
 static void mvm_free(struct mvm *v)
 {
+	console_hub_end(&v->console, "the VM is gone");
 	vm_free(v->vm);
 	loop_source_freep(&v->timer);
 	def_free(v->next_def);
@@ -175,9 +183,26 @@ static void on_reap(struct loop_source *s, void *userdata)
 	}
 }
 
+/* Tells those at the console that the VM went down: it comes back
+ * (again), or it does not and their session ends. */
+static void console_went_down(struct mvm *v, bool again, const char *what)
+{
+	_cleanup_free_ char *text = NULL;
+
+	if (!v->console.clients)
+		return;
+	text = xasprintf("%s %s%s%s%s", v->name, what, v->last_exit ? " (" : "", v->last_exit ? v->last_exit : "",
+			 v->last_exit ? ")" : "");
+	if (again)
+		console_hub_event(&v->console, "restarted", text ? text : what);
+	else
+		console_hub_end(&v->console, text ? text : what);
+}
+
 /* Freed from the loop, never under a callback that still uses it. */
 static void mvm_release(struct mvm *v)
 {
+	console_went_down(v, false, "was removed from the configuration");
 	complete(v, WAIT_READY, -ENOENT, "removed from the configuration");
 	complete(v, WAIT_STOPPED, 0, NULL);
 	fail_execs(v, -ENOENT);
@@ -226,6 +251,7 @@ static void launch(struct mvm *v, bool restart)
 
 		log_error("%s: %s", v->name, msg ? msg : "start limit reached");
 		vm_set_idle_state(v->vm, VM_FAILED);
+		console_went_down(v, false, "failed: the start limit was reached");
 		complete(v, WAIT_READY, -EIO, msg ? msg : "start limit reached");
 		return;
 	}
@@ -260,9 +286,12 @@ static void after_exit(struct mvm *v, enum vm_exit_reason reason)
 		return;
 	}
 	if (m->shutting_down) {
+		console_went_down(v, false, "stopped: the daemon is shutting down");
 		check_shutdown(m);
 		return;
 	}
+	if (v->next_def || v->restart_pending)
+		console_went_down(v, v->want, v->want ? "went down and starts again" : "stopped");
 	if (v->next_def) {
 		/* A changed definition: the new one starts right away. */
 		vm_set_def(v->vm, TAKE_PTR(v->next_def));
@@ -280,15 +309,19 @@ static void after_exit(struct mvm *v, enum vm_exit_reason reason)
 			launch(v, false);
 		return;
 	}
-	if (reason == VM_EXIT_STOPPED || !v->want)
+	if (reason == VM_EXIT_STOPPED || !v->want) {
+		console_went_down(v, false, "stopped");
 		return;
+	}
 	if (!restart_wanted(vm_def(v->vm)->restart, reason)) {
 		v->want = false;
 		log_info("%s: not restarting (restart: %s)", v->name, restart_policy_names[vm_def(v->vm)->restart]);
+		console_went_down(v, false, "went down and is not restarted");
 		return;
 	}
 	delay = restart_next_delay(&v->history, m->host, v->ready_at, now_usec());
 	log_info("%s: restarting in %llu ms", v->name, (unsigned long long)(delay / USEC_PER_MSEC));
+	console_went_down(v, true, "went down; vmd restarts it");
 	vm_set_idle_state(v->vm, VM_BACKOFF);
 	/* Disks and checks now, so the restart itself only starts processes;
 	 * a failure here shows again, and is counted, when it starts. */
@@ -313,6 +346,14 @@ static void on_ready(struct vm *vm, void *userdata)
 	restart_note_ready(&v->history);
 	snprintf(msg, sizeof(msg), "ready in %.2f s", (double)vm_ready_usec(v->vm) / USEC_PER_SEC);
 	complete(v, WAIT_READY, 0, msg);
+}
+
+static void on_console(struct vm *vm, const char *buf, size_t n, void *userdata)
+{
+	struct mvm *v = userdata;
+
+	(void)vm;
+	console_hub_output(&v->console, buf, n);
 }
 
 static void on_exited(struct vm *vm, enum vm_exit_reason reason, const char *detail, void *userdata)
@@ -391,6 +432,18 @@ void manager_free(struct manager *m)
  * yet, so the VM's own definition is taken; later (a reconnect), a VM not
  * configured goes, and one that runs another definition than its VM's is
  * replaced. */
+/* A daemon that adopts a VM has seen none of its console: the backlog
+ * starts from the tail of its log (console output, and vmd's own lines). */
+static void seed_console(struct mvm *v)
+{
+	_cleanup_free_ char *tail = vmlog_tail(vm_log_path(v->vm), 200, 0);
+
+	if (tail && *tail) {
+		console_hub_output(&v->console, tail, strlen(tail));
+		console_hub_output(&v->console, "\r\n", 2);
+	}
+}
+
 static void on_found(struct drv_found *f, bool at_start, void *userdata)
 {
 	struct manager *m = userdata;
@@ -424,6 +477,7 @@ static void on_found(struct drv_found *f, bool at_start, void *userdata)
 		free(v->last_exit);
 		v->last_exit = TAKE_PTR(f->st.last_exit);
 		v->ready_at = now_usec();
+		seed_console(v);
 	} else if (r == -EBUSY) {
 		log_warning("%s: %s is in the hands of another vmd (its run directory is locked); leaving it", v->name,
 			    f->where);
@@ -811,6 +865,64 @@ json_t *manager_status(struct manager *m, const char *name)
 		return NULL;
 	}
 	return a;
+}
+
+int manager_console_attach(struct manager *m, const char *name, struct console_client *cc, bool writer, bool force,
+			   char **ret_error)
+{
+	struct mvm *v = find(m, name);
+	_cleanup_free_ char *holder = NULL;
+	enum vm_state st;
+	int r;
+
+	*ret_error = NULL;
+	if (!v || v->removed) {
+		*ret_error = xasprintf("no such VM: %s", name);
+		return -ENOENT;
+	}
+	st = vm_get_state(v->vm);
+	if (st == VM_STOPPED || st == VM_FAILED) {
+		*ret_error = xasprintf("%s is not running (%s); start it first", name, vm_state_names[st]);
+		return -ESRCH;
+	}
+	r = console_hub_attach(&v->console, cc, writer, force, &holder);
+	if (r == -EBUSY)
+		*ret_error = xasprintf("%s's console is held by %s; --read-only watches along, --force takes it over",
+				       name, holder ? holder : "someone");
+	return r;
+}
+
+static struct mvm *console_of(struct manager *m, struct console_client *cc)
+{
+	for (struct mvm *v = m->vms; v; v = v->next)
+		for (struct console_client *c = v->console.clients; c; c = c->next)
+			if (c == cc)
+				return v;
+	return NULL;
+}
+
+void manager_console_replay(struct manager *m, struct console_client *cc)
+{
+	struct mvm *v = console_of(m, cc);
+
+	if (v)
+		console_hub_replay(&v->console, cc);
+}
+
+void manager_console_detach(struct manager *m, struct console_client *cc)
+{
+	struct mvm *v = console_of(m, cc);
+
+	if (v)
+		console_hub_detach(&v->console, cc);
+}
+
+int manager_console_input(struct manager *m, struct console_client *cc, const char *buf, size_t n)
+{
+	for (struct mvm *v = m->vms; v; v = v->next)
+		if (v->console.writer == cc)
+			return vm_console_write(v->vm, buf, n);
+	return -EPERM;
 }
 
 const char *manager_log_path(struct manager *m, const char *name)

@@ -57,6 +57,20 @@ json_t *manager_status(struct manager *m, const char *name);
 /* The VM's log file, or NULL for an unknown name. */
 const char *manager_log_path(struct manager *m, const char *name);
 
+/* The serial console (console.h): cc joins NAME's console as its writer or
+ * a read-only observer; it gets the output and the events from then on. Fails with *ret_error for people: no such VM, not running,
+ * or (-EBUSY) the console has a writer and force is not set. */
+struct console_client;
+int manager_console_attach(struct manager *m, const char *name, struct console_client *cc, bool writer, bool force,
+			   char **ret_error);
+/* The backlog, to cc once attached (after the reply that says so). */
+void manager_console_replay(struct manager *m, struct console_client *cc);
+void manager_console_detach(struct manager *m, struct console_client *cc);
+/* Typed input from cc, which must hold its console: the bytes written, or
+ * -EPERM (not the writer), -EAGAIN (the guest's console is busy or not up:
+ * dropped), -errno. */
+int manager_console_input(struct manager *m, struct console_client *cc, const char *buf, size_t n);
+
 /* How many autostart VMs were launched by the last apply. */
 size_t manager_launched(struct manager *m);
 

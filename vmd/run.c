@@ -8,6 +8,7 @@
 #include "libvirt.h"
 #include "log.h"
 #include "qemu.h"
+#include "term.h"
 #include "vm.h"
 #include "vmlog.h"
 
@@ -25,11 +26,17 @@ struct run {
 	struct hostnet *net;
 	struct lv *lv;
 	struct loop_source *sigs;
+	/* Interactive (a terminal on stdin, no CMD): typing goes to the
+	 * guest, the escape key powers it off. */
+	struct loop_source *keys;
+	int escape;
 };
 
 /* Everything the run created goes, VM first. */
 static void run_done(struct run *run)
 {
+	loop_source_freep(&run->keys);
+	term_restore();
 	vm_free(run->vm);
 	lv_free(run->lv);
 	hostnet_down(run->net, false);
@@ -181,12 +188,44 @@ static void on_signal(struct loop_source *s, const struct signalfd_siginfo *si, 
 	}
 }
 
+static void on_keys(struct loop_source *s, int fd, uint32_t revents, void *userdata)
+{
+	struct run *run = userdata;
+	char buf[4096], *e;
+	ssize_t n = read(fd, buf, sizeof(buf));
+
+	(void)revents;
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n <= 0) {
+		loop_source_freep(&run->keys);
+		return;
+	}
+	(void)s;
+	e = memchr(buf, run->escape, (size_t)n);
+	if ((e ? e - buf : n) > 0)
+		(void)vm_console_write(run->vm, buf, (size_t)(e ? e - buf : n));
+	if (!e)
+		return;
+	/* Asked for: the run ends with status 0 once the VM is down. */
+	loop_source_freep(&run->keys);
+	if (!run->signal) {
+		char esc[3];
+
+		term_format_escape(run->escape, esc);
+		fprintf(stderr, "\r\n%s: %s: shutting the VM down\r\n", vm_name(run->vm), esc);
+		vm_stop(run->vm, false);
+	}
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: vmd run [-c SETTINGS] [--accel auto|kvm|tcg] [--timeout SEC] [-q] DEF [-- CMD ARG...]\n\n"
 		"Boots the VM in DEF in the foreground with fresh ephemeral disks.\n"
-		"Without CMD, prints the console until the guest powers off or Ctrl-C.\n"
+		"Without CMD, prints the console until the guest powers off or Ctrl-C;\n"
+		"at a terminal, the run is interactive: what you type goes to the guest's\n"
+		"serial console (Ctrl-C too), and Ctrl-] (--escape) powers the VM off.\n"
 		"With CMD, waits for READY, runs CMD in the guest through the guest agent,\n"
 		"prints its stdout and stderr, powers the VM off and exits with CMD's status.\n"
 		"Everything the run created (processes, sockets, disks) is gone when it exits.\n\n"
@@ -194,6 +233,7 @@ static void usage(FILE *f)
 		"      --accel MODE    override the accelerator (auto: KVM only where it works)\n"
 		"      --timeout SEC   give up on CMD after SEC seconds (default: no limit)\n"
 		"  -q, --quiet         do not print the console\n"
+		"      --escape ^X     the key that powers an interactive run off (default ^])\n"
 		"  -v, --verbose       debug output\n",
 		HOST_CONFIG_DEFAULT_PATH);
 }
@@ -206,6 +246,7 @@ int cmd_run(int argc, char **argv, const char *config)
 		{ "timeout", required_argument, NULL, 't' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "escape", required_argument, NULL, 'e' },
 		{ "help", no_argument, NULL, 'h' },
 		{}
 	};
@@ -213,7 +254,7 @@ int cmd_run(int argc, char **argv, const char *config)
 	_cleanup_(schema_errors_clear) struct schema_errors errors = {};
 	_cleanup_def_ struct vm_def *def = NULL;
 	_cleanup_(vm_tools_done) struct vm_tools tools = {};
-	_cleanup_(run_done) struct run run = { .exit_code = -1 };
+	_cleanup_(run_done) struct run run = { .exit_code = -1, .escape = TERM_ESCAPE_DEFAULT };
 	const char *accel_arg = NULL;
 	int accel = -1, c, r;
 	bool quiet = false;
@@ -243,6 +284,13 @@ int cmd_run(int argc, char **argv, const char *config)
 		}
 		case 'q':
 			quiet = true;
+			break;
+		case 'e':
+			if (term_parse_escape(optarg, &run.escape) < 0) {
+				fprintf(stderr, "vmd run: --escape: expected ^X or ctrl-X (a control key), got \"%s\"\n",
+					optarg);
+				return EXIT_BAD_INPUT;
+			}
 			break;
 		case 'v':
 			log_set_level(LOG_LEVEL_DEBUG);
@@ -342,6 +390,17 @@ int cmd_run(int argc, char **argv, const char *config)
 	r = vm_start(run.vm);
 	if (r < 0)
 		return EXIT_RUNTIME;
+	if (run.show_console && isatty(STDIN_FILENO) && term_raw(STDIN_FILENO) == 0) {
+		char esc[3];
+
+		term_format_escape(run.escape, esc);
+		fprintf(stderr, "%s: interactive console; %s powers the VM off\r\n", vm_name(run.vm), esc);
+		r = loop_add_io(run.loop, STDIN_FILENO, EPOLLIN, on_keys, &run, &run.keys);
+		if (r < 0) {
+			log_error_errno(r, "watching the terminal: %m");
+			vm_stop(run.vm, true);
+		}
+	}
 	run.exit_code = -1;
 	loop_run(run.loop);
 	return run.exit_code < 0 ? EXIT_RUNTIME : run.exit_code;

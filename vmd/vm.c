@@ -117,6 +117,17 @@ _printf_(3, 4) static void set_reason(struct vm *vm, enum vm_exit_reason r, cons
 	va_end(ap);
 }
 
+/* The definition's own timeouts win over the host's. */
+static uint32_t ready_timeout_s(const struct vm *vm)
+{
+	return vm->def->ready_timeout_s ? vm->def->ready_timeout_s : vm->host->ready_timeout_s;
+}
+
+static uint32_t stop_timeout_s(const struct vm *vm)
+{
+	return vm->def->stop_timeout_s ? vm->def->stop_timeout_s : vm->host->stop_timeout_s;
+}
+
 static void timer_arm(struct vm *vm, enum vm_timer kind, usec_t when)
 {
 	vm->timer_kind = kind;
@@ -321,14 +332,13 @@ static void on_timer(struct loop_source *s, void *userdata)
 	case TIMER_READY:
 		if (vm->plan.ready)
 			return;
-		set_reason(vm, VM_EXIT_READY_TIMEOUT, "no READY=1 from the guest within %u s",
-			   vm->host->ready_timeout_s);
+		set_reason(vm, VM_EXIT_READY_TIMEOUT, "no READY=1 from the guest within %u s", ready_timeout_s(vm));
 		log_error("%s: no READY=1 from the guest within %u s; stopping it", vm->def->name,
-			  vm->host->ready_timeout_s);
+			  ready_timeout_s(vm));
 		begin_teardown(vm);
 		break;
 	case TIMER_POWERDOWN:
-		log_warning("%s: the guest did not power off within %u s; %s", vm->def->name, vm->host->stop_timeout_s,
+		log_warning("%s: the guest did not power off within %u s; %s", vm->def->name, stop_timeout_s(vm),
 			    vm->drv_ops ? vm->drv_ops->term_action : "ending it");
 		destroy(vm, DRV_TERM);
 		timer_arm(vm, TIMER_TERM, now_usec() + KILL_GRACE_USEC);
@@ -550,7 +560,7 @@ int vm_start(struct vm *vm)
 		return r;
 	}
 	vm->prepared = false;
-	timer_arm(vm, TIMER_READY, vm->plan.t_start + (usec_t)vm->host->ready_timeout_s * USEC_PER_SEC);
+	timer_arm(vm, TIMER_READY, vm->plan.t_start + (usec_t)ready_timeout_s(vm) * USEC_PER_SEC);
 	loop_timer_set(vm->log_timer, now_usec() + LOG_CHECK_USEC);
 	return 0;
 }
@@ -573,7 +583,7 @@ int vm_stop(struct vm *vm, bool force)
 	/* ACPI powerdown only reaches a guest that is up; before READY, the
 	 * hypervisor's own orderly exit is the graceful path. */
 	if (vm->plan.ready && main_running(vm) && vm->drv_ops->stop(vm->drv) == 0) {
-		timer_arm(vm, TIMER_POWERDOWN, now_usec() + (usec_t)vm->host->stop_timeout_s * USEC_PER_SEC);
+		timer_arm(vm, TIMER_POWERDOWN, now_usec() + (usec_t)stop_timeout_s(vm) * USEC_PER_SEC);
 		return 0;
 	}
 	destroy(vm, DRV_TERM);
@@ -787,6 +797,17 @@ const char *vm_driver_name(const struct vm *vm)
 const char *vm_domain(const struct vm *vm)
 {
 	return main_running(vm) && vm->drv_ops->domain ? vm->drv_ops->domain(vm->drv) : NULL;
+}
+
+int vm_console_write(struct vm *vm, const void *buf, size_t n)
+{
+	ssize_t k;
+
+	if (!main_running(vm) || !vm->drv_ops->console_write)
+		return -ENOTCONN;
+	/* n is a control line's worth: it fits. */
+	k = vm->drv_ops->console_write(vm->drv, buf, MIN(n, (size_t)1 << 20));
+	return (int)k;
 }
 
 pid_t vm_pid(const struct vm *vm)

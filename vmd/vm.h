@@ -113,6 +113,10 @@ const struct vm_def *vm_def(const struct vm *vm);
 const char *vm_name(const struct vm *vm);
 enum vm_state vm_get_state(const struct vm *vm);
 bool vm_is_ready(const struct vm *vm);
+/* Typed input for the serial console: the bytes taken (the rest is
+ * dropped; a terminal's typing never fills the channel), or -ENOTCONN
+ * when no boot runs, -errno. */
+int vm_console_write(struct vm *vm, const void *buf, size_t n);
 /* QEMU's pid while it runs, else 0. */
 pid_t vm_pid(const struct vm *vm);
 usec_t vm_ready_usec(const struct vm *vm); /* start to READY */

@@ -24,6 +24,7 @@ grep -q " /dev/shm " /proc/mounts || mount -t tmpfs -o mode=1777 shm /dev/shm
 poweroff_after=
 ipconf=
 activation=
+serial=shell
 set -f
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
@@ -31,6 +32,7 @@ for arg in $(cat /proc/cmdline); do
 	ip=*) ipconf=${arg#ip=} ;;
 	vmd.guest.poweroff-after=*) poweroff_after=${arg#vmd.guest.poweroff-after=} ;;
 	vmd.guest.simulate-activation) activation=1 ;;
+	vmd.guest.console=*) serial=${arg#vmd.guest.console=} ;;
 	esac
 done
 set +f
@@ -110,13 +112,21 @@ fi
 mkdir -p /etc/acpi/PWRF
 printf '#!/bin/sh\nsync\numount -a -r 2>/dev/null\nexec poweroff -f\n' > /etc/acpi/PWRF/00000080
 chmod 0755 /etc/acpi/PWRF/00000080
-echo "root:x:0:0:root:/root:/bin/sh" > /etc/passwd
+# No password: this is a test guest, and its console is only reachable
+# through vmd's control socket.
+echo "root::0:0:root:/root:/bin/sh" > /etc/passwd
 echo "root:x:0:" > /etc/group
 
 {
 	echo "::respawn:/bin/acpid -f -c /etc/acpi -l /run/acpid.log"
 	[ -n "$agent" ] && echo "::respawn:@qemuga@/lib/ld-linux-x86-64.so.2 --library-path @qemuga@/lib @qemuga@/bin/qemu-ga -m virtio-serial -p $agent -t /run"
 	[ -n "$notify" ] && echo "::once:/etc/vmd-ready '$agent' '$notify' '$poweroff_after'"
+	# vmd.guest.console=shell (the default): a root shell on the serial
+	# console; =login: a login prompt (root, no password); =none: nothing.
+	case "$serial" in
+	shell) echo "ttyS0::respawn:-/bin/sh" ;;
+	login) echo "::respawn:/bin/getty -L 115200 ttyS0 vt100" ;;
+	esac
 	echo "::shutdown:/bin/sync"
 	echo "::shutdown:/bin/umount -a -r"
 } > /etc/inittab

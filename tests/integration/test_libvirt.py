@@ -334,3 +334,38 @@ def test_bridge_network_through_libvirt(env, daemons):
         if lvn:
             lvn.close()
         ns.delete()
+
+
+def test_console_through_libvirt(env, lv, daemons):
+    # The console stream of a libvirt domain: output, input, a writer and
+    # an observer, and a crash with the restart that follows.
+    from test_console import Pty, console
+    libvirt_settings(env, lv)
+    d = daemons()
+    d.define("lvc")
+    d.ctl("reload", check=0)
+    d.wait_state("lvc", "running", ready=True, timeout=180)
+    t = Pty(console(env, "lvc"))
+    watcher = Pty(console(env, "lvc", "--read-only"))
+    try:
+        t.expect("connected to lvc's console;")
+        t.expect("built-in shell")
+        t.type("echo lv-$((8*8))\r")
+        t.expect("lv-64")
+        watcher.expect("lv-64")
+        p = subprocess.run(console(env, "lvc"), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=30)
+        assert p.returncode != 0 and "lvc's console is held by uid 0" in p.stderr, p.stderr
+        # Destroyed behind vmd's back: a crash, and a restart.
+        lv.virsh("destroy", "vmd-lvc")
+        t.expect("lvc went down; vmd restarts it", timeout=60)
+        d.wait_for(lambda: d.status()["lvc"]["restarts"] == 1 and d.status()["lvc"]["ready"], "the restart",
+                   timeout=180)
+        t.expect("built-in shell", timeout=60)
+        t.type("echo lvagain-$((9*9))\r")
+        t.expect("lvagain-81")
+        t.type(b"\x1d")
+        assert t.wait() == 0 and t.mode_restored()
+    finally:
+        t.close()
+        watcher.close()

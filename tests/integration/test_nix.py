@@ -334,6 +334,11 @@ def test_guest_module_systemd_initrd(env, vmdpkg):
     assert "emergency.target" in out["initrdUnits"]["vmd-emergency-poweroff"]["wantedBy"]
     # Host keys in the key directory; /etc/ssh stays NixOS's.
     assert out["sshHostKeys"] == [{"type": "ed25519", "path": "/var/lib/vmd-keys/ssh/ssh_host_ed25519_key"}]
+    # A login prompt on the serial console; autologin only when asked.
+    assert out["units"]["serial-getty@ttyS0"]["wantedBy"] == ["getty.target"]
+    assert out["autologin"] is None
+    assert evaluated(env, vmdpkg, "guest", guest='{ networking.hostName = "g"; '
+                     'vmd.guest.console.autologinUser = "root"; }')["autologin"] == "root"
     assert out["definition"]["keys"] == [{"name": "ssh", "target": "/var/lib/vmd-keys/ssh", "read_only": False}]
 
 

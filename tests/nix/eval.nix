@@ -57,7 +57,8 @@ in
     initrdUnits = units c.boot.initrd.systemd.services (lib'.attrNames c.boot.initrd.systemd.services);
     initrdStorePaths = map toString c.boot.initrd.systemd.storePaths;
     fileSystems = lib'.mapAttrs (_: f: { inherit (f) device fsType options neededForBoot noCheck; }) c.fileSystems;
-    units = units c.systemd.services [ "vmd-notify" "vmd-network" "vmd-emergency-poweroff" ];
+    units = units c.systemd.services [ "vmd-notify" "vmd-network" "vmd-emergency-poweroff" "serial-getty@ttyS0" ];
+    autologin = c.services.getty.autologinUser;
     udevRules = c.services.udev.extraRules;
     nix = c.nix.enable;
     sshHostKeys = c.services.openssh.hostKeys;

@@ -146,6 +146,8 @@ in
     nix.enable = mkOption { type = types.bool; default = true; };
     # nixos/modules/virtualisation/qemu-guest-agent.nix
     services.qemuGuest.enable = mkOption { type = types.bool; default = false; };
+    # nixos/modules/services/ttys/getty.nix
+    services.getty.autologinUser = mkOption { type = types.nullOr types.str; default = null; };
     # nixos/modules/services/hardware/udev.nix
     services.udev.extraRules = mkOption { type = types.lines; default = ""; };
     # nixos/modules/services/networking/ssh/sshd.nix

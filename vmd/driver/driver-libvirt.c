@@ -511,6 +511,11 @@ static struct qga *ld_agent(struct drv_vm *d)
 	return d->qga;
 }
 
+static ssize_t ld_console_write(struct drv_vm *d, const void *buf, size_t n)
+{
+	return d->dom ? lv_dom_console_send(d->dom, buf, n) : -ENOTCONN;
+}
+
 static const char *ld_domain(const struct drv_vm *d)
 {
 	return d->dom && lv_dom_id(d->dom) ? lv_dom_name(d->dom) : NULL;
@@ -737,6 +742,7 @@ const struct vm_driver driver_libvirt = {
 	.ready = ld_ready,
 	.disconnect = ld_disconnect,
 	.agent = ld_agent,
+	.console_write = ld_console_write,
 	.hold_share_blame = ld_hold_share_blame,
 	.domain = ld_domain,
 	.adopt = ld_adopt,

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include "hostnet.h"
@@ -894,6 +895,16 @@ static void qd_discard(const struct drv_found *f)
 	(void)proc_id_signal(&f->st.qemu, SIGKILL);
 }
 
+static ssize_t qd_console_write(struct drv_vm *d, const void *buf, size_t n)
+{
+	ssize_t k;
+
+	if (d->console_fd < 0)
+		return -ENOTCONN;
+	k = send(d->console_fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	return k < 0 ? -errno : k;
+}
+
 const struct vm_driver driver_qemu = {
 	.name = "qemu",
 	.lock_inherited = true,
@@ -909,6 +920,7 @@ const struct vm_driver driver_qemu = {
 	.ready = qd_ready,
 	.disconnect = qd_disconnect,
 	.agent = qd_agent,
+	.console_write = qd_console_write,
 	.pid = qd_pid,
 	.adopt = qd_adopt,
 	.discover = qd_discover,

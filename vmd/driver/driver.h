@@ -206,6 +206,9 @@ struct vm_driver {
 	void (*disconnect)(struct drv_vm *d);
 	/* The guest agent, NULL if none is connected. */
 	struct qga *(*agent)(struct drv_vm *d);
+	/* Typed input for the guest's serial console: the bytes taken, or
+	 * -EAGAIN (full: the rest is dropped), -ENOTCONN, -errno. */
+	ssize_t (*console_write)(struct drv_vm *d, const void *buf, size_t n);
 	/* A share process ended since `since` usec while the main part still
 	 * runs: true to give the hypervisor longer to explain (optional). */
 	bool (*hold_share_blame)(struct drv_vm *d, usec_t since);

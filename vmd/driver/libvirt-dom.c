@@ -73,6 +73,18 @@ static void on_stream(virStreamPtr st, int events, void *opaque)
 		d->notify = NULL;
 }
 
+ssize_t lv_dom_console_send(struct lv_dom *d, const void *buf, size_t n)
+{
+	int k;
+
+	if (!d->console)
+		return -ENOTCONN;
+	k = sym_virStreamSend(d->console, buf, n);
+	if (k == -2)
+		return -EAGAIN;
+	return k < 0 ? -EIO : k;
+}
+
 static int open_stream(struct lv_dom *d, bool console)
 {
 	virStreamPtr st = sym_virStreamNew(d->c->conn, VIR_STREAM_NONBLOCK);

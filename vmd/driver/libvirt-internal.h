@@ -60,7 +60,8 @@
 	X(virStreamFinish) \
 	X(virStreamFree) \
 	X(virStreamNew) \
-	X(virStreamRecv)
+	X(virStreamRecv) \
+	X(virStreamSend)
 #define LIBVIRT_QEMU_SYMBOLS(X) \
 	X(virDomainQemuAgentCommand)
 #define DECLARE(name) extern typeof(name) *sym_##name;

@@ -75,6 +75,8 @@ int lv_dom_shutdown(struct lv_dom *d); /* ACPI power button */
 int lv_dom_destroy(struct lv_dom *d);
 /* A guest-agent command (JSON text); *ret the reply. */
 int lv_dom_agent(struct lv_dom *d, const char *cmd, int timeout_s, char **ret);
+/* Typed input for the console stream: bytes taken, -EAGAIN, -ENOTCONN. */
+ssize_t lv_dom_console_send(struct lv_dom *d, const void *buf, size_t n);
 /* Replaces vmd's metadata element's text on the running domain. */
 int lv_dom_set_metadata(struct lv_dom *d, const char *text);
 bool lv_dom_is_up(const struct lv_dom *d);

@@ -52,6 +52,8 @@ struct vm_def {
 	char *system;
 	uint32_t vcpus;
 	uint32_t memory_mib;
+	uint32_t ready_timeout_s; /* 0: the host's */
+	uint32_t stop_timeout_s;  /* 0: the host's */
 	bool autostart;
 	int restart; /* enum restart_policy */
 	char **kernel_params;

@@ -95,7 +95,7 @@ static int describe_field(const struct schema_field *f, json_t *o)
 	case SCHEMA_U64:
 		r |= json_object_set_new(o, "min", json_integer((json_int_t)f->min));
 		r |= json_object_set_new(o, "max", json_integer((json_int_t)f->max));
-		if (!f->required)
+		if (!f->required && !f->def_none)
 			r |= json_object_set_new(o, "default", json_integer((json_int_t)f->def_uint));
 		break;
 	case SCHEMA_ENUM: {

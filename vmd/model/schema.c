@@ -512,6 +512,8 @@ json_t *schema_to_json(const struct schema_field *table, const void *obj)
 			v = json_boolean(*FIELD_CPTR(obj, f, bool));
 			break;
 		case SCHEMA_U32:
+			if (f->def_none && *FIELD_CPTR(obj, f, uint32_t) == 0)
+				continue;
 			v = json_integer(*FIELD_CPTR(obj, f, uint32_t));
 			break;
 		case SCHEMA_U64:

@@ -34,8 +34,10 @@ struct schema_field {
 	enum schema_type type;
 	size_t offset;
 	bool required;
-	/* SCHEMA_U32/U64 range and default. */
+	/* SCHEMA_U32/U64 range and default; def_none (U32 only): no default of its own,
+	 * absent is 0 (which the range excludes) and something else applies. */
 	uint64_t min, max, def_uint;
+	bool def_none;
 	/* SCHEMA_BOOL default. */
 	bool def_bool;
 	/* SCHEMA_STRING default (NULL: unset). */
