@@ -445,12 +445,12 @@ static int do_console(const struct host_config *host, const char *name, bool rea
 	if (!json_is_true(json_object_get(rep, "ok")))
 		return fail_reply(rep);
 	term_format_escape(escape, esc);
-	if (tty) {
-		fprintf(stderr, "vmd: connected to %s's console%s; %s detaches\n", name,
-			read_only ? " (read-only)" : "", esc);
-		if (term_raw(STDIN_FILENO) < 0)
-			tty = false;
-	}
+	/* Raw first: once this is on screen, the keys go to the guest. */
+	if (tty && term_raw(STDIN_FILENO) < 0)
+		tty = false;
+	if (isatty(STDIN_FILENO))
+		fprintf(stderr, "vmd: connected to %s's console%s; %s detaches%s", name, read_only ? " (read-only)" : "",
+			esc, tty ? "\r\n" : "\n");
 	for (;;) {
 		struct pollfd p[2] = { { .fd = c.fd, .events = POLLIN }, { .fd = STDIN_FILENO, .events = POLLIN } };
 		int k, timeout = in_open ? -1 : CONSOLE_LINGER_MS;

@@ -268,3 +268,26 @@ def test_vmd_run_at_a_terminal_is_interactive(env):
     finally:
         t.close()
     env.assert_clean()
+
+
+def test_a_login_prompt_on_request(env, daemons):
+    # vmd.guest.console=login: a getty on ttyS0 instead of a shell; root
+    # logs in without a password.
+    d = daemons()
+    d.define("login", kernel_params=["vmd.guest.console=login"])
+    d.ctl("reload", check=0)
+    d.wait_state("login", "running", ready=True)
+    t = Pty(console(env, "login"))
+    try:
+        t.type("\r")
+        t.expect("login:")
+        t.type("root\r")
+        # login flushes what was typed ahead: wait for the shell.
+        t.expect("root login on 'ttyS0'")
+        t.expect("# ")
+        t.type("echo in-$((3+4))\r")
+        t.expect("in-7")
+        t.type(b"\x1d")
+        assert t.wait() == 0
+    finally:
+        t.close()
