@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Container image metadata (images/oci.c): an OCI layout's index, an image
+ * manifest and config, and a docker-archive's manifest.json, valid and
+ * hostile. */
+#include "oci.h"
+#include "test.h"
+
+#define D1 "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+#define D2 "sha256:2222222222222222222222222222222222222222222222222222222222222222"
+#define D3 "sha256:3333333333333333333333333333333333333333333333333333333333333333"
+
+static const char *first_error(struct schema_errors *e)
+{
+	return e->n ? e->lines[0] : "";
+}
+
+TEST(index_picks_the_manifest)
+{
+	static const char two[] =
+		"{\"schemaVersion\":2,\"manifests\":["
+		"{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"" D1 "\",\"size\":10,"
+		"\"annotations\":{\"org.opencontainers.image.ref.name\":\"web\"}},"
+		"{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"" D2 "\",\"size\":10,"
+		"\"annotations\":{\"org.opencontainers.image.ref.name\":\"db\"}}]}";
+	struct schema_errors e = {};
+	char *d = NULL;
+
+	ASSERT(oci_parse_index(two, strlen(two), "db", &d, &e) == 0);
+	ASSERT_STREQ(d, D2);
+	free(d);
+	ASSERT(oci_parse_index(two, strlen(two), NULL, &d, &e) == -EINVAL);
+	ASSERT_STREQ(first_error(&e), "manifests: 2 image manifests; name one");
+	schema_errors_clear(&e);
+	ASSERT(oci_parse_index(two, strlen(two), "cache", &d, &e) == -ENOENT);
+	ASSERT_STREQ(first_error(&e), "manifests: no image manifest named cache");
+	schema_errors_clear(&e);
+
+	static const char nested[] = "{\"schemaVersion\":2,\"manifests\":[{\"mediaType\":"
+				     "\"application/vnd.oci.image.index.v1+json\",\"digest\":\"" D1 "\"}]}";
+	ASSERT(oci_parse_index(nested, strlen(nested), NULL, &d, &e) == -EINVAL);
+	ASSERT(strstr(first_error(&e), "a nested index"));
+	schema_errors_clear(&e);
+
+	static const char bad[] = "{\"schemaVersion\":2,\"manifests\":[{\"mediaType\":"
+				  "\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"sha256:../../etc\"}]}";
+	ASSERT(oci_parse_index(bad, strlen(bad), NULL, &d, &e) == -EINVAL);
+	ASSERT_STREQ(first_error(&e), "manifests[0]: digest: must be sha256:<64 lowercase hex digits>");
+	schema_errors_clear(&e);
+
+	static const char dup[] = "{\"schemaVersion\":2,\"schemaVersion\":2,\"manifests\":[]}";
+	ASSERT(oci_parse_index(dup, strlen(dup), NULL, &d, &e) == -EINVAL);
+	ASSERT(strstr(first_error(&e), "index.json: not valid JSON"));
+	schema_errors_clear(&e);
+}
+
+TEST(manifest_layers)
+{
+	static const char ok[] =
+		"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
+		"\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"" D1 "\",\"size\":5},"
+		"\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"" D2 "\",\"size\":7},"
+		"{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+zstd\",\"digest\":\"" D3 "\",\"size\":9}]}";
+	struct oci_image img = {};
+	struct schema_errors e = {};
+
+	ASSERT(oci_parse_manifest(ok, strlen(ok), &img, &e) == 0);
+	ASSERT_STREQ(img.config_digest, D1);
+	ASSERT_EQ(img.n_layers, (size_t)2);
+	ASSERT(img.layers[0].compression == OCI_LAYER_GZIP && img.layers[0].size == 7);
+	ASSERT(img.layers[1].compression == OCI_LAYER_ZSTD);
+	ASSERT_STREQ(img.layers[1].digest, D3);
+	oci_image_clear(&img);
+
+	static const char foreign[] =
+		"{\"schemaVersion\":2,\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\","
+		"\"digest\":\"" D1 "\",\"size\":5},\"layers\":[{\"mediaType\":\"application/x-helm\",\"digest\":\"" D2
+		"\",\"size\":7}]}";
+	ASSERT(oci_parse_manifest(foreign, strlen(foreign), &img, &e) == -EINVAL);
+	ASSERT_STREQ(first_error(&e),
+		     "layers[0].mediaType: application/x-helm: not a layer vmd can unpack (tar, tar+gzip, tar+zstd)");
+	oci_image_clear(&img);
+	schema_errors_clear(&e);
+
+	static const char helm[] = "{\"schemaVersion\":2,\"config\":{\"mediaType\":\"application/vnd.cncf.helm.config\","
+				   "\"digest\":\"" D1 "\",\"size\":5},\"layers\":[]}";
+	ASSERT(oci_parse_manifest(helm, strlen(helm), &img, &e) == -EINVAL);
+	ASSERT(strstr(first_error(&e), "(not a container image?)"));
+	oci_image_clear(&img);
+	schema_errors_clear(&e);
+
+	static const char negative[] =
+		"{\"schemaVersion\":2,\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\","
+		"\"digest\":\"" D1 "\",\"size\":5},\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\","
+		"\"digest\":\"" D2 "\",\"size\":-1}]}";
+	ASSERT(oci_parse_manifest(negative, strlen(negative), &img, &e) == -EINVAL);
+	ASSERT_STREQ(first_error(&e), "layers[0].size: must be a non-negative integer");
+	oci_image_clear(&img);
+	schema_errors_clear(&e);
+}
+
+TEST(config_what_to_run)
+{
+	static const char ok[] =
+		"{\"architecture\":\"amd64\",\"config\":{\"Entrypoint\":[\"/bin/nginx\",\"-g\"],\"Cmd\":[],"
+		"\"Env\":[\"PATH=/bin\",\"A=b=c\"],\"WorkingDir\":\"/srv\",\"User\":\"www:www\",\"StopSignal\":\"SIGQUIT\"},"
+		"\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[]}}";
+	struct oci_run run = {};
+	struct schema_errors e = {};
+
+	ASSERT(oci_parse_config(ok, strlen(ok), &run, &e) == 0);
+	ASSERT_STREQ(run.entrypoint[0], "/bin/nginx");
+	ASSERT_STREQ(run.entrypoint[1], "-g");
+	ASSERT(run.cmd && !run.cmd[0]); /* there, and empty */
+	ASSERT_STREQ(run.env[1], "A=b=c");
+	ASSERT_STREQ(run.workdir, "/srv");
+	ASSERT_STREQ(run.user, "www:www");
+	ASSERT_STREQ(run.stop_signal, "SIGQUIT");
+	oci_run_clear(&run);
+
+	static const char none[] = "{\"rootfs\":{}}";
+	ASSERT(oci_parse_config(none, strlen(none), &run, &e) == 0);
+	ASSERT(!run.entrypoint && !run.cmd && !run.env && !run.user);
+
+	static const char bad[] = "{\"config\":{\"Env\":[\"NOEQUALS\"],\"WorkingDir\":\"srv\",\"StopSignal\":\"kill me\"}}";
+	ASSERT(oci_parse_config(bad, strlen(bad), &run, &e) == -EINVAL);
+	ASSERT_STREQ(first_error(&e), "config.Env[0]: must be NAME=value");
+	oci_run_clear(&run);
+	schema_errors_clear(&e);
+
+	static const char bad2[] = "{\"config\":{\"WorkingDir\":\"srv\",\"StopSignal\":\"kill me\",\"Cmd\":\"sh\"}}";
+	ASSERT(oci_parse_config(bad2, strlen(bad2), &run, &e) == -EINVAL);
+	ASSERT_STREQ(first_error(&e), "config.Cmd: must be an array of at most 4096 strings");
+	oci_run_clear(&run);
+	schema_errors_clear(&e);
+
+	static const char bad3[] = "{\"config\":{\"WorkingDir\":\"srv\",\"StopSignal\":\"kill me\"}}";
+	ASSERT(oci_parse_config(bad3, strlen(bad3), &run, &e) == -EINVAL);
+	ASSERT_EQ(e.n, (size_t)2);
+	ASSERT_STREQ(e.lines[0], "config.WorkingDir: must be an absolute path");
+	ASSERT_STREQ(e.lines[1], "config.StopSignal: must be a signal name (SIGTERM) or number");
+	oci_run_clear(&run);
+	schema_errors_clear(&e);
+}
+
+TEST(docker_archive_manifest)
+{
+	/* What dockerTools.buildLayeredImage writes. */
+	static const char ok[] =
+		"[{\"Config\":\"abc.json\",\"RepoTags\":[\"web:latest\"],\"Layers\":[\"l1/layer.tar\",\"l2/layer.tar\"]},"
+		"{\"Config\":\"def.json\",\"RepoTags\":[\"db:1\"],\"Layers\":[]}]";
+	struct oci_image img = {};
+	struct schema_errors e = {};
+
+	ASSERT(oci_parse_docker_manifest(ok, strlen(ok), "web:latest", &img, &e) == 0);
+	ASSERT_STREQ(img.config_path, "abc.json");
+	ASSERT_EQ(img.n_layers, (size_t)2);
+	ASSERT_STREQ(img.layers[1].path, "l2/layer.tar");
+	oci_image_clear(&img);
+	ASSERT(oci_parse_docker_manifest(ok, strlen(ok), NULL, &img, &e) == -EINVAL);
+	ASSERT_STREQ(first_error(&e), "manifest.json: 2 images; name one");
+	oci_image_clear(&img);
+	schema_errors_clear(&e);
+
+	static const char *const hostile[] = {
+		"[{\"Config\":\"../../etc/passwd\",\"Layers\":[]}]",
+		"[{\"Config\":\"/etc/passwd\",\"Layers\":[]}]",
+		"[{\"Config\":\"a.json\",\"Layers\":[\"x/../../y\"]}]",
+		"[{\"Config\":\"a.json\",\"Layers\":[\"x//y\"]}]",
+		"[{\"Config\":\"a.json\",\"Layers\":[\"./y\"]}]",
+		"[{\"Config\":\"a\\u0000b\",\"Layers\":[]}]",
+	};
+	for (size_t i = 0; i < ELEMENTSOF(hostile); i++) {
+		ASSERT(oci_parse_docker_manifest(hostile[i], strlen(hostile[i]), NULL, &img, &e) == -EINVAL);
+		ASSERT(e.n == 1);
+		oci_image_clear(&img);
+		schema_errors_clear(&e);
+	}
+}
+
+TEST(digests)
+{
+	ASSERT(oci_digest_valid(D1));
+	ASSERT(!oci_digest_valid("sha256:ABCDEF1111111111111111111111111111111111111111111111111111111111"));
+	ASSERT(!oci_digest_valid("sha512:1111111111111111111111111111111111111111111111111111111111111111"));
+	ASSERT(!oci_digest_valid("sha256:111"));
+	ASSERT(!oci_digest_valid(NULL));
+}
+
+RUN_TESTS(T(index_picks_the_manifest), T(manifest_layers), T(config_what_to_run), T(docker_archive_manifest),
+	  T(digests))
