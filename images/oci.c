@@ -294,6 +294,8 @@ int oci_parse_manifest(const char *json, size_t n, struct oci_image *img, struct
 		return -EINVAL;
 	}
 	r = get_digest(cfg, "config", &img->config_digest, e);
+	if (r == 0)
+		r = get_size(cfg, "config", &img->config_size, e);
 	if (r < 0)
 		return r;
 	layers = json_object_get(j, "layers");

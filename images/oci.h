@@ -35,6 +35,7 @@ struct oci_run {
 
 struct oci_image {
 	char *config_digest; /* OCI: the config blob; docker-archive: NULL */
+	uint64_t config_size;
 	char *config_path;   /* docker-archive: the config file in the archive */
 	struct oci_layer *layers;
 	size_t n_layers;
@@ -63,3 +64,11 @@ int oci_parse_config(const char *json, size_t n, struct oci_run *run, struct sch
  * layers' paths inside the archive. */
 int oci_parse_docker_manifest(const char *json, size_t n, const char *ref, struct oci_image *img,
 			      struct schema_errors *e);
+
+/* Reads the OCI image layout in dir (a symlink to it, such as a Nix
+ * result, is fine): oci-layout, index.json, then the manifest and config
+ * blobs, each checked against its sha256 digest (and size), each at most
+ * OCI_MAX_JSON; every layer blob must be there, a regular file of the
+ * size the manifest gives (their content is checked when unpacked).
+ * Below dir no symlink is followed. Errors: "FILE: reason". */
+int oci_load_layout(const char *dir, const char *ref, struct oci_image *img, struct schema_errors *e);

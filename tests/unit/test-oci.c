@@ -2,6 +2,10 @@
 /* Container image metadata (images/oci.c): an OCI layout's index, an image
  * manifest and config, and a docker-archive's manifest.json, valid and
  * hostile. */
+#include <fcntl.h>
+#include <sodium.h>
+#include <sys/stat.h>
+
 #include "oci.h"
 #include "test.h"
 
@@ -186,5 +190,85 @@ TEST(digests)
 	ASSERT(!oci_digest_valid(NULL));
 }
 
+/* Writes text as a blob of the layout in dir; its digest in out. */
+static void put_blob(const char *dir, const char *text, char out[72])
+{
+	unsigned char h[crypto_hash_sha256_BYTES];
+	char hex[65];
+	_cleanup_free_ char *path = NULL;
+
+	ASSERT(sodium_init() >= 0);
+	crypto_hash_sha256(h, (const unsigned char *)text, strlen(text));
+	sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+	snprintf(out, 72, "sha256:%s", hex);
+	path = xasprintf("%s/blobs/sha256/%s", dir, hex);
+	ASSERT(write_file(path, text, 0644, 0) == 0);
+}
+
+TEST(layout_on_disk)
+{
+	_cleanup_free_ char *dir = tmpdir(), *blobs = xasprintf("%s/blobs/sha256", dir);
+	_cleanup_free_ char *manifest = NULL, *index = NULL, *cfgpath = NULL, *lpath = NULL, *p = NULL;
+	char layer[72], cfg[72], man[72];
+	struct oci_image img = {};
+	struct schema_errors e = {};
+
+	ASSERT(mkdir_p(blobs, 0755) == 0);
+	put_blob(dir, "layer bytes", layer);
+	put_blob(dir, "{\"config\":{\"Cmd\":[\"/bin/sh\"]}}", cfg);
+	manifest = xasprintf("{\"schemaVersion\":2,\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\","
+			     "\"digest\":\"%s\",\"size\":%zu},\"layers\":[{\"mediaType\":"
+			     "\"application/vnd.oci.image.layer.v1.tar\",\"digest\":\"%s\",\"size\":11}]}",
+			     cfg, strlen("{\"config\":{\"Cmd\":[\"/bin/sh\"]}}"), layer);
+	put_blob(dir, manifest, man);
+	index = xasprintf("{\"schemaVersion\":2,\"manifests\":[{\"mediaType\":"
+			  "\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"%s\",\"size\":%zu}]}",
+			  man, strlen(manifest));
+	p = xasprintf("%s/index.json", dir);
+	ASSERT(write_file(p, index, 0644, 0) == 0);
+	free(p);
+	p = xasprintf("%s/oci-layout", dir);
+	ASSERT(write_file(p, "{\"imageLayoutVersion\":\"1.0.0\"}", 0644, 0) == 0);
+
+	ASSERT(oci_load_layout(dir, NULL, &img, &e) == 0);
+	ASSERT_EQ(img.n_layers, (size_t)1);
+	ASSERT_STREQ(img.run.cmd[0], "/bin/sh");
+	oci_image_clear(&img);
+
+	/* A config whose content is not its digest's. */
+	cfgpath = xasprintf("%s/blobs/sha256/%s", dir, cfg + 7);
+	ASSERT(unlink(cfgpath) == 0);
+	ASSERT(write_file(cfgpath, "{\"config\":{\"Cmd\":[\"/bin/ev\"]}}", 0644, 0) == 0);
+	ASSERT(oci_load_layout(dir, NULL, &img, &e) == -EBADMSG);
+	ASSERT(e.n == 1 && strstr(e.lines[0], "its content does not match its digest (sha256)"));
+	oci_image_clear(&img);
+	schema_errors_clear(&e);
+
+	/* A blob that is a symlink (to what matches, even). */
+	ASSERT(unlink(cfgpath) == 0);
+	free(p);
+	p = xasprintf("%s/elsewhere", dir);
+	ASSERT(write_file(p, "{\"config\":{\"Cmd\":[\"/bin/sh\"]}}", 0644, 0) == 0);
+	ASSERT(symlink(p, cfgpath) == 0);
+	ASSERT(oci_load_layout(dir, NULL, &img, &e) == -ELOOP);
+	ASSERT(e.n == 1 && strstr(e.lines[0], "a symlink (refused)"));
+	oci_image_clear(&img);
+	schema_errors_clear(&e);
+	ASSERT(unlink(cfgpath) == 0 && rename(p, cfgpath) == 0);
+
+	/* A layer that is not the size the manifest gives. */
+	lpath = xasprintf("%s/blobs/sha256/%s", dir, layer + 7);
+	ASSERT(truncate(lpath, 5) == 0);
+	ASSERT(oci_load_layout(dir, NULL, &img, &e) == -EBADMSG);
+	ASSERT(e.n == 1 && strstr(e.lines[0], "its size is not the one the manifest gives"));
+	oci_image_clear(&img);
+	schema_errors_clear(&e);
+	ASSERT(unlink(lpath) == 0);
+	ASSERT(oci_load_layout(dir, NULL, &img, &e) == -ENOENT);
+	oci_image_clear(&img);
+	schema_errors_clear(&e);
+	rm_tree(dir);
+}
+
 RUN_TESTS(T(index_picks_the_manifest), T(manifest_layers), T(config_what_to_run), T(docker_archive_manifest),
-	  T(digests))
+	  T(digests), T(layout_on_disk))
