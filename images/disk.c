@@ -366,14 +366,20 @@ int disk_grow(const char *path, size_t root_len, uint64_t size_mib, uint64_t *re
 	return 1;
 }
 
-int disk_size(const char *path, uint64_t *ret_bytes)
+int disk_size(const char *path, size_t root_len, uint64_t *ret_bytes)
 {
+	/* Read-only: a running QEMU may hold it. */
+	_cleanup_close_ int fd = open_below(path, root_len, O_RDONLY | O_NOCTTY | O_NONBLOCK);
 	struct stat st;
 
-	if (lstat(path, &st) < 0)
+	if (fd == -EISDIR)
+		return -EBADFD;
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st) < 0)
 		return -errno;
 	if (!S_ISREG(st.st_mode))
-		return -EPERM;
+		return -EBADFD;
 	*ret_bytes = (uint64_t)st.st_size;
 	return 0;
 }

@@ -43,9 +43,9 @@ int disk_remove(const char *path);
 int disk_grow(const char *path, size_t root_len, uint64_t size_mib, uint64_t *ret_old_mib, bool *ret_fs,
 	      char **ret_why);
 
-/* A volume's size in bytes, without following a symlink: -ENOENT if there
- * is none yet. */
-int disk_size(const char *path, uint64_t *ret_bytes);
+/* A volume's size in bytes, opened as disk_open() does but read-only
+ * (-ELOOP, -EBADFD): -ENOENT if there is none yet. */
+int disk_size(const char *path, size_t root_len, uint64_t *ret_bytes);
 
 /* Whether the tools that make (and grow) such a disk are there: 0, or
  * -ENOENT with *ret_missing naming the first one missing. */

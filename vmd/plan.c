@@ -370,13 +370,13 @@ static int check_volume(struct vm_plan *p, size_t i, struct schema_errors *error
 	char field[64];
 	int r;
 
-	r = disk_size(p->images[i].path, &size);
+	r = disk_size(p->images[i].path, p->images[i].root_len, &size);
 	if (r == -ENOENT)
 		return 0;
 	snprintf(field, sizeof(field), "disks[%zu].size_mib", i);
 	if (r < 0) {
 		schema_error(errors, field, "volume %s: %s", p->images[i].path,
-			     r == -EPERM ? "not a regular file" : strerror(-r));
+			     r == -EBADFD ? "not a regular file" : strerror(-r));
 		return r;
 	}
 	if (size > dk->size_mib * 1024 * 1024) {

@@ -294,6 +294,17 @@ class Daemon:
 
 
 @pytest.fixture
+def lv(env):
+    """A libvirtd of the test's own (libvirtd.py)."""
+    from libvirtd import PrivateLibvirtd
+    # libvirt's QEMU runs as its own user and must reach the images.
+    os.chmod(env.root, 0o711)
+    inst = PrivateLibvirtd(env.root)
+    yield inst
+    inst.close()
+
+
+@pytest.fixture
 def daemons(env):
     """Starts daemons on demand; stops whatever is left at the end."""
     started = []

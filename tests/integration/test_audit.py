@@ -246,16 +246,6 @@ def test_qemu_user_missing_or_root(env):
     assert "qemu_user: must not be root" in p.stdout + p.stderr, p.stdout + p.stderr
 
 
-@pytest.fixture
-def lv(env):
-    from libvirtd import PrivateLibvirtd
-    # libvirt's QEMU runs as its own user and must reach the images.
-    os.chmod(env.root, 0o711)
-    inst = PrivateLibvirtd(env.root)
-    yield inst
-    inst.close()
-
-
 def test_child_audit_libvirt(env, lv, daemons, capsys):
     """The same lines for a VM of the libvirt driver: libvirtd starts QEMU
     as its configured user (Debian: libvirt-qemu, the tests' libvirtd

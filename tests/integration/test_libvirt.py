@@ -19,15 +19,6 @@ from conftest import processes_mentioning
 from libvirtd import PrivateLibvirtd
 
 
-@pytest.fixture
-def lv(env):
-    # libvirt's QEMU runs as its own user and must reach the images.
-    os.chmod(env.root, 0o711)
-    inst = PrivateLibvirtd(env.root)
-    yield inst
-    inst.close()
-
-
 def libvirt_settings(env, lv, **extra):
     env.write_settings(driver="libvirt", libvirt_uri=lv.uri, restart_delay_min_ms=100, **extra)
 
