@@ -64,9 +64,11 @@ let
       system =
         if vm.system != null then vm.system
         else if vm.nixos != null then vm.nixos.config.system.build.toplevel
-        else throw "services.vmd.vms.${name}: set `system` (a closure) or `config` (a NixOS guest)";
+        else if vm.image != null then null
+        else throw "services.vmd.vms.${name}: set `system` (a closure), `config` (a NixOS guest) or `image` (a container image)";
     in
-    vmdLib.toDefinition name (lib.recursiveUpdate guest (dropNulls (definitionFields vm)) // { inherit system; });
+    vmdLib.toDefinition name (lib.recursiveUpdate guest (dropNulls (definitionFields vm))
+      // lib.optionalAttrs (system != null) { inherit system; });
 
   definitions = lib.mapAttrs definitionOf cfg.vms;
   settingsJSON = vmdLib.toSettings (dropNulls cfg.settings);

@@ -70,7 +70,7 @@ let
 
   toDefinition = name: cfg:
     if cfg ? name && cfg.name != null && cfg.name != name then throw "vmd: VM ${name} has name = ${cfg.name}"
-    else if (cfg.system or null) == null then throw "vmd: VM ${name} has no system"
+    else if (cfg.system or null) == null && (cfg.image or null) == null then throw "vmd: VM ${name} has no system (or image)"
     else toJSONObject schema.definition (cfg // { inherit name; });
 
   # --- option declarations (need nixpkgs' lib) -------------------------------
@@ -95,7 +95,7 @@ let
 
       fieldType = f:
         if f.type == "string" then
-          (if f.key == "system" then types.either types.package absolute
+          (if elem f.key [ "system" "image" "image_system" ] then types.either types.package absolute
            else if f ? pattern then types.strMatching f.pattern
            else if elem (f.format or "") [ "path" "guest-path" "dir" ] then absolute
            else types.str)

@@ -4,6 +4,7 @@
 
 #include "cli.h"
 #include "defset.h"
+#include "plan.h"
 
 int cmd_check(int argc, char **argv, const char *config)
 {
@@ -53,6 +54,20 @@ int cmd_check(int argc, char **argv, const char *config)
 	/* Closures are checked on this host, against its store, and networks
 	 * against its settings. */
 	r = defset_load(argv + optind, host, &set, &errors);
+	/* Images: read and verified (not unpacked). */
+	for (size_t i = 0; i < set.n; i++) {
+		struct schema_errors e = {};
+
+		if (!set.entries[i].def->image || !host->image_system)
+			continue;
+		if (plan_check_image(host, set.entries[i].def, &e) < 0 && e.n == 0)
+			schema_error(&e, "image", "cannot be checked");
+		if (e.n > 0) {
+			defset_errors_add(&errors, set.entries[i].file, &e);
+			r = -EINVAL;
+		}
+		schema_errors_clear(&e);
+	}
 	if (r < 0) {
 		defset_errors_print(&errors, stdout);
 		bad = true;

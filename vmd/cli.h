@@ -23,6 +23,7 @@ void cli_print_errors(const char *file, const struct schema_errors *errors);
 int cmd_check(int argc, char **argv, const char *config);
 /* The definition and settings schema as JSON (nix/schema.json). */
 int cmd_schema(int argc, char **argv);
+int cmd_image(int argc, char **argv, const char *config);
 int cmd_run(int argc, char **argv, const char *config);
 int cmd_daemon(int argc, char **argv, const char *config);
 /* What libvirt runs as virtiofsd for the libvirt driver (not for users). */

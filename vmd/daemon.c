@@ -86,15 +86,16 @@ static void sync_gcroots(struct daemon *d, const struct defset *set)
 		return (void)log_error_errno(-ENOMEM, "GC roots: %m");
 	for (size_t i = 0; i < set->n; i++) {
 		const struct vm_def *def = set->entries[i].def;
+		const char *system = def_system(def, d->host);
 		struct stat st;
 		char *real;
 
 		/* Loading already checked each closure; only a symlink (a
 		 * result link) needs resolving, since Nix follows a root's
 		 * link one step. Store paths, the usual case, cost one lstat. */
-		if (lstat(def->system, &st) < 0)
+		if (!system || lstat(system, &st) < 0)
 			continue;
-		real = S_ISLNK(st.st_mode) ? realpath(def->system, NULL) : strdup(def->system);
+		real = S_ISLNK(st.st_mode) ? realpath(system, NULL) : strdup(system);
 		if (!real)
 			continue;
 		targets[n] = real;

@@ -12,7 +12,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"vmd %s: declarative microVMs for Nix-built system closures\n\n"
+		"vmd %s: declarative microVMs for Nix-built system closures and container images\n\n"
 		"Usage: vmd [-c SETTINGS] COMMAND [ARGS]\n\n"
 		"  vmd check PATH...            validate definitions (files or directories)\n"
 		"  vmd run DEF [-- CMD ARG...]  throwaway VM in the foreground; Ctrl-C shuts it down\n"
@@ -24,6 +24,7 @@ static void usage(FILE *f)
 		"  vmd logs NAME [-f]           console + QEMU + virtiofsd log of one VM\n"
 		"  vmd console NAME             the VM's serial console (Ctrl-] detaches)\n"
 		"  vmd shutdown                 power every VM off, then stop the daemon\n"
+		"  vmd image list|unpack|remove|prune  the cache of unpacked container images\n"
 		"  vmd schema                   the definition and settings schema as JSON\n"
 		"  vmd virtiofsd-exec ...       internal: what libvirt runs as virtiofsd (libvirt driver)\n\n"
 		"Every command takes -c FILE for the host settings (default %s)\n"
@@ -71,6 +72,8 @@ int main(int argc, char **argv)
 		return cmd_run(argc - i, argv + i, config);
 	if (streq(argv[i], "daemon"))
 		return cmd_daemon(argc - i, argv + i, config);
+	if (streq(argv[i], "image"))
+		return cmd_image(argc - i, argv + i, config);
 	if (streq(argv[i], "schema"))
 		return cmd_schema(argc - i, argv + i);
 	if (streq(argv[i], "virtiofsd-exec"))

@@ -837,14 +837,14 @@ static json_t *status_of(struct mvm *v)
 	pid_t pid = vm_pid(v->vm);
 	const char *domain = vm_domain(v->vm);
 
-	return json_pack("{s:s, s:s, s:b, s:o, s:i, s:f, s:o, s:o, s:s, s:s, s:o, s:b, s:s, s:s}", "name", v->name,
+	return json_pack("{s:s, s:s, s:b, s:o, s:i, s:f, s:o, s:o, s:s, s:s, s:o, s:b, s:s, s:s?, s:s?}", "name", v->name,
 			 "state", vm_state_names[vm_get_state(v->vm)], "ready", vm_is_ready(v->vm), "pid",
 			 pid ? json_integer(pid) : json_null(), "restarts", (int)v->restarts, "uptime_s",
 			 started ? (double)(now_usec() - started) / USEC_PER_SEC : 0.0, "last_exit",
 			 v->last_exit ? json_string(v->last_exit) : json_null(), "boot_time_s",
 			 boot ? json_real((double)boot / USEC_PER_SEC) : json_null(), "host", vm_host(v->vm),
 			 "driver", vm_driver_name(v->vm), "domain", domain ? json_string(domain) : json_null(),
-			 "autostart", d->autostart, "restart", restart_policy_names[d->restart], "system", d->system);
+			 "autostart", d->autostart, "restart", restart_policy_names[d->restart], "system", d->system, "image", d->image);
 }
 
 json_t *manager_status(struct manager *m, const char *name)

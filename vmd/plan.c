@@ -4,13 +4,18 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 
+#include <stdio.h>
+
 #include "def.h"
 #include "disk.h"
 #include "gcroot.h"
+#include "guestconf.h"
 #include "hostnet.h"
+#include "image.h"
 #include "keydir.h"
 #include "log.h"
 #include "plan.h"
+#include "vmlog.h"
 
 char *vm_run_dir(const struct host_config *host, const char *name)
 {
@@ -36,6 +41,7 @@ int plan_init(struct vm_plan *p, struct loop *l, const struct host_config *host,
 		.host = host,
 		.opts = opts,
 		.lock_fd = -EBADF,
+		.image_lock_fd = -EBADF,
 		.log = log,
 		.dir = vm_run_dir(host, def->name),
 		.disk_dir = vm_disk_dir(host, def->name),
@@ -166,6 +172,8 @@ static void free_shares(struct vm_plan *p)
 	}
 	p->shares = mfree(p->shares);
 	p->n_shares = 0;
+	p->image_conf = mfree(p->image_conf);
+	p->image_lock_fd = safe_close(p->image_lock_fd);
 }
 
 void plan_clear(struct vm_plan *p)
@@ -220,7 +228,7 @@ static int layout_shares(struct vm_plan *p)
 	const struct vm_def *d = p->def;
 	int r;
 
-	p->shares = calloc(1 + d->n_keys + d->n_shares, sizeof(*p->shares));
+	p->shares = calloc(2 + d->n_keys + d->n_shares, sizeof(*p->shares));
 	if (!p->shares)
 		return -ENOMEM;
 	/* The store never changes under a path: cache everything. */
@@ -243,7 +251,105 @@ static int layout_shares(struct vm_plan *p)
 	for (size_t i = 0; r == 0 && i < d->n_shares; i++)
 		r = add_share(p, d->shares[i].tag, strdup(d->shares[i].source), 0, VIRTIOFSD_CACHE_AUTO,
 			      d->shares[i].read_only);
+	/* An image's unpacked root, last: its cache entry is known once the
+	 * boot is prepared (prepare_image()); it never changes under a key. */
+	if (r == 0 && d->image)
+		r = add_share(p, IMAGE_SHARE_TAG, image_cache_dir(p->host), strlen(p->host->state_dir),
+			      VIRTIOFSD_CACHE_ALWAYS, true);
 	return r;
+}
+
+char *image_cache_dir(const struct host_config *host)
+{
+	return path_join(host->state_dir, "images");
+}
+
+/* What the image's init runs, as the fw_cfg entry: the image's config, the
+ * definition's overrides, the user resolved in the unpacked root. */
+static int image_conf(const struct vm_def *d, const struct oci_run *run, const char *rootfs, char **ret,
+		      struct schema_errors *errors)
+{
+	_cleanup_(image_launch_clear) struct image_launch l = {};
+	_cleanup_close_ int fd = -EBADF;
+	int r;
+
+	r = image_launch_compose(run, d->cmd, d->env, d->workdir, &l, errors);
+	if (r < 0 || !rootfs)
+		return r;
+	fd = open(rootfs, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		schema_error(errors, "image", "%s: %s", rootfs, strerror(-r));
+		return r;
+	}
+	r = image_resolve_user(fd, run->user, &l.uid, &l.gid, &l.groups, &l.n_groups, errors);
+	if (r < 0)
+		return r;
+	r = image_conf_format(&l, ret);
+	if (r == -E2BIG)
+		schema_error(errors, "image", "the command, environment and working directory take more than %d "
+					      "bytes", IMAGE_CONF_MAX);
+	return r;
+}
+
+int plan_check_image(const struct host_config *host, const struct vm_def *d, struct schema_errors *errors)
+{
+	_cleanup_free_ char *cache = image_cache_dir(host), *conf = NULL, *rootfs = NULL;
+	_cleanup_(image_info_clear) struct image_info info = {};
+	int r;
+
+	if (!cache)
+		return -ENOMEM;
+	r = image_inspect(d->image, d->image_ref, cache, &info, errors);
+	if (r < 0)
+		return r;
+	/* The user can only be looked up in an unpacked image. */
+	if (info.complete)
+		rootfs = xasprintf("%s/%s/rootfs", cache, info.key);
+	return image_conf(d, &info.run, rootfs, &conf, errors);
+}
+
+/* Unpacks the image unless its cache entry is complete, locks the entry
+ * for this boot and points the vmd-image share at it. */
+static int prepare_image(struct vm_plan *p, struct schema_errors *errors)
+{
+	const struct vm_def *d = p->def;
+	_cleanup_free_ char *cache = image_cache_dir(p->host), *msg = NULL;
+	_cleanup_(image_cached_clear) struct image_cached c = { .lock_fd = -EBADF };
+	struct image_unpack_opts o = {
+		.allow_setuid = p->host->image_setuid,
+		.max_bytes = p->host->image_max_mib << 20,
+	};
+	struct vm_share *s = &p->shares[p->n_shares - 1];
+	usec_t t0 = now_usec();
+	int r;
+
+	if (!cache)
+		return -ENOMEM;
+	r = image_cache_get(cache, d->image, d->image_ref, &o, &c, errors);
+	if (r < 0)
+		return r;
+	if (c.unpacked)
+		msg = xasprintf("image %s: unpacked %.1f MiB in %.2f s", c.key, (double)c.bytes / (1 << 20),
+				(double)(now_usec() - t0) / USEC_PER_SEC);
+	else
+		msg = xasprintf("image %s: cached", c.key);
+	if (msg) {
+		log_info("%s: %s", d->name, msg);
+		if (p->log)
+			vmlog_printf(p->log, "%s", msg);
+		if (p->opts && p->opts->announce)
+			fprintf(stderr, "%s: %s\n", d->name, msg);
+	}
+	p->image_conf = mfree(p->image_conf);
+	r = image_conf(d, &c.run, c.rootfs, &p->image_conf, errors);
+	if (r < 0)
+		return r;
+	free(s->source);
+	s->source = TAKE_PTR(c.rootfs);
+	safe_close(p->image_lock_fd);
+	p->image_lock_fd = TAKE_FD(c.lock_fd);
+	return 0;
 }
 
 /* The shares' host side: key directories made (keydir_prepare() is
@@ -546,7 +652,7 @@ static int check_closure(struct vm_plan *p, struct schema_errors *errors)
 		schema_error(errors, "store_dir", "%s: %s", p->host->store_dir, strerror(-r));
 		return r;
 	}
-	return def_check_system(p->def, store, &p->system, errors);
+	return def_check_system(p->def, p->host, store, &p->system, errors);
 }
 
 static int build_cmdline(struct vm_plan *p, struct schema_errors *errors)
@@ -555,11 +661,11 @@ static int build_cmdline(struct vm_plan *p, struct schema_errors *errors)
 	int r = read_closure_params(p, &params);
 
 	if (r == -EBADFD) {
-		schema_error(errors, "system", "%s/kernel-params: not a regular file", p->def->system);
+		schema_error(errors, p->def->image ? "image_system" : "system", "%s/kernel-params: not a regular file", p->system);
 		return r;
 	}
 	if (r < 0) {
-		schema_error(errors, "system", "reading %s/kernel-params: %s", p->def->system, strerror(-r));
+		schema_error(errors, p->def->image ? "image_system" : "system", "reading %s/kernel-params: %s", p->system, strerror(-r));
 		return r;
 	}
 	p->cmdline = mfree(p->cmdline);
@@ -584,7 +690,11 @@ static int prepare(struct vm_plan *p, bool check, struct schema_errors *errors)
 		r = plan_layout(p);
 	if (r == 0)
 		r = check ? check_images(p, errors) : create_images(p, errors);
-	return r < 0 ? r : realize_shares(p, !check, errors);
+	if (r == 0)
+		r = realize_shares(p, !check, errors);
+	if (r == 0 && p->def->image)
+		r = check ? plan_check_image(p->host, p->def, errors) : prepare_image(p, errors);
+	return r;
 }
 
 int plan_prepare(struct vm_plan *p)

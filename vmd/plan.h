@@ -38,6 +38,12 @@ int plan_prepare(struct vm_plan *p);
  * lock and leaves the run directory, the disks and the GC root alone.
  * Fills errors with "FIELD: reason" lines. */
 int plan_check(const struct host_config *host, const struct vm_def *def, struct schema_errors *errors);
+/* A definition's image (def->image): readable, its digests right, its
+ * config runnable; if it is unpacked already, its user exists in it. No
+ * unpacking. Fills errors with "FIELD: reason" lines. */
+int plan_check_image(const struct host_config *host, const struct vm_def *def, struct schema_errors *errors);
+/* <state_dir>/images, the unpacked images' cache. */
+char *image_cache_dir(const struct host_config *host);
 /* The pure part: where each disk's image and each share's source is, as
  * the definition and the settings say; nothing is looked at. */
 int plan_layout(struct vm_plan *p);

@@ -23,6 +23,7 @@ struct run {
 	bool cmd_done;
 	bool was_ready;
 	bool signal_after_cmd;
+	bool image; /* an image: its entrypoint's status is the run's */
 	struct hostnet *net;
 	struct lv *lv;
 	struct loop_source *sigs;
@@ -146,6 +147,12 @@ static void on_exited(struct vm *vm, enum vm_exit_reason reason, const char *det
 	/* What ends a run normally: our own stop (after the command, or on a
 	 * signal), or the guest powering off by itself once it was up. */
 	expected = reason == VM_EXIT_STOPPED || (reason == VM_EXIT_POWEROFF && run->was_ready);
+	/* An image's entrypoint ended, whatever its status: like docker run. */
+	if (run->image && vm_exit_status(vm) >= 0 && (reason == VM_EXIT_POWEROFF || reason == VM_EXIT_FAILURE)) {
+		expected = true;
+		if (run->exit_code < 0)
+			run->exit_code = vm_exit_status(vm);
+	}
 	if (reason == VM_EXIT_STOPPED && !run->cmd_done && !run->signal && run->cmd)
 		expected = false;
 	if (!expected && !run->was_ready && reason == VM_EXIT_POWEROFF)
@@ -228,6 +235,9 @@ static void usage(FILE *f)
 		"serial console (Ctrl-C too), and Ctrl-] (--escape) powers the VM off.\n"
 		"With CMD, waits for READY, runs CMD in the guest through the guest agent,\n"
 		"prints its stdout and stderr, powers the VM off and exits with CMD's status.\n"
+		"For an image (a definition with \"image\"), like docker run: the image's\n"
+		"entrypoint runs, CMD replaces its Cmd, the console (its output) is printed,\n"
+		"and vmd exits with the entrypoint's status once the guest powered off.\n"
 		"Everything the run created (processes, sockets, disks) is gone when it exits.\n\n"
 		"  -c, --config FILE   host settings (default %s)\n"
 		"      --accel MODE    override the accelerator (auto: KVM only where it works)\n"
@@ -342,6 +352,20 @@ int cmd_run(int argc, char **argv, const char *config)
 			schema_error(&errors, "wireguard", "a VM on a WireGuard hub needs vmd daemon, which runs the "
 							   "hub and its peer list; vmd run cannot join one");
 	}
+	if (errors.n == 0 && def->image) {
+		/* CMD replaces the image's Cmd; nothing runs through the agent. */
+		run.image = true;
+		if (run.cmd) {
+			strv_free(def->cmd);
+			def->cmd = strv_copy(run.cmd);
+			if (!def->cmd) {
+				log_error_errno(-ENOMEM, "%m");
+				return EXIT_RUNTIME;
+			}
+			run.cmd = NULL;
+		}
+		run.show_console = !quiet;
+	}
 	if (errors.n > 0) {
 		cli_print_errors(argv[optind], &errors);
 		return EXIT_BAD_INPUT;
@@ -382,6 +406,7 @@ int cmd_run(int argc, char **argv, const char *config)
 	opts.lock_wait = 3 * USEC_PER_SEC;
 	opts.net = run.net;
 	opts.lv = run.lv;
+	opts.announce = true;
 	r = vm_new(run.loop, host, &opts, TAKE_PTR(def), &run_callbacks, &run, &run.vm);
 	if (r < 0) {
 		log_error_errno(r, "%m");
@@ -390,7 +415,7 @@ int cmd_run(int argc, char **argv, const char *config)
 	r = vm_start(run.vm);
 	if (r < 0)
 		return EXIT_RUNTIME;
-	if (run.show_console && isatty(STDIN_FILENO) && term_raw(STDIN_FILENO) == 0) {
+	if (run.show_console && !run.image && isatty(STDIN_FILENO) && term_raw(STDIN_FILENO) == 0) {
 		char esc[3];
 
 		term_format_escape(run.escape, esc);

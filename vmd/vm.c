@@ -7,6 +7,7 @@
 
 #include "log.h"
 #include "plan.h"
+#include "guestconf.h"
 #include "vm.h"
 
 /* How long children get between SIGTERM and SIGKILL. */
@@ -46,6 +47,7 @@ struct vm {
 	struct drv_events ev;
 
 	char notify_buf[512];
+	int exit_status; /* EXIT_STATUS= of this boot, or -1 */
 	size_t notify_len;
 
 	struct loop_source *timer;
@@ -81,6 +83,7 @@ const char *const vm_exit_reason_names[] = {
 	[VM_EXIT_SHARE_FAILED] = "share-failed",
 	[VM_EXIT_READY_TIMEOUT] = "ready-timeout",
 	[VM_EXIT_START_FAILED] = "start-failed",
+	[VM_EXIT_FAILURE] = "failure",
 	NULL,
 };
 
@@ -244,6 +247,10 @@ static void on_ended(void *userdata, enum drv_end end, const char *detail, const
 		vm->t_down = now_usec();
 	if (vm->stop_requested && end != DRV_END_CRASHED && end != DRV_END_GONE)
 		set_reason(vm, VM_EXIT_STOPPED, "stopped by request");
+	else if (end == DRV_END_POWEROFF && vm->exit_status > 0)
+		set_reason(vm, VM_EXIT_FAILURE, "the image's entrypoint exited with status %d", vm->exit_status);
+	else if (end == DRV_END_POWEROFF && vm->exit_status == 0)
+		set_reason(vm, VM_EXIT_POWEROFF, "the image's entrypoint exited with status 0");
 	else if (end == DRV_END_POWEROFF)
 		set_reason(vm, VM_EXIT_POWEROFF, "the guest powered off");
 	else if (end == DRV_END_REBOOT)
@@ -420,6 +427,27 @@ static void became_ready(struct vm *vm)
 		vm->cb->ready(vm, vm->userdata);
 }
 
+/* EXIT_STATUS=N (sd_notify(3)): 0..255, from the guest, so checked. */
+static void note_exit_status(struct vm *vm, const char *v)
+{
+	char *end;
+	unsigned long n;
+
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	if (!*v || *end || errno || n > 255 || *v == '-' || *v == '+') {
+		log_warning("%s: ignoring a bad EXIT_STATUS=%.20s from the guest", vm->def->name, v);
+		return;
+	}
+	vm->exit_status = (int)n;
+	log_info("%s: the guest reports exit status %d", vm->def->name, vm->exit_status);
+}
+
+int vm_exit_status(const struct vm *vm)
+{
+	return vm->exit_status;
+}
+
 /* sd_notify format: newline-separated VAR=VALUE. */
 static void on_notify(void *userdata, const char *buf, size_t n)
 {
@@ -442,6 +470,8 @@ static void on_notify(void *userdata, const char *buf, size_t n)
 			*nl = 0;
 			if (streq(vm->notify_buf, "READY=1"))
 				became_ready(vm);
+			else if (startswith(vm->notify_buf, "EXIT_STATUS="))
+				note_exit_status(vm, vm->notify_buf + 12);
 			else if (startswith(vm->notify_buf, "STATUS="))
 				log_info("%s: status: %.200s", vm->def->name, vm->notify_buf + 7);
 			memmove(vm->notify_buf, nl + 1, vm->notify_len - used + 1);
@@ -482,7 +512,8 @@ static int prepare(struct vm *vm)
 	if (r < 0)
 		return log_error_errno(r, "%s: opening the log %s: %m", vm->def->name, vm->log_path);
 	vm->log_offset = vmlog_offset(&vm->log);
-	vmlog_printf(&vm->log, "starting %s from %s", vm->def->name, vm->def->system);
+	vm->exit_status = -1;
+	vmlog_printf(&vm->log, "starting %s from %s", vm->def->name, vm->def->system ? vm->def->system : vm->def->image);
 	r = plan_prepare(&vm->plan);
 	if (r < 0)
 		return r;
@@ -594,8 +625,22 @@ int vm_stop(struct vm *vm, bool force)
 int vm_exec(struct vm *vm, char *const *argv, usec_t timeout, qga_exec_cb cb, void *userdata)
 {
 	struct qga *g = vm->drv && !vm->tearing_down ? vm->drv_ops->agent(vm->drv) : NULL;
+	_cleanup_strv_free_ char **enter = NULL;
 
-	return g ? qga_exec(g, argv, timeout, cb, userdata) : -ENOTCONN;
+	if (!g)
+		return -ENOTCONN;
+	/* The agent runs outside an image's root: the image init enters it
+	 * (chroot, the image's environment and working directory). */
+	if (vm->def->image) {
+		if (strv_extend(&enter, IMAGE_INIT_ENTER_PATH) < 0 || strv_extend(&enter, "--enter") < 0 ||
+		    strv_extend(&enter, "--") < 0)
+			return -ENOMEM;
+		for (size_t i = 0; argv[i]; i++)
+			if (strv_extend(&enter, argv[i]) < 0)
+				return -ENOMEM;
+		argv = enter;
+	}
+	return qga_exec(g, argv, timeout, cb, userdata);
 }
 
 void vm_exec_cancel(struct vm *vm, void *userdata)
@@ -616,6 +661,7 @@ int vm_new(struct loop *l, const struct host_config *host, const struct vm_optio
 		def_free(def);
 		return -ENOMEM;
 	}
+	vm->exit_status = -1;
 	vm->loop = l;
 	vm->host = host;
 	vm->opts = *opts;

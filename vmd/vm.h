@@ -38,6 +38,8 @@ enum vm_exit_reason {
 	VM_EXIT_SHARE_FAILED,  /* a virtiofsd died */
 	VM_EXIT_READY_TIMEOUT, /* no READY=1 in time */
 	VM_EXIT_START_FAILED,  /* bring-up failed */
+	VM_EXIT_FAILURE,       /* the guest powered off reporting a failure (an image's
+				* entrypoint ended with a non-zero EXIT_STATUS=) */
 	_VM_EXIT_MAX,
 };
 extern const char *const vm_exit_reason_names[];
@@ -117,6 +119,9 @@ bool vm_is_ready(const struct vm *vm);
  * dropped; a terminal's typing never fills the channel), or -ENOTCONN
  * when no boot runs, -errno. */
 int vm_console_write(struct vm *vm, const void *buf, size_t n);
+/* The status the guest reported with EXIT_STATUS= on io.vmd.notify during
+ * the last boot (an image's entrypoint), or -1. */
+int vm_exit_status(const struct vm *vm);
 /* QEMU's pid while it runs, else 0. */
 pid_t vm_pid(const struct vm *vm);
 usec_t vm_ready_usec(const struct vm *vm); /* start to READY */

@@ -20,6 +20,7 @@
 #include "hostnet.h"
 #include "link.h"
 #include "log.h"
+#include "guestconf.h"
 #include "qemu.h"
 #include "qmp.h"
 #include "driver.h"
@@ -564,6 +565,8 @@ int qemu_plan_argv(const struct vm_plan *p, unsigned n_taps, bool vhost, char **
 		.tap_fds = tap_numbers,
 		.n_taps = n_taps,
 		.vhost_fds = vhost && n_taps > 0 ? vhost_numbers : NULL,
+		.fw_cfg_name = IMAGE_FW_CFG_NAME,
+		.fw_cfg = p->image_conf,
 	};
 	return qemu_argv(&qc, ret);
 }
@@ -711,7 +714,7 @@ static int qd_start(struct drv_vm *d)
 	if (r < 0)
 		return r;
 
-	fds = calloc(5 + qf.n_taps + qf.n_disks + qf.n_fs + qf.n_vhost, sizeof(*fds));
+	fds = calloc(6 + qf.n_taps + qf.n_disks + qf.n_fs + qf.n_vhost, sizeof(*fds));
 	if (!fds)
 		return -ENOMEM;
 	for (size_t i = 0; i < N_CHANNELS; i++)
@@ -726,6 +729,9 @@ static int qd_start(struct drv_vm *d)
 		fds[n_fds++] = (struct spawn_fd){ qf.fs[i], qfd_fs(p->n_images, i) };
 	for (unsigned i = 0; i < qf.n_vhost; i++)
 		fds[n_fds++] = (struct spawn_fd){ qf.vhost[i], qfd_vhost(p->n_images, qf.n_fs, i) };
+	/* Not for QEMU's use: its lifetime holds the image's cache entry. */
+	if (p->image_lock_fd >= 0)
+		fds[n_fds++] = (struct spawn_fd){ p->image_lock_fd, qfd_vhost(p->n_images, qf.n_fs, qf.n_vhost) };
 	struct spawn_opts o = {
 		.argv = argv,
 		.fds = fds,

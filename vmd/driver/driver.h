@@ -45,6 +45,8 @@ struct vm_options {
 	struct hostnet *net;
 	/* libvirt's connections, for VMs of the libvirt driver; NULL: none. */
 	struct lv *lv;
+	/* Say on stderr whether an image was unpacked or cached (vmd run). */
+	bool announce;
 	/* The driver of every VM; NULL: as each definition says (the unit
 	 * tests give a fake one). */
 	const struct vm_driver *driver;
@@ -112,6 +114,11 @@ struct vm_plan {
 	size_t n_shares;
 	struct vm_image *images;
 	size_t n_images;
+	/* An image VM (def->image): what its init runs (the fw_cfg entry,
+	 * guestconf.h), and a shared lock on its cache entry, which QEMU
+	 * inherits so the entry is never removed under a running VM. */
+	char *image_conf;
+	int image_lock_fd;
 
 	/* The boot as the lifecycle sees it, for state files and metadata. */
 	usec_t t_start;       /* CLOCK_MONOTONIC */

@@ -96,6 +96,11 @@ int qemu_argv(const struct qemu_config *c, char ***ret)
 	ADD("-append");
 	ADD("%s", c->cmdline);
 
+	if (c->fw_cfg) {
+		ADD("-fw_cfg");
+		ADD("name=%s,string=%s", c->fw_cfg_name, c->fw_cfg);
+	}
+
 	/* Every channel is a listening socket that vmd bound before exec and
 	 * can reconnect to later (after its own restart). QEMU starts paused
 	 * (-S) and runs once vmd is connected, so no early output is lost. */

@@ -5,6 +5,7 @@
 
 #include "addr.h"
 #include "def.h"
+#include "host.h"
 #include "netname.h"
 
 const char *const restart_policy_names[] = { "always", "on-failure", "never", NULL };
@@ -57,6 +58,45 @@ static const char *check_host_path(const char *s)
 	if (why)
 		return why;
 	return streq(s, "/") ? "must not be /" : NULL;
+}
+
+static const char *check_image_ref(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 1 || n > 255)
+		return "must be 1..255 characters";
+	for (const char *p = s; *p; p++)
+		if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f)
+			return "must be printable ASCII without spaces, like nginx:1.27";
+	return NULL;
+}
+
+/* One argument or environment entry for the image's entrypoint: anything
+ * but control characters (the guest gets it percent-encoded). */
+static const char *check_arg(const char *s)
+{
+	if (strlen(s) > 4096)
+		return "must be at most 4096 bytes";
+	for (const char *p = s; *p; p++)
+		if ((unsigned char)*p < ' ' && *p != '\t')
+			return "must not contain control characters";
+	return NULL;
+}
+
+static const char *check_env(const char *s)
+{
+	const char *eq = strchr(s, '='), *why = check_arg(s);
+
+	if (why)
+		return why;
+	if (!eq || eq == s)
+		return "must be NAME=value";
+	for (const char *p = s; p < eq; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_' ||
+		      (p > s && *p >= '0' && *p <= '9')))
+			return "NAME must be letters, digits and '_', not starting with a digit";
+	return NULL;
 }
 
 static const struct schema_field key_table[] = {
@@ -136,7 +176,12 @@ static const struct schema_field wireguard_table[] = {
 
 static const struct schema_field def_table[] = {
 	{ .key = "name", .type = SCHEMA_STRING, .offset = offsetof(struct vm_def, name), .required = true, .check = check_name, .format = "name", .doc = "The VM's name: 1..32 of [a-z0-9-], first a letter or digit; unique. Every host path vmd makes for the VM derives from it." },
-	{ .key = "system", .type = SCHEMA_STRING, .offset = offsetof(struct vm_def, system), .required = true, .check = check_host_path, .format = "path", .doc = "The system closure (kernel, initrd, init, optional kernel-params) inside store_dir; a symlink to it is resolved." },
+	{ .key = "system", .type = SCHEMA_STRING, .offset = offsetof(struct vm_def, system), .check = check_host_path, .format = "path", .doc = "The system closure (kernel, initrd, init, optional kernel-params) inside store_dir; a symlink to it is resolved. Exactly one of system and image." },
+	{ .key = "image", .type = SCHEMA_STRING, .offset = offsetof(struct vm_def, image), .check = check_host_path, .format = "path", .doc = "A container image to run instead of a system: an OCI image layout directory or a docker-archive tarball (docker save, Nix's dockerTools). It boots the host settings' image_system, with the image as a stateless root." },
+	{ .key = "image_ref", .type = SCHEMA_STRING, .offset = offsetof(struct vm_def, image_ref), .check = check_image_ref, .format = "image-ref", .doc = "Which image of a layout (its org.opencontainers.image.ref.name) or of an archive (one of its RepoTags); default: the only one." },
+	{ .key = "cmd", .type = SCHEMA_STRV, .offset = offsetof(struct vm_def, cmd), .check = check_arg, .max_items = 256, .format = "arg", .doc = "Replaces the image's Cmd (the arguments after its Entrypoint), as docker run IMAGE CMD does." },
+	{ .key = "env", .type = SCHEMA_STRV, .offset = offsetof(struct vm_def, env), .check = check_env, .max_items = 256, .format = "env", .doc = "NAME=value entries set over the image's Env (same NAME: this one wins)." },
+	{ .key = "workdir", .type = SCHEMA_STRING, .offset = offsetof(struct vm_def, workdir), .check = check_abs_path, .format = "guest-path", .doc = "Replaces the image's WorkingDir." },
 	{ .key = "vcpus", .type = SCHEMA_U32, .offset = offsetof(struct vm_def, vcpus), .min = 1, .max = 255, .def_uint = 1, .doc = "Number of virtual CPUs." },
 	{ .key = "memory_mib", .type = SCHEMA_U32, .offset = offsetof(struct vm_def, memory_mib), .min = 64, .max = 1048576, .def_uint = 512, .doc = "Guest memory in MiB (memfd-backed and shared, as virtiofs needs)." },
 	{ .key = "ready_timeout_s", .type = SCHEMA_U32, .offset = offsetof(struct vm_def, ready_timeout_s), .min = 1, .max = 86400, .def_none = true, .doc = "No READY=1 by then stops the boot (a failed start); default: the host settings' ready_timeout_s. For a first boot that takes long, or a guest that must fail fast." },
@@ -294,6 +339,21 @@ static void validate(const struct vm_def *d, struct schema_errors *errors)
 {
 	int r;
 
+	if (!d->system == !d->image)
+		schema_error(errors, d->system ? "image" : "system",
+			     d->system ? "a definition names a system or an image, not both"
+				       : "is required (or image)");
+	if (!d->image) {
+		if (d->image_ref)
+			schema_error(errors, "image_ref", "only for an image");
+		if (d->cmd)
+			schema_error(errors, "cmd", "only for an image (a system's command is its init)");
+		if (d->env)
+			schema_error(errors, "env", "only for an image");
+		if (d->workdir)
+			schema_error(errors, "workdir", "only for an image");
+	}
+
 	CHECK_UNIQUE(errors, d->keys, d->n_keys, name, "keys");
 	CHECK_UNIQUE(errors, d->shares, d->n_shares, tag, "shares");
 	CHECK_UNIQUE(errors, d->disks, d->n_disks, name, "disks");
@@ -302,7 +362,8 @@ static void validate(const struct vm_def *d, struct schema_errors *errors)
 
 	/* The kernel command line has a hard limit; the closure's own
 	 * kernel-params come on top at boot and are checked then. */
-	r = kernel_cmdline(d, d->system, "", NULL);
+	/* An image's system is the host's: count a store path's length. */
+	r = kernel_cmdline(d, d->system ? d->system : "/nix/store/00000000000000000000000000000000-vmd-image-guest", "", NULL);
 	if (r == -E2BIG)
 		schema_error(errors, "kernel_params",
 			     "the kernel command line would exceed %d bytes (mounts and parameters)",
@@ -396,10 +457,16 @@ static bool path_is_below(const char *path, const char *dir)
 	return strncmp(path, dir, n) == 0 && path[n] == '/';
 }
 
-int def_check_system(const struct vm_def *def, const char *store_dir, char **ret,
+const char *def_system(const struct vm_def *def, const struct host_config *host)
+{
+	return def->image ? host->image_system : def->system;
+}
+
+int def_check_system(const struct vm_def *def, const struct host_config *host, const char *store_dir, char **ret,
 		     struct schema_errors *errors)
 {
 	static const char *const parts[] = { "kernel", "initrd", "init" };
+	const char *system = def_system(def, host), *field = def->image ? "image_system" : "system";
 	_cleanup_free_ char *real = NULL;
 	const char *store = store_dir;
 	struct stat st;
@@ -408,32 +475,34 @@ int def_check_system(const struct vm_def *def, const char *store_dir, char **ret
 
 	/* The usual case, a store path that is itself a directory, needs one
 	 * lstat() and no realpath() (which walks every component). */
-	plain = path_is_below(def->system, store) && !strchr(def->system + strlen(store) + 1, '/') &&
-		lstat(def->system, &st) == 0 && S_ISDIR(st.st_mode);
+	if (!system)
+		return -ENOENT; /* host_check_def() says why */
+	plain = path_is_below(system, store) && !strchr(system + strlen(store) + 1, '/') &&
+		lstat(system, &st) == 0 && S_ISDIR(st.st_mode);
 	if (!plain) {
-		if (stat(def->system, &st) < 0) {
-			schema_error(errors, "system", "%s: %s", def->system, strerror(errno));
+		if (stat(system, &st) < 0) {
+			schema_error(errors, field, "%s: %s", system, strerror(errno));
 			return -ENOENT;
 		}
 		if (!S_ISDIR(st.st_mode)) {
-			schema_error(errors, "system", "%s is not a directory (a system closure)", def->system);
+			schema_error(errors, field, "%s is not a directory (a system closure)", system);
 			return -ENOTDIR;
 		}
 	}
-	real = plain ? strdup(def->system) : realpath(def->system, NULL);
+	real = plain ? strdup(system) : realpath(system, NULL);
 	if (!real) {
-		schema_error(errors, "system", "cannot resolve %s: %s", def->system, strerror(errno));
+		schema_error(errors, field, "cannot resolve %s: %s", system, strerror(errno));
 		return -ENOENT;
 	}
 	if (!path_is_below(real, store)) {
-		schema_error(errors, "system", "%s is not inside %s, the only part of the host the guest sees",
+		schema_error(errors, field, "%s is not inside %s, the only part of the host the guest sees",
 			     real, store_dir);
 		return -EXDEV;
 	}
 	/* The resolved path goes on the kernel command line: it must be as
 	 * plain as the original. */
 	if (check_abs_path(real)) {
-		schema_error(errors, "system", "%s resolves to %s: %s", def->system, real, check_abs_path(real));
+		schema_error(errors, field, "%s resolves to %s: %s", system, real, check_abs_path(real));
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < ELEMENTSOF(parts); i++) {
@@ -442,9 +511,9 @@ int def_check_system(const struct vm_def *def, const char *store_dir, char **ret
 		if (!p)
 			return -ENOMEM;
 		if (stat(p, &st) < 0)
-			schema_error(errors, "system", "%s/%s: %s", def->system, parts[i], strerror(errno));
+			schema_error(errors, field, "%s/%s: %s", system, parts[i], strerror(errno));
 		else if (!S_ISREG(st.st_mode))
-			schema_error(errors, "system", "%s/%s is not a regular file", def->system, parts[i]);
+			schema_error(errors, field, "%s/%s is not a regular file", system, parts[i]);
 	}
 	if (errors->n != before)
 		return -ENOENT;

@@ -49,7 +49,12 @@ struct def_wireguard {
 
 struct vm_def {
 	char *name;
-	char *system;
+	char *system; /* exactly one of system and image */
+	char *image;  /* an OCI layout directory or a docker-archive */
+	char *image_ref;
+	char **cmd; /* image overrides; NULL: the image's */
+	char **env;
+	char *workdir;
 	uint32_t vcpus;
 	uint32_t memory_mib;
 	uint32_t ready_timeout_s; /* 0: the host's */
@@ -114,11 +119,15 @@ char *def_key_tag(const struct def_key *key);
 /* Checks what can only be checked on the host that runs the VM: the
  * closure exists, resolves (through symlinks such as a nix-build result
  * link) to a directory inside store_dir, which is all the guest sees, and
- * has kernel, initrd and init. The resolved path goes to *ret if given.
+ * has kernel, initrd and init (for an image: the host's image_system). The resolved path goes to *ret if given.
  * store_dir must be resolved already (def_resolve_store(), once for many
  * checks). */
-int def_check_system(const struct vm_def *def, const char *store_dir, char **ret,
+struct host_config;
+int def_check_system(const struct vm_def *def, const struct host_config *host, const char *store_dir, char **ret,
 		     struct schema_errors *errors);
+/* The closure a definition boots: its system, or for an image the host
+ * settings' image_system (NULL if unset). */
+const char *def_system(const struct vm_def *def, const struct host_config *host);
 char *def_resolve_store(const char *store_dir);
 
 

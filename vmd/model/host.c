@@ -137,6 +137,9 @@ static const struct schema_field host_table[] = {
 	{ .key = "control_idle_timeout_s", .type = SCHEMA_U32, .offset = offsetof(struct host_config, control_idle_timeout_s), .min = 1, .max = 86400, .def_uint = CONTROL_IDLE_TIMEOUT_DEFAULT_S, .doc = "A control-socket connection with no request in progress (and no log it follows) is closed after this long; a half-sent request line counts as none." },
 	{ .key = "qemu_user", .type = SCHEMA_STRING, .offset = offsetof(struct host_config, qemu_user), .def_string = "vmd-qemu", .check = check_user, .format = "user", .doc = "The unprivileged user QEMU runs as (QEMU driver), with the kvm group as its only supplementary group; it must exist (useradd --system --user-group --groups kvm vmd-qemu)." },
 	{ .key = "wireguard_go", .type = SCHEMA_STRING, .offset = offsetof(struct host_config, wireguard_go), .def_string = VMD_DEFAULT_WIREGUARD_GO, .check = check_binary, .format = "binary", .doc = "The userspace WireGuard, for hubs where the kernel has no module." },
+	{ .key = "image_system", .type = SCHEMA_STRING, .offset = offsetof(struct host_config, image_system), .check = check_abs_path, .format = "path", .doc = "The closure that boots container images (definitions with image): a kernel, an initrd whose /init is vmd's image init, and the guest agent; built like the tiny guest (README, Images). Unset: images cannot run." },
+	{ .key = "image_setuid", .type = SCHEMA_BOOL, .offset = offsetof(struct host_config, image_setuid), .def_bool = false, .doc = "Keep setuid and setgid bits when unpacking image layers (default: stripped)." },
+	{ .key = "image_max_mib", .type = SCHEMA_U64, .offset = offsetof(struct host_config, image_max_mib), .min = 1, .max = 1048576, .def_uint = 8192, .doc = "The most an image may unpack to (the sum of its layers' file sizes, sparse ones at full size); a layer that claims more is refused." },
 	{ .key = "driver", .type = SCHEMA_ENUM, .offset = offsetof(struct host_config, driver), .enum_names = driver_names, .def_enum = DRIVER_QEMU, .doc = "The default driver for definitions: qemu (vmd runs QEMU and virtiofsd) or libvirt." },
 	{ .key = "libvirt_uri", .type = SCHEMA_STRING, .offset = offsetof(struct host_config, libvirt_uri), .def_string = "qemu:///system", .check = check_libvirt_uri, .format = "libvirt-uri", .doc = "This host's libvirtd." },
 	{ .key = "hosts", .type = SCHEMA_MAP, .offset = offsetof(struct host_config, hosts), .sub = remote_table, .item_size = sizeof(struct host_remote), .count_offset = offsetof(struct host_config, n_hosts), .map_key_offset = offsetof(struct host_remote, name), .check = check_name, .max_items = 256, .format = "name", .doc = "Other hosts' libvirtd, by name." },
@@ -295,6 +298,12 @@ void host_check_def(const struct host_config *c, const struct vm_def *def, struc
 {
 	const struct host_network *n;
 
+	if (def->image && !c->image_system)
+		schema_error(errors, "image", "the host settings have no image_system (the closure that boots "
+					      "images: README, Images)");
+	if (def->image && def_driver(def, c->driver) == DRIVER_LIBVIRT)
+		schema_error(errors, "image", "the libvirt driver cannot boot images yet: use driver \"qemu\" "
+					      "(and no \"host\")");
 	if (def->host) {
 		if (!host_remote_find(c, def->host))
 			schema_error(errors, "host", "\"%s\" is not in the host settings' hosts", def->host);

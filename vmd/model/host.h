@@ -79,6 +79,11 @@ struct host_config {
 	/* Who QEMU runs as (the QEMU driver): never root. */
 	char *qemu_user;
 	char *wireguard_go;
+	/* Container images: the closure that boots them (NULL: none), and
+	 * how they are unpacked. */
+	char *image_system;
+	bool image_setuid;
+	uint64_t image_max_mib;
 	struct host_network *networks; /* sorted by name */
 	size_t n_networks;
 	int driver; /* enum driver: the default for definitions */
