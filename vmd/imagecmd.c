@@ -42,7 +42,7 @@ static bool is_definition(const char *path)
 
 static int do_list(const char *cache)
 {
-	struct image_entry *e = NULL;
+	struct image_cache_entry *e = NULL;
 	size_t n = 0;
 	int r = image_cache_list(cache, &e, &n);
 
@@ -55,7 +55,7 @@ static int do_list(const char *cache)
 		printf("%-71s %-6s %9.1f  %s%s%s\n", e[i].key, e[i].in_use ? "yes" : "no",
 		       (double)e[i].bytes / (1 << 20), e[i].source ? e[i].source : "-", e[i].ref ? " " : "",
 		       e[i].ref ? e[i].ref : "");
-	image_entries_free(e, n);
+	image_cache_entries_free(e, n);
 	return EXIT_OK;
 }
 
@@ -160,7 +160,7 @@ static int named_images(const struct host_config *host, const char *cache, char 
 static int do_prune(const struct host_config *host, const char *cache, bool dry_run)
 {
 	_cleanup_strv_free_ char **keys = NULL, **paths = NULL;
-	struct image_entry *e = NULL;
+	struct image_cache_entry *e = NULL;
 	size_t n = 0, removed = 0;
 	int r, ret = EXIT_OK;
 
@@ -194,7 +194,7 @@ static int do_prune(const struct host_config *host, const char *cache, bool dry_
 			removed++;
 		}
 	}
-	image_entries_free(e, n);
+	image_cache_entries_free(e, n);
 	if (!dry_run)
 		printf("%zu removed\n", removed);
 	return ret;
