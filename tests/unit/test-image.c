@@ -779,7 +779,7 @@ TEST(partial_entries_rebuilt)
 	struct place p;
 	struct image_cached c;
 	struct schema_errors e = {};
-	_cleanup_free_ char *json = NULL, *stale = NULL, *link = NULL, *keep = NULL;
+	_cleanup_free_ char *json = NULL, *stale = NULL, *link = NULL;
 	char manifest[72];
 
 	place_init(&p);
