@@ -244,8 +244,68 @@ static struct archive *outer_open(int fd, const char *path, struct schema_errors
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct archive *, archive_read_free)
 
-/* One small file of the archive, whole. */
-static int read_member(int fd, const char *path, const char *name, char **ret, size_t *ret_n,
+/* Small .json files seen on the way to manifest.json: the config is one
+ * of them in what dockerTools and docker save (before 25) write, and then
+ * costs no second pass over a compressed archive. */
+#define SIDE_MAX 8
+#define SIDE_BYTES (16 * 1024 * 1024)
+struct side {
+	char *name[SIDE_MAX], *data[SIDE_MAX];
+	size_t n[SIDE_MAX], count, bytes;
+};
+
+static void side_clear(struct side *s)
+{
+	for (size_t i = 0; i < s->count; i++) {
+		free(s->name[i]);
+		free(s->data[i]);
+	}
+	*s = (struct side){};
+}
+
+static char *entry_data(struct archive *a, int64_t size)
+{
+	_cleanup_free_ char *buf = malloc((size_t)size + 1);
+
+	if (!buf || archive_read_data(a, buf, (size_t)size) != size)
+		return NULL;
+	buf[size] = 0;
+	return TAKE_PTR(buf);
+}
+
+static bool side_keep(struct side *s, struct archive *a, const char *name, int64_t size)
+{
+	size_t len = strlen(name);
+
+	if (!s || s->count == SIDE_MAX || size > OCI_MAX_JSON || s->bytes + (uint64_t)size > SIDE_BYTES ||
+	    len < 5 || !streq(name + len - 5, ".json"))
+		return false;
+	s->data[s->count] = entry_data(a, size);
+	s->name[s->count] = strdup(name);
+	if (!s->data[s->count] || !s->name[s->count]) {
+		free(s->data[s->count]);
+		free(s->name[s->count]);
+		return false;
+	}
+	s->n[s->count++] = (size_t)size;
+	s->bytes += (uint64_t)size;
+	return true;
+}
+
+static bool side_take(struct side *s, const char *name, char **ret, size_t *ret_n)
+{
+	for (size_t i = 0; s && i < s->count; i++)
+		if (s->data[i] && streq(s->name[i], name)) {
+			*ret = TAKE_PTR(s->data[i]);
+			*ret_n = s->n[i];
+			return true;
+		}
+	return false;
+}
+
+/* One small file of the archive, whole; side (NULL: none) keeps small
+ * .json files met before it. */
+static int read_member(int fd, const char *path, const char *name, struct side *side, char **ret, size_t *ret_n,
 		       struct schema_errors *e)
 {
 	_cleanup_(archive_read_freep) struct archive *a = outer_open(fd, path, e);
@@ -255,30 +315,31 @@ static int read_member(int fd, const char *path, const char *name, char **ret, s
 	if (!a)
 		return -EINVAL;
 	while ((k = archive_read_next_header(a, &entry)) == ARCHIVE_OK || k == ARCHIVE_WARN) {
-		_cleanup_free_ char *buf = NULL;
+		const char *member = archive_entry_pathname(entry);
 		int64_t size = archive_entry_size(entry);
-		la_ssize_t got;
+		bool regular = archive_entry_filetype(entry) == AE_IFREG && !archive_entry_hardlink(entry);
 
-		if (!archive_entry_pathname(entry) || !streq(clean_member(archive_entry_pathname(entry)), name))
+		if (!member || size < 0)
 			continue;
-		if (archive_entry_filetype(entry) != AE_IFREG || archive_entry_hardlink(entry)) {
+		member = clean_member(member);
+		if (!streq(member, name)) {
+			if (regular)
+				(void)side_keep(side, a, member, size);
+			continue;
+		}
+		if (!regular) {
 			schema_error(e, name, "not a regular file in the archive");
 			return -EINVAL;
 		}
-		if (size < 0 || size > OCI_MAX_JSON) {
+		if (size > OCI_MAX_JSON) {
 			schema_error(e, name, "larger than %d bytes", OCI_MAX_JSON);
 			return -EFBIG;
 		}
-		buf = malloc((size_t)size + 1);
-		if (!buf)
-			return -ENOMEM;
-		got = archive_read_data(a, buf, (size_t)size);
-		if (got != size) {
-			schema_error(e, name, "cannot read it: %s", got < 0 ? archive_error_string(a) : "truncated");
+		*ret = entry_data(a, size);
+		if (!*ret) {
+			schema_error(e, name, "cannot read it: %s", archive_error_string(a) ?: "truncated");
 			return -EIO;
 		}
-		buf[size] = 0;
-		*ret = TAKE_PTR(buf);
 		*ret_n = (size_t)size;
 		return 0;
 	}
@@ -344,6 +405,7 @@ static int probe_cached_archive(struct probe *p, int cfd, struct schema_errors *
 static int probe_archive(struct probe *p, const char *path, const char *ref, int cfd, struct schema_errors *e)
 {
 	_cleanup_free_ char *manifest = NULL;
+	_cleanup_(side_clear) struct side side = {};
 	char hex[65];
 	struct stat st;
 	size_t n;
@@ -359,11 +421,11 @@ static int probe_archive(struct probe *p, const char *path, const char *ref, int
 	if (cfd >= 0 && probe_cached_archive(p, cfd, e) == 0)
 		return 0;
 	oci_image_clear(&p->img);
-	r = read_member(p->fd, path, "manifest.json", &manifest, &n, e);
+	r = read_member(p->fd, path, "manifest.json", &side, &manifest, &n, e);
 	if (r == 0)
 		r = oci_parse_docker_manifest(manifest, n, ref, &p->img, e);
-	if (r == 0)
-		r = read_member(p->fd, path, p->img.config_path, &p->config, &p->config_n, e);
+	if (r == 0 && !side_take(&side, p->img.config_path, &p->config, &p->config_n))
+		r = read_member(p->fd, path, p->img.config_path, NULL, &p->config, &p->config_n, e);
 	if (r == 0)
 		r = oci_parse_config(p->config, p->config_n, &p->img, e);
 	/* What a docker-archive's layers are checked against. */

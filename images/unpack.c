@@ -34,8 +34,6 @@ struct layer {
 	size_t number; /* from 1 */
 	const struct unpack_opts *opts;
 	struct schema_errors *e;
-	char **whiteouts; /* paths to remove */
-	char **opaque;    /* directories to empty ("" is the root) */
 };
 
 /* A name from the archive as it can go into a one-line message. */
@@ -234,45 +232,6 @@ static int next_entry(struct layer *l, struct archive *a, struct totals *t, stru
 	}
 }
 
-/* Pass 1: every entry checked, the whiteouts collected, the digest
- * verified; nothing written. */
-static int layer_scan(struct layer *l, struct totals *t)
-{
-	struct source *s = malloc(sizeof(*s));
-	struct archive *a = s ? source_open(l, s) : NULL;
-	struct archive_entry *entry;
-	int r = a ? 0 : -EBADMSG;
-
-	while (r == 0) {
-		char path[PATH_MAX];
-		const char *name;
-
-		r = next_entry(l, a, t, &entry, path);
-		if (r <= 0)
-			break;
-		r = 0;
-		name = base_name(path);
-		if (streq(name, OPAQUE))
-			r = strv_extend(&l->opaque, path) < 0 ? -ENOMEM : 0;
-		else if (startswith(name, WHITEOUT WHITEOUT))
-			; /* aufs' own (.wh..wh.plnk): no meaning here */
-		else if (startswith(name, WHITEOUT)) {
-			const char *victim = name + strlen(WHITEOUT);
-
-			if (!*victim || streq(victim, ".") || streq(victim, ".."))
-				r = refuse(l, path, "a whiteout of nothing (refused)");
-			else
-				r = strv_extend(&l->whiteouts, path) < 0 ? -ENOMEM : 0;
-		}
-	}
-	if (r == 0)
-		r = source_verify(l, s);
-	if (a)
-		archive_read_free(a);
-	free(s);
-	return r;
-}
-
 /* Removes dir/name below the current directory without following a
  * symlink anywhere: name itself, if a symlink, goes as a symlink. */
 static int remove_below(struct layer *l, const char *dir, const char *name, const char *shown)
@@ -304,24 +263,48 @@ static int remove_below(struct layer *l, const char *dir, const char *name, cons
 	return 0;
 }
 
-static int apply_whiteouts(struct layer *l)
+/* A whiteout entry at path (".wh.NAME" or ".wh..wh..opq" in its
+ * directory), applied to what the layers below left. */
+static int whiteout(struct layer *l, const char *path)
 {
-	int r = 0;
+	const char *name = base_name(path), *victim = name + strlen(WHITEOUT);
+	_cleanup_free_ char *dir = strndup(path, (size_t)(name - path));
 
-	for (char **p = l->opaque; r == 0 && p && *p; p++) {
-		_cleanup_free_ char *dir = strndup(*p, (size_t)(base_name(*p) - *p));
+	if (!dir)
+		return -ENOMEM;
+	if (streq(name, OPAQUE))
+		return remove_below(l, dir, NULL, path);
+	if (startswith(name, WHITEOUT WHITEOUT))
+		return 0; /* aufs' own (.wh..wh.plnk): no meaning here */
+	if (!*victim || streq(victim, ".") || streq(victim, ".."))
+		return refuse(l, path, "a whiteout of nothing (refused)");
+	return remove_below(l, dir, victim, path);
+}
 
-		if (!dir)
-			return -ENOMEM;
-		r = remove_below(l, dir, NULL, *p);
+/* Pass 1: every entry checked, the whiteouts applied (a layer's whiteouts
+ * hide what the layers below have, never its own entries), the digest
+ * verified. Should it not match, what was removed is of the partial tree
+ * the caller throws away. */
+static int layer_scan(struct layer *l, struct totals *t)
+{
+	struct source *s = malloc(sizeof(*s));
+	struct archive *a = s ? source_open(l, s) : NULL;
+	struct archive_entry *entry;
+	int r = a ? 0 : -EBADMSG;
+
+	while (r == 0) {
+		char path[PATH_MAX];
+
+		r = next_entry(l, a, t, &entry, path);
+		if (r <= 0)
+			break;
+		r = startswith(base_name(path), WHITEOUT) ? whiteout(l, path) : 0;
 	}
-	for (char **p = l->whiteouts; r == 0 && p && *p; p++) {
-		_cleanup_free_ char *dir = strndup(*p, (size_t)(base_name(*p) - *p));
-
-		if (!dir)
-			return -ENOMEM;
-		r = remove_below(l, dir, base_name(*p) + strlen(WHITEOUT), *p);
-	}
+	if (r == 0)
+		r = source_verify(l, s);
+	if (a)
+		archive_read_free(a);
+	free(s);
 	return r;
 }
 
@@ -448,11 +431,7 @@ static int apply_layers(const struct unpack_layer *layers, size_t n, const struc
 
 		r = layer_scan(&l, &scanned);
 		if (r == 0)
-			r = apply_whiteouts(&l);
-		if (r == 0)
 			r = layer_extract(&l, &written);
-		strv_free(l.whiteouts);
-		strv_free(l.opaque);
 	}
 	*ret_bytes = written.bytes;
 	return r;

@@ -205,7 +205,8 @@ static void outer_add(struct archive *a, const char *name, const char *data, siz
 
 /* A docker-archive at path, as dockerTools writes it: layers as
  * uncompressed tars, the config with their diff_ids; the outer tar
- * gzip-compressed if gzip. bad_diff_id: the last layer's is wrong. The
+ * gzip-compressed if gzip (and then the config named as docker save 25
+ * does). bad_diff_id: the last layer's is wrong. The
  * config's sha256 (the key) in key. */
 static void make_docker(const char *path, const struct layer_spec *ls, size_t n, bool gzip, bool bad_diff_id,
 			char key[72])
@@ -234,12 +235,14 @@ static void make_docker(const char *path, const struct layer_spec *ls, size_t n,
 			   ",\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[%s]}}",
 			   ids);
 	sha256_of(config, strlen(config), key);
-	manifest = xasprintf("[{\"Config\":\"cfg.json\",\"RepoTags\":[\"test:latest\"],\"Layers\":[%s]}]", names);
+	/* docker save 25 names it blobs/sha256/<hex>, with no .json. */
+	manifest = xasprintf("[{\"Config\":\"%s\",\"RepoTags\":[\"test:latest\"],\"Layers\":[%s]}]",
+			     gzip ? "blobs/sha256/cfg" : "cfg.json", names);
 	ASSERT(archive_write_set_format_pax_restricted(a) == ARCHIVE_OK);
 	if (gzip)
 		ASSERT(archive_write_add_filter_gzip(a) == ARCHIVE_OK);
 	ASSERT(archive_write_open_filename(a, path) == ARCHIVE_OK);
-	outer_add(a, "cfg.json", config, strlen(config));
+	outer_add(a, gzip ? "blobs/sha256/cfg" : "cfg.json", config, strlen(config));
 	for (size_t i = 0; i < n; i++) {
 		_cleanup_free_ char *name = xasprintf("l%zu/layer.tar", i);
 
