@@ -11,43 +11,17 @@
  * at most max bytes. */
 static int read_below(int dirfd, const char *name, size_t max, char **ret, size_t *ret_n, struct schema_errors *e)
 {
-	_cleanup_close_ int fd = open_beneath(dirfd, name, O_RDONLY | O_NONBLOCK | O_NOCTTY);
-	_cleanup_free_ char *buf = NULL;
-	struct stat st;
-	size_t n = 0;
+	int r = read_beneath(dirfd, name, max, ret, ret_n);
 
-	if (fd < 0) {
-		schema_error(e, name, "%s", fd == -ELOOP ? "a symlink (refused)" : strerror(-fd));
-		return fd;
-	}
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (!S_ISREG(st.st_mode)) {
+	if (r == -ELOOP)
+		schema_error(e, name, "a symlink (refused)");
+	else if (r == -EBADFD)
 		schema_error(e, name, "not a regular file");
-		return -EBADFD;
-	}
-	if ((uint64_t)st.st_size > max) {
+	else if (r == -EFBIG)
 		schema_error(e, name, "larger than %zu bytes", max);
-		return -EFBIG;
-	}
-	buf = malloc((size_t)st.st_size + 1);
-	if (!buf)
-		return -ENOMEM;
-	while (n < (size_t)st.st_size) {
-		ssize_t k = read(fd, buf + n, (size_t)st.st_size - n);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0) {
-			schema_error(e, name, "cannot read: %s", k < 0 ? strerror(errno) : "it shrank");
-			return k < 0 ? -errno : -EIO;
-		}
-		n += (size_t)k;
-	}
-	buf[n] = 0;
-	*ret = TAKE_PTR(buf);
-	*ret_n = n;
-	return 0;
+	else if (r < 0)
+		schema_error(e, name, "%s", strerror(-r));
+	return r;
 }
 
 static void blob_name(const char *digest, char buf[static 80])
@@ -118,9 +92,14 @@ int oci_load_layout(const char *dir, const char *ref, struct oci_image *img, str
 		return r;
 	r = read_blob(dirfd, img->config_digest, img->config_size, &config, &n, e);
 	if (r == 0)
-		r = oci_parse_config(config, n, &img->run, e);
+		r = oci_parse_config(config, n, img, e);
+	/* Optional in a layout: each layer blob is checked against its own
+	 * digest. When given, they must match the manifest's layers. */
+	if (r == 0)
+		r = oci_check_diff_ids(img, false, e);
 	if (r < 0)
 		return r;
+	img->manifest_digest = TAKE_PTR(mdigest);
 	/* Layers are read (and hashed) when they are unpacked; here only
 	 * whether they are there, as big as the manifest says. */
 	for (size_t i = 0; i < img->n_layers; i++) {

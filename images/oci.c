@@ -40,7 +40,9 @@ void oci_image_clear(struct oci_image *img)
 		free(img->layers[i].path);
 	}
 	free(img->layers);
+	free(img->manifest_digest);
 	free(img->config_digest);
+	strv_free(img->diff_ids);
 	free(img->config_path);
 	oci_run_clear(&img->run);
 	*img = (struct oci_image){};
@@ -343,9 +345,68 @@ static bool valid_signal(const char *s)
 	return true;
 }
 
-int oci_parse_config(const char *json, size_t n, struct oci_run *run, struct schema_errors *e)
+static int get_diff_ids(json_t *j, struct oci_image *img, struct schema_errors *e)
+{
+	json_t *rootfs = json_object_get(j, "rootfs"), *ids, *d;
+	_cleanup_strv_free_ char **l = NULL;
+	const char *type;
+	size_t i;
+
+	if (!rootfs || json_is_null(rootfs))
+		return 0;
+	if (!json_is_object(rootfs)) {
+		schema_error(e, "config.rootfs", "must be an object");
+		return -EINVAL;
+	}
+	ids = json_object_get(rootfs, "diff_ids");
+	if (!ids || json_is_null(ids))
+		return 0;
+	type = json_string_value(json_object_get(rootfs, "type"));
+	if (!type || !streq(type, "layers")) {
+		schema_error(e, "config.rootfs.type", "must be \"layers\"");
+		return -EINVAL;
+	}
+	if (!json_is_array(ids) || json_array_size(ids) > OCI_MAX_LAYERS) {
+		schema_error(e, "config.rootfs.diff_ids", "must be an array of at most %d digests", OCI_MAX_LAYERS);
+		return -EINVAL;
+	}
+	json_array_foreach(ids, i, d) {
+		if (!oci_digest_valid(json_string_value(d))) {
+			schema_error(e, "config.rootfs.diff_ids", "[%zu]: must be sha256:<64 lowercase hex digits>", i);
+			return -EINVAL;
+		}
+		if (strv_extend(&l, json_string_value(d)) < 0)
+			return -ENOMEM;
+	}
+	if (!l) {
+		l = calloc(1, sizeof(char *));
+		if (!l)
+			return -ENOMEM;
+	}
+	img->n_diff_ids = json_array_size(ids);
+	img->diff_ids = TAKE_PTR(l);
+	return 0;
+}
+
+int oci_check_diff_ids(const struct oci_image *img, bool required, struct schema_errors *e)
+{
+	if (!img->diff_ids) {
+		if (!required)
+			return 0;
+		schema_error(e, "config.rootfs.diff_ids", "required (one digest per layer)");
+		return -EINVAL;
+	}
+	if (img->n_diff_ids != img->n_layers) {
+		schema_error(e, "config.rootfs.diff_ids", "%zu digests for %zu layers", img->n_diff_ids, img->n_layers);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int oci_parse_config(const char *json, size_t n, struct oci_image *img, struct schema_errors *e)
 {
 	_cleanup_(json_decrefp) json_t *j = load(json, n, "config", e);
+	struct oci_run *run = &img->run;
 	size_t before = e->n;
 	json_t *c;
 	int r = 0;
@@ -356,6 +417,9 @@ int oci_parse_config(const char *json, size_t n, struct oci_run *run, struct sch
 		schema_error(e, "config", "must be an object");
 		return -EINVAL;
 	}
+	r = get_diff_ids(j, img, e);
+	if (r < 0)
+		return r;
 	c = json_object_get(j, "config");
 	if (!c || json_is_null(c))
 		return 0; /* nothing said: vmd's and the definition's defaults */

@@ -34,12 +34,17 @@ struct oci_run {
 };
 
 struct oci_image {
+	char *manifest_digest; /* OCI layout: the image manifest's (oci_load_layout) */
 	char *config_digest; /* OCI: the config blob; docker-archive: NULL */
 	uint64_t config_size;
 	char *config_path;   /* docker-archive: the config file in the archive */
 	struct oci_layer *layers;
 	size_t n_layers;
 	struct oci_run run;
+	/* The config's rootfs.diff_ids: the sha256 of each layer's
+	 * uncompressed tar, in order; NULL when the config gives none. */
+	char **diff_ids;
+	size_t n_diff_ids;
 };
 
 #define OCI_MAX_LAYERS 256
@@ -57,8 +62,12 @@ bool oci_digest_valid(const char *s);
 int oci_parse_index(const char *json, size_t n, const char *ref, char **ret_manifest, struct schema_errors *e);
 /* An image manifest: the config's digest and the layers, in order. */
 int oci_parse_manifest(const char *json, size_t n, struct oci_image *img, struct schema_errors *e);
-/* An image config: what to run. */
-int oci_parse_config(const char *json, size_t n, struct oci_run *run, struct schema_errors *e);
+/* An image config: what to run (img->run), and rootfs.diff_ids
+ * (img->diff_ids: type "layers", each a sha256 digest; absent: NULL). */
+int oci_parse_config(const char *json, size_t n, struct oci_image *img, struct schema_errors *e);
+/* The layers the manifest names against the config's diff_ids: as many
+ * of each, when the config gives any (required: the same, or none). */
+int oci_check_diff_ids(const struct oci_image *img, bool required, struct schema_errors *e);
 /* manifest.json of a docker-archive (docker save, dockerTools): the entry
  * whose RepoTags has ref (NULL: the only one): the config's and the
  * layers' paths inside the archive. */
@@ -70,5 +79,6 @@ int oci_parse_docker_manifest(const char *json, size_t n, const char *ref, struc
  * blobs, each checked against its sha256 digest (and size), each at most
  * OCI_MAX_JSON; every layer blob must be there, a regular file of the
  * size the manifest gives (their content is checked when unpacked).
- * Below dir no symlink is followed. Errors: "FILE: reason". */
+ * Below dir no symlink is followed. img->manifest_digest is the
+ * manifest's digest. Errors: "FILE: reason". */
 int oci_load_layout(const char *dir, const char *ref, struct oci_image *img, struct schema_errors *e);

@@ -32,7 +32,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct schema_errors e = {};
 	struct oci_image img = {};
-	struct oci_run run = {};
 	const char *text = (const char *)data + 1, *ref;
 	char *digest = NULL;
 	size_t n;
@@ -52,7 +51,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			check_image(&img);
 		break;
 	case 2:
-		(void)oci_parse_config(text, n, &run, &e);
+		if (oci_parse_config(text, n, &img, &e) == 0)
+			for (size_t i = 0; i < img.n_diff_ids; i++)
+				if (!oci_digest_valid(img.diff_ids[i]))
+					abort();
 		break;
 	default:
 		if (oci_parse_docker_manifest(text, n, ref, &img, &e) == 0)
@@ -60,7 +62,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	}
 	oci_image_clear(&img);
-	oci_run_clear(&run);
 	schema_errors_clear(&e);
 	return 0;
 }

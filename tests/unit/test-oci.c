@@ -108,41 +108,79 @@ TEST(config_what_to_run)
 		"{\"architecture\":\"amd64\",\"config\":{\"Entrypoint\":[\"/bin/nginx\",\"-g\"],\"Cmd\":[],"
 		"\"Env\":[\"PATH=/bin\",\"A=b=c\"],\"WorkingDir\":\"/srv\",\"User\":\"www:www\",\"StopSignal\":\"SIGQUIT\"},"
 		"\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[]}}";
-	struct oci_run run = {};
+	struct oci_image img = {};
 	struct schema_errors e = {};
 
-	ASSERT(oci_parse_config(ok, strlen(ok), &run, &e) == 0);
-	ASSERT_STREQ(run.entrypoint[0], "/bin/nginx");
-	ASSERT_STREQ(run.entrypoint[1], "-g");
-	ASSERT(run.cmd && !run.cmd[0]); /* there, and empty */
-	ASSERT_STREQ(run.env[1], "A=b=c");
-	ASSERT_STREQ(run.workdir, "/srv");
-	ASSERT_STREQ(run.user, "www:www");
-	ASSERT_STREQ(run.stop_signal, "SIGQUIT");
-	oci_run_clear(&run);
+	ASSERT(oci_parse_config(ok, strlen(ok), &img, &e) == 0);
+	ASSERT_STREQ(img.run.entrypoint[0], "/bin/nginx");
+	ASSERT_STREQ(img.run.entrypoint[1], "-g");
+	ASSERT(img.run.cmd && !img.run.cmd[0]); /* there, and empty */
+	ASSERT_STREQ(img.run.env[1], "A=b=c");
+	ASSERT_STREQ(img.run.workdir, "/srv");
+	ASSERT_STREQ(img.run.user, "www:www");
+	ASSERT_STREQ(img.run.stop_signal, "SIGQUIT");
+	ASSERT(img.diff_ids && img.n_diff_ids == 0);
+	oci_image_clear(&img);
+
+	static const char ids[] = "{\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"" D1 "\",\"" D2 "\"]}}";
+	ASSERT(oci_parse_config(ids, strlen(ids), &img, &e) == 0);
+	ASSERT_EQ(img.n_diff_ids, (size_t)2);
+	ASSERT_STREQ(img.diff_ids[1], D2);
+	/* Where they meet the manifest's layers: as many of each. */
+	img.n_layers = 2;
+	ASSERT(oci_check_diff_ids(&img, true, &e) == 0);
+	img.n_layers = 1;
+	ASSERT(oci_check_diff_ids(&img, false, &e) == -EINVAL);
+	ASSERT_STREQ(first_error(&e), "config.rootfs.diff_ids: 2 digests for 1 layers");
+	img.n_layers = 0;
+	oci_image_clear(&img);
+	schema_errors_clear(&e);
+	ASSERT(oci_check_diff_ids(&img, false, &e) == 0);
+	ASSERT(oci_check_diff_ids(&img, true, &e) == -EINVAL);
+	ASSERT_STREQ(first_error(&e), "config.rootfs.diff_ids: required (one digest per layer)");
+	schema_errors_clear(&e);
+
+	static const char *const bad_ids[] = {
+		"{\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"sha256:../x\"]}}",
+		"{\"rootfs\":{\"type\":\"tarballs\",\"diff_ids\":[]}}",
+		"{\"rootfs\":{\"type\":\"layers\",\"diff_ids\":\"" D1 "\"}}",
+		"{\"rootfs\":[]}",
+	};
+	static const char *const bad_ids_errors[] = {
+		"config.rootfs.diff_ids: [0]: must be sha256:<64 lowercase hex digits>",
+		"config.rootfs.type: must be \"layers\"",
+		"config.rootfs.diff_ids: must be an array of at most 256 digests",
+		"config.rootfs: must be an object",
+	};
+	for (size_t i = 0; i < ELEMENTSOF(bad_ids); i++) {
+		ASSERT(oci_parse_config(bad_ids[i], strlen(bad_ids[i]), &img, &e) == -EINVAL);
+		ASSERT_STREQ(first_error(&e), bad_ids_errors[i]);
+		oci_image_clear(&img);
+		schema_errors_clear(&e);
+	}
 
 	static const char none[] = "{\"rootfs\":{}}";
-	ASSERT(oci_parse_config(none, strlen(none), &run, &e) == 0);
-	ASSERT(!run.entrypoint && !run.cmd && !run.env && !run.user);
+	ASSERT(oci_parse_config(none, strlen(none), &img, &e) == 0);
+	ASSERT(!img.run.entrypoint && !img.run.cmd && !img.run.env && !img.run.user);
 
 	static const char bad[] = "{\"config\":{\"Env\":[\"NOEQUALS\"],\"WorkingDir\":\"srv\",\"StopSignal\":\"kill me\"}}";
-	ASSERT(oci_parse_config(bad, strlen(bad), &run, &e) == -EINVAL);
+	ASSERT(oci_parse_config(bad, strlen(bad), &img, &e) == -EINVAL);
 	ASSERT_STREQ(first_error(&e), "config.Env[0]: must be NAME=value");
-	oci_run_clear(&run);
+	oci_image_clear(&img);
 	schema_errors_clear(&e);
 
 	static const char bad2[] = "{\"config\":{\"WorkingDir\":\"srv\",\"StopSignal\":\"kill me\",\"Cmd\":\"sh\"}}";
-	ASSERT(oci_parse_config(bad2, strlen(bad2), &run, &e) == -EINVAL);
+	ASSERT(oci_parse_config(bad2, strlen(bad2), &img, &e) == -EINVAL);
 	ASSERT_STREQ(first_error(&e), "config.Cmd: must be an array of at most 4096 strings");
-	oci_run_clear(&run);
+	oci_image_clear(&img);
 	schema_errors_clear(&e);
 
 	static const char bad3[] = "{\"config\":{\"WorkingDir\":\"srv\",\"StopSignal\":\"kill me\"}}";
-	ASSERT(oci_parse_config(bad3, strlen(bad3), &run, &e) == -EINVAL);
+	ASSERT(oci_parse_config(bad3, strlen(bad3), &img, &e) == -EINVAL);
 	ASSERT_EQ(e.n, (size_t)2);
 	ASSERT_STREQ(e.lines[0], "config.WorkingDir: must be an absolute path");
 	ASSERT_STREQ(e.lines[1], "config.StopSignal: must be a signal name (SIGTERM) or number");
-	oci_run_clear(&run);
+	oci_image_clear(&img);
 	schema_errors_clear(&e);
 }
 
@@ -233,6 +271,8 @@ TEST(layout_on_disk)
 	ASSERT(oci_load_layout(dir, NULL, &img, &e) == 0);
 	ASSERT_EQ(img.n_layers, (size_t)1);
 	ASSERT_STREQ(img.run.cmd[0], "/bin/sh");
+	ASSERT_STREQ(img.manifest_digest, man);
+	ASSERT(!img.diff_ids); /* optional in a layout */
 	oci_image_clear(&img);
 
 	/* A config whose content is not its digest's. */
