@@ -547,18 +547,11 @@ static struct image image;
 static struct child {
 	const char *what;
 	pid_t pid;
-	time_t started;
+	long started; /* ms */
 } agent = { "qemu-ga", 0, 0 }, acpid = { "acpid", 0, 0 };
 
 static char agent_port[64], notify_port[64];
 static char guest_linux[PATH_MAX], guest_qemuga[PATH_MAX], guest_nettools[PATH_MAX];
-
-static time_t now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec;
-}
 
 static long now_ms(void)
 {
@@ -873,7 +866,7 @@ static void start(struct child *c)
 {
 	char lib[PATH_MAX + 8], loader[PATH_MAX + 32], bin[PATH_MAX + 16];
 
-	c->started = now();
+	c->started = now_ms();
 	if (c == &agent) {
 		snprintf(lib, sizeof(lib), "%s/lib", guest_qemuga);
 		snprintf(loader, sizeof(loader), "%s/lib/ld-linux-x86-64.so.2", guest_qemuga);
@@ -1045,15 +1038,6 @@ static pid_t start_entrypoint(void)
 {
 	pid_t pid;
 
-	image_complete_env(&image, SYSROOT);
-	/* Docker makes a missing WorkingDir; so does this, as root. */
-	{
-		char wd[PATH_MAX + sizeof(SYSROOT)];
-		struct stat st;
-		snprintf(wd, sizeof(wd), "%s%s", SYSROOT, image.workdir);
-		if (stat(wd, &st) < 0)
-			mkdir_p(wd, 0755);
-	}
 	pid = fork();
 	if (pid < 0)
 		fail("cannot fork the entrypoint: %m");
@@ -1072,14 +1056,21 @@ static pid_t start_entrypoint(void)
 		close(null);
 	if (con > STDERR_FILENO)
 		close(con);
+	/* Everything below resolves paths inside the image only. */
 	if (chroot(SYSROOT) < 0 || chdir("/") < 0) {
 		say("cannot chroot into %s: %m", SYSROOT);
 		_exit(127);
 	}
+	/* Docker makes a missing WorkingDir; so does this, as root. */
 	if (chdir(image.workdir) < 0) {
-		say("cannot chdir to %s: %m", image.workdir);
-		_exit(127);
+		if (errno == ENOENT)
+			mkdir_p(image.workdir, 0755);
+		if (chdir(image.workdir) < 0) {
+			say("cannot chdir to %s: %m", image.workdir);
+			_exit(127);
+		}
 	}
+	image_complete_env(&image, "");
 	if (setgroups(image.n_groups, image.groups) < 0 || setgid(image.gid) < 0 || setuid(image.uid) < 0) {
 		say("cannot become uid %u gid %u: %m", (unsigned)image.uid, (unsigned)image.gid);
 		_exit(127);
@@ -1152,9 +1143,9 @@ static int pid1(void)
 				acpid.pid = 0;
 		}
 		/* Respawned, at most once a second each. */
-		if (agent_port[0] && agent.pid == 0 && now() > agent.started)
+		if (agent_port[0] && agent.pid == 0 && now_ms() - agent.started >= 1000)
 			start(&agent);
-		if (acpid.pid == 0 && now() > acpid.started)
+		if (acpid.pid == 0 && now_ms() - acpid.started >= 1000)
 			start(&acpid);
 	}
 }

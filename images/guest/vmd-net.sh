@@ -63,7 +63,8 @@ if [ -r "$conf" ]; then
 	if net_tool ip link add wg0 type wireguard && net_tool wg setconf wg0 /run/wg0.setconf; then
 		ip addr add "$wg_addr" dev wg0
 		ip link set wg0 up
-		for r in $wg_routes; do ip route add "$r" dev wg0; done
+		# replace: the address's own subnet is routed already.
+		for r in $wg_routes; do ip route replace "$r" dev wg0; done
 	else
 		echo "vmd guest: cannot bring up wg0" >&2
 		status=1
