@@ -10,25 +10,8 @@
 #   nix-build nix/tiny-guest.nix --arg inputs /path/to/stage
 { inputs }:
 let
-  system = "x86_64-linux";
-  import' = name: builtins.path { path = inputs + "/${name}"; name = "vmd-input-${name}"; };
-  bbSrc = import' "busybox";
-  scripts = builtins.path { path = ../images/guest; name = "vmd-guest-scripts"; };
-  builders = builtins.path { path = ./builders; name = "vmd-guest-builders"; };
-
-  # Every build step runs under the static busybox; it picks the applet
-  # from argv[1] because the binary keeps the name "busybox".
-  mk = name: script: env: derivation ({
-    inherit name system;
-    builder = "${bbSrc}/busybox";
-    args = [ "sh" "-e" "${builders}/${script}" ];
-    bb = "${bbSrc}/busybox";
-  } // env);
-
-  busybox = mk "busybox" "busybox.sh" { src = bbSrc; };
-  linux = mk "linux" "linux.sh" { src = import' "linux"; };
-  qemu-ga = mk "qemu-ga" "copy.sh" { src = import' "qemu-ga"; };
-  nettools = mk "nettools" "copy.sh" { src = import' "nettools"; };
+  parts = import ./guest-parts.nix { inherit inputs; };
+  inherit (parts) mk scripts busybox linux qemu-ga nettools;
   initrd = mk "initrd" "initrd.sh" {
     inherit busybox linux;
     init = "${scripts}/stage-1.sh";
@@ -39,7 +22,7 @@ let
   };
 in
 mk "vmd-tiny-guest" "toplevel.sh" {
-  inherit busybox linux initrd;
+  inherit busybox linux initrd scripts;
   qemuGa = qemu-ga;
   inherit nettools;
   stage2 = "${scripts}/stage-2.sh";

@@ -22,14 +22,11 @@ grep -q " /dev/shm " /proc/mounts || mount -t tmpfs -o mode=1777 shm /dev/shm
 # vmd.guest.poweroff-after=SECONDS: power off that long after READY (for
 # demos and tests of a guest that ends by itself).
 poweroff_after=
-ipconf=
 activation=
 serial=shell
 set -f
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
-	systemd.hostname=*) hostname "${arg#systemd.hostname=}" ;;
-	ip=*) ipconf=${arg#ip=} ;;
 	vmd.guest.poweroff-after=*) poweroff_after=${arg#vmd.guest.poweroff-after=} ;;
 	vmd.guest.simulate-activation) activation=1 ;;
 	vmd.guest.console=*) serial=${arg#vmd.guest.console=} ;;
@@ -61,51 +58,9 @@ notify=$(port_node io.vmd.notify)
 
 modprobe -a button evdev 2>/dev/null
 
-# The network, before READY: vmd's ip=ADDR::GATEWAY:NETMASK::DEVICE:off on
-# the first NIC (or DEVICE), and wg0 from the wg0.conf vmd wrote into the
-# key directory mounted at /etc/wireguard.
-net_tool() {
-	tool=$1
-	shift
-	@nettools@/lib/ld-linux-x86-64.so.2 --library-path @nettools@/lib @nettools@/bin/$tool "$@"
-}
-if [ -n "$ipconf" ]; then
-	modprobe virtio_net
-	set -f
-	old_ifs=$IFS
-	IFS=:
-	set -- $ipconf
-	IFS=$old_ifs
-	set +f
-	addr=$1 gw=$3 mask=$4 dev=$6
-	if [ -z "$dev" ]; then
-		for d in /sys/class/net/*; do
-			[ "${d##*/}" = lo ] || [ ! -e "$d/device" ] || { dev=${d##*/}; break; }
-		done
-	fi
-	eval "$(ipcalc -p "$addr" "$mask")"
-	ip link set lo up
-	if ip addr add "$addr/$PREFIX" dev "$dev" && ip link set "$dev" up; then
-		[ -z "$gw" ] || ip route add default via "$gw"
-	else
-		echo "vmd guest: cannot configure $dev with $addr/$PREFIX" >&2
-	fi
-fi
-if [ -r /etc/wireguard/wg0.conf ]; then
-	modprobe wireguard
-	# wg setconf takes the file without wg-quick's own keys.
-	grep -v -e '^Address' -e '^#' /etc/wireguard/wg0.conf > /run/wg0.setconf
-	wg_addr=$(sed -n 's/^Address *= *//p' /etc/wireguard/wg0.conf)
-	wg_routes=$(sed -n 's/^AllowedIPs *= *//p' /etc/wireguard/wg0.conf | tr ',' ' ')
-	if net_tool ip link add wg0 type wireguard && net_tool wg setconf wg0 /run/wg0.setconf; then
-		ip addr add "$wg_addr" dev wg0
-		ip link set wg0 up
-		for r in $wg_routes; do ip route add "$r" dev wg0; done
-	else
-		echo "vmd guest: cannot bring up wg0" >&2
-	fi
-	rm -f /run/wg0.setconf
-fi
+# The hostname and the network, before READY: the script the image init
+# runs too.
+/bin/sh @scripts@/vmd-net.sh / @nettools@
 # busybox acpid maps the power button to /etc/acpi/PWRF/00000080. Nothing in
 # this guest needs an orderly stop beyond clean filesystems, and busybox
 # init's own shutdown sleeps for seconds, so sync, remount read-only and go.

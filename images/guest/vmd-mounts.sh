@@ -17,9 +17,13 @@
 #     util-linux's mount. systemd's own fstab generator may already have
 #     mounted these entries there (it reads systemd.mount-extra= in the
 #     initrd too): a target that is a mount point already is left as is.
+#   - vmd's image init (images/guest/image-init.c), ROOT=/sysroot, with
+#     VMD_MOUNTS_NO_SYMLINKS=1: the root is an image, outside input, and
+#     its symlinks would resolve against the initrd's root, so a symlink
+#     on the way to a target is refused.
 #
 # It uses only shell builtins, cat, mkdir, ln, sleep and mount, which all
-# three have. Exit status 0, or 1 with a message on stderr: the caller
+# of them have. Exit status 0, or 1 with a message on stderr: the caller
 # decides how the boot fails.
 root=${1:?usage: vmd-mounts ROOT}
 
@@ -95,6 +99,15 @@ for spec in $mounts; do
 	esac
 	dir=$root$where
 	is_mounted "$dir" && continue
+	if [ "${VMD_MOUNTS_NO_SYMLINKS:-}" = 1 ]; then
+		path=$root
+		rest=${where#/}
+		while [ -n "$rest" ]; do
+			path=$path/${rest%%/*}
+			case "$rest" in */*) rest=${rest#*/} ;; *) rest= ;; esac
+			[ -L "$path" ] && { say "systemd.mount-extra=$spec: ${path#"$root"} is a symlink"; exit 1; }
+		done
+	fi
 	case "$what" in
 	/dev/*) wait_device "$what" || { say "no $what for $where"; exit 1; } ;;
 	esac

@@ -10,6 +10,17 @@ ln -s bin $root/sbin
 cp $init $root/init
 cp $mounts $root/vmd-mounts.sh
 chmod 0755 $root/init $root/vmd-mounts.sh
+# The image guest's init also runs vmd-net.sh, and finds the store paths of
+# what it runs later (qemu-ga, ip and wg, the other modules) in
+# /etc/vmd-image-guest: one KEY=VALUE a line.
+if [ -n "$net" ]; then
+	cp $net $root/vmd-net.sh
+	chmod 0755 $root/vmd-net.sh
+fi
+if [ -n "$guestPaths" ]; then
+	mkdir -p $root/etc $root/sysroot $root/nix/store
+	for p in $guestPaths; do echo "$p"; done > $root/etc/vmd-image-guest
+fi
 
 ver=$(ls $linux/lib/modules)
 mdir=lib/modules/$ver
