@@ -48,7 +48,7 @@ def closure():
 
 
 @pytest.fixture(scope="session")
-def image_closure():
+def image_closure(closure):
     """The image guest closure (the host setting image_system): kernel,
     initrd with vmd's image init, guest agent. Built like the tiny guest
     when VMD_IMAGE_GUEST does not name it; no skip: if it cannot be had,
@@ -61,6 +61,7 @@ def image_closure():
         path = out.stdout.strip()
     for part in ("kernel", "initrd"):
         assert os.path.isfile(os.path.join(path, part)), f"{path}: no {part}"
+    assert os.path.realpath(path) != os.path.realpath(closure), f"{path} is the tiny guest, not the image guest"
     return path
 
 

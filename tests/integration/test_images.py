@@ -262,8 +262,10 @@ def tree_snapshot(top, skip):
             dirs[:] = []
             continue
         for n in dirs + files:
-            st = os.lstat(os.path.join(d, n))
-            snap[os.path.join(d, n)] = (st.st_mode, st.st_size, st.st_nlink, st.st_mtime_ns)
+            path = os.path.join(d, n)
+            if path not in skip:
+                st = os.lstat(path)
+                snap[path] = (st.st_mode, st.st_size, st.st_nlink, st.st_mtime_ns)
     return snap
 
 
@@ -435,10 +437,11 @@ def test_daemon_exec_keys_volume_restart(ienv, images, daemons):
         assert f.read() == "guest\n"
     assert d.ctl("exec", "svc", "--", "no-such-command").returncode == 127
 
-    # One unpack for three boots of two VMs.
-    logs = d.output() + "".join(open(os.path.join(ienv.settings["log_dir"], f"{n}.log")).read()
-                                for n in ("svc", "once"))
-    assert len(re.findall(rf"image {img.key}: unpacked", logs)) == 1, logs
+    # One unpack for three boots of two VMs (said in the daemon's log, or
+    # in the VMs' logs, or both).
+    vm_logs = "".join(open(os.path.join(ienv.settings["log_dir"], f"{n}.log")).read() for n in ("svc", "once"))
+    said = [len(re.findall(rf"image {img.key}: unpacked", log)) for log in (d.output(), vm_logs)]
+    assert max(said) == 1, (said, d.output(), vm_logs)
     assert cache_entries(ienv) == ([img.key], [])
 
     # In use: listed so, not removed, not pruned.
