@@ -128,7 +128,7 @@ def test_run_config_status_and_second_boot(ienv, images):
     # WorkingDir with its Env, over both layers; Cmd exits 3.
     p = ienv.run(d)
     assert p.returncode == 3, p.stdout + p.stderr
-    assert re.search(rf"image {img.key}: unpacked \d+ MiB in [0-9.]+ s", p.stderr), p.stderr
+    assert re.search(rf"image {img.key}: unpacked [0-9.]+ MiB in [0-9.]+ s", p.stderr), p.stderr
     f = facts(p.stdout)
     assert (f.get("uid"), f.get("gid"), f.get("pwd")) == ("1000", "1000", "/home/app"), p.stdout
     # Supplementary groups from the image's /etc/group, as docker does.
@@ -393,13 +393,21 @@ def test_check_reports_bad_images(ienv):
     assert cache_entries(ienv)[1] == []
 
 
-def test_check_reports_an_unknown_user(ienv):
+def test_unknown_user_is_reported_once_unpacked(ienv):
+    """A User the image's /etc/passwd does not have: found in the unpacked
+    tree (vmd check reads and verifies an image, but unpacks nothing), so
+    vmd check says so once the image is in the cache, and vmd run refuses
+    to boot it."""
     path = os.path.join(ienv.root, "ghost")
     oi.build_layout(path, [[oi.dir_("etc"), oi.file_("etc/passwd", oi.PASSWD), oi.file_("etc/group", oi.GROUP)]],
                     oi.standard_config(user="ghost"))
     d = ienv.define("ghost", image=path)
+    image(ienv, "unpack", d, check=0)
     p = ienv.vmd("check", "-c", ienv.config, d)
     assert p.returncode == 1 and p.stdout.startswith(f"{d}: image: ") and "ghost" in p.stdout, p.stdout
+    p = ienv.run(d)
+    assert p.returncode != 0 and "ghost" in p.stderr, p.stderr
+    assert "ready in" not in p.stderr
 
 
 def test_daemon_exec_keys_volume_restart(ienv, images, daemons):
@@ -447,7 +455,7 @@ def test_daemon_exec_keys_volume_restart(ienv, images, daemons):
     # In use: listed so, not removed, not pruned.
     assert list_entries(ienv)[img.key][1] == "yes"
     p = image(ienv, "remove", img.key)
-    assert p.returncode != 0 and "in use" in p.stderr, p.stderr
+    assert p.returncode != 0 and f"{img.key}: a VM uses it" in p.stderr, p.stderr
     image(ienv, "prune", check=0)
     assert cache_entries(ienv) == ([img.key], [])
     d.ctl("exec", "svc", "--", "test", "-x", "/bin/busybox", check=0)
