@@ -47,6 +47,33 @@ def closure():
     return path
 
 
+@pytest.fixture(scope="session")
+def image_closure(closure):
+    """The image guest closure (the host setting image_system): kernel,
+    initrd with vmd's image init, guest agent. Built like the tiny guest
+    when VMD_IMAGE_GUEST does not name it; no skip: if it cannot be had,
+    the image tests fail."""
+    path = os.environ.get("VMD_IMAGE_GUEST")
+    if not path:
+        out = subprocess.run([os.path.join(TOP, "tests", "guest", "build"), "--image", "--quiet"],
+                             capture_output=True, text=True)
+        assert out.returncode == 0, f"tests/guest/build --image failed:\n{out.stderr}"
+        path = out.stdout.strip()
+    for part in ("kernel", "initrd"):
+        assert os.path.isfile(os.path.join(path, part)), f"{path}: no {part}"
+    assert os.path.realpath(path) != os.path.realpath(closure), f"{path} is the tiny guest, not the image guest"
+    return path
+
+
+def definition(closure, name, fields):
+    """A definition: of a closure, or of an image if fields name one."""
+    d = {"name": name, "memory_mib": 256}
+    if "image" not in fields:
+        d["system"] = closure
+    d.update(fields)
+    return d
+
+
 def processes_mentioning(text):
     found = []
     for pid in os.listdir("/proc"):
@@ -112,8 +139,7 @@ class Env:
             json.dump(self.settings, f)
 
     def define(self, name, **fields):
-        d = {"name": name, "system": self.closure, "memory_mib": 256}
-        d.update(fields)
+        d = definition(self.closure, name, fields)
         path = os.path.join(self.root, f"{name}.json")
         with open(path, "w") as f:
             json.dump(d, f)
@@ -249,8 +275,7 @@ class Daemon:
             return f.read()
 
     def define(self, name, **fields):
-        d = {"name": name, "system": self.env.closure, "memory_mib": 256}
-        d.update(fields)
+        d = definition(self.env.closure, name, fields)
         path = os.path.join(self.env.settings["definitions_dir"], f"{name}.json")
         with open(path + ".tmp", "w") as f:
             json.dump(d, f)
