@@ -6,8 +6,11 @@ const char *virtiofsd_modcaps(bool read_only, bool world_readable)
 {
 	if (!read_only)
 		return NULL;
+	/* Reading files of any owner takes dac_override, and fowner: a
+	 * guest's overlayfs opens its lower files with O_NOATIME (an image's
+	 * root), which only the owner or CAP_FOWNER may ask for (EPERM). */
 	return world_readable ? "-chown:-dac_override:-fowner:-fsetid:-setgid:-setuid:-mknod:-setfcap"
-			      : "-chown:-fowner:-fsetid:-setgid:-setuid:-mknod:-setfcap";
+			      : "-chown:-fsetid:-setgid:-setuid:-mknod:-setfcap";
 }
 
 static const char *modcaps(const struct virtiofsd_config *c)

@@ -35,9 +35,10 @@ struct virtiofsd_config {
 
 /* The capabilities virtiofsd keeps by default (both daemons: chown,
  * dac_override, fowner, fsetid, setgid, setuid, mknod, setfcap) serve a
- * guest that writes as any owner. A read-only share needs only to read:
- * its sandboxed process drops the rest, and a world-readable one (the
- * store) even the DAC override. The modcaps list for that, or NULL to keep
+ * guest that writes as any owner. A read-only share needs only to read
+ * (dac_override, and fowner for O_NOATIME opens, which a guest's overlayfs
+ * makes): its sandboxed process drops the rest, and a world-readable one
+ * (the store) even those. The modcaps list for that, or NULL to keep
  * them (a writable share). */
 const char *virtiofsd_modcaps(bool read_only, bool world_readable);
 

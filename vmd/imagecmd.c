@@ -85,9 +85,15 @@ static int do_unpack(const struct host_config *host, const char *cache, const ch
 		fprintf(stderr, "vmd image unpack: %s: give an absolute path (or a definition, *.json)\n", what);
 		return EXIT_BAD_INPUT;
 	}
+	r = mkdir_p(host->state_dir, 0700);
+	if (r < 0) {
+		fprintf(stderr, "vmd image unpack: creating %s: %s\n", host->state_dir, strerror(-r));
+		return EXIT_RUNTIME;
+	}
 	r = image_cache_get(cache, image, ref, &o, &c, &errors);
 	if (r < 0) {
-		cli_print_errors(image, &errors);
+		for (size_t i = 0; i < errors.n; i++)
+			fprintf(stderr, "%s: %s\n", image, errors.lines[i]);
 		if (errors.n == 0)
 			fprintf(stderr, "vmd image unpack: %s: %s\n", image, strerror(-r));
 		return r == -EINVAL ? EXIT_BAD_INPUT : EXIT_RUNTIME;

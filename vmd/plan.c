@@ -264,12 +264,23 @@ char *image_cache_dir(const struct host_config *host)
 	return path_join(host->state_dir, "images");
 }
 
+/* The image library's "FIELD: reason" lines name the image's own files
+ * (index.json, layer 2 ..., user): under the definition's field, image. */
+static int image_errors(int r, struct schema_errors *from, struct schema_errors *errors)
+{
+	for (size_t i = 0; i < from->n; i++)
+		schema_error(errors, "image", "%s", from->lines[i]);
+	schema_errors_clear(from);
+	return r;
+}
+
 /* What the image's init runs, as the fw_cfg entry: the image's config, the
  * definition's overrides, the user resolved in the unpacked root. */
 static int image_conf(const struct vm_def *d, const struct oci_run *run, const char *rootfs, char **ret,
 		      struct schema_errors *errors)
 {
 	_cleanup_(image_launch_clear) struct image_launch l = {};
+	_cleanup_(schema_errors_clear) struct schema_errors ie = {};
 	_cleanup_close_ int fd = -EBADF;
 	int r;
 
@@ -282,7 +293,8 @@ static int image_conf(const struct vm_def *d, const struct oci_run *run, const c
 		schema_error(errors, "image", "%s: %s", rootfs, strerror(-r));
 		return r;
 	}
-	r = image_resolve_user(fd, run->user, &l.uid, &l.gid, &l.groups, &l.n_groups, errors);
+	r = image_errors(image_resolve_user(fd, run->user, &l.uid, &l.gid, &l.groups, &l.n_groups, &ie), &ie,
+			 errors);
 	if (r < 0)
 		return r;
 	r = image_conf_format(&l, ret);
@@ -296,11 +308,12 @@ int plan_check_image(const struct host_config *host, const struct vm_def *d, str
 {
 	_cleanup_free_ char *cache = image_cache_dir(host), *conf = NULL, *rootfs = NULL;
 	_cleanup_(image_info_clear) struct image_info info = {};
+	_cleanup_(schema_errors_clear) struct schema_errors ie = {};
 	int r;
 
 	if (!cache)
 		return -ENOMEM;
-	r = image_inspect(d->image, d->image_ref, cache, &info, errors);
+	r = image_errors(image_inspect(d->image, d->image_ref, cache, &info, &ie), &ie, errors);
 	if (r < 0)
 		return r;
 	/* The user can only be looked up in an unpacked image. */
@@ -316,6 +329,7 @@ static int prepare_image(struct vm_plan *p, struct schema_errors *errors)
 	const struct vm_def *d = p->def;
 	_cleanup_free_ char *cache = image_cache_dir(p->host), *msg = NULL;
 	_cleanup_(image_cached_clear) struct image_cached c = { .lock_fd = -EBADF };
+	_cleanup_(schema_errors_clear) struct schema_errors ie = {};
 	struct image_unpack_opts o = {
 		.allow_setuid = p->host->image_setuid,
 		.max_bytes = p->host->image_max_mib << 20,
@@ -326,7 +340,10 @@ static int prepare_image(struct vm_plan *p, struct schema_errors *errors)
 
 	if (!cache)
 		return -ENOMEM;
-	r = image_cache_get(cache, d->image, d->image_ref, &o, &c, errors);
+	r = mkdir_p(p->host->state_dir, 0700);
+	if (r < 0)
+		return log_error_errno(r, "%s: creating %s: %m", d->name, p->host->state_dir);
+	r = image_errors(image_cache_get(cache, d->image, d->image_ref, &o, &c, &ie), &ie, errors);
 	if (r < 0)
 		return r;
 	if (c.unpacked)

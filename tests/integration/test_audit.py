@@ -30,9 +30,10 @@ QEMU_ROOT = {"usr", "lib", "lib64", "etc", "nix", "dev", "tmp"}
 QEMU_DEV = {"null", "zero", "urandom", "random", "kvm"}
 # virtiofsd's sandboxed process: a writable share keeps what writing as any
 # owner takes (chown, dac_override, fowner, fsetid, setgid, setuid, mknod,
-# setfcap); a read-only one only dac_override; the store nothing.
+# setfcap); a read-only one only dac_override and fowner (O_NOATIME opens,
+# as a guest's overlayfs makes); the store nothing.
 CAPS_RW = 0x880000db
-CAPS_RO = 0x2
+CAPS_RO = 0xa
 
 
 def status(pid):

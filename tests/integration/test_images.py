@@ -317,7 +317,7 @@ def test_hostile_layers_are_refused(ienv):
         assert time.time() - t0 < 60, name
         assert cache_entries(ienv) == ([], []), (name, os.listdir(cache_dir(ienv)))
     p = image(ienv, "unpack", swapped)
-    assert p.returncode != 0 and "layer 0" in p.stderr, p.stderr
+    assert p.returncode != 0 and "layer 1 " in p.stderr and "diff_id" in p.stderr, p.stderr
     assert cache_entries(ienv) == ([], [])
     # Nothing written outside the cache: not next to it, not in the
     # outside directory, not where the process runs, not in /.
@@ -489,17 +489,15 @@ def test_network_and_stop_signal(ienv, images, daemons, netns):  # noqa: F811
     d.define("web", image=img.path, cmd=["sh", "-c", WEB], network={"bridge": bridge, "address": "10.0.0.2/24"})
     d.ctl("reload", check=0)
     d.wait_state("web", "running", ready=True)
-    # The namespace reaches the VM: ping, and the image's web server.
+    # The namespace reaches the image's web server (the host has no ping).
     fetch = ("import urllib.request; print(urllib.request.urlopen('http://10.0.0.2:8080/index.html', "
              "timeout=5).read().decode(), end='')")
     got = None
     for _ in range(60):
-        ping = netns.run("ping", "-c", "1", "-W", "2", "10.0.0.2", check=False)
         got = netns.run("python3", "-c", fetch, check=False)
-        if ping.returncode == 0 and got.returncode == 0:
+        if got.returncode == 0:
             break
         time.sleep(1)
-    assert ping.returncode == 0, ping.stdout + ping.stderr
     assert got.stdout == "hello from an image\n", got.stdout + got.stderr
     # Inside: the hostname and the address the definition gives, and the
     # bridge's address reachable.
