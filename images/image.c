@@ -365,7 +365,7 @@ static void fingerprint(const struct stat *st, const char *path, const char *ref
 
 /* A cached docker-archive: the fingerprint names a complete entry, whose
  * image.json keeps the config. */
-static int probe_cached_archive(struct probe *p, int cfd, struct schema_errors *e)
+static int probe_cached_archive(struct probe *p, int cfd)
 {
 	_cleanup_free_ char *name = xasprintf("sources/%s", p->fingerprint), *key = NULL;
 	struct entry_json j = {};
@@ -387,9 +387,11 @@ static int probe_cached_archive(struct probe *p, int cfd, struct schema_errors *
 		entry_json_clear(&j);
 		return -EBADMSG;
 	}
+	/* Written by vmd, parsed before: should it not parse now, the
+	 * archive is read instead. */
 	r = oci_parse_config(j.config, strlen(j.config), &p->img, &quiet);
+	schema_errors_clear(&quiet);
 	if (r < 0) {
-		schema_errors_move(e, &quiet);
 		entry_json_clear(&j);
 		return r;
 	}
@@ -418,7 +420,7 @@ static int probe_archive(struct probe *p, const char *path, const char *ref, int
 		return p->fd < 0 ? p->fd : -errno;
 	}
 	fingerprint(&st, path, ref, p->fingerprint);
-	if (cfd >= 0 && probe_cached_archive(p, cfd, e) == 0)
+	if (cfd >= 0 && probe_cached_archive(p, cfd) == 0)
 		return 0;
 	oci_image_clear(&p->img);
 	r = read_member(p->fd, path, "manifest.json", &side, &manifest, &n, e);
