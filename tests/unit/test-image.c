@@ -710,6 +710,44 @@ TEST(hostile_layers_refused)
 	place_done(&p);
 }
 
+/* An entry at the name of a symlink of a layer below replaces the
+ * symlink: a file is not written through it, a directory's mode and
+ * times not set through it. */
+TEST(symlinks_replaced_not_followed)
+{
+	struct place p;
+	struct image_cached c;
+	struct schema_errors e = {};
+	_cleanup_free_ char *keep = NULL;
+	char manifest[72];
+	struct stat before, after, st;
+
+	place_init(&p);
+	keep = xasprintf("%s/keep", p.sentinel);
+	ASSERT(stat(p.sentinel, &before) == 0);
+	{
+		const struct layer_spec layers[] = {
+			LAYER(0, { 'l', "x", keep, 0, 0, 0 }, { 'l', "d", p.sentinel, 0, 0, 0 }),
+			LAYER(0, { 'f', "x", "mine\n", 0600, 0, 0 }, { 'd', "d", NULL, 0700, 0, 0 }),
+		};
+
+		make_layout(p.img, layers, 2, manifest);
+	}
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, NULL, &c, &e), &e) == 0);
+	expect_file(c.rootfs, "x", "mine\n", 0600, 0);
+	{
+		_cleanup_free_ char *d = xasprintf("%s/d", c.rootfs);
+
+		ASSERT(lstat(d, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 07777) == 0700);
+	}
+	ASSERT(stat(p.sentinel, &after) == 0);
+	ASSERT(after.st_mode == before.st_mode && after.st_mtime == before.st_mtime);
+	ASSERT_EQ(count_entries(p.sentinel, ""), 1);
+	expect_file(p.sentinel, "keep", "keep", 0644, 0);
+	image_cached_clear(&c);
+	place_done(&p);
+}
+
 TEST(gzip_bomb_refused)
 {
 	struct place p;
@@ -1015,5 +1053,5 @@ TEST(user_resolved_in_the_image)
 
 RUN_TESTS(T(layout_unpacked_and_cached), T(setuid_kept_when_allowed), T(docker_archive), T(docker_archive_symlinked_layer),
 	  T(hostile_layers_refused),
-	  T(gzip_bomb_refused), T(digest_mismatch_refused), T(unpack_limits), T(partial_entries_rebuilt), T(list_and_remove),
+	  T(symlinks_replaced_not_followed), T(gzip_bomb_refused), T(digest_mismatch_refused), T(unpack_limits), T(partial_entries_rebuilt), T(list_and_remove),
 	  T(user_resolved_in_the_image))
