@@ -365,7 +365,7 @@ static void fingerprint(const struct stat *st, const char *path, const char *ref
 
 /* A cached docker-archive: the fingerprint names a complete entry, whose
  * image.json keeps the config. */
-static int probe_cached_archive(struct probe *p, int cfd, struct schema_errors *e)
+static int probe_cached_archive(struct probe *p, int cfd)
 {
 	_cleanup_free_ char *name = xasprintf("sources/%s", p->fingerprint), *key = NULL;
 	struct entry_json j = {};
@@ -387,9 +387,11 @@ static int probe_cached_archive(struct probe *p, int cfd, struct schema_errors *
 		entry_json_clear(&j);
 		return -EBADMSG;
 	}
+	/* Written by vmd, parsed before: should it not parse now, the
+	 * archive is read instead. */
 	r = oci_parse_config(j.config, strlen(j.config), &p->img, &quiet);
+	schema_errors_clear(&quiet);
 	if (r < 0) {
-		schema_errors_move(e, &quiet);
 		entry_json_clear(&j);
 		return r;
 	}
@@ -418,7 +420,7 @@ static int probe_archive(struct probe *p, const char *path, const char *ref, int
 		return p->fd < 0 ? p->fd : -errno;
 	}
 	fingerprint(&st, path, ref, p->fingerprint);
-	if (cfd >= 0 && probe_cached_archive(p, cfd, e) == 0)
+	if (cfd >= 0 && probe_cached_archive(p, cfd) == 0)
 		return 0;
 	oci_image_clear(&p->img);
 	r = read_member(p->fd, path, "manifest.json", &side, &manifest, &n, e);
@@ -537,58 +539,158 @@ static int copy_layer(struct archive *a, int tfd, const char *name, uint64_t *bu
 	return TAKE_FD(fd);
 }
 
+/* A symlink's target inside the archive, as a member name: dir/target
+ * with "." and ".." resolved; NULL if it leaves the archive. */
+static char *member_link(const char *name, const char *target)
+{
+	_cleanup_free_ char *joined = NULL, *out = NULL;
+	const char *slash = strrchr(name, '/');
+	size_t n = 0;
+
+	if (!target || target[0] == '/')
+		return NULL;
+	joined = xasprintf("%.*s%s", slash ? (int)(slash - name + 1) : 0, name, target);
+	out = joined ? malloc(strlen(joined) + 1) : NULL;
+	if (!out)
+		return NULL;
+	for (char *save = NULL, *c = strtok_r(joined, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+		if (streq(c, "."))
+			continue;
+		if (streq(c, "..")) {
+			if (n == 0)
+				return NULL;
+			while (n > 0 && out[n - 1] != '/')
+				n--;
+			if (n > 0)
+				n--;
+			continue;
+		}
+		n += (size_t)sprintf(out + n, "%s%s", n ? "/" : "", c);
+	}
+	out[n] = 0;
+	return n ? TAKE_PTR(out) : NULL;
+}
+
+/* Layer i is fd's content, whose sha256 is hex: if its diff_id says so. */
+static int layer_found(struct probe *p, size_t i, int fd, const char *hex, const char *name, int *fds,
+		       struct schema_errors *e)
+{
+	char field[96];
+
+	fds[i] = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (fds[i] < 0)
+		return -errno;
+	if (!streq(p->img.diff_ids[i] + 7, hex)) {
+		snprintf(field, sizeof(field), "layer %zu (%s)", i + 1, p->img.diff_ids[i]);
+		schema_error(e, field, "%s: its content does not match its diff_id (sha256)", name);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+/* Per layer, the member its symlink names (NULL: none, yet). */
+struct aliases {
+	char **v;
+	size_t n;
+};
+
+static void aliases_free(struct aliases *a)
+{
+	for (size_t i = 0; a->v && i < a->n; i++)
+		free(a->v[i]);
+	free(a->v);
+}
+
+/* The layers copied out in one pass over the archive. docker save (before
+ * 25) writes a layer that is there twice as a symlink to the other. */
 static int archive_layers(struct probe *p, const char *path, int tfd, uint64_t max_bytes, int *fds,
 			  struct schema_errors *e)
 {
 	_cleanup_(archive_read_freep) struct archive *a = outer_open(p->fd, path, e);
+	_cleanup_(aliases_free) struct aliases al = { calloc(p->img.n_layers + 1, sizeof(char *)), p->img.n_layers };
+	char **alias = al.v;
+	_cleanup_free_ char(*hex)[65] = calloc(p->img.n_layers + 1, sizeof(*hex));
 	/* A tar holds its content and, per entry, a header and padding. */
 	uint64_t budget = 2 * max_bytes + (256ULL << 20);
 	struct archive_entry *entry;
-	int k;
+	int k, r;
 
-	if (!a)
-		return -EINVAL;
+	if (!a || !alias || !hex)
+		return a ? -ENOMEM : -EINVAL;
 	while ((k = archive_read_next_header(a, &entry)) == ARCHIVE_OK || k == ARCHIVE_WARN) {
 		const char *name = archive_entry_pathname(entry);
-		char hex[65];
-		int fd = -EBADF;
+		_cleanup_close_ int fd = -EBADF;
+		size_t i, first = SIZE_MAX;
 
 		name = name ? clean_member(name) : "";
-		for (size_t i = 0; i < p->img.n_layers; i++) {
-			char field[96];
+		for (i = 0; i < p->img.n_layers && first == SIZE_MAX; i++)
+			if (fds[i] < 0 && !alias[i] && streq(p->img.layers[i].path, name))
+				first = i;
+		if (first == SIZE_MAX)
+			continue;
+		if (archive_entry_filetype(entry) == AE_IFLNK && !archive_entry_hardlink(entry)) {
+			char *t = member_link(name, archive_entry_symlink(entry));
 
+			if (!t) {
+				schema_error(e, name, "a symlink out of the archive");
+				return -EINVAL;
+			}
+			free(alias[first]);
+			alias[first] = t;
+			continue;
+		}
+		if (archive_entry_filetype(entry) != AE_IFREG || archive_entry_hardlink(entry)) {
+			schema_error(e, name, "not a regular file in the archive");
+			return -EINVAL;
+		}
+		fd = copy_layer(a, tfd, name, &budget, hex[first], e);
+		if (fd < 0)
+			return fd;
+		for (i = first; i < p->img.n_layers; i++) {
 			if (fds[i] >= 0 || !streq(p->img.layers[i].path, name))
 				continue;
-			if (fd < 0) {
-				if (archive_entry_filetype(entry) != AE_IFREG || archive_entry_hardlink(entry)) {
-					schema_error(e, name, "not a regular file in the archive (a link is not followed)");
-					return -EINVAL;
-				}
-				fd = copy_layer(a, tfd, name, &budget, hex, e);
-				if (fd < 0)
-					return fd;
-				fds[i] = fd;
-			} else {
-				fds[i] = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-				if (fds[i] < 0)
-					return -errno;
-			}
-			if (!streq(p->img.diff_ids[i] + 7, hex)) {
-				snprintf(field, sizeof(field), "layer %zu (%s)", i + 1, p->img.diff_ids[i]);
-				schema_error(e, field, "%s: its content does not match its diff_id (sha256)", name);
-				return -EBADMSG;
-			}
+			if (i != first)
+				memcpy(hex[i], hex[first], sizeof(hex[i]));
+			r = layer_found(p, i, fd, hex[i], name, fds, e);
+			if (r < 0)
+				return r;
 		}
 	}
 	if (k != ARCHIVE_EOF) {
 		schema_error(e, "image", "%s: %s", path, archive_error_string(a));
 		return -EIO;
 	}
-	for (size_t i = 0; i < p->img.n_layers; i++)
+	for (size_t i = 0; i < p->img.n_layers; i++) {
+		const char *name = p->img.layers[i].path;
+
+		if (fds[i] >= 0)
+			continue;
+		for (size_t j = 0; alias[i] && j < p->img.n_layers; j++)
+			if (fds[j] >= 0 && streq(p->img.layers[j].path, alias[i])) {
+				r = layer_found(p, i, fds[j], hex[j], name, fds, e);
+				if (r < 0)
+					return r;
+				memcpy(hex[i], hex[j], sizeof(hex[i]));
+				break;
+			}
+		/* Several listings of one symlink: each one its own. */
+		for (size_t j = i + 1; fds[i] >= 0 && j < p->img.n_layers; j++) {
+			if (fds[j] >= 0 || !streq(p->img.layers[j].path, name))
+				continue;
+			r = layer_found(p, j, fds[i], hex[i], name, fds, e);
+			if (r < 0)
+				return r;
+			memcpy(hex[j], hex[i], sizeof(hex[j]));
+		}
 		if (fds[i] < 0) {
-			schema_error(e, "Layers", "[%zu]: %s: not in the archive", i, p->img.layers[i].path);
+			if (alias[i])
+				schema_error(e, "Layers", "[%zu]: %s: a symlink to %s, which is not another layer", i, name,
+					     alias[i]);
+			else
+				schema_error(e, "Layers", "[%zu]: %s: not in the archive", i, name);
 			return -ENOENT;
 		}
+	}
 	return 0;
 }
 

@@ -14,6 +14,7 @@
 , ninja
 , pkg-config
 , jansson
+, libarchive
 , libseccomp
 , libsodium
 , libnl
@@ -39,7 +40,7 @@ stdenv.mkDerivation {
   };
 
   nativeBuildInputs = [ meson ninja pkg-config ];
-  buildInputs = [ jansson libseccomp libsodium libnl libvirt ];
+  buildInputs = [ jansson libarchive libseccomp libsodium libnl libvirt ];
 
   mesonFlags = [
     # bin/vmd, as NixOS expects (lib.getExe); the unit follows.

@@ -208,6 +208,11 @@ static void outer_add(struct archive *a, const char *name, const char *data, siz
  * gzip-compressed if gzip (and then the config named as docker save 25
  * does). bad_diff_id: the last layer's is wrong. The
  * config's sha256 (the key) in key. */
+/* make_docker() lists one more layer, dup/layer.tar: a symlink to this
+ * (as docker save before 25 writes a layer that is there twice); the
+ * diff_id given is the first layer's. */
+static const char *docker_dup_link;
+
 static void make_docker(const char *path, const struct layer_spec *ls, size_t n, bool gzip, bool bad_diff_id,
 			char key[72])
 {
@@ -231,6 +236,15 @@ static void make_docker(const char *path, const struct layer_spec *ls, size_t n,
 		free(names);
 		names = t;
 	}
+	if (docker_dup_link) {
+		char *t = xasprintf("%s,\"%.*s\"", ids, 71, ids + 1);
+
+		free(ids);
+		ids = t;
+		t = xasprintf("%s,\"dup/layer.tar\"", names);
+		free(names);
+		names = t;
+	}
 	config = xasprintf("{\"architecture\":\"amd64\",\"config\":" RUN_CONFIG
 			   ",\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[%s]}}",
 			   ids);
@@ -248,6 +262,16 @@ static void make_docker(const char *path, const struct layer_spec *ls, size_t n,
 
 		outer_add(a, name, bytes[i], lens[i]);
 		free(bytes[i]);
+	}
+	if (docker_dup_link) {
+		struct archive_entry *e = archive_entry_new();
+
+		archive_entry_set_pathname(e, "dup/layer.tar");
+		archive_entry_set_filetype(e, AE_IFLNK);
+		archive_entry_set_perm(e, 0777);
+		archive_entry_set_symlink(e, docker_dup_link);
+		ASSERT(archive_write_header(a, e) == ARCHIVE_OK);
+		archive_entry_free(e);
 	}
 	outer_add(a, "manifest.json", manifest, strlen(manifest));
 	ASSERT(archive_write_close(a) == ARCHIVE_OK);
@@ -534,6 +558,48 @@ TEST(docker_archive)
 	place_done(&p);
 }
 
+TEST(docker_archive_symlinked_layer)
+{
+	struct place p;
+	struct image_cached c;
+	struct schema_errors e = {};
+	_cleanup_free_ char *archive = NULL;
+	const struct layer_spec one[] = { LAYER(0, { 'f', "a", "a\n", 0, 0, 0 }, { 'f', ".wh.nothing", "", 0, 0, 0 }) };
+	char cfg[72];
+
+	place_init(&p);
+	archive = xasprintf("%s/dup.tar", p.img);
+	docker_dup_link = "./../l0/./layer.tar";
+	make_docker(archive, one, 1, false, false, cfg);
+	ASSERT(shown(image_cache_get(p.cache, archive, NULL, NULL, &c, &e), &e) == 0);
+	expect_file(c.rootfs, "a", "a\n", 0644, 0);
+	/* The same config, so the same key: gone, for the others to be read. */
+	{
+		_cleanup_free_ char *key = strdup(c.key);
+
+		image_cached_clear(&c);
+		ASSERT(image_cache_remove(p.cache, key) == 0);
+	}
+	ASSERT(unlink(archive) == 0);
+
+	docker_dup_link = "../../l0/layer.tar";
+	make_docker(archive, one, 1, false, false, cfg);
+	ASSERT(shown(image_cache_get(p.cache, archive, NULL, NULL, &c, &e), &e) == -EINVAL);
+	ASSERT_STREQ(first_error(&e), "dup/layer.tar: a symlink out of the archive");
+	schema_errors_clear(&e);
+	ASSERT(unlink(archive) == 0);
+
+	docker_dup_link = "../cfg.json";
+	make_docker(archive, one, 1, false, false, cfg);
+	ASSERT(shown(image_cache_get(p.cache, archive, NULL, NULL, &c, &e), &e) == -ENOENT);
+	ASSERT_STREQ(first_error(&e), "Layers: [1]: dup/layer.tar: a symlink to cfg.json, which is not another layer");
+	schema_errors_clear(&e);
+	docker_dup_link = NULL;
+	ASSERT_EQ(count_entries(p.cache, "sha256-"), 0);
+	ASSERT_EQ(count_entries(p.cache, ".tmp-"), 0);
+	place_done(&p);
+}
+
 static char *raw_header(const char *name, uint64_t size, size_t *n)
 {
 	char *h = calloc(1, 512);
@@ -641,6 +707,44 @@ TEST(hostile_layers_refused)
 			check_contained(&p);
 		}
 	}
+	place_done(&p);
+}
+
+/* An entry at the name of a symlink of a layer below replaces the
+ * symlink: a file is not written through it, a directory's mode and
+ * times not set through it. */
+TEST(symlinks_replaced_not_followed)
+{
+	struct place p;
+	struct image_cached c;
+	struct schema_errors e = {};
+	_cleanup_free_ char *keep = NULL;
+	char manifest[72];
+	struct stat before, after, st;
+
+	place_init(&p);
+	keep = xasprintf("%s/keep", p.sentinel);
+	ASSERT(stat(p.sentinel, &before) == 0);
+	{
+		const struct layer_spec layers[] = {
+			LAYER(0, { 'l', "x", keep, 0, 0, 0 }, { 'l', "d", p.sentinel, 0, 0, 0 }),
+			LAYER(0, { 'f', "x", "mine\n", 0600, 0, 0 }, { 'd', "d", NULL, 0700, 0, 0 }),
+		};
+
+		make_layout(p.img, layers, 2, manifest);
+	}
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, NULL, &c, &e), &e) == 0);
+	expect_file(c.rootfs, "x", "mine\n", 0600, 0);
+	{
+		_cleanup_free_ char *d = xasprintf("%s/d", c.rootfs);
+
+		ASSERT(lstat(d, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 07777) == 0700);
+	}
+	ASSERT(stat(p.sentinel, &after) == 0);
+	ASSERT(after.st_mode == before.st_mode && after.st_mtime == before.st_mtime);
+	ASSERT_EQ(count_entries(p.sentinel, ""), 1);
+	expect_file(p.sentinel, "keep", "keep", 0644, 0);
+	image_cached_clear(&c);
 	place_done(&p);
 }
 
@@ -947,6 +1051,7 @@ TEST(user_resolved_in_the_image)
 	rm_tree(root);
 }
 
-RUN_TESTS(T(layout_unpacked_and_cached), T(setuid_kept_when_allowed), T(docker_archive), T(hostile_layers_refused),
-	  T(gzip_bomb_refused), T(digest_mismatch_refused), T(unpack_limits), T(partial_entries_rebuilt), T(list_and_remove),
+RUN_TESTS(T(layout_unpacked_and_cached), T(setuid_kept_when_allowed), T(docker_archive), T(docker_archive_symlinked_layer),
+	  T(hostile_layers_refused),
+	  T(symlinks_replaced_not_followed), T(gzip_bomb_refused), T(digest_mismatch_refused), T(unpack_limits), T(partial_entries_rebuilt), T(list_and_remove),
 	  T(user_resolved_in_the_image))
