@@ -2,7 +2,12 @@
 #
 # vmd for Nix users:
 #   packages.<system>.default   vmd itself (nix/package.nix)
-#   overlays.default            pkgs.vmd
+#   packages.x86_64-linux.image-guest
+#                               the closure that boots container images
+#                               (nix/image-guest-pkgs.nix): the host setting
+#                               image_system, which services.vmd sets itself
+#                               when a VM has an image
+#   overlays.default            pkgs.vmd, pkgs.vmd-image-guest
 #   nixosModules.host           services.vmd: VMs declared in configuration.nix
 #   nixosModules.guest          what makes a NixOS system bootable by vmd
 #   lib                         nix/lib.nix: definitions from attribute sets
@@ -41,11 +46,18 @@
       };
     in
     {
-      overlays.default = final: prev: { vmd = final.callPackage ./nix/package.nix { }; };
+      overlays.default = final: prev: {
+        vmd = final.callPackage ./nix/package.nix { };
+        vmd-image-guest = import ./nix/image-guest-pkgs.nix { pkgs = final; inherit (final) vmd; };
+      };
 
       packages = forAll (system: pkgs: rec {
         vmd = pkgs.callPackage ./nix/package.nix { };
         default = vmd;
+      } // nixpkgs.lib.optionalAttrs (system == "x86_64-linux") {
+        # x86_64 only: the image init and vmd-net.sh start qemu-ga, ip and
+        # wg through ld-linux-x86-64.so.2.
+        image-guest = import ./nix/image-guest-pkgs.nix { inherit pkgs; vmd = self.packages.${system}.vmd; };
       });
 
       # Both find vmd as pkgs.vmd when the overlay is applied, and build

@@ -52,6 +52,8 @@ let
   # missing); /dev/kvm reaches it through the kvm group.
   qemuUser = if cfg.settings.qemuUser != null then cfg.settings.qemuUser else "vmd-qemu";
 
+  anyImage = lib.any (vm: vm.image != null) (lib.attrValues cfg.vms);
+
   inherit (vmdLib) dropNulls;
   definitionFields = vm: removeAttrs vm [ "config" "nixos" "_module" ];
 
@@ -158,6 +160,17 @@ in
             defaultText = literalExpression ''"''${pkgs.virtiofsd}/bin/virtiofsd"'';
             description = "virtiofsd (nixpkgs' QEMU ships none; this is the Rust one). JSON field: `virtiofsd`.";
           };
+          image_system = mkOption {
+            type = types.nullOr (types.either types.package absolute);
+            default = if anyImage then cfg.imageGuest else null;
+            defaultText = literalExpression "config.services.vmd.imageGuest if a VM has an image, else null";
+            description = ''
+              The closure that boots container images (definitions with
+              `image`): kernel, initrd with vmd's image init, guest agent.
+              Default: `services.vmd.imageGuest` when a VM names an image,
+              else left out. JSON field: `image_system`.
+            '';
+          };
           wireguard_go = mkOption {
             type = types.str;
             default = "${pkgs.wireguard-go}/bin/wireguard-go";
@@ -168,6 +181,18 @@ in
       };
       default = { };
       description = "Host settings, written to /etc/vmd/vmd.json. Fields left null take vmd's defaults.";
+    };
+
+    imageGuest = mkOption {
+      type = types.package;
+      default = pkgs.vmd-image-guest or (import ./image-guest-pkgs.nix { inherit pkgs; vmd = cfg.package; });
+      defaultText = literalExpression "pkgs.vmd-image-guest or (import ./image-guest-pkgs.nix { inherit pkgs; vmd = config.services.vmd.package; })";
+      description = ''
+        The image guest built from nixpkgs (nix/image-guest-pkgs.nix): the
+        kernel, an initrd whose /init is vmd's image init (compiled from the
+        vmd package's source), qemu-ga, ip and wg. `settings.imageSystem`
+        defaults to it when a VM has an `image`.
+      '';
     };
 
     vms = mkOption {

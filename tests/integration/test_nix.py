@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -373,7 +374,8 @@ def test_package_expression():
           p = import {TOP}/nix/package.nix {{
             inherit lib; stdenv.mkDerivation = a: a;
             meson = fake "meson"; ninja = fake "ninja"; pkg-config = fake "pkg-config";
-            jansson = fake "jansson"; libseccomp = fake "libseccomp"; libsodium = fake "libsodium";
+            jansson = fake "jansson"; libarchive = fake "libarchive";
+            libseccomp = fake "libseccomp"; libsodium = fake "libsodium";
             libnl = fake "libnl"; libvirt = fake "libvirt"; qemu_kvm = fake "qemu";
             virtiofsd = fake "virtiofsd"; wireguard-go = fake "wireguard-go";
           }};
@@ -403,7 +405,8 @@ def test_flake_outputs(env, vmdpkg):
     stubbed evaluation: the attributes exist and the checks evaluate."""
     expr = f"""
       let lib = import {LIB};
-          pkgs = import {TOP}/tests/nix/fake-pkgs.nix {{ vmdPackage = "{vmdpkg}"; }} // {{
+          pkgs = import {TOP}/tests/nix/image-pkgs.nix {{ inherit lib; }}
+            // import {TOP}/tests/nix/fake-pkgs.nix {{ vmdPackage = "{vmdpkg}"; }} // {{
             callPackage = f: args: {{ type = "derivation"; name = "vmd-from-package-nix"; outPath = "{vmdpkg}"; }};
           }};
           nixpkgs = {{
@@ -424,6 +427,9 @@ def test_flake_outputs(env, vmdpkg):
       in {{
         top = builtins.attrNames self;
         packages = builtins.attrNames self.packages.x86_64-linux;
+        packagesArm = builtins.attrNames self.packages.aarch64-linux;
+        imageGuest = self.packages.x86_64-linux.image-guest.name;
+        overlayImageGuest = (self.overlays.default pkgs pkgs).vmd-image-guest.name;
         modules = builtins.attrNames self.nixosModules;
         overlay = (self.overlays.default pkgs pkgs).vmd.name;
         checks = builtins.attrNames self.checks.x86_64-linux;
@@ -436,9 +442,155 @@ def test_flake_outputs(env, vmdpkg):
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert out["top"] == ["checks", "lib", "nixosModules", "overlays", "packages"]
-    assert out["packages"] == ["default", "vmd"]
+    assert out["packages"] == ["default", "image-guest", "vmd"]
+    # The image init starts qemu-ga through ld-linux-x86-64.so.2.
+    assert out["packagesArm"] == ["default", "vmd"]
+    assert out["imageGuest"] == "vmd-image-guest" and out["overlayImageGuest"] == "vmd-image-guest"
     assert out["modules"] == ["default", "guest", "host"]
     assert out["overlay"] == "vmd-from-package-nix"
     assert out["checks"] == ["definitions", "package", "runner"]
     assert out["definitions"] == "vmd-definitions" and out["runner"] == "vmd-run-example"
     assert {"toDefinitions", "toSettings", "schema"} <= set(out["lib"])
+
+
+# --- container images on NixOS ------------------------------------------
+
+def image_guest_expr(extra=""):
+    return (f'let lib = import {LIB}; pkgs = import {TOP}/tests/nix/image-pkgs.nix {{ inherit lib; {extra} }}; '
+            f'g = import {TOP}/nix/image-guest-pkgs.nix {{ inherit pkgs; }}; in')
+
+
+@needs_lib
+def test_image_guest_pkgs_evaluates():
+    """nix/image-guest-pkgs.nix against stand-ins of the nixpkgs attributes
+    it uses (tests/nix/image-pkgs.nix): the toplevel vmd boots, the initrd
+    the init expects, the store paths it reads from /etc/vmd-image-guest."""
+    expr = image_guest_expr() + """ {
+        drv = g.drvPath;
+        inherit (g) name kernelFile initFile initrdFile kernelParams guestPaths systemName;
+        initrd = { inherit (g.initrd) name symlinks objects prepend compressor; };
+        initrdRoots = g.initrd.objects;
+        linuxRoots = g.linux.closure.rootModules;
+        initrdModuleRoots = builtins.elemAt (builtins.filter (o: builtins.match ".*-initrd-modules-.*" o != null)
+          g.initrd.objects) 0;
+        busybox = g.busybox.name;
+        init = { inherit (g.imageInit) name buildPhase; src = toString g.imageInit.src; };
+        qemuGa = g.qemu-ga.programs;
+        nettools = g.nettools.programs;
+      }"""
+    p = nix_eval_rw(expr)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["name"] == "vmd-image-guest" and out["drv"].endswith("-vmd-image-guest.drv")
+    # nixpkgs' kernel, as NixOS boots it; an uncompressed initrd.
+    assert out["kernelFile"] == "/fake/linux-6.12.0/bzImage"
+    assert out["kernelParams"] == "loglevel=4" and out["systemName"] == "x86_64-linux"
+    initrd = out["initrd"]
+    assert initrd["compressor"] == "cat" and out["initrdFile"].endswith("-vmd-image-initrd/initrd")
+    links = dict(zip(initrd["symlinks"], initrd["objects"]))
+    assert links["/init"] == out["initFile"] and out["initFile"].endswith("-vmd-image-init-0/bin/image-init")
+    assert links["/bin"] == links["/sbin"] and links["/bin"].endswith("-vmd-image-guest-busybox/bin")
+    assert re.search(r"-vmd-image-guest-initrd-modules-6\.12\.0/lib/modules$", links["/lib/modules"])
+    for script in ("vmd-mounts.sh", "vmd-net.sh"):
+        with open(links["/" + script]) as a, open(os.path.join(TOP, "images", "guest", script)) as b:
+            assert a.read() == b.read()
+    assert len(initrd["prepend"]) == 1 and initrd["prepend"][0].endswith("-vmd-image-guest-initrd-base.cpio")
+    # /etc/vmd-image-guest: what image-init.c's load_guest_paths() reads.
+    paths = dict(line.split("=", 1) for line in out["guestPaths"].splitlines())
+    assert sorted(paths) == ["linux", "nettools", "qemuga"]
+    assert paths["linux"].endswith("-vmd-image-guest-modules-6.12.0")
+    assert paths["qemuga"].endswith("-vmd-image-guest-qemu-ga")
+    assert paths["nettools"].endswith("-vmd-image-guest-nettools")
+    # What the init loads from the store on top of the initrd's set.
+    assert out["linuxRoots"] == ["virtio_pci", "virtio_blk", "virtio_console", "virtiofs", "overlay",
+                                 "qemu_fw_cfg", "ext4", "crc32c_generic", "button", "evdev", "virtio_net",
+                                 "wireguard"]
+    # The init, static with pkgsStatic; busybox static too.
+    assert out["busybox"] == "busybox-static-x86_64-unknown-linux-musl"
+    assert "-static" in out["init"]["buildPhase"] and "image-init.c" in out["init"]["buildPhase"]
+    assert os.path.isfile(os.path.join(out["init"]["src"], "image-init.c"))
+    assert out["qemuGa"] == "qemu-ga=/fake/qemu-ga/bin/qemu-ga"
+    assert out["nettools"] == "ip=/fake/iproute2/bin/ip wg=/fake/wireguard-tools/bin/wg"
+
+
+def nix_eval_rw(expr):
+    return subprocess.run(["nix-instantiate", *NIX_OPTS, "--read-write-mode", "--eval", "--strict", "--json",
+                           "-E", expr], capture_output=True, text=True, timeout=300)
+
+
+@needs_lib
+def test_image_guest_module_trees_build(env):
+    """The two module trees, built for real from a stand-in nixpkgs kernel:
+    the tiny guest's Debian modules, compressed with xz as nixpkgs'
+    kernels ship them. What busybox's modprobe reads comes out: plain .ko
+    files, modules.dep, modules.builtin."""
+    linux = os.path.dirname(os.path.realpath(os.path.join(env.closure, "kernel")))
+    version = os.listdir(os.path.join(linux, "lib", "modules"))[0]
+    expr = image_guest_expr(f'modules = {linux}; version = "{version}";') + " g.linux"
+    p = subprocess.run(["nix-build", *BUILD_OPTS, "--no-out-link", "-E", expr],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    tree = os.path.join(p.stdout.strip(), "lib", "modules", version)
+    kos = []
+    for d, _, files in os.walk(tree):
+        kos += [f for f in files if ".ko" in f]
+    assert kos and all(f.endswith(".ko") for f in kos), kos
+    with open(os.path.join(tree, "modules.dep")) as f:
+        dep = {line.split(":")[0].rsplit("/", 1)[-1] for line in f}
+    for m in ("virtio_pci.ko", "virtiofs.ko", "overlay.ko", "qemu_fw_cfg.ko", "virtio_net.ko", "wireguard.ko"):
+        assert m in dep, m
+    assert os.path.isfile(os.path.join(tree, "modules.builtin"))
+    for m in ("virtio_pci", "wireguard", "crc32c_generic", "ext4", "evdev"):
+        r = subprocess.run(["modprobe", "-d", p.stdout.strip(), "-S", version, "--show-depends", m],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+
+
+def docker_archive(env):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import ociimage as oi
+    path = os.path.join(env.root, "web.tar")
+    oi.build_docker_archive(path, oi.standard_layers(), oi.standard_config(), repo_tag="web:latest")
+    return path
+
+
+IMAGE_HOST = """{ services.vmd = {
+    enable = true;
+    @SETTINGS@
+    vms.web = {
+      image = { type = "derivation"; name = "web.tar"; outPath = "@IMAGE@"; };
+      memoryMiB = 256;
+      cmd = [ "httpd" "-f" ];
+      env = [ "PORT=8080" ];
+      keys.ssh = { target = "/etc/ssh"; };
+      disks.var = { sizeMiB = 64; mount = "/var"; persistent = true; };
+    };
+  }; }"""
+
+
+@needs_lib
+def test_host_module_image_vm(env, vmdpkg, image_closure):
+    image = docker_archive(env)
+    host = IMAGE_HOST.replace("@IMAGE@", image)
+    # settings.imageSystem defaults to the image guest built from nixpkgs
+    # (here the stand-ins) once a VM has an image.
+    out = evaluated(env, vmdpkg, "host", host=host.replace("@SETTINGS@", ""))
+    assert out["assertions"] == []
+    assert re.fullmatch(r"/nix/store/[a-z0-9]{32}-vmd-image-guest", out["settings"]["image_system"]), out["settings"]
+    # Set, it wins; the definitions are what vmd accepts (the build runs
+    # `vmd check` against the settings), with image and no system.
+    host = host.replace("@SETTINGS@", f'settings.imageSystem = "{image_closure}";')
+    out = evaluated(env, vmdpkg, "host", host=host)
+    assert out["settings"]["image_system"] == image_closure
+    p = build(env, vmdpkg, "hostEval.config.system.build.vmdDefinitions", host=host)
+    assert p.returncode == 0, p.stderr
+    with open(os.path.join(p.stdout.strip(), "web.json")) as f:
+        web = json.load(f)
+    assert web == {
+        "name": "web", "image": image, "memory_mib": 256, "cmd": ["httpd", "-f"], "env": ["PORT=8080"],
+        "keys": [{"name": "ssh", "target": "/etc/ssh"}],
+        "disks": [{"name": "var", "size_mib": 64, "mount": "/var", "persistent": True}],
+    }
+    # Without an image VM, image_system stays out of vmd.json.
+    out = evaluated(env, vmdpkg, "host", host=f'{{ services.vmd = {{ enable = true; vms.a.system = "{env.closure}"; }}; }}')
+    assert "image_system" not in out["settings"]

@@ -10,7 +10,9 @@
 { lib ? <nixpkgs/lib>, vmdPackage, closure, host ? { }, guest ? { } }:
 let
   lib' = import lib;
-  pkgs = import ./fake-pkgs.nix { inherit vmdPackage; };
+  # The image guest's nixpkgs attributes too (settings.imageSystem's
+  # default builds it); the rest is fake-pkgs.nix's.
+  pkgs = import ./image-pkgs.nix { lib = lib'; } // import ./fake-pkgs.nix { inherit vmdPackage; };
   nixos = modules: lib'.evalModules {
     modules = [
       ./stubs.nix

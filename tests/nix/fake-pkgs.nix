@@ -10,13 +10,18 @@
 { vmdPackage }:
 let
   fake = name: { type = "derivation"; inherit name; outPath = "/fake/${name}"; };
-  runCommand = name: env: script: derivation ({
-    inherit name;
-    system = builtins.currentSystem;
-    builder = "/bin/sh";
-    args = [ "-ec" script ];
-    PATH = "/usr/bin:/bin";
-  } // env);
+  # pkgs/build-support/trivial-builders/default.nix: passthru and meta
+  # reach the result, not the builder; the host's tools stand in for
+  # nativeBuildInputs.
+  runCommand = name: env: script:
+    derivation ({
+      inherit name;
+      system = builtins.currentSystem;
+      builder = "/bin/sh";
+      args = [ "-ec" script ];
+      PATH = "/usr/bin:/bin:/usr/sbin:/sbin";
+    } // removeAttrs env [ "passthru" "meta" "nativeBuildInputs" ])
+    // (env.passthru or { }) // { meta = env.meta or { }; };
 in
 {
   inherit runCommand;
@@ -32,11 +37,15 @@ in
   vmd = { type = "derivation"; name = "vmd"; outPath = vmdPackage; };
   coreutils = fake "coreutils";
   e2fsprogs = fake "e2fsprogs";
-  qemu_kvm = fake "qemu_kvm";
+  # pkgs/applications/virtualization/qemu/default.nix (the ga output)
+  qemu_kvm = fake "qemu_kvm" // { ga = fake "qemu-ga"; };
   virtiofsd = fake "virtiofsd";
   wireguard-go = fake "wireguard-go";
   iproute2 = fake "iproute2";
   gawk = fake "gawk";
   gnused = fake "gnused";
   systemd = fake "systemd";
+  # flake.nix's overlay (pkgs.vmd-image-guest) is not applied here: the
+  # host module builds the image guest from nix/image-guest-pkgs.nix, with
+  # the nixpkgs attributes it uses standing in (image-pkgs.nix).
 }
