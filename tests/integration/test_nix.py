@@ -594,3 +594,44 @@ def test_host_module_image_vm(env, vmdpkg, image_closure):
     # Without an image VM, image_system stays out of vmd.json.
     out = evaluated(env, vmdpkg, "host", host=f'{{ services.vmd = {{ enable = true; vms.a.system = "{env.closure}"; }}; }}')
     assert "image_system" not in out["settings"]
+
+
+@needs_lib
+def test_image_guest_pkgs_boots(env, image_closure, daemons):
+    """The whole nixpkgs-built guest, built here from stand-ins that give
+    Debian's kernel, busybox, qemu-ga, ip and wg nixpkgs' shapes (xz
+    modules; programs with a store loader and RUNPATHs, wg behind a wrapper
+    script), boots an image: the initrd's links into its /nix/store still
+    resolve once the init has mounted the host store over it, the modules
+    it loads are the decompressed ones, a disk mounts (ext4, crc32c),
+    qemu-ga runs (vmd exec), and the entrypoint's status comes back."""
+    linux = os.path.dirname(os.path.realpath(os.path.join(env.closure, "kernel")))
+    version = os.listdir(os.path.join(linux, "lib", "modules"))[0]
+    expr = image_guest_expr(f'modules = {linux}; version = "{version}"; '
+                            f'debian = {os.path.realpath(image_closure)};') + " g"
+    p = subprocess.run(["nix-build", *BUILD_OPTS, "--no-out-link", "-E", expr],
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr
+    guest = p.stdout.strip()
+    env.write_settings(image_system=guest)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import ociimage as oi
+    image = os.path.join(env.root, "web.tar")
+    oi.build_docker_archive(image, oi.standard_layers(), oi.standard_config(user="0:0"), repo_tag="web:latest")
+    d = env.define("web", image=image, cmd=["sh", "-c",
+                   "echo mounted=$(grep -c ' /var ext4 ' /proc/mounts); echo hello > /var/x; "
+                   "echo var=$(cat /var/x); exit 7"],
+                   disks=[{"name": "var", "size_mib": 64, "mount": "/var"}])
+    r = env.run(d, timeout=300)
+    out = r.stdout.replace("\r", "")
+    assert r.returncode == 7, r.stdout + r.stderr
+    assert "mounted=1\n" in out and "var=hello\n" in out, out
+    assert "error while loading shared libraries" not in out and "cannot" not in out, out
+
+    # qemu-ga, started through the loader link, answers vmd exec.
+    dm = daemons()
+    dm.define("svc", image=image, cmd=["sleep", "600"])
+    dm.ctl("reload", check=0)
+    dm.wait_for(lambda: (dm.status().get("svc") or {}).get("ready"), "svc to be ready", timeout=240)
+    p = dm.ctl("exec", "svc", "--", "sh", "-c", "cat /proc/sys/kernel/hostname; exit 4")
+    assert p.returncode == 4 and p.stdout == "svc\n", p.stdout + p.stderr

@@ -13,7 +13,12 @@
 #            the stand-in kernel is that, compressed with xz as nixpkgs'
 #            kernels are (common-config.nix: MODULE_COMPRESS_XZ)
 #   version  the kernel's modDirVersion
-{ lib, modules ? null, version ? "6.12.0" }:
+#   debian   null, or the image guest tests/guest/build --image makes (its
+#            kernel, busybox, qemu-ga, ip and wg, Debian's): then every
+#            stand-in builds, the programs patched like nixpkgs' (their
+#            loader and libraries in their own store path), so the whole
+#            guest builds and boots here
+{ lib, modules ? null, version ? "6.12.0", debian ? null }:
 let
   fake = name: { type = "derivation"; inherit name; outPath = "/fake/${name}"; };
   inherit (import ./fake-pkgs.nix { vmdPackage = null; }) runCommand;
@@ -28,8 +33,33 @@ let
       chmod -R u+w $out
       find $out/lib/modules -name '*.ko' -exec xz {} +
       depmod -b $out ${version}
-      touch $out/bzImage
+      ${if debian == null then "touch $out/bzImage" else "cp ${debian}/kernel $out/bzImage"}
     '' // { modDirVersion = version; inherit version; };
+
+  # pkgs/development/libraries/glibc: the one loader every program has as
+  # its interpreter.
+  glibc = runCommand "glibc" { } ''
+    mkdir -p $out/lib
+    cp ${debian}/nettools/lib/ld-linux-x86-64.so.2 ${debian}/nettools/lib/libc.so.6 $out/lib/
+  '';
+  # A program as nixpkgs builds it: glibc's loader as its interpreter, its
+  # libraries (and theirs) found through absolute RUNPATHs.
+  patched = name: from: prog: wrapper: runCommand name { } ''
+    mkdir -p $out/bin $out/lib
+    for l in ${from}/lib/*; do
+      case $l in */ld-linux-*|*/libc.so.6) ;; *) cp $l $out/lib/ ;; esac
+    done
+    cp ${from}/bin/${prog} $out/bin/${if wrapper then ".${prog}-wrapped" else prog}
+    chmod -R u+w $out
+    for l in $out/lib/*; do patchelf --set-rpath $out/lib:${glibc}/lib $l; done
+    patchelf --set-interpreter ${glibc}/lib/ld-linux-x86-64.so.2 --set-rpath $out/lib:${glibc}/lib \
+      $out/bin/${if wrapper then ".${prog}-wrapped" else prog}
+    ${lib.optionalString wrapper ''
+      # makeWrapper's shape: a shell script in front of the ELF file.
+      printf '#!/bin/sh\nexec %s "$@"\n' "$out/bin/.${prog}-wrapped" > $out/bin/${prog}
+      chmod 0755 $out/bin/${prog}
+    ''}
+  '';
 in
 {
   inherit lib runCommand;
@@ -66,32 +96,66 @@ in
       depmod -b $out ${version}
     '';
 
-  # pkgs/build-support/kernel/make-initrd.nix (contents: object/symlink,
-  # compressor, prepend); evaluated only.
+  # pkgs/build-support/kernel/make-initrd.{nix,sh} (contents: object and
+  # symlink; compressor; prepend): /dev, /sys, /proc, a link per object,
+  # the objects' closures copied, the prepended cpio files first.
   makeInitrd = { name ? "initrd", contents, compressor ? "gzip -9n", prepend ? [ ] }:
     runCommand name {
       objects = map (c: c.object) contents;
       symlinks = map (c: c.symlink) contents;
+      exportReferencesGraph = lib.concatLists (lib.imap0 (i: c: [ "closure-${toString i}" c.object ]) contents);
       inherit compressor prepend;
-    } "exit 1";
+    } ''
+      mkdir -p root/dev root/sys root/proc $out
+      set -- $symlinks
+      for o in $objects; do
+        mkdir -p "root$(dirname "$1")"
+        ln -s "$o" "root$1"
+        shift
+      done
+      cat closure-* | grep '^/nix/store/' | grep -v '[.]drv$' | sort -u > store-paths
+      (cd root && while read -r p; do cp -a --parents "$p" .; done < ../store-paths)
+      for p in $prepend; do cat "$p" >> $out/initrd; done
+      (cd root && find . -print0 | sort -z | cpio --quiet -o -H newc -R +0:+0 --reproducible --null | $compressor >> $out/initrd)
+    '';
 
   # pkgs/top-level/stage.nix (pkgsStatic) with
-  # pkgs/stdenv/generic/make-derivation.nix and
-  # pkgs/os-specific/linux/busybox/default.nix; evaluated only.
+  # pkgs/stdenv/generic/make-derivation.nix (buildPhase, installPhase,
+  # runHook, $CC) and pkgs/os-specific/linux/busybox/default.nix ($out/bin
+  # with applet links): glibc's static cc and Debian's busybox.
   pkgsStatic = {
     stdenv.mkDerivation = args: runCommand "${args.pname}-${args.version}" {
       inherit (args) src buildPhase installPhase;
-    } "exit 1";
-    busybox = fake "busybox-static-x86_64-unknown-linux-musl";
+    } ''
+      runHook() { :; }
+      CC=cc
+      cp -r $src build
+      chmod -R u+w build
+      cd build
+      eval "$buildPhase"
+      eval "$installPhase"
+    '';
+    busybox = if debian == null then fake "busybox-static-x86_64-unknown-linux-musl" else
+      runCommand "busybox-static" { } ''
+        mkdir -p $out/bin
+        cp ${debian}/sw/bin/busybox $out/bin/busybox
+        for a in $($out/bin/busybox --list); do [ -e $out/bin/$a ] || ln -s busybox $out/bin/$a; done
+      '';
   };
 
   # pkgs/applications/virtualization/qemu/default.nix (the ga output)
-  qemu_kvm = fake "qemu_kvm" // { ga = fake "qemu-ga"; };
+  qemu_kvm = fake "qemu_kvm" // {
+    ga = if debian == null then fake "qemu-ga" else patched "qemu-ga" "${debian}/qemu-ga" "qemu-ga" false;
+  };
   # pkgs/build-support/trivial-builders/default.nix
   emptyDirectory = fake "empty-directory";
 
-  iproute2 = fake "iproute2";
-  wireguard-tools = fake "wireguard-tools";
+  # pkgs/os-specific/linux/iproute/default.nix ($out/bin/ip) and
+  # pkgs/tools/networking/wireguard-tools/default.nix (every $out/bin
+  # program wrapped by makeWrapper)
+  iproute2 = if debian == null then fake "iproute2" else patched "iproute2" "${debian}/nettools" "ip" false;
+  wireguard-tools = if debian == null then fake "wireguard-tools" else
+    patched "wireguard-tools" "${debian}/nettools" "wg" true;
   kmod = fake "kmod";
   xz = fake "xz";
   zstd = fake "zstd";
