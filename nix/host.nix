@@ -16,7 +16,16 @@
 #       network = { bridge = "vmbr0"; address = "10.0.0.2/24"; };
 #       disks.var = { sizeMiB = 2048; mount = "/var"; };
 #     };
+#     vms.web = {                               # a container image as a VM
+#       image = pkgs.dockerTools.buildLayeredImage { ... };
+#       memoryMiB = 256;
+#       disks.var = { sizeMiB = 1024; mount = "/var"; persistent = true; };
+#     };
 #   };
+#
+# A VM with an `image` boots settings.imageSystem, which defaults to
+# services.vmd.imageGuest (nix/image-guest-pkgs.nix: kernel, initrd and
+# image init from nixpkgs) once any VM has one.
 #
 # Every option below `settings` and `vms.<name>` is generated from
 # nix/schema.json (`vmd schema`): the same names, types, limits and
