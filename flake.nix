@@ -12,8 +12,9 @@
 #   nixosModules.guest          what makes a NixOS system bootable by vmd
 #   lib                         nix/lib.nix: definitions from attribute sets
 #   checks.<system>             the package, and an example host whose
-#                               definitions (one inline NixOS guest) vmd checks
-#                               at build time, and that guest's runner
+#                               definitions (one inline NixOS guest and, on
+#                               x86_64, one dockerTools image) vmd checks at
+#                               build time, and that guest's runner
 {
   description = "vmd: declarative microVMs for Nix-built system closures";
 
@@ -28,20 +29,35 @@
         inherit system;
         modules = [
           self.nixosModules.host
-          {
+          ({ pkgs, ... }: {
             boot.loader.grub.enable = false;
             fileSystems."/" = { device = "none"; fsType = "tmpfs"; };
             system.stateVersion = "25.05";
             services.vmd = {
               enable = true;
               settings.networks.vmbr0 = { type = "bridge"; address = "10.0.0.1/24"; };
-              vms.example = {
-                config = { system.stateVersion = "25.05"; vmd.guest.sshHostKeys.enable = true; };
-                network = { bridge = "vmbr0"; address = "10.0.0.2/24"; };
-                disks.var = { sizeMiB = 1024; mount = "/var"; };
+              vms = {
+                example = {
+                  config = { system.stateVersion = "25.05"; vmd.guest.sshHostKeys.enable = true; };
+                  network = { bridge = "vmbr0"; address = "10.0.0.2/24"; };
+                  disks.var = { sizeMiB = 1024; mount = "/var"; };
+                };
+              } // nixpkgs.lib.optionalAttrs (system == "x86_64-linux") {
+                # A container image: the check builds the image guest from
+                # nixpkgs (settings.imageSystem's default) and the image.
+                web = {
+                  image = pkgs.dockerTools.buildLayeredImage {
+                    name = "web";
+                    contents = [ pkgs.busybox ];
+                    config.Cmd = [ "httpd" "-f" "-p" "80" ];
+                  };
+                  memoryMiB = 256;
+                  network = { bridge = "vmbr0"; address = "10.0.0.3/24"; };
+                  disks.var = { sizeMiB = 1024; mount = "/var"; persistent = true; };
+                };
               };
             };
-          }
+          })
         ];
       };
     in

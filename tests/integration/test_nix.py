@@ -434,6 +434,8 @@ def test_flake_outputs(env, vmdpkg):
         overlay = (self.overlays.default pkgs pkgs).vmd.name;
         checks = builtins.attrNames self.checks.x86_64-linux;
         definitions = self.checks.x86_64-linux.definitions.name;
+        definitionsScript = builtins.elemAt self.checks.x86_64-linux.definitions.args 1;
+        definitionsScriptArm = builtins.elemAt self.checks.aarch64-linux.definitions.args 1;
         runner = self.checks.x86_64-linux.runner.name;
         lib = builtins.attrNames self.lib;
       }}"""
@@ -450,6 +452,19 @@ def test_flake_outputs(env, vmdpkg):
     assert out["overlay"] == "vmd-from-package-nix"
     assert out["checks"] == ["definitions", "package", "runner"]
     assert out["definitions"] == "vmd-definitions" and out["runner"] == "vmd-run-example"
+    # On x86_64 the example host has a dockerTools image too: image, no
+    # system; its settings get the image guest.
+    files = dict((os.path.basename(dst), src) for src, dst in
+                 re.findall(r"cp (/nix/store/\S+) \$out/(\S+)", out["definitionsScript"]))
+    assert sorted(files) == ["example.json", "web.json"]
+    with open(files["web.json"]) as f:
+        assert json.load(f) == {"name": "web", "image": "/fake/web.tar.gz", "memory_mib": 256,
+                                "network": {"bridge": "vmbr0", "address": "10.0.0.3/24"},
+                                "disks": [{"name": "var", "size_mib": 1024, "mount": "/var", "persistent": True}]}
+    settings = re.search(r"check -c (/nix/store/\S+)", out["definitionsScript"]).group(1)
+    with open(settings) as f:
+        assert re.fullmatch(r"/nix/store/[a-z0-9]{32}-vmd-image-guest", json.load(f)["image_system"])
+    assert "web.json" not in out["definitionsScriptArm"]
     assert {"toDefinitions", "toSettings", "schema"} <= set(out["lib"])
 
 

@@ -149,6 +149,10 @@ in
   };
   # pkgs/build-support/trivial-builders/default.nix
   emptyDirectory = fake "empty-directory";
+  # pkgs/build-support/docker/default.nix (buildLayeredImage { name, ... }:
+  # a docker-archive, NAME.tar.gz)
+  dockerTools.buildLayeredImage = args: fake "${args.name}.tar.gz";
+  busybox = fake "busybox";
 
   # pkgs/os-specific/linux/iproute/default.nix ($out/bin/ip) and
   # pkgs/tools/networking/wireguard-tools/default.nix (every $out/bin
