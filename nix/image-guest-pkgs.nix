@@ -7,8 +7,8 @@
 #
 #   kernel       linuxPackages.kernel's bzImage (what NixOS boots)
 #   /init        vmd's image init, images/guest/image-init.c compiled static
-#                with pkgsStatic (musl)
-#   /bin         pkgsStatic.busybox, one link per applet: the init runs
+#                against glibc.static
+#   /bin         busybox built static, one link per applet: the init runs
 #                /bin/sh, /bin/modprobe, /bin/acpid with PATH=/bin
 #   /lib/modules the closure of what the init loads before the store is
 #                mounted (makeModulesClosure, as NixOS's stage 1 does)
@@ -104,10 +104,14 @@ let
   initrdTree = moduleTree "initrd-modules" initrdModules;
   linux = moduleTree "modules" (initrdModules ++ storeModules);
 
-  imageInit = pkgs.pkgsStatic.stdenv.mkDerivation {
+  # Static against glibc with the ordinary stdenv, whose toolchain is in
+  # the binary cache; pkgsStatic (musl) would want its own cross toolchain.
+  # The init compiles without warnings against either libc.
+  imageInit = pkgs.stdenv.mkDerivation {
     pname = "vmd-image-init";
     version = if vmd != null then vmd.version or "0" else "0";
     src = guestSources;
+    buildInputs = [ pkgs.glibc.static ];
     dontConfigure = true;
     buildPhase = ''
       runHook preBuild
@@ -121,7 +125,8 @@ let
     '';
   };
 
-  busybox = pkgs.pkgsStatic.busybox;
+  # busybox/default.nix links glibc.static in with enableStatic.
+  busybox = pkgs.busybox.override { enableStatic = true; };
   # Every applet in one directory (busybox installs some into sbin), as
   # links named after the applet: busybox picks the applet from argv[0].
   busyboxBin = pkgs.runCommand "vmd-image-guest-busybox" { inherit busybox; } ''

@@ -489,7 +489,7 @@ def test_image_guest_pkgs_evaluates():
         initrdModuleRoots = builtins.elemAt (builtins.filter (o: builtins.match ".*-initrd-modules-.*" o != null)
           g.initrd.objects) 0;
         busybox = g.busybox.name;
-        init = { inherit (g.imageInit) name buildPhase; src = toString g.imageInit.src; };
+        init = { inherit (g.imageInit) name buildPhase buildInputs; src = toString g.imageInit.src; };
         qemuGa = g.qemu-ga.programs;
         nettools = g.nettools.programs;
       }"""
@@ -520,9 +520,10 @@ def test_image_guest_pkgs_evaluates():
     assert out["linuxRoots"] == ["virtio_pci", "virtio_blk", "virtio_console", "virtiofs", "overlay",
                                  "qemu_fw_cfg", "ext4", "crc32c_generic", "button", "evdev", "virtio_net",
                                  "wireguard"]
-    # The init, static with pkgsStatic; busybox static too.
-    assert out["busybox"] == "busybox-static-x86_64-unknown-linux-musl"
+    # The init, static against glibc.static; busybox static too.
+    assert out["busybox"] == "busybox-static"
     assert "-static" in out["init"]["buildPhase"] and "image-init.c" in out["init"]["buildPhase"]
+    assert out["init"]["buildInputs"] == ["/fake/glibc-static"]
     assert os.path.isfile(os.path.join(out["init"]["src"], "image-init.c"))
     assert out["qemuGa"] == "qemu-ga=/fake/qemu-ga/bin/qemu-ga"
     assert out["nettools"] == "ip=/fake/iproute2/bin/ip wg=/fake/wireguard-tools/bin/wg"
@@ -614,7 +615,7 @@ def test_host_module_image_vm(env, vmdpkg, image_closure):
 @needs_lib
 def test_image_guest_pkgs_boots(env, image_closure, daemons):
     """The whole nixpkgs-built guest, built here from stand-ins that give
-    Debian's kernel, busybox, qemu-ga, ip and wg nixpkgs' shapes (xz
+    Debian's kernel, busybox-static, qemu-ga, ip and wg nixpkgs' shapes (xz
     modules; programs with a store loader and RUNPATHs, wg behind a wrapper
     script), boots an image: the initrd's links into its /nix/store still
     resolve once the init has mounted the host store over it, the modules

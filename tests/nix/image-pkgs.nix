@@ -38,7 +38,7 @@ let
 
   # pkgs/development/libraries/glibc: the one loader every program has as
   # its interpreter.
-  glibc = runCommand "glibc" { } ''
+  loaderGlibc = runCommand "glibc" { } ''
     mkdir -p $out/lib
     cp ${debian}/nettools/lib/ld-linux-x86-64.so.2 ${debian}/nettools/lib/libc.so.6 $out/lib/
   '';
@@ -51,8 +51,8 @@ let
     done
     cp ${from}/bin/${prog} $out/bin/${if wrapper then ".${prog}-wrapped" else prog}
     chmod -R u+w $out
-    for l in $out/lib/*; do patchelf --set-rpath $out/lib:${glibc}/lib $l; done
-    patchelf --set-interpreter ${glibc}/lib/ld-linux-x86-64.so.2 --set-rpath $out/lib:${glibc}/lib \
+    for l in $out/lib/*; do patchelf --set-rpath $out/lib:${loaderGlibc}/lib $l; done
+    patchelf --set-interpreter ${loaderGlibc}/lib/ld-linux-x86-64.so.2 --set-rpath $out/lib:${loaderGlibc}/lib \
       $out/bin/${if wrapper then ".${prog}-wrapped" else prog}
     ${lib.optionalString wrapper ''
       # makeWrapper's shape: a shell script in front of the ELF file.
@@ -67,8 +67,6 @@ in
   # pkgs/top-level/linux-kernels.nix (linuxPackages.kernel)
   linuxPackages.kernel = kernel;
 
-  # lib/systems/platforms.nix (pc: linux-kernel.target = "bzImage")
-  stdenv.hostPlatform = { system = "x86_64-linux"; linux-kernel.target = "bzImage"; };
 
   # pkgs/os-specific/linux/kmod/aggregator.nix: one tree of all the
   # modules packages' lib/modules, depmod run over it.
@@ -119,13 +117,15 @@ in
       (cd root && find . -print0 | sort -z | cpio --quiet -o -H newc -R +0:+0 --reproducible --null | $compressor >> $out/initrd)
     '';
 
-  # pkgs/top-level/stage.nix (pkgsStatic) with
   # pkgs/stdenv/generic/make-derivation.nix (buildPhase, installPhase,
-  # runHook, $CC) and pkgs/os-specific/linux/busybox/default.nix ($out/bin
-  # with applet links): glibc's static cc and Debian's busybox.
-  pkgsStatic = {
-    stdenv.mkDerivation = args: runCommand "${args.pname}-${args.version}" {
+  # runHook, $CC; glibc.static in buildInputs): the host's cc, static
+  # against libc6-dev's libc.a.
+  stdenv = {
+    # lib/systems/platforms.nix (pc: linux-kernel.target = "bzImage")
+    hostPlatform = { system = "x86_64-linux"; linux-kernel.target = "bzImage"; };
+    mkDerivation = args: runCommand "${args.pname}-${args.version}" {
       inherit (args) src buildPhase installPhase;
+      buildInputs = map toString args.buildInputs;
     } ''
       runHook() { :; }
       CC=cc
@@ -135,7 +135,16 @@ in
       eval "$buildPhase"
       eval "$installPhase"
     '';
-    busybox = if debian == null then fake "busybox-static-x86_64-unknown-linux-musl" else
+  };
+  # pkgs/development/libraries/glibc/default.nix (the static output)
+  glibc = fake "glibc" // { static = fake "glibc-static"; };
+
+  # pkgs/os-specific/linux/busybox/default.nix (override { enableStatic };
+  # $out/bin with applet links): Debian's busybox-static.
+  busybox = {
+    override = args:
+      assert args.enableStatic;
+      if debian == null then fake "busybox-static" else
       runCommand "busybox-static" { } ''
         mkdir -p $out/bin
         cp ${debian}/sw/bin/busybox $out/bin/busybox
@@ -152,7 +161,6 @@ in
   # pkgs/build-support/docker/default.nix (buildLayeredImage { name, ... }:
   # a docker-archive, NAME.tar.gz)
   dockerTools.buildLayeredImage = args: fake "${args.name}.tar.gz";
-  busybox = fake "busybox";
 
   # pkgs/os-specific/linux/iproute/default.nix ($out/bin/ip) and
   # pkgs/tools/networking/wireguard-tools/default.nix (every $out/bin
