@@ -22,7 +22,9 @@
  * `/init --parse FILE` (not PID 1; tests): parse FILE as the entry, print
  * what would run.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
