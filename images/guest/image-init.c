@@ -979,6 +979,14 @@ static void setup(void)
 		fail("cannot link /lib/modules to %s: %m", modules_dir);
 	free(modules_dir);
 
+	/* qemu-ga runs outside the image root (vmd exec comes in through
+	 * --enter). Started now, its start-up overlaps the rest; nothing can
+	 * ask it anything before READY. */
+	if (agent_port[0])
+		start(&agent);
+	else
+		say("no org.qemu.guest_agent.0 port: no qemu-ga");
+
 	/* The root: the image read-only under a fresh tmpfs. */
 	mkdir_p("/run/vmd/image", 0755);
 	mkdir_p("/run/vmd/rw", 0755);
@@ -1111,14 +1119,10 @@ static int pid1(void)
 	setup();
 
 	start(&acpid);
-	if (agent_port[0]) {
-		start(&agent);
-		/* READY=1 only once qemu-ga holds its port, so the host can
-		 * exec right away. */
-		for (int i = 0; agent.pid > 0 && i < 200 && !holds(agent.pid, agent_port); i++)
-			msleep(25);
-	} else
-		say("no org.qemu.guest_agent.0 port: no qemu-ga");
+	/* READY=1 only once qemu-ga holds its port, so the host can exec
+	 * right away. */
+	for (int i = 0; agent.pid > 0 && i < 200 && !holds(agent.pid, agent_port); i++)
+		msleep(25);
 
 	entry = start_entrypoint();
 	if (write_port("READY=1\n", 10000) < 0 && notify_fd >= 0)
