@@ -740,12 +740,11 @@ static __attribute__((noreturn)) void finish(int status)
 		snprintf(text, sizeof(text), "EXIT_STATUS=%d\n", status);
 		if (write_port(text, 10000) < 0)
 			say("cannot write EXIT_STATUS=%d to the notify port", status);
-		/* The bytes are in the port's queue; give QEMU a moment to
-		 * take them before the machine is gone. */
-		if (notify_fd >= 0) {
-			fsync(notify_fd);
+		/* A non-blocking write returns once the bytes are queued; give
+		 * QEMU (an I/O thread under KVM) a moment to take them before
+		 * the machine is gone. */
+		if (notify_fd >= 0)
 			msleep(50);
-		}
 	}
 	reboot(RB_POWER_OFF);
 	for (;;)
