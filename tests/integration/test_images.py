@@ -34,8 +34,10 @@ REPORT = "; ".join([
 
 # A service that fails on its first boot and runs from its second: the
 # count of boots is on the persistent /var.
-COUNTER = ("n=$(cat /var/boots 2>/dev/null || echo 0); n=$((n+1)); echo $n > /var/boots; sync; "
-           "echo boot=$n; [ $n -ge 2 ] || exit 3; exec sleep 100000")
+COUNTER = ("n=$(cat /var/boots 2>/dev/null || echo 0); n=$((n+1)); echo $n > /var/boots.new; "
+           "mv /var/boots.new /var/boots; sync; echo boot=$n; [ $n -ge 2 ] || exit 3; exec sleep 100000")
+# READY comes once the entrypoint has started, not once it has counted.
+COUNTED = "i=0; until grep -qx 2 /var/boots 2>/dev/null; do i=$((i+1)); [ $i -lt 600 ] || break; usleep 100000; done"
 
 WEB = ("trap 'echo stop-signal=USR1; exit 0' USR1; httpd -p 8080 -h /srv/www; echo serving; "
        "while :; do sleep 1 & wait $!; done")
@@ -451,7 +453,7 @@ def test_daemon_exec_keys_volume_restart(ienv, images, daemons):
     keydir = os.path.join(ienv.settings["keys_dir"], "svc", "ssh")
     with open(os.path.join(keydir, "from-host"), "w") as f:
         f.write("host\n")
-    p = d.ctl("exec", "svc", "--", "sh", "-c", "id -u; pwd; echo $MARKER; cat /var/boots; cat /etc/motd; "
+    p = d.ctl("exec", "svc", "--", "sh", "-c", f"{COUNTED}; id -u; pwd; echo $MARKER; cat /var/boots; cat /etc/motd; "
               "cat /etc/ssh/from-host; echo guest > /etc/ssh/from-guest; sync; exit 5")
     assert p.returncode == 5, p.stdout + p.stderr
     assert p.stdout.splitlines() == ["0", "/home/app", "from-the-image", "2", "from layer one", "host"], p.stdout
