@@ -374,7 +374,7 @@ def test_package_expression():
           p = import {TOP}/nix/package.nix {{
             inherit lib; stdenv.mkDerivation = a: a;
             meson = fake "meson"; ninja = fake "ninja"; pkg-config = fake "pkg-config";
-            jansson = fake "jansson"; libseccomp = fake "libseccomp"; libsodium = fake "libsodium";
+            jansson = fake "jansson"; libseccomp = fake "libseccomp"; libsodium = fake "libsodium"; libarchive = fake "libarchive";
             libnl = fake "libnl"; libvirt = fake "libvirt"; qemu_kvm = fake "qemu";
             virtiofsd = fake "virtiofsd"; wireguard-go = fake "wireguard-go";
           }};
