@@ -6,8 +6,7 @@
  *
  * The entry is text, one "KEY VALUE" per line, VALUE percent-encoded
  * (every byte outside 0x21..0x7e, '%' and ',' as %XX): no comma, space
- * or control character anywhere, so it goes into QEMU's -fw_cfg string=
- * (and libvirt's XML) as is. The guest side is images/guest/image-init.c.
+ * or control character anywhere. The guest side is images/guest/image-init.c.
  *
  *   vmd-image 1          always first
  *   argv VALUE           repeated: Entrypoint, then Cmd
@@ -27,6 +26,9 @@
  * image's root (vmd exec). */
 #define IMAGE_INIT_ENTER_PATH "/init"
 #define IMAGE_CONF_MAX (64 * 1024)
+/* The entry's file in the VM's run directory (QEMU reads it: -fw_cfg file=,
+ * which keeps the environment off QEMU's world-readable command line). */
+#define IMAGE_CONF_FILE "image.conf"
 /* docker's PATH for an image whose Env has none. */
 #define IMAGE_DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

@@ -3,13 +3,16 @@
 #include <archive_entry.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <linux/seccomp.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "beneath.h"
+#include "sandbox.h"
 #include "unpack.h"
 
 #define READ_CHUNK (128 * 1024)
@@ -442,6 +445,7 @@ static int apply_layers(const struct unpack_layer *layers, size_t n, const struc
 _noreturn_ static void child(int rootfd, int out, const struct unpack_layer *layers, size_t n,
 			     const struct unpack_opts *opts)
 {
+	const struct sock_fprog *filter = NULL;
 	struct schema_errors e = {};
 	uint64_t bytes = 0;
 	FILE *f = fdopen(out, "w");
@@ -456,6 +460,13 @@ _noreturn_ static void child(int rootfd, int out, const struct unpack_layer *lay
 	/* Defence in depth: root can chroot; others rely on the checks. */
 	if (chroot(".") < 0 && errno != EPERM) {
 		fprintf(f, "unpacking: chroot: %s\n", strerror(errno));
+		_exit(1);
+	}
+	/* Like every child of vmd: a seccomp filter (no mount, namespace,
+	 * chroot, ptrace ...: what a tool needs), and gone with vmd. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+	    sandbox_filter(SANDBOX_TOOL, &filter) < 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, filter) < 0) {
+		fprintf(f, "unpacking: the seccomp filter: %s\n", strerror(errno));
 		_exit(1);
 	}
 	r = apply_layers(layers, n, opts, &bytes, &e);

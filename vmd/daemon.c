@@ -86,7 +86,7 @@ static void sync_gcroots(struct daemon *d, const struct defset *set)
 		return (void)log_error_errno(-ENOMEM, "GC roots: %m");
 	for (size_t i = 0; i < set->n; i++) {
 		const struct vm_def *def = set->entries[i].def;
-		const char *system = def_system(def, d->host);
+		const char *system = def_system(def, d->host->image_system);
 		struct stat st;
 		char *real;
 

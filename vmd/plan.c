@@ -669,7 +669,7 @@ static int check_closure(struct vm_plan *p, struct schema_errors *errors)
 		schema_error(errors, "store_dir", "%s: %s", p->host->store_dir, strerror(-r));
 		return r;
 	}
-	return def_check_system(p->def, p->host, store, &p->system, errors);
+	return def_check_system(p->def, p->host->image_system, store, &p->system, errors);
 }
 
 static int build_cmdline(struct vm_plan *p, struct schema_errors *errors)

@@ -22,7 +22,9 @@
  * `/init --parse FILE` (not PID 1; tests): parse FILE as the entry, print
  * what would run.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -738,12 +740,11 @@ static __attribute__((noreturn)) void finish(int status)
 		snprintf(text, sizeof(text), "EXIT_STATUS=%d\n", status);
 		if (write_port(text, 10000) < 0)
 			say("cannot write EXIT_STATUS=%d to the notify port", status);
-		/* The bytes are in the port's queue; give QEMU a moment to
-		 * take them before the machine is gone. */
-		if (notify_fd >= 0) {
-			fsync(notify_fd);
+		/* A non-blocking write returns once the bytes are queued; give
+		 * QEMU (an I/O thread under KVM) a moment to take them before
+		 * the machine is gone. */
+		if (notify_fd >= 0)
 			msleep(50);
-		}
 	}
 	reboot(RB_POWER_OFF);
 	for (;;)
@@ -977,6 +978,14 @@ static void setup(void)
 		fail("cannot link /lib/modules to %s: %m", modules_dir);
 	free(modules_dir);
 
+	/* qemu-ga runs outside the image root (vmd exec comes in through
+	 * --enter). Started now, its start-up overlaps the rest; nothing can
+	 * ask it anything before READY. */
+	if (agent_port[0])
+		start(&agent);
+	else
+		say("no org.qemu.guest_agent.0 port: no qemu-ga");
+
 	/* The root: the image read-only under a fresh tmpfs. */
 	mkdir_p("/run/vmd/image", 0755);
 	mkdir_p("/run/vmd/rw", 0755);
@@ -1109,14 +1118,10 @@ static int pid1(void)
 	setup();
 
 	start(&acpid);
-	if (agent_port[0]) {
-		start(&agent);
-		/* READY=1 only once qemu-ga holds its port, so the host can
-		 * exec right away. */
-		for (int i = 0; agent.pid > 0 && i < 200 && !holds(agent.pid, agent_port); i++)
-			msleep(25);
-	} else
-		say("no org.qemu.guest_agent.0 port: no qemu-ga");
+	/* READY=1 only once qemu-ga holds its port, so the host can exec
+	 * right away. */
+	for (int i = 0; agent.pid > 0 && i < 200 && !holds(agent.pid, agent_port); i++)
+		msleep(25);
 
 	entry = start_entrypoint();
 	if (write_port("READY=1\n", 10000) < 0 && notify_fd >= 0)

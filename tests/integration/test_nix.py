@@ -106,7 +106,8 @@ def test_etc_files(env):
 
 
 def test_modules_parse():
-    for f in ("host.nix", "guest.nix", "lib.nix", "tiny-guest.nix", "package.nix"):
+    for f in ("host.nix", "guest.nix", "lib.nix", "tiny-guest.nix", "guest-parts.nix", "image-guest.nix",
+              "package.nix"):
         p = subprocess.run(["nix-instantiate", *NIX_OPTS, "--parse", os.path.join(TOP, "nix", f)],
                            capture_output=True, text=True, timeout=60)
         assert p.returncode == 0, f"{f}: {p.stderr}"
@@ -374,8 +375,7 @@ def test_package_expression():
           p = import {TOP}/nix/package.nix {{
             inherit lib; stdenv.mkDerivation = a: a;
             meson = fake "meson"; ninja = fake "ninja"; pkg-config = fake "pkg-config";
-            jansson = fake "jansson"; libarchive = fake "libarchive";
-            libseccomp = fake "libseccomp"; libsodium = fake "libsodium";
+            jansson = fake "jansson"; libseccomp = fake "libseccomp"; libsodium = fake "libsodium"; libarchive = fake "libarchive";
             libnl = fake "libnl"; libvirt = fake "libvirt"; qemu_kvm = fake "qemu";
             virtiofsd = fake "virtiofsd"; wireguard-go = fake "wireguard-go";
           }};

@@ -513,12 +513,13 @@ static int open_disks(struct vm_plan *p, struct qemu_fds *qf)
 int qemu_plan_argv(const struct vm_plan *p, unsigned n_taps, bool vhost, char ***ret)
 {
 	_cleanup_free_ char *kernel = path_join(p->system, "kernel"), *initrd = path_join(p->system, "initrd");
+	_cleanup_free_ char *conf = p->image_conf ? path_join(p->dir, IMAGE_CONF_FILE) : NULL;
 	_cleanup_free_ struct qemu_fs *fs = calloc(p->n_shares + 1, sizeof(*fs));
 	_cleanup_free_ struct qemu_disk *disks = calloc(p->n_images + 1, sizeof(*disks));
 	int tap_numbers[TAP_QUEUES_MAX], vhost_numbers[TAP_QUEUES_MAX];
 	char mac_str[18];
 
-	if (!kernel || !initrd || !fs || !disks)
+	if (!kernel || !initrd || !fs || !disks || (p->image_conf && !conf))
 		return -ENOMEM;
 	for (size_t i = 0; i < p->n_shares; i++)
 		fs[i] = (struct qemu_fs){ p->shares[i].tag, qfd_fs(p->n_images, i) };
@@ -565,8 +566,7 @@ int qemu_plan_argv(const struct vm_plan *p, unsigned n_taps, bool vhost, char **
 		.tap_fds = tap_numbers,
 		.n_taps = n_taps,
 		.vhost_fds = vhost && n_taps > 0 ? vhost_numbers : NULL,
-		.fw_cfg_name = IMAGE_FW_CFG_NAME,
-		.fw_cfg = p->image_conf,
+		.fw_cfg_file = conf,
 	};
 	return qemu_argv(&qc, ret);
 }
@@ -587,11 +587,12 @@ static bool at_or_below(const char *path, const char *dir)
 
 struct qemu_root {
 	const char *paths[20];
-	char *qemu_dir, *kernel, *initrd;
+	char *qemu_dir, *kernel, *initrd, *conf;
 };
 
 static void qemu_root_done(struct qemu_root *r)
 {
+	free(r->conf);
 	free(r->qemu_dir);
 	free(r->kernel);
 	free(r->initrd);
@@ -607,6 +608,27 @@ static char *outside(const struct vm_plan *p, const char *part)
 	if (real && (at_or_below(real, "/usr") || at_or_below(real, p->host->store_dir)))
 		real = mfree(real);
 	return real;
+}
+
+/* An image VM's fw_cfg entry, in the run directory, readable by QEMU's
+ * user alone (bound into its root). */
+static int write_image_conf(const struct vm_plan *p, const struct spawn_user *user)
+{
+	_cleanup_close_ int dirfd = open(p->dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	_cleanup_close_ int fd = -EBADF;
+	size_t n = strlen(p->image_conf);
+	int r;
+
+	if (dirfd < 0)
+		return log_error_errno(errno, "%s: opening %s: %m", p->def->name, p->dir);
+	(void)unlinkat(dirfd, IMAGE_CONF_FILE, 0);
+	fd = openat(dirfd, IMAGE_CONF_FILE, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0400);
+	if (fd < 0 || fchown(fd, user->uid, user->gid) < 0)
+		return log_error_errno(errno, "%s: writing %s/%s: %m", p->def->name, p->dir, IMAGE_CONF_FILE);
+	r = write_all(fd, p->image_conf, n);
+	if (r < 0)
+		return log_error_errno(r, "%s: writing %s/%s: %m", p->def->name, p->dir, IMAGE_CONF_FILE);
+	return 0;
 }
 
 static int qemu_root(const struct vm_plan *p, struct qemu_root *r)
@@ -633,6 +655,12 @@ static int qemu_root(const struct vm_plan *p, struct qemu_root *r)
 		r->paths[n++] = r->kernel;
 	if (r->initrd)
 		r->paths[n++] = r->initrd;
+	if (p->image_conf) {
+		r->conf = path_join(p->dir, IMAGE_CONF_FILE);
+		if (!r->conf)
+			return -ENOMEM;
+		r->paths[n++] = r->conf;
+	}
 	r->paths[n++] = "/dev/null";
 	r->paths[n++] = "/dev/zero";
 	r->paths[n++] = "/dev/urandom";
@@ -661,6 +689,11 @@ static int qd_start(struct drv_vm *d)
 	r = qemu_user(p, &user, &kvm);
 	if (r < 0)
 		return r;
+	if (p->image_conf) {
+		r = write_image_conf(p, &user);
+		if (r < 0)
+			return r;
+	}
 	r = qemu_root(p, &root);
 	if (r < 0)
 		return r;

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <linux/kvm.h>
 
+#include "guestconf.h"
 #include "qemu.h"
 
 /* QEMU option values are comma-separated; a literal comma is doubled. */
@@ -96,9 +97,9 @@ int qemu_argv(const struct qemu_config *c, char ***ret)
 	ADD("-append");
 	ADD("%s", c->cmdline);
 
-	if (c->fw_cfg) {
+	if (c->fw_cfg_file) {
 		ADD("-fw_cfg");
-		ADD("name=%s,string=%s", c->fw_cfg_name, c->fw_cfg);
+		ADD_ESCAPED("file=%s,name=" IMAGE_FW_CFG_NAME, c->fw_cfg_file);
 	}
 
 	/* Every channel is a listening socket that vmd bound before exec and

@@ -47,9 +47,10 @@ struct qemu_config {
 	/* vhost-net (only with KVM and /dev/vhost-net): an opened
 	 * /dev/vhost-net per tap queue, as numbered in the child; NULL: off. */
 	const int *vhost_fds;
-	/* One fw_cfg entry for the guest (an image VM's, guestconf.h), its
-	 * value free of commas; NULL: none. */
-	const char *fw_cfg_name, *fw_cfg;
+	/* One fw_cfg entry for the guest (an image VM's, guestconf.h), read
+	 * from a file (not string=: QEMU's command line is world-readable,
+	 * and the entry holds the environment); NULL: none. */
+	const char *fw_cfg_name, *fw_cfg_file;
 };
 
 int qemu_argv(const struct qemu_config *c, char ***ret);

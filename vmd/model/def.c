@@ -5,7 +5,6 @@
 
 #include "addr.h"
 #include "def.h"
-#include "host.h"
 #include "netname.h"
 
 const char *const restart_policy_names[] = { "always", "on-failure", "never", NULL };
@@ -457,16 +456,16 @@ static bool path_is_below(const char *path, const char *dir)
 	return strncmp(path, dir, n) == 0 && path[n] == '/';
 }
 
-const char *def_system(const struct vm_def *def, const struct host_config *host)
+const char *def_system(const struct vm_def *def, const char *image_system)
 {
-	return def->image ? host->image_system : def->system;
+	return def->image ? image_system : def->system;
 }
 
-int def_check_system(const struct vm_def *def, const struct host_config *host, const char *store_dir, char **ret,
+int def_check_system(const struct vm_def *def, const char *image_system, const char *store_dir, char **ret,
 		     struct schema_errors *errors)
 {
 	static const char *const parts[] = { "kernel", "initrd", "init" };
-	const char *system = def_system(def, host), *field = def->image ? "image_system" : "system";
+	const char *system = def_system(def, image_system), *field = def->image ? "image_system" : "system";
 	_cleanup_free_ char *real = NULL;
 	const char *store = store_dir;
 	struct stat st;

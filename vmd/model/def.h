@@ -122,12 +122,11 @@ char *def_key_tag(const struct def_key *key);
  * has kernel, initrd and init (for an image: the host's image_system). The resolved path goes to *ret if given.
  * store_dir must be resolved already (def_resolve_store(), once for many
  * checks). */
-struct host_config;
-int def_check_system(const struct vm_def *def, const struct host_config *host, const char *store_dir, char **ret,
+int def_check_system(const struct vm_def *def, const char *image_system, const char *store_dir, char **ret,
 		     struct schema_errors *errors);
 /* The closure a definition boots: its system, or for an image the host
  * settings' image_system (NULL if unset). */
-const char *def_system(const struct vm_def *def, const struct host_config *host);
+const char *def_system(const struct vm_def *def, const char *image_system);
 char *def_resolve_store(const char *store_dir);
 
 

@@ -221,7 +221,7 @@ int defset_load(char *const *paths, const struct host_config *host, struct defse
 		struct vm_def *d = NULL;
 
 		if (def_load_file(files[i], &d, &e) == 0 && host) {
-			def_check_system(d, host, store, NULL, &e);
+			def_check_system(d, host->image_system, store, NULL, &e);
 			host_check_def(host, d, &e);
 		}
 		defset_errors_add(errors, files[i], &e);
