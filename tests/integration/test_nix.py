@@ -107,7 +107,7 @@ def test_etc_files(env):
 
 def test_modules_parse():
     for f in ("host.nix", "guest.nix", "lib.nix", "tiny-guest.nix", "guest-parts.nix", "image-guest.nix",
-              "package.nix"):
+              "package.nix", "image-guest-pkgs.nix"):
         p = subprocess.run(["nix-instantiate", *NIX_OPTS, "--parse", os.path.join(TOP, "nix", f)],
                            capture_output=True, text=True, timeout=60)
         assert p.returncode == 0, f"{f}: {p.stderr}"
