@@ -404,7 +404,10 @@ static int probe_cached_archive(struct probe *p, int cfd)
 	return 0;
 }
 
-static int probe_archive(struct probe *p, const char *path, const char *ref, int cfd, struct schema_errors *e)
+/* cached_only: an archive the cache does not know is not read (a
+ * compressed one is decompressed up to its manifest, near the end): -EAGAIN. */
+static int probe_archive(struct probe *p, const char *path, const char *ref, int cfd, bool cached_only,
+			 struct schema_errors *e)
 {
 	_cleanup_free_ char *manifest = NULL;
 	_cleanup_(side_clear) struct side side = {};
@@ -422,6 +425,8 @@ static int probe_archive(struct probe *p, const char *path, const char *ref, int
 	fingerprint(&st, path, ref, p->fingerprint);
 	if (cfd >= 0 && probe_cached_archive(p, cfd) == 0)
 		return 0;
+	if (cached_only)
+		return -EAGAIN;
 	oci_image_clear(&p->img);
 	r = read_member(p->fd, path, "manifest.json", &side, &manifest, &n, e);
 	if (r == 0)
@@ -440,7 +445,8 @@ static int probe_archive(struct probe *p, const char *path, const char *ref, int
 	return p->key ? 0 : -ENOMEM;
 }
 
-static int probe_image(struct probe *p, const char *path, const char *ref, int cfd, struct schema_errors *e)
+static int probe_image(struct probe *p, const char *path, const char *ref, int cfd, bool cached_only,
+		       struct schema_errors *e)
 {
 	struct stat st;
 	int r;
@@ -453,7 +459,7 @@ static int probe_image(struct probe *p, const char *path, const char *ref, int c
 		return -errno;
 	}
 	if (S_ISREG(st.st_mode))
-		r = probe_archive(p, path, ref, cfd, e);
+		r = probe_archive(p, path, ref, cfd, cached_only, e);
 	else if (S_ISDIR(st.st_mode)) {
 		p->kind = IMAGE_LAYOUT;
 		r = oci_load_layout(path, ref, &p->img, e);
@@ -492,7 +498,7 @@ int image_inspect(const char *path, const char *ref, const char *cache_dir, stru
 	int r;
 
 	*ret = (struct image_info){};
-	r = probe_image(&p, path, ref, cfd, e);
+	r = probe_image(&p, path, ref, cfd, false, e);
 	if (r < 0)
 		return r;
 	*ret = (struct image_info){
@@ -818,15 +824,18 @@ static int flock_retry(int fd, int op)
 	return 0;
 }
 
-/* cache_dir/.lock, LOCK_EX: makes and removals of entries, one at a time. */
-static int cache_lock(int cfd)
+/* cache_dir/.lock, LOCK_EX: makes and removals of entries, one at a time.
+ * no_wait: -EAGAIN if another holds it. */
+static int cache_lock(int cfd, bool no_wait)
 {
 	_cleanup_close_ int fd = openat(cfd, ".lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	int r;
 
 	if (fd < 0)
 		return -errno;
-	r = flock_retry(fd, LOCK_EX);
+	r = flock_retry(fd, LOCK_EX | (no_wait ? LOCK_NB : 0));
+	if (r == -EWOULDBLOCK)
+		return -EAGAIN;
 	return r < 0 ? r : TAKE_FD(fd);
 }
 
@@ -836,7 +845,7 @@ int image_cache_get(const char *cache_dir, const char *path, const char *ref, co
 	_cleanup_close_ int cfd = -EBADF, lk = -EBADF, entry_lock = -EBADF;
 	_cleanup_free_ char *lock_name = NULL, *rootfs = NULL;
 	_cleanup_(probe_clear) struct probe p = { .dirfd = -EBADF, .fd = -EBADF };
-	bool unpacked = false;
+	bool unpacked = false, cached_only = opts && opts->cached_only;
 	struct stat st;
 	int r;
 
@@ -846,15 +855,19 @@ int image_cache_get(const char *cache_dir, const char *path, const char *ref, co
 		schema_error(e, "image cache", "%s: %s", cache_dir, strerror(-cfd));
 		return cfd;
 	}
-	lk = cache_lock(cfd);
+	lk = cache_lock(cfd, cached_only);
+	if (lk == -EAGAIN)
+		return lk;
 	if (lk < 0) {
 		schema_error(e, "image cache", "%s/.lock: %s", cache_dir, strerror(-lk));
 		return lk;
 	}
 	(void)remove_stale(cfd);
-	r = probe_image(&p, path, ref, cfd, e);
+	r = probe_image(&p, path, ref, cfd, cached_only, e);
 	if (r < 0)
 		return r;
+	if (!p.complete && cached_only)
+		return -EAGAIN;
 	if (!p.complete) {
 		/* There, with no image.json: partial. */
 		if (fstatat(cfd, p.key, &st, AT_SYMLINK_NOFOLLOW) == 0 && (r = remove_entry(cfd, p.key)) < 0) {
@@ -1006,7 +1019,7 @@ int image_cache_remove(const char *cache_dir, const char *key)
 	cfd = cache_open(cache_dir, false);
 	if (cfd < 0)
 		return cfd;
-	lk = cache_lock(cfd);
+	lk = cache_lock(cfd, false);
 	if (lk < 0)
 		return lk;
 	if (fstatat(cfd, key, &st, AT_SYMLINK_NOFOLLOW) < 0)

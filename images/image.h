@@ -47,6 +47,12 @@ int image_inspect(const char *path, const char *ref, const char *cache_dir, stru
 struct image_unpack_opts {
 	bool allow_setuid;  /* keep setuid/setgid bits (host setting image_setuid) */
 	uint64_t max_bytes; /* declared sizes, per entry and in all (image_max_mib); 0: 8 GiB */
+	/* Only take an entry that is complete, and only if the cache is not
+	 * busy: -EAGAIN (with no error line) where image_cache_get() would
+	 * wait for the cache's lock, unpack, or read a docker-archive it has
+	 * no fingerprint of. For a caller that must not block (the daemon),
+	 * which then has the rest done by another process and asks again. */
+	bool cached_only;
 };
 
 struct image_cached {
@@ -67,7 +73,7 @@ void image_cached_clear(struct image_cached *c); /* closes lock_fd */
  * per host. Removes stale .tmp-* entries; an entry with no image.json is
  * partial: removed and built again. Unpacks (unpack.h's rules) into a
  * .tmp- directory, then renames it into place. cache_dir is created (0700,
- * its parent must exist). */
+ * its parent must exist). opts->cached_only: see there. */
 int image_cache_get(const char *cache_dir, const char *path, const char *ref, const struct image_unpack_opts *opts,
 		    struct image_cached *ret, struct schema_errors *e);
 

@@ -442,7 +442,7 @@ static int apply_layers(const struct unpack_layer *layers, size_t n, const struc
 
 /* The child: chrooted into the tree, applies the layers, reports on the
  * pipe: "bytes N" or error lines. */
-_noreturn_ static void child(int rootfd, int out, const struct unpack_layer *layers, size_t n,
+_noreturn_ static void child(pid_t parent, int rootfd, int out, const struct unpack_layer *layers, size_t n,
 			     const struct unpack_opts *opts)
 {
 	const struct sock_fprog *filter = NULL;
@@ -452,6 +452,11 @@ _noreturn_ static void child(int rootfd, int out, const struct unpack_layer *lay
 	int r;
 
 	if (!f)
+		_exit(2);
+	/* It holds the cache's lock (an inherited fd) and writes into the
+	 * partial entry: it must not outlive whoever waits for it (a daemon's
+	 * unpack helper that was killed by a stop). */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
 		_exit(2);
 	if (fchdir(rootfd) < 0) {
 		fprintf(f, "unpacking: entering the tree: %s\n", strerror(errno));
@@ -489,7 +494,7 @@ int unpack_layers(int rootfd, const struct unpack_layer *layers, size_t n, const
 	size_t len = 0, cap = 0;
 	bool ok = false;
 	int p[2], status;
-	pid_t pid;
+	pid_t pid, parent;
 
 	if (!opts.max_bytes)
 		opts.max_bytes = UNPACK_DEFAULT_MAX_BYTES;
@@ -499,6 +504,7 @@ int unpack_layers(int rootfd, const struct unpack_layer *layers, size_t n, const
 		return -EIO;
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return -errno;
+	parent = getpid();
 	pid = fork();
 	if (pid < 0) {
 		safe_close(p[0]);
@@ -507,7 +513,7 @@ int unpack_layers(int rootfd, const struct unpack_layer *layers, size_t n, const
 	}
 	if (pid == 0) {
 		safe_close(p[0]);
-		child(rootfd, p[1], layers, n, &opts);
+		child(parent, rootfd, p[1], layers, n, &opts);
 	}
 	safe_close(p[1]);
 	for (;;) {

@@ -378,6 +378,7 @@ int cmd_daemon(int argc, char **argv, const char *config)
 	}
 	struct vm_options opts = vm_tools_options(&tools);
 	opts.save_state = true;
+	opts.async_unpack = true;
 	opts.net = d.net;
 	opts.lv = d.lv;
 	r = manager_new(d.loop, d.host, &opts, &d.manager);

@@ -59,20 +59,37 @@ static int do_list(const char *cache)
 	return EXIT_OK;
 }
 
-static int do_unpack(const struct host_config *host, const char *cache, const char *what, const char *ref)
+/* The hidden form the daemon runs as its unpack helper (plan_unpack_argv()),
+ * so that an unpack never blocks its loop: the settings come on the command
+ * line (the daemon's, as it loaded them); success is one line on stdout,
+ * "unpacked KEY" or "cached KEY", and the daemon, which times the helper,
+ * says the rest. */
+struct unpack_helper {
+	const char *cache;
+	uint64_t max_mib;
+	bool setuid;
+};
+
+static int do_unpack(const struct host_config *host, const char *cache, const char *what, const char *ref,
+		     const struct unpack_helper *helper)
 {
 	_cleanup_(schema_errors_clear) struct schema_errors errors = {};
 	_cleanup_def_ struct vm_def *def = NULL;
 	_cleanup_(image_cached_clear) struct image_cached c = { .lock_fd = -EBADF };
 	struct image_unpack_opts o = {
-		.allow_setuid = host->image_setuid,
-		.max_bytes = host->image_max_mib << 20,
+		.allow_setuid = helper ? helper->setuid : host->image_setuid,
+		.max_bytes = (helper ? helper->max_mib : host->image_max_mib) << 20,
 	};
 	const char *image = what;
 	usec_t t0 = now_usec();
 	int r;
 
-	if (is_definition(what)) {
+	if (helper) {
+		if (what[0] != '/') {
+			fprintf(stderr, "vmd image unpack: %s: not an absolute path\n", what);
+			return EXIT_BAD_INPUT;
+		}
+	} else if (is_definition(what)) {
 		if (def_load_file(what, &def, &errors) == 0 && !def->image)
 			schema_error(&errors, "image", "the definition names no image");
 		if (errors.n > 0) {
@@ -85,7 +102,7 @@ static int do_unpack(const struct host_config *host, const char *cache, const ch
 		fprintf(stderr, "vmd image unpack: %s: give an absolute path (or a definition, *.json)\n", what);
 		return EXIT_BAD_INPUT;
 	}
-	r = mkdir_p(host->state_dir, 0700);
+	r = host ? mkdir_p(host->state_dir, 0700) : 0;
 	if (r < 0) {
 		fprintf(stderr, "vmd image unpack: creating %s: %s\n", host->state_dir, strerror(-r));
 		return EXIT_RUNTIME;
@@ -97,6 +114,10 @@ static int do_unpack(const struct host_config *host, const char *cache, const ch
 		if (errors.n == 0)
 			fprintf(stderr, "vmd image unpack: %s: %s\n", image, strerror(-r));
 		return r == -EINVAL ? EXIT_BAD_INPUT : EXIT_RUNTIME;
+	}
+	if (helper) {
+		printf("%s %s\n", c.unpacked ? "unpacked" : "cached", c.key);
+		return EXIT_OK;
 	}
 	if (c.unpacked)
 		fprintf(stderr, "image %s: unpacked %.1f MiB in %.2f s\n", c.key, (double)c.bytes / (1 << 20),
@@ -213,8 +234,15 @@ int cmd_image(int argc, char **argv, const char *config)
 		{ "ref", required_argument, NULL, 'r' },
 		{ "dry-run", no_argument, NULL, 'n' },
 		{ "help", no_argument, NULL, 'h' },
+		/* The daemon's unpack helper (struct unpack_helper); not in usage(). */
+		{ "cache-dir", required_argument, NULL, 'C' },
+		{ "max-mib", required_argument, NULL, 'M' },
+		{ "setuid", no_argument, NULL, 'S' },
 		{}
 	};
+	struct unpack_helper helper = { .max_mib = 8192 };
+	bool config_given = false, helper_opt = false;
+	char *end;
 	_cleanup_host_config_ struct host_config *host = NULL;
 	_cleanup_free_ char *cache = NULL;
 	const char *ref = NULL, *sub;
@@ -226,6 +254,24 @@ int cmd_image(int argc, char **argv, const char *config)
 		switch (c) {
 		case 'c':
 			config = optarg;
+			config_given = true;
+			break;
+		case 'C':
+			helper.cache = optarg;
+			helper_opt = true;
+			break;
+		case 'M':
+			errno = 0;
+			helper.max_mib = strtoull(optarg, &end, 10);
+			if (errno || !*optarg || *end || optarg[0] < '1' || optarg[0] > '9' || helper.max_mib > 1048576) {
+				fprintf(stderr, "vmd image: --max-mib %s: give a number of MiB, 1 to 1048576\n", optarg);
+				return EXIT_BAD_INPUT;
+			}
+			helper_opt = true;
+			break;
+		case 'S':
+			helper.setuid = true;
+			helper_opt = true;
 			break;
 		case 'r':
 			ref = optarg;
@@ -249,6 +295,19 @@ int cmd_image(int argc, char **argv, const char *config)
 		fprintf(stderr, "vmd image %s: %s is not an option of this command\n", sub, ref ? "--ref" : "--dry-run");
 		return EXIT_BAD_INPUT;
 	}
+	if (helper_opt) {
+		if (!streq(sub, "unpack") || !helper.cache || config_given || optind + 1 != argc) {
+			fprintf(stderr, "vmd image: --cache-dir, --max-mib and --setuid are for the daemon's "
+					"unpack helper: vmd image unpack --cache-dir DIR [--max-mib N] [--setuid] "
+					"[--ref REF] IMAGE\n");
+			return EXIT_BAD_INPUT;
+		}
+		if (helper.cache[0] != '/') {
+			fprintf(stderr, "vmd image unpack: --cache-dir %s: not an absolute path\n", helper.cache);
+			return EXIT_BAD_INPUT;
+		}
+		return do_unpack(NULL, helper.cache, argv[optind], ref, &helper);
+	}
 	if (cli_load_host(config, &host) < 0)
 		return EXIT_BAD_INPUT;
 	cache = image_cache_dir(host);
@@ -257,7 +316,7 @@ int cmd_image(int argc, char **argv, const char *config)
 	if (streq(sub, "list") && optind == argc)
 		return do_list(cache);
 	if (streq(sub, "unpack") && optind + 1 == argc)
-		return do_unpack(host, cache, argv[optind], ref);
+		return do_unpack(host, cache, argv[optind], ref, NULL);
 	if (streq(sub, "remove") && optind < argc)
 		return do_remove(cache, argv + optind);
 	if (streq(sub, "prune") && optind == argc)

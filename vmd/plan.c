@@ -174,6 +174,10 @@ static void free_shares(struct vm_plan *p)
 	p->n_shares = 0;
 	p->image_conf = mfree(p->image_conf);
 	p->image_lock_fd = safe_close(p->image_lock_fd);
+	if (p->image_taken)
+		image_cached_clear(p->image_taken);
+	p->image_taken = mfree(p->image_taken);
+	p->image_unpack_usec = 0;
 }
 
 void plan_clear(struct vm_plan *p)
@@ -322,8 +326,80 @@ int plan_check_image(const struct host_config *host, const struct vm_def *d, str
 	return image_conf(d, &info.run, rootfs, &conf, errors);
 }
 
-/* Unpacks the image unless its cache entry is complete, locks the entry
- * for this boot and points the vmd-image share at it. */
+static void log_errors(struct vm_plan *p, struct schema_errors *errors);
+
+int plan_take_image(struct vm_plan *p)
+{
+	const struct vm_def *d = p->def;
+	_cleanup_free_ char *cache = image_cache_dir(p->host);
+	_cleanup_free_ struct image_cached *c = calloc(1, sizeof(*c));
+	struct schema_errors ie = {}, errors = {};
+	struct image_unpack_opts o = {
+		.allow_setuid = p->host->image_setuid,
+		.max_bytes = p->host->image_max_mib << 20,
+		.cached_only = true,
+	};
+	int r;
+
+	if (!cache || !c)
+		return -ENOMEM;
+	c->lock_fd = -EBADF;
+	r = mkdir_p(p->host->state_dir, 0700);
+	if (r < 0)
+		return log_error_errno(r, "%s: creating %s: %m", d->name, p->host->state_dir);
+	r = image_errors(image_cache_get(cache, d->image, d->image_ref, &o, c, &ie), &ie, &errors);
+	log_errors(p, &errors);
+	if (r < 0)
+		return r;
+	if (p->image_taken)
+		image_cached_clear(p->image_taken);
+	free(p->image_taken);
+	p->image_taken = TAKE_PTR(c);
+	return 0;
+}
+
+int plan_unpack_argv(const struct vm_plan *p, char ***ret)
+{
+	_cleanup_strv_free_ char **argv = NULL;
+	_cleanup_free_ char *cache = image_cache_dir(p->host);
+	char mib[32];
+	int r;
+
+	if (!cache)
+		return -ENOMEM;
+	snprintf(mib, sizeof(mib), "%" PRIu64, p->host->image_max_mib);
+	r = strv_extend(&argv, "/proc/self/exe");
+	if (r == 0)
+		r = strv_extend(&argv, "image");
+	if (r == 0)
+		r = strv_extend(&argv, "unpack");
+	if (r == 0)
+		r = strv_extend(&argv, "--cache-dir");
+	if (r == 0)
+		r = strv_extend(&argv, cache);
+	if (r == 0)
+		r = strv_extend(&argv, "--max-mib");
+	if (r == 0)
+		r = strv_extend(&argv, mib);
+	if (r == 0 && p->host->image_setuid)
+		r = strv_extend(&argv, "--setuid");
+	if (r == 0 && p->def->image_ref)
+		r = strv_extend(&argv, "--ref");
+	if (r == 0 && p->def->image_ref)
+		r = strv_extend(&argv, p->def->image_ref);
+	if (r == 0)
+		r = strv_extend(&argv, "--");
+	if (r == 0)
+		r = strv_extend(&argv, p->def->image);
+	if (r < 0)
+		return r;
+	*ret = TAKE_PTR(argv);
+	return 0;
+}
+
+/* Unpacks the image unless its cache entry is complete (or takes the one
+ * plan_take_image() took), locks the entry for this boot and points the
+ * vmd-image share at it. */
 static int prepare_image(struct vm_plan *p, struct schema_errors *errors)
 {
 	const struct vm_def *d = p->def;
@@ -340,17 +416,24 @@ static int prepare_image(struct vm_plan *p, struct schema_errors *errors)
 
 	if (!cache)
 		return -ENOMEM;
-	r = mkdir_p(p->host->state_dir, 0700);
-	if (r < 0)
-		return log_error_errno(r, "%s: creating %s: %m", d->name, p->host->state_dir);
-	r = image_errors(image_cache_get(cache, d->image, d->image_ref, &o, &c, &ie), &ie, errors);
-	if (r < 0)
-		return r;
-	if (c.unpacked)
+	if (p->image_taken) {
+		c = *p->image_taken;
+		p->image_taken = mfree(p->image_taken);
+	} else {
+		r = mkdir_p(p->host->state_dir, 0700);
+		if (r < 0)
+			return log_error_errno(r, "%s: creating %s: %m", d->name, p->host->state_dir);
+		r = image_errors(image_cache_get(cache, d->image, d->image_ref, &o, &c, &ie), &ie, errors);
+		if (r < 0)
+			return r;
+	}
+	/* Unpacked by this boot: here, or by its helper just before. */
+	if (c.unpacked || p->image_unpack_usec)
 		msg = xasprintf("image %s: unpacked %.1f MiB in %.2f s", c.key, (double)c.bytes / (1 << 20),
-				(double)(now_usec() - t0) / USEC_PER_SEC);
+				(double)(c.unpacked ? now_usec() - t0 : p->image_unpack_usec) / USEC_PER_SEC);
 	else
 		msg = xasprintf("image %s: cached", c.key);
+	p->image_unpack_usec = 0;
 	if (msg) {
 		log_info("%s: %s", d->name, msg);
 		if (p->log)

@@ -42,6 +42,17 @@ int plan_check(const struct host_config *host, const struct vm_def *def, struct 
  * config runnable; if it is unpacked already, its user exists in it. No
  * unpacking. Fills errors with "FIELD: reason" lines. */
 int plan_check_image(const struct host_config *host, const struct vm_def *def, struct schema_errors *errors);
+/* For a daemon, which must not wait: takes the image's cache entry for
+ * this boot if it is complete and the cache is not busy, else -EAGAIN;
+ * then the helper (plan_unpack_argv()) unpacks it, or waits for the cache,
+ * and this is asked again. Other errors are logged. */
+int plan_take_image(struct vm_plan *p);
+/* The unpack helper's command line: this very binary (/proc/self/exe)
+ * running "vmd image unpack" with the settings that matter given on the
+ * command line. Fills the cache (waiting for it if busy), then says
+ * "unpacked KEY" or "cached KEY" on stdout; on failure, why, on stderr,
+ * and a non-zero status. */
+int plan_unpack_argv(const struct vm_plan *p, char ***ret);
 /* <state_dir>/images, the unpacked images' cache. */
 char *image_cache_dir(const struct host_config *host);
 /* The pure part: where each disk's image and each share's source is, as

@@ -2,6 +2,7 @@
 /* The lifecycle of one VM: the state machine, its timers, exit reasons and
  * teardown. What runs the VM is a driver's (driver.h); what a boot needs
  * on disk is the plan's (plan.c). */
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
 
@@ -60,6 +61,18 @@ struct vm {
 
 	usec_t t_ready;
 	usec_t t_down; /* when the unit started to go down */
+
+	/* The image's unpack helper (opts.async_unpack), which the boot waits
+	 * for in VM_PREPARING: its stdout and stderr, read on the loop. */
+	struct child unpack;
+	int unpack_fd;
+	struct loop_source *unpack_src;
+	char unpack_buf[1024]; /* a line not ended yet */
+	size_t unpack_len;
+	char *unpack_error;    /* its first line of complaint */
+	unsigned unpack_errors;
+	bool unpack_did;       /* it said it unpacked (rather than found it cached) */
+	usec_t unpack_t0;
 };
 
 const char *const vm_state_names[] = {
@@ -145,7 +158,7 @@ static bool main_running(const struct vm *vm)
 
 static bool any_child_running(const struct vm *vm)
 {
-	if (main_running(vm))
+	if (main_running(vm) || vm->unpack.running)
 		return true;
 	for (size_t i = 0; i < vm->plan.n_shares; i++)
 		if (vm->plan.shares[i].proc.running)
@@ -165,9 +178,35 @@ static void signal_shares(struct vm *vm, int sig)
 		child_signal(&vm->plan.shares[i].proc, sig);
 }
 
+static void unpack_close_output(struct vm *vm)
+{
+	loop_source_freep(&vm->unpack_src);
+	vm->unpack_fd = safe_close(vm->unpack_fd);
+	vm->unpack_len = 0;
+}
+
+/* There is nothing to stop gracefully in an unpack: a partial entry is
+ * never trusted, and removed by the next one. */
+static void unpack_kill(struct vm *vm, bool wait)
+{
+	if (!vm->unpack.running)
+		return;
+	/* Its chrooted writer too, which would die with it anyway
+	 * (PDEATHSIG): the helper leads its own process group (spawn() gives
+	 * it a session), and its pid is not reused before it is reaped. */
+	(void)kill(-vm->unpack.pid, SIGKILL);
+	if (!wait) {
+		child_signal(&vm->unpack, SIGKILL);
+		return;
+	}
+	child_kill_wait(&vm->unpack, SIGKILL, 0);
+	unpack_close_output(vm);
+}
+
 /* Synchronously: only for undoing a bring-up and for vm_free(). */
 static void kill_wait_all(struct vm *vm)
 {
+	unpack_kill(vm, true);
 	destroy(vm, DRV_KILL_WAIT);
 	for (size_t i = 0; i < vm->plan.n_shares; i++)
 		child_kill_wait(&vm->plan.shares[i].proc, SIGKILL, 0);
@@ -188,6 +227,8 @@ static void cleanup_boot(struct vm *vm)
 	loop_timer_set(vm->share_timer, 0);
 	loop_timer_set(vm->log_timer, 0);
 	vm->share_detail = mfree(vm->share_detail);
+	unpack_close_output(vm);
+	vm->unpack_error = mfree(vm->unpack_error);
 }
 
 static void finish_teardown(struct vm *vm)
@@ -492,8 +533,10 @@ static int open_log(struct vm *vm)
 
 /* Everything before the first process: the lock, disks, the log, the
  * closure check and the kernel command line. The daemon does this during a
- * restart's backoff, so that the restart itself only starts processes. */
-static int prepare(struct vm *vm)
+ * restart's backoff (ahead), so that the restart itself only starts
+ * processes. -EAGAIN (opts.async_unpack): the image must be unpacked (or
+ * the cache is busy) first; the lock and the log are kept for that. */
+static int prepare(struct vm *vm, bool ahead)
 {
 	int r;
 
@@ -513,7 +556,12 @@ static int prepare(struct vm *vm)
 		return log_error_errno(r, "%s: opening the log %s: %m", vm->def->name, vm->log_path);
 	vm->log_offset = vmlog_offset(&vm->log);
 	vm->exit_status = -1;
+	r = vm->opts.async_unpack && vm->def->image ? plan_take_image(&vm->plan) : 0;
+	if (r == -EAGAIN && ahead)
+		return r;
 	vmlog_printf(&vm->log, "starting %s from %s", vm->def->name, vm->def->system ? vm->def->system : vm->def->image);
+	if (r < 0)
+		return r;
 	r = plan_prepare(&vm->plan);
 	if (r < 0)
 		return r;
@@ -529,7 +577,12 @@ int vm_prepare(struct vm *vm)
 		return 0;
 	if (!is_idle(vm))
 		return -EBUSY;
-	r = prepare(vm);
+	r = prepare(vm, true);
+	/* The start unpacks it, in a helper. */
+	if (r == -EAGAIN && vm->opts.async_unpack && vm->def->image) {
+		cleanup_boot(vm);
+		return 0;
+	}
 	if (r < 0) {
 		if (vm->log.fd >= 0)
 			vmlog_printf(&vm->log, "start failed: %s", strerror(-r));
@@ -559,6 +612,214 @@ static void undo_start(struct vm *vm)
 	set_state(vm, VM_STOPPED);
 }
 
+/* A prepared boot: its processes. */
+static int boot(struct vm *vm)
+{
+	int r = new_boot(vm, vm->opts.driver ? vm->opts.driver : driver_for(def_driver(vm->def, vm->host->driver)));
+
+	if (r == 0 && vm->drv_ops->start_shares) {
+		set_state(vm, VM_STARTING_SHARES);
+		r = vm->drv_ops->start_shares(vm->drv);
+	}
+	if (r == 0) {
+		set_state(vm, VM_BOOTING);
+		r = vm->drv_ops->start(vm->drv);
+	}
+	if (r < 0)
+		return r;
+	vm->prepared = false;
+	timer_arm(vm, TIMER_READY, vm->plan.t_start + (usec_t)ready_timeout_s(vm) * USEC_PER_SEC);
+	loop_timer_set(vm->log_timer, now_usec() + LOG_CHECK_USEC);
+	return 0;
+}
+
+/* A start that failed after vm_start() returned: reported by exited(). */
+static void start_failed_later(struct vm *vm, const char *detail)
+{
+	vmlog_printf(&vm->log, "start failed: %s", detail);
+	kill_wait_all(vm);
+	if (!vm->t_down)
+		vm->t_down = now_usec();
+	set_reason(vm, VM_EXIT_START_FAILED, "%s", detail);
+	finish_teardown(vm);
+}
+
+/* The helper's lines: "unpacked KEY" or "cached KEY" on success, else
+ * why it failed, which goes to the logs. */
+static void unpack_line(struct vm *vm, const char *line)
+{
+	if (!*line)
+		return;
+	if (startswith(line, "unpacked sha256-")) {
+		vm->unpack_did = true;
+		return;
+	}
+	if (startswith(line, "cached sha256-"))
+		return;
+	vmlog_printf(&vm->log, "image unpack: %s", line);
+	log_error("%s: image unpack: %s", vm->def->name, line);
+	if (!vm->unpack_error)
+		vm->unpack_error = strdup(line);
+	vm->unpack_errors++;
+}
+
+/* Reads what is there (the fd is non-blocking); at its end, or with a
+ * final flush, the last line too. */
+static void unpack_read(struct vm *vm, bool final)
+{
+	for (;;) {
+		size_t room = sizeof(vm->unpack_buf) - 1 - vm->unpack_len;
+		ssize_t k = read(vm->unpack_fd, vm->unpack_buf + vm->unpack_len, room);
+		char *line, *nl;
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			if (k == 0 || errno != EAGAIN || final) {
+				vm->unpack_buf[vm->unpack_len] = 0;
+				unpack_line(vm, vm->unpack_buf);
+				unpack_close_output(vm);
+			}
+			return;
+		}
+		vm->unpack_len += (size_t)k;
+		vm->unpack_buf[vm->unpack_len] = 0;
+		for (line = vm->unpack_buf; (nl = strchr(line, '\n')); line = nl + 1) {
+			*nl = 0;
+			unpack_line(vm, line);
+		}
+		vm->unpack_len -= (size_t)(line - vm->unpack_buf);
+		memmove(vm->unpack_buf, line, vm->unpack_len);
+		/* A line longer than the buffer: taken in pieces. */
+		if (vm->unpack_len == sizeof(vm->unpack_buf) - 1) {
+			unpack_line(vm, vm->unpack_buf);
+			vm->unpack_len = 0;
+		}
+	}
+}
+
+static void on_unpack_output(struct loop_source *s, int fd, uint32_t revents, void *userdata)
+{
+	(void)s;
+	(void)fd;
+	(void)revents;
+	unpack_read(userdata, false);
+}
+
+static int unpack_start(struct vm *vm);
+
+/* The image is there (or the cache was busy): the rest of the start. */
+static void start_after_unpack(struct vm *vm)
+{
+	int r = plan_take_image(&vm->plan);
+
+	/* Busy again (another VM's unpack), or removed meanwhile. */
+	if (r == -EAGAIN)
+		r = unpack_start(vm);
+	if (r == 0 && vm->unpack.running)
+		return;
+	if (r == 0)
+		r = plan_prepare(&vm->plan);
+	if (r == 0) {
+		vm->prepared = true;
+		/* The boot counts from here: the unpack was not the guest's. */
+		vm->plan.t_start = now_usec();
+		vm->plan.started_at = now_realtime_usec();
+		r = boot(vm);
+	}
+	if (r < 0)
+		start_failed_later(vm, strerror(-r));
+}
+
+static void on_unpack_exit(struct child *c, const siginfo_t *si, void *userdata)
+{
+	struct vm *vm = userdata;
+	usec_t took = now_usec() - vm->unpack_t0;
+	_cleanup_free_ char *detail = NULL;
+	char buf[128];
+
+	(void)c;
+	if (vm->unpack_fd >= 0)
+		unpack_read(vm, true);
+	if (vm->stop_requested) {
+		vmlog_printf(&vm->log, "image unpack stopped");
+		if (!vm->t_down)
+			vm->t_down = now_usec();
+		set_reason(vm, VM_EXIT_STOPPED, "stopped by request (while unpacking the image)");
+		finish_teardown(vm);
+		return;
+	}
+	if (si && si->si_code == CLD_EXITED && si->si_status == 0) {
+		log_debug("%s: image %s: the helper %s it in %.2f s", vm->def->name, vm->def->image,
+			  vm->unpack_did ? "unpacked" : "found", (double)took / USEC_PER_SEC);
+		if (vm->unpack_did)
+			vm->plan.image_unpack_usec += took;
+		start_after_unpack(vm);
+		return;
+	}
+	if (vm->unpack_error)
+		detail = xasprintf("unpacking the image: %s%s", vm->unpack_error,
+				   vm->unpack_errors > 1 ? " (and more: see the log)" : "");
+	else
+		detail = xasprintf("the image unpack helper %s", child_describe_status(si, buf, sizeof(buf)));
+	start_failed_later(vm, detail ? detail : "unpacking the image failed");
+}
+
+/* The image is not unpacked (or the cache is busy): a helper does it
+ * while the loop goes on; the start goes on when it exits. */
+static int unpack_start(struct vm *vm)
+{
+#ifdef __SANITIZE_ADDRESS__
+	/* LeakSanitizer stops the world with ptrace(), which the filter
+	 * refuses: the helper of a sanitizer build would fail at its exit. */
+	static char *const envp[] = { (char *)"PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+				      (char *)"ASAN_OPTIONS=detect_leaks=0", NULL };
+#else
+	static char *const *const envp = NULL;
+#endif
+	_cleanup_strv_free_ char **argv = NULL;
+	_cleanup_close_ int rd = -EBADF, wr = -EBADF;
+	int p[2], r;
+
+	r = plan_unpack_argv(&vm->plan, &argv);
+	if (r < 0)
+		return r;
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	rd = p[0];
+	wr = p[1];
+	if (fcntl(rd, F_SETFL, O_NONBLOCK) < 0)
+		return -errno;
+	struct spawn_opts o = {
+		.argv = argv,
+		.envp = envp,
+		.stdin_fd = -1,
+		.stdout_fd = wr,
+		.stderr_fd = wr,
+		.profile = SANDBOX_UNPACK,
+		/* No next daemon adopts an unpack: it starts the VM afresh. */
+		.die_with_parent = true,
+	};
+	vm->unpack_error = mfree(vm->unpack_error);
+	vm->unpack_errors = 0;
+	vm->unpack_did = false;
+	vm->unpack_len = 0;
+	r = child_spawn(&vm->unpack, vm->loop, &o, on_unpack_exit, vm);
+	if (r < 0)
+		return log_error_errno(r, "%s: starting the image unpack helper: %m", vm->def->name);
+	r = loop_add_io(vm->loop, rd, EPOLLIN, on_unpack_output, vm, &vm->unpack_src);
+	if (r < 0) {
+		unpack_kill(vm, true);
+		return r;
+	}
+	vm->unpack_fd = TAKE_FD(rd);
+	vm->unpack_t0 = now_usec();
+	log_info("%s: image %s is not in the cache (or the cache is busy): unpacking it in a helper (pid %d)",
+		 vm->def->name, vm->def->image, (int)vm->unpack.pid);
+	vmlog_printf(&vm->log, "image %s: unpacking it (or waiting for the cache)", vm->def->image);
+	return 0;
+}
+
 int vm_start(struct vm *vm)
 {
 	int r;
@@ -573,26 +834,17 @@ int vm_start(struct vm *vm)
 	vm->t_ready = 0;
 	vm->reason = VM_EXIT_NONE;
 	set_state(vm, VM_PREPARING);
-	r = vm->prepared ? 0 : prepare(vm);
-	if (r == 0)
-		r = new_boot(vm, vm->opts.driver ? vm->opts.driver : driver_for(def_driver(vm->def, vm->host->driver)));
-	if (r == 0 && vm->drv_ops->start_shares) {
-		set_state(vm, VM_STARTING_SHARES);
-		r = vm->drv_ops->start_shares(vm->drv);
-	}
-	if (r == 0) {
-		set_state(vm, VM_BOOTING);
-		r = vm->drv_ops->start(vm->drv);
-	}
+	r = vm->prepared ? 0 : prepare(vm, false);
+	if (r == -EAGAIN && vm->opts.async_unpack && vm->def->image)
+		r = unpack_start(vm);
+	else if (r == 0)
+		r = boot(vm);
 	if (r < 0) {
 		if (vm->log.fd >= 0)
 			vmlog_printf(&vm->log, "start failed: %s", strerror(-r));
 		undo_start(vm);
 		return r;
 	}
-	vm->prepared = false;
-	timer_arm(vm, TIMER_READY, vm->plan.t_start + (usec_t)ready_timeout_s(vm) * USEC_PER_SEC);
-	loop_timer_set(vm->log_timer, now_usec() + LOG_CHECK_USEC);
 	return 0;
 }
 
@@ -602,6 +854,12 @@ int vm_stop(struct vm *vm, bool force)
 	if (!any_child_running(vm))
 		return 0;
 	vm->stop_requested = true;
+	if (vm->unpack.running) {
+		vm->stop_forced = force;
+		set_state(vm, VM_STOPPING);
+		unpack_kill(vm, false);
+		return 0;
+	}
 	if (force) {
 		vm->stop_forced = true;
 		destroy(vm, DRV_KILL);
@@ -662,6 +920,8 @@ int vm_new(struct loop *l, const struct host_config *host, const struct vm_optio
 		return -ENOMEM;
 	}
 	vm->exit_status = -1;
+	vm->unpack_fd = -EBADF;
+	vm->unpack.pidfd = -EBADF; /* until child_init() */
 	vm->loop = l;
 	vm->host = host;
 	vm->opts = *opts;
@@ -680,6 +940,9 @@ int vm_new(struct loop *l, const struct host_config *host, const struct vm_optio
 		.share_exited = on_share_exit,
 		.userdata = vm,
 	};
+	r = child_init(&vm->unpack, "the image unpack helper");
+	if (r < 0)
+		return r;
 	r = plan_init(&vm->plan, l, host, &vm->opts, def, &vm->log);
 	if (r < 0)
 		return r;
@@ -703,6 +966,7 @@ void vm_free(struct vm *vm)
 		return;
 	kill_wait_all(vm);
 	cleanup_boot(vm);
+	child_done(&vm->unpack);
 	loop_source_freep(&vm->timer);
 	loop_source_freep(&vm->share_timer);
 	loop_source_freep(&vm->log_timer);
@@ -718,6 +982,16 @@ void vm_detach(struct vm *vm)
 {
 	if (is_idle(vm))
 		return;
+	/* Not a VM yet: nothing for the next daemon to adopt, nothing left. */
+	if (vm->unpack.running) {
+		unpack_kill(vm, true);
+		cleanup_boot(vm);
+		vm->stop_requested = vm->stop_forced = false;
+		vm->reason = VM_EXIT_NONE;
+		vm->detail = mfree(vm->detail);
+		vm->state = VM_STOPPED;
+		return;
+	}
 	/* Its processes run on; the next daemon finds them (discover). */
 	if (vm->drv)
 		vm->drv_ops->release(vm->drv);

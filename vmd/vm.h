@@ -6,7 +6,12 @@
  * Bring-up: prepare the boot (plan.h: lock the run directory, disks, key
  * directories, the kernel command line), then hand it to the driver the
  * definition names (driver.h), which starts the share processes and the
- * hypervisor. READY=1 on the notify channel makes the VM ready.
+ * hypervisor. READY=1 on the notify channel makes the VM ready. With
+ * opts.async_unpack (the daemon), an image that is not unpacked yet is
+ * unpacked first by a helper process (plan_unpack_argv()) while the VM
+ * stays in VM_PREPARING: vm_start() returns once it runs, a stop kills
+ * it, and its failure is a failed start (exited(), VM_EXIT_START_FAILED,
+ * the helper's message as the detail).
  *
  * The VM is one unit: if the hypervisor ends, its virtiofsd instances are
  * stopped; if a virtiofsd dies, the hypervisor is stopped (a guest whose

@@ -18,6 +18,7 @@ import time
 import pytest
 
 import ociimage as oi
+from conftest import processes_mentioning
 from test_net import netns, networks, start_in  # noqa: F401 (netns: a fixture)
 
 # The standard image's Cmd: what the entrypoint sees, one fact a line.
@@ -520,3 +521,92 @@ def test_network_and_stop_signal(ienv, images, daemons, netns):  # noqa: F811
     log = open(os.path.join(ienv.settings["log_dir"], "web.log")).read()
     assert "stop-signal=USR1" in log, log
     assert d.stop() == 0
+
+
+def unpackers(env):
+    """Processes unpacking into env's cache: the helper the daemon runs
+    and its chrooted child (same command line)."""
+    return processes_mentioning(f"unpack --cache-dir {cache_dir(env)} ")
+
+
+def timed_status(d, name):
+    t0 = time.monotonic()
+    st = d.status().get(name)
+    return st, time.monotonic() - t0
+
+
+def test_daemon_unpacks_in_a_helper(ienv, daemons):
+    # A big layer (incompressible, uncompressed: the unpacker hashes it
+    # and writes it) makes the first boot's unpack take seconds.
+    top = tempfile.mkdtemp(prefix="vmd-bigimage-", dir="/tmp")
+    try:
+        big = [oi.dir_("opt"), oi.file_("opt/big", os.urandom(1 << 20) * 320)]
+        r = oi.build_layout(f"{top}/big", oi.standard_layers() + [big],
+                            oi.standard_config(user="0:0", cmd=["sh", "-c", "echo up; exec sleep 100000"]),
+                            compress="none")
+        key = "sha256-" + r["manifest"]
+        del big
+        d = daemons()
+        d.define("big", image=f"{top}/big", restart="always")
+        # The reload starts it; the unpack runs in a helper, not in the
+        # daemon: the reload, and status during the unpack, answer at once.
+        t0 = time.monotonic()
+        d.ctl("reload", check=0)
+        assert time.monotonic() - t0 < 1.0
+        st, took = timed_status(d, "big")
+        assert took < 1.0 and st["state"] == "preparing", (took, st)
+        d.wait_for(lambda: unpackers(ienv), "the unpack helper", timeout=10)
+        for _ in range(5):
+            st, took = timed_status(d, "big")
+            assert took < 1.0 and st["state"] == "preparing" and not st["ready"], (took, st)
+            time.sleep(0.1)
+        assert unpackers(ienv), "the unpack ended too soon to show anything"
+
+        # A stop ends the unpack: no process left, nothing in the cache
+        # but a partial that the next unpack removes; not restarted.
+        t0 = time.monotonic()
+        d.ctl("stop", "big", check=0)
+        assert time.monotonic() - t0 < 5.0
+        assert d.status()["big"]["state"] == "stopped"
+        d.wait_for(lambda: not unpackers(ienv), "the unpack to be gone", timeout=5)
+        assert cache_entries(ienv)[0] == []
+        time.sleep(0.5)
+        assert d.status()["big"]["state"] == "stopped"
+
+        # Started again: unpacked (said with its size and time), booted.
+        d.ctl("start", "big", check=0, timeout=240)
+        st = d.status()["big"]
+        assert st["state"] == "running" and st["ready"], st
+        assert cache_entries(ienv) == ([key], [])
+        with open(os.path.join(ienv.settings["log_dir"], "big.log")) as f:
+            log = f.read()
+        assert re.search(rf"image {key}: unpacked 3[0-9][0-9]\.[0-9] MiB in [0-9.]+ s", log), log
+        d.ctl("stop", "big", check=0)
+
+        # A failed unpack is a failed start, the helper's message its reason.
+        bad = f"{top}/bad"
+        r = oi.build_layout(bad, [[oi.file_("/etc/escaped-absolute", "x")]], oi.standard_config())
+        d.define("bad", image=bad, restart="never")
+        d.ctl("reload", check=0)
+        st = d.wait_for(lambda: (s := d.status().get("bad")) and s["last_exit"] and s, "bad to fail", timeout=30)
+        assert st["state"] == "stopped" and "start-failed" in st["last_exit"], st
+        assert "escaped-absolute" in st["last_exit"], st
+        with open(os.path.join(ienv.settings["log_dir"], "bad.log")) as f:
+            assert "escaped-absolute" in f.read()
+        assert not unpackers(ienv)
+
+        # The daemon going down during an unpack leaves no process behind.
+        image(ienv, "remove", key, check=0)
+        d.define("big", image=f"{top}/big", restart="always", cmd=["true"])
+        d.ctl("reload", check=0)
+        d.wait_for(lambda: unpackers(ienv), "the unpack helper", timeout=10)
+        assert d.status()["big"]["state"] == "preparing"
+        d.stop()
+        assert d.proc.returncode == 0, d.output()
+        end = time.time() + 5
+        while unpackers(ienv) and time.time() < end:
+            time.sleep(0.05)
+        assert not unpackers(ienv)
+        assert cache_entries(ienv)[0] == []
+    finally:
+        shutil.rmtree(top, ignore_errors=True)

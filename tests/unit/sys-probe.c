@@ -34,6 +34,8 @@ static long call(const char *name)
 		return syscall(SYS_mount, NULL, NULL, NULL, 0, NULL);
 	if (!strcmp(name, "unshare"))
 		return syscall(SYS_unshare, 0);
+	if (!strcmp(name, "chroot"))
+		return syscall(SYS_chroot, ""); /* ENOENT */
 	if (!strcmp(name, "open_by_handle_at"))
 		return syscall(SYS_open_by_handle_at, -1, NULL, 0);
 	if (!strcmp(name, "keyctl"))

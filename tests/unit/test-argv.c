@@ -113,6 +113,31 @@ TEST(golden_plans)
 	free(list);
 }
 
+/* The daemon's image unpack helper: this binary, with the settings that
+ * matter on its command line, the image after "--". */
+TEST(unpack_helper_argv)
+{
+	static const char settings[] = "{\"qemu\": \"/usr/bin/true\", \"virtiofsd\": \"/usr/bin/true\", "
+				       "\"image_max_mib\": 1024, \"image_setuid\": true}";
+	struct schema_errors errors = {};
+	_cleanup_host_config_ struct host_config *host = NULL;
+	_cleanup_strv_free_ char **argv = NULL, **plain = NULL;
+	struct vm_def d = { .name = (char *)"img", .image = (char *)"/srv/images/app.tar", .image_ref = (char *)"app:1" };
+	struct vm_plan p;
+
+	ASSERT(host_config_parse_buffer(settings, strlen(settings), &host, &errors) == 0);
+	ASSERT(plan_init(&p, NULL, host, NULL, &d, NULL) == 0);
+	ASSERT(plan_unpack_argv(&p, &argv) == 0);
+	golden("unpack-helper", argv);
+	/* No ref, the default settings: neither --ref nor --setuid. */
+	d.image_ref = NULL;
+	host->image_setuid = false;
+	ASSERT(plan_unpack_argv(&p, &plain) == 0);
+	ASSERT(!strv_contains(plain, "--ref") && !strv_contains(plain, "--setuid"));
+	ASSERT_STREQ(plain[strv_length(plain) - 1], "/srv/images/app.tar");
+	plan_done(&p);
+}
+
 /* What the data-driven files cannot show: KVM, a single queue, vhost. */
 TEST(qemu_options)
 {
@@ -300,4 +325,4 @@ TEST(accel)
 }
 
 RUN_TESTS(T(golden_plans), T(qemu_options), T(domain_metadata), T(kernel_cmdline), T(kernel_cmdline_limit), T(virtiofsd_styles),
-	  T(virtiofsd_help_parsing), T(accel))
+	  T(virtiofsd_help_parsing), T(accel), T(unpack_helper_argv))

@@ -1051,7 +1051,55 @@ TEST(user_resolved_in_the_image)
 	rm_tree(root);
 }
 
+/* What the daemon asks: an entry only if it is complete and the cache not
+ * busy, never waiting, unpacking or reading an archive it has no
+ * fingerprint of: -EAGAIN, with nothing said and nothing made. */
+TEST(cached_only)
+{
+	struct place p;
+	struct image_cached c;
+	struct schema_errors e = {};
+	struct image_unpack_opts only = { .cached_only = true };
+	_cleanup_free_ char *archive = NULL, *lock = NULL;
+	_cleanup_close_ int lk = -EBADF;
+	char manifest[72], cfg[72];
+
+	place_init(&p);
+	make_layout(p.img, two_layers, ELEMENTSOF(two_layers), manifest);
+	ASSERT(image_cache_get(p.cache, p.img, NULL, &only, &c, &e) == -EAGAIN);
+	ASSERT_EQ(e.n, 0);
+	ASSERT(c.lock_fd < 0 && !c.key);
+	ASSERT_EQ(count_entries(p.cache, "sha256-") + count_entries(p.cache, ".tmp-"), 0);
+	/* An archive with no fingerprint yet: not even read. */
+	archive = xasprintf("%s/image.tar", p.img);
+	make_docker(archive, two_layers, 1, false, false, cfg);
+	ASSERT(image_cache_get(p.cache, archive, NULL, &only, &c, &e) == -EAGAIN);
+	ASSERT_EQ(e.n, 0);
+
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, NULL, &c, &e), &e) == 0);
+	image_cached_clear(&c);
+	ASSERT(shown(image_cache_get(p.cache, archive, NULL, NULL, &c, &e), &e) == 0);
+	image_cached_clear(&c);
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, &only, &c, &e), &e) == 0);
+	ASSERT(!c.unpacked && c.lock_fd >= 0);
+	image_cached_clear(&c);
+	ASSERT(shown(image_cache_get(p.cache, archive, NULL, &only, &c, &e), &e) == 0);
+	ASSERT(!c.unpacked && c.lock_fd >= 0);
+	image_cached_clear(&c);
+
+	/* Another unpack holds the cache: not waited for. */
+	lock = xasprintf("%s/.lock", p.cache);
+	lk = open(lock, O_RDWR | O_CLOEXEC);
+	ASSERT(lk >= 0 && flock(lk, LOCK_EX) == 0);
+	ASSERT(image_cache_get(p.cache, p.img, NULL, &only, &c, &e) == -EAGAIN);
+	ASSERT_EQ(e.n, 0);
+	lk = safe_close(lk);
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, &only, &c, &e), &e) == 0);
+	image_cached_clear(&c);
+	place_done(&p);
+}
+
 RUN_TESTS(T(layout_unpacked_and_cached), T(setuid_kept_when_allowed), T(docker_archive), T(docker_archive_symlinked_layer),
 	  T(hostile_layers_refused),
 	  T(symlinks_replaced_not_followed), T(gzip_bomb_refused), T(digest_mismatch_refused), T(unpack_limits), T(partial_entries_rebuilt), T(list_and_remove),
-	  T(user_resolved_in_the_image))
+	  T(user_resolved_in_the_image), T(cached_only))

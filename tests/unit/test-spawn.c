@@ -81,7 +81,8 @@ static char *probe(enum sandbox_profile p, const char *call)
 TEST(seccomp_profiles)
 {
 	static const char *const always_blocked[] = { "reboot", "kexec_load", "init_module", "bpf", "ptrace", "keyctl" };
-	static const enum sandbox_profile all[] = { SANDBOX_QEMU, SANDBOX_VIRTIOFSD, SANDBOX_VIRTIOFSD_FH, SANDBOX_TOOL };
+	static const enum sandbox_profile all[] = { SANDBOX_QEMU, SANDBOX_VIRTIOFSD, SANDBOX_VIRTIOFSD_FH, SANDBOX_TOOL,
+						    SANDBOX_UNPACK };
 	char *plain[] = { SYS_PROBE, "reboot", "mount", "getpid", NULL };
 	_cleanup_free_ char *out = NULL;
 	pid_t pid;
@@ -107,6 +108,15 @@ TEST(seccomp_profiles)
 	_cleanup_free_ char *vm = probe(SANDBOX_VIRTIOFSD, "mount");
 	ASSERT_STREQ(qm, "mount=EPERM\n");
 	ASSERT_STREQ(vm, "mount=other\n");
+	/* The unpacker may chroot (into its tree), but mount nothing. */
+	_cleanup_free_ char *tc = probe(SANDBOX_TOOL, "chroot");
+	_cleanup_free_ char *uc = probe(SANDBOX_UNPACK, "chroot");
+	_cleanup_free_ char *um = probe(SANDBOX_UNPACK, "mount");
+	_cleanup_free_ char *un = probe(SANDBOX_UNPACK, "clone-newns");
+	ASSERT_STREQ(tc, "chroot=EPERM\n");
+	ASSERT_STREQ(uc, "chroot=other\n");
+	ASSERT_STREQ(um, "mount=EPERM\n");
+	ASSERT_STREQ(un, "clone-newns=EPERM\n");
 	/* Namespaces through clone() too; clone3() falls back to clone(). */
 	_cleanup_free_ char *c1 = probe(SANDBOX_QEMU, "clone-newns");
 	_cleanup_free_ char *c2 = probe(SANDBOX_VIRTIOFSD, "clone-newns");

@@ -7,7 +7,7 @@
 
 #include "sandbox.h"
 
-/* Never needed by QEMU, virtiofsd or mkfs. */
+/* Never needed by QEMU, virtiofsd, mkfs or the unpacker. */
 static const char *const blocked_common[] = {
 	"kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
 	"reboot", "swapon", "swapoff", "acct", "iopl", "ioperm",
@@ -23,7 +23,12 @@ static const char *const blocked_common[] = {
 /* virtiofsd builds its sandbox with these (recent Rust ones clone their
  * shared directory with open_tree() and move_mount()); nobody else may. */
 static const char *const blocked_mount[] = {
-	"mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "open_tree", "move_mount",
+	"mount", "umount2", "pivot_root", "unshare", "setns", "open_tree", "move_mount",
+};
+
+/* The unpacker confines its writer to the tree it fills with chroot(). */
+static const char *const blocked_chroot[] = {
+	"chroot",
 };
 
 /* The "shocker" escape needs these; only virtiofsd with file handles uses them. */
@@ -56,6 +61,8 @@ static int collect(enum sandbox_profile p)
 	r = add_names(p, blocked_common, ELEMENTSOF(blocked_common));
 	if (r == 0 && p != SANDBOX_VIRTIOFSD && p != SANDBOX_VIRTIOFSD_FH)
 		r = add_names(p, blocked_mount, ELEMENTSOF(blocked_mount));
+	if (r == 0 && p != SANDBOX_VIRTIOFSD && p != SANDBOX_VIRTIOFSD_FH && p != SANDBOX_UNPACK)
+		r = add_names(p, blocked_chroot, ELEMENTSOF(blocked_chroot));
 	if (r == 0 && p != SANDBOX_VIRTIOFSD_FH)
 		r = add_names(p, blocked_handles, ELEMENTSOF(blocked_handles));
 	return r;

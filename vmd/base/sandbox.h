@@ -21,6 +21,7 @@ enum sandbox_profile {
 	SANDBOX_VIRTIOFSD,      /* may build its own mount/pid/net namespace sandbox */
 	SANDBOX_VIRTIOFSD_FH,   /* as above, plus file handles (--inode-file-handles) */
 	SANDBOX_TOOL,           /* mkfs and probes: like QEMU */
+	SANDBOX_UNPACK,         /* vmd's image unpacker: like a tool, but may chroot (into the tree it fills) */
 	_SANDBOX_MAX,
 };
 

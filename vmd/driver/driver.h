@@ -47,6 +47,10 @@ struct vm_options {
 	struct lv *lv;
 	/* Say on stderr whether an image was unpacked or cached (vmd run). */
 	bool announce;
+	/* An image that is not unpacked yet is unpacked by a helper process
+	 * (plan_unpack_argv()) while the loop goes on, not in this process,
+	 * which would answer nothing meanwhile (the daemon; not vmd run). */
+	bool async_unpack;
 	/* The driver of every VM; NULL: as each definition says (the unit
 	 * tests give a fake one). */
 	const struct vm_driver *driver;
@@ -119,6 +123,13 @@ struct vm_plan {
 	 * inherits so the entry is never removed under a running VM. */
 	char *image_conf;
 	int image_lock_fd;
+	/* The image's cache entry, taken ahead without waiting
+	 * (plan_take_image()); NULL: plan_prepare() gets it, unpacking it if
+	 * need be. */
+	struct image_cached *image_taken;
+	/* How long the unpack helper took for this boot (0: none ran), for
+	 * plan_prepare()'s "unpacked" line. */
+	usec_t image_unpack_usec;
 
 	/* The boot as the lifecycle sees it, for state files and metadata. */
 	usec_t t_start;       /* CLOCK_MONOTONIC */
