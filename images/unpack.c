@@ -467,9 +467,9 @@ _noreturn_ static void child(pid_t parent, int rootfd, int out, const struct unp
 		fprintf(f, "unpacking: chroot: %s\n", strerror(errno));
 		_exit(1);
 	}
-	/* Like every child of vmd: a seccomp filter (no mount, namespace,
-	 * chroot, ptrace ...: what a tool needs), and gone with vmd. */
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+	/* Like every child of vmd, a seccomp filter: the tools' (no mount,
+	 * namespace, chroot, ptrace ...), from here on. */
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
 	    sandbox_filter(SANDBOX_TOOL, &filter) < 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, filter) < 0) {
 		fprintf(f, "unpacking: the seccomp filter: %s\n", strerror(errno));
 		_exit(1);
