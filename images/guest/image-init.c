@@ -945,10 +945,13 @@ static void setup(void)
 		fail("cannot mount /run: %m");
 
 	/* ext4 needs crc32c for metadata checksums: load it up front rather
-	 * than through the kernel's request_module(). */
+	 * than through the kernel's request_module(); not fatal, since newer
+	 * kernels name (or build in) that driver differently. */
+	char *crc[] = { (char *)"/bin/modprobe", (char *)"-q", (char *)"crc32c_generic", NULL };
 	char *mods[] = { (char *)"/bin/modprobe", (char *)"-a", (char *)"virtio_pci", (char *)"virtio_console",
 			 (char *)"virtio_blk", (char *)"virtiofs", (char *)"overlay", (char *)"qemu_fw_cfg",
-			 (char *)"crc32c_generic", (char *)"ext4", NULL };
+			 (char *)"ext4", NULL };
+	(void)run(crc);
 	if (run(mods) != 0)
 		fail("cannot load the initrd's modules");
 
