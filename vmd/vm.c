@@ -73,6 +73,7 @@ struct vm {
 	unsigned unpack_errors;
 	bool unpack_did;       /* it said it unpacked (rather than found it cached) */
 	usec_t unpack_t0;
+	unsigned unpack_runs; /* helpers run for this start */
 };
 
 const char *const vm_state_names[] = {
@@ -292,6 +293,10 @@ static void on_ended(void *userdata, enum drv_end end, const char *detail, const
 		set_reason(vm, VM_EXIT_FAILURE, "the image's entrypoint exited with status %d", vm->exit_status);
 	else if (end == DRV_END_POWEROFF && vm->exit_status == 0)
 		set_reason(vm, VM_EXIT_POWEROFF, "the image's entrypoint exited with status 0");
+	else if (end == DRV_END_POWEROFF && vm->def->image)
+		/* The image init powers off without a status only when it
+		 * failed before the entrypoint ran (the console says why). */
+		set_reason(vm, VM_EXIT_FAILURE, "the image init powered off without an exit status (see the log)");
 	else if (end == DRV_END_POWEROFF)
 		set_reason(vm, VM_EXIT_POWEROFF, "the guest powered off");
 	else if (end == DRV_END_REBOOT)
@@ -709,11 +714,20 @@ static void on_unpack_output(struct loop_source *s, int fd, uint32_t revents, vo
 static int unpack_start(struct vm *vm);
 
 /* The image is there (or the cache was busy): the rest of the start. */
+#define UNPACK_RUNS_MAX 4
+
 static void start_after_unpack(struct vm *vm)
 {
 	int r = plan_take_image(&vm->plan);
 
-	/* Busy again (another VM's unpack), or removed meanwhile. */
+	/* Busy again (another VM's unpack), or removed meanwhile: again, but
+	 * not forever (an entry the helper makes and the take never finds
+	 * usable must not unpack in a loop). */
+	if (r == -EAGAIN && vm->unpack_runs >= UNPACK_RUNS_MAX) {
+		start_failed_later(vm, "the image's cache entry is still not usable after unpacking it "
+				       "(see the log)");
+		return;
+	}
 	if (r == -EAGAIN)
 		r = unpack_start(vm);
 	if (r == 0 && vm->unpack.running)
@@ -814,6 +828,7 @@ static int unpack_start(struct vm *vm)
 	}
 	vm->unpack_fd = TAKE_FD(rd);
 	vm->unpack_t0 = now_usec();
+	vm->unpack_runs++;
 	log_info("%s: image %s is not in the cache (or the cache is busy): unpacking it in a helper (pid %d)",
 		 vm->def->name, vm->def->image, (int)vm->unpack.pid);
 	vmlog_printf(&vm->log, "image %s: unpacking it (or waiting for the cache)", vm->def->image);
@@ -833,6 +848,7 @@ int vm_start(struct vm *vm)
 	vm->t_down = 0;
 	vm->t_ready = 0;
 	vm->reason = VM_EXIT_NONE;
+	vm->unpack_runs = 0;
 	set_state(vm, VM_PREPARING);
 	r = vm->prepared ? 0 : prepare(vm, false);
 	if (r == -EAGAIN && vm->opts.async_unpack && vm->def->image)

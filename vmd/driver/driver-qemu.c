@@ -285,6 +285,9 @@ static void on_start_timeout(struct loop_source *src, void *userdata)
 	d->ev->start_failed(d->ev->userdata, detail ? detail : "QEMU was not up in time");
 }
 
+static bool read_channel(struct drv_vm *d, int fd, struct loop_source **src,
+			 void (*feed)(void *userdata, const char *buf, size_t n));
+
 static void on_qemu_exit(struct child *c, const siginfo_t *si, void *userdata)
 {
 	struct drv_vm *d = userdata;
@@ -294,6 +297,13 @@ static void on_qemu_exit(struct child *c, const siginfo_t *si, void *userdata)
 	char buf[128];
 
 	(void)c;
+	/* What the guest said last (an image's EXIT_STATUS=, its final
+	 * console lines) may still wait in the sockets: take it first. */
+	for (int i = 0; i < 64 && d->notify_src && read_channel(d, d->notify_fd, &d->notify_src, d->ev->notify); i++)
+		;
+	for (int i = 0; i < 64 && d->console_src && read_channel(d, d->console_fd, &d->console_src, d->ev->console);
+	     i++)
+		;
 	child_describe_status(si, buf, sizeof(buf));
 	if (d->p->log->fd >= 0)
 		vmlog_printf(d->p->log, "QEMU (pid %d) %s", (int)(si ? si->si_pid : 0), buf);
@@ -339,20 +349,22 @@ static void on_cont(struct qmp *q, json_t *ret, int error, const char *desc, voi
 	d->ev->start_failed(d->ev->userdata, detail ? detail : "QMP cont failed");
 }
 
-/* Console output and notify data: what is there, passed on. */
-static void read_channel(struct drv_vm *d, int fd, struct loop_source **src,
+/* Console output and notify data: what is there, passed on. False once
+ * nothing more is there for now. */
+static bool read_channel(struct drv_vm *d, int fd, struct loop_source **src,
 			 void (*feed)(void *userdata, const char *buf, size_t n))
 {
 	char buf[16384];
 	ssize_t n = read(fd, buf, sizeof(buf));
 
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return;
+		return false;
 	if (n <= 0) {
 		loop_source_freep(src);
-		return;
+		return false;
 	}
 	feed(d->ev->userdata, buf, (size_t)n);
+	return true;
 }
 
 static void on_console(struct loop_source *s, int fd, uint32_t revents, void *userdata)
