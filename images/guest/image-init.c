@@ -486,6 +486,28 @@ static void image_complete_env(struct image *im, const char *root)
 	im->env[im->n_env] = NULL;
 }
 
+/* What every process PID 1 starts gets, as from any other init: no
+ * blocked signal and every disposition at its default. A caught signal is
+ * reset by exec anyway, but an ignored one stays ignored (PID 1 ignores
+ * SIGPIPE), and a program that finds SIGPIPE ignored sees EPIPE instead of
+ * dying: `yes | head -n1` would not end the way it does under docker. */
+static void signals_default(void)
+{
+	struct sigaction sa;
+	sigset_t none;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	sigemptyset(&sa.sa_mask);
+	/* SIGKILL and SIGSTOP cannot be changed; libc keeps a few real-time
+	 * signals for itself and refuses them (EINVAL): never ignored here. */
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			(void)sigaction(sig, &sa, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
 /* ---- --enter and --parse ------------------------------------------------- */
 
 static int enter(char **cmd)
@@ -504,6 +526,9 @@ static int enter(char **cmd)
 	}
 	image_complete_env(&im, "");
 	environ = im.env;
+	/* As docker exec: nothing ignored or blocked by whoever ran us
+	 * (qemu-ga ignores SIGPIPE; its spawn resets that, today). */
+	signals_default();
 	execvp(cmd[0], cmd);
 	int e = errno;
 	say("cannot run %s: %s", cmd[0], strerror(e));
@@ -571,9 +596,7 @@ static void msleep(long ms)
 
 static void child_reset(void)
 {
-	sigset_t none;
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	signals_default();
 }
 
 static char *const helper_env[] = { (char *)"PATH=/bin", (char *)"HOME=/", NULL };
