@@ -944,6 +944,27 @@ static void write_file(const char *path, const char *text, mode_t mode)
 	close(fd);
 }
 
+static bool acpid_ready;
+
+/* button and evdev, then acpid: from the initrd's modules (early), or from
+ * the store's (the second call, once /lib/modules is the store's). */
+static void start_acpid(void)
+{
+	char *quiet[] = { (char *)"/bin/modprobe", (char *)"-q", (char *)"-a", (char *)"button", (char *)"evdev", NULL };
+	char *loud[] = { (char *)"/bin/modprobe", (char *)"-a", (char *)"button", (char *)"evdev", NULL };
+	bool early = access("/lib/modules.initrd", F_OK) < 0;
+
+	if (run(early ? quiet : loud) != 0) {
+		if (!early)
+			say("cannot load button and evdev: no ACPI power button");
+		return;
+	}
+	mkdir_p("/etc/acpi/PWRF", 0755);
+	write_file("/etc/acpi/PWRF/00000080", "#!/bin/sh\nexec kill -TERM 1\n", 0755);
+	start(&acpid);
+	acpid_ready = true;
+}
+
 static void setup(void)
 {
 	char *raw = NULL, *modules_dir = NULL;
@@ -977,6 +998,11 @@ static void setup(void)
 	(void)run(crc);
 	if (run(mods) != 0)
 		fail("cannot load the initrd's modules");
+	/* The power button (QMP system_powerdown) asks PID 1 to stop, and a
+	 * press nobody listens to is lost: acpid starts as soon as it can,
+	 * from the initrd's button and evdev, else from the store's below.
+	 * PID 1 keeps the request (SIGTERM, blocked) until it can act. */
+	start_acpid();
 
 	/* The entry, kept for --enter (qemu-ga's children); root only: the
 	 * env may hold secrets. */
@@ -1003,6 +1029,8 @@ static void setup(void)
 	if (rename("/lib/modules", "/lib/modules.initrd") < 0 || symlink(modules_dir, "/lib/modules") < 0)
 		fail("cannot link /lib/modules to %s: %m", modules_dir);
 	free(modules_dir);
+	if (!acpid_ready)
+		start_acpid();
 
 	/* qemu-ga runs outside the image root (vmd exec comes in through
 	 * --enter). Started now, its start-up overlaps the rest; nothing can
@@ -1054,31 +1082,44 @@ static void setup(void)
 			fail("cannot mount what systemd.mount-extra= asks for");
 	}
 
-	char *late[] = { (char *)"/bin/modprobe", (char *)"-a", (char *)"button", (char *)"evdev", NULL };
-	if (run(late) != 0)
-		say("cannot load button and evdev: no ACPI power button");
-
 	/* Hostname, ip= and wg0 (from the image root's /etc/wireguard, where
 	 * vmd-mounts.sh put the key directory). */
 	char *net[] = { (char *)"/bin/sh", (char *)"/vmd-net.sh", (char *)SYSROOT, guest_nettools, NULL };
 	if (run(net) != 0)
 		say("the network setup failed");
-
-	/* The power button (QMP system_powerdown) stops the entrypoint. */
-	mkdir_p("/etc/acpi/PWRF", 0755);
-	write_file("/etc/acpi/PWRF/00000080", "#!/bin/sh\nexec kill -TERM 1\n", 0755);
 }
 
 static pid_t start_entrypoint(void)
 {
+	int exec_pipe[2];
 	pid_t pid;
 
+	/* The child's end closes when its exec succeeds (O_CLOEXEC) or it
+	 * exits: EOF on PID 1's end means the entrypoint's program runs.
+	 * Both ends above 2, which the child replaces. */
+	if (pipe2(exec_pipe, O_CLOEXEC) < 0)
+		fail("cannot make a pipe for the entrypoint: %m");
+	for (int i = 0; i < 2; i++)
+		if (exec_pipe[i] <= STDERR_FILENO) {
+			int fd = fcntl(exec_pipe[i], F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+			if (fd < 0)
+				fail("cannot make a pipe for the entrypoint: %m");
+			close(exec_pipe[i]);
+			exec_pipe[i] = fd;
+		}
 	pid = fork();
 	if (pid < 0)
 		fail("cannot fork the entrypoint: %m");
-	if (pid > 0)
+	if (pid > 0) {
+		char c;
+		close(exec_pipe[1]);
+		while (read(exec_pipe[0], &c, 1) < 0 && errno == EINTR)
+			;
+		close(exec_pipe[0]);
 		return pid;
+	}
 
+	close(exec_pipe[0]);
 	child_reset();
 	setsid();
 	int null = open("/dev/null", O_RDONLY), con = open("/dev/console", O_WRONLY | O_NOCTTY);
@@ -1143,12 +1184,29 @@ static int pid1(void)
 
 	setup();
 
-	start(&acpid);
 	/* READY=1 only once qemu-ga holds its port, so the host can exec
 	 * right away. */
 	for (int i = 0; agent.pid > 0 && i < 200 && !holds(agent.pid, agent_port); i++)
 		msleep(25);
 
+	/* A stop that came during the boot (blocked, so kept): the
+	 * entrypoint never starts, and the VM ends as a container stopped
+	 * by SIGTERM. */
+	sigset_t stop;
+	struct timespec zero = { 0, 0 };
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	sigaddset(&stop, SIGPWR);
+	if (sigtimedwait(&stop, NULL, &zero) > 0) {
+		say("stopped before the entrypoint started");
+		finish(128 + SIGTERM);
+	}
+
+	/* Returns once the entrypoint exec'd (or failed to): a stop from
+	 * now on stays pending until the loop below sends it, so it never
+	 * reaches the child before its exec, where a stop signal whose
+	 * default is to be ignored (SIGWINCH, say) would be lost. */
 	entry = start_entrypoint();
 	if (write_port("READY=1\n", 10000) < 0 && notify_fd >= 0)
 		say("cannot write READY=1 to the notify port");
@@ -1176,7 +1234,7 @@ static int pid1(void)
 		/* Respawned, at most once a second each. */
 		if (agent_port[0] && agent.pid == 0 && now_ms() - agent.started >= 1000)
 			start(&agent);
-		if (acpid.pid == 0 && now_ms() - acpid.started >= 1000)
+		if (acpid_ready && acpid.pid == 0 && now_ms() - acpid.started >= 1000)
 			start(&acpid);
 	}
 }
