@@ -54,10 +54,12 @@ let
   # it cannot boot without (its first `modprobe -a`).
   # crc32c_generic is loaded if there (ext4's checksums); newer kernels
   # name that driver otherwise or build it in, so it may be missing.
-  initrdModules = [ "virtio_pci" "virtio_blk" "virtio_console" "virtiofs" "overlay" "qemu_fw_cfg" "ext4" "crc32c_generic" ];
-  requiredModules = lib.remove "crc32c_generic" initrdModules;
-  # What it loads later, from the store: the ACPI power button, the NIC,
-  # WireGuard.
+  # button and evdev (the ACPI power button, for acpid) are loaded first
+  # thing if there, else later from the store.
+  initrdModules = [ "virtio_pci" "virtio_blk" "virtio_console" "virtiofs" "overlay" "qemu_fw_cfg" "ext4" "crc32c_generic" "button" "evdev" ];
+  requiredModules = lib.subtractLists [ "crc32c_generic" "button" "evdev" ] initrdModules;
+  # What it loads later, from the store: the ACPI power button (if the
+  # initrd had none), the NIC, WireGuard.
   storeModules = [ "button" "evdev" "virtio_net" "wireguard" ];
 
   # NixOS's system.modulesTree for a system with only this kernel.
@@ -72,7 +74,8 @@ let
       kernel = modulesTree;
       firmware = pkgs.emptyDirectory;
       inherit rootModules;
-      # Only crc32c_generic may be missing: the loop below checks the rest.
+      # crc32c_generic, button and evdev may be missing: the loop below
+      # checks the rest.
       allowMissing = true;
     };
     inherit version;

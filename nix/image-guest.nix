@@ -23,8 +23,9 @@ let
     # (qemu-ga, ip and wg, the rest of the modules) here.
     guestPaths = "linux=${linux} qemuga=${qemu-ga} nettools=${nettools}";
     # What the init needs before the store is mounted: virtio, the store
-    # and image mounts, the overlay, the fw_cfg entry, disks.
-    modules = "virtio_pci virtio_blk virtio_console virtiofs overlay qemu_fw_cfg ext4 crc32c_generic";
+    # and image mounts, the overlay, the fw_cfg entry, disks; and the ACPI
+    # power button (button, evdev), so that acpid listens from the start.
+    modules = "virtio_pci virtio_blk virtio_console virtiofs overlay qemu_fw_cfg ext4 crc32c_generic button evdev";
   };
 in
 mk "vmd-image-guest" "image-toplevel.sh" {

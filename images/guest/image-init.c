@@ -486,6 +486,28 @@ static void image_complete_env(struct image *im, const char *root)
 	im->env[im->n_env] = NULL;
 }
 
+/* What every process PID 1 starts gets, as from any other init: no
+ * blocked signal and every disposition at its default. A caught signal is
+ * reset by exec anyway, but an ignored one stays ignored (PID 1 ignores
+ * SIGPIPE), and a program that finds SIGPIPE ignored sees EPIPE instead of
+ * dying: `yes | head -n1` would not end the way it does under docker. */
+static void signals_default(void)
+{
+	struct sigaction sa;
+	sigset_t none;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	sigemptyset(&sa.sa_mask);
+	/* SIGKILL and SIGSTOP cannot be changed; libc keeps a few real-time
+	 * signals for itself and refuses them (EINVAL): never ignored here. */
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			(void)sigaction(sig, &sa, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
 /* ---- --enter and --parse ------------------------------------------------- */
 
 static int enter(char **cmd)
@@ -504,6 +526,9 @@ static int enter(char **cmd)
 	}
 	image_complete_env(&im, "");
 	environ = im.env;
+	/* As docker exec: nothing ignored or blocked by whoever ran us
+	 * (qemu-ga ignores SIGPIPE; its spawn resets that, today). */
+	signals_default();
 	execvp(cmd[0], cmd);
 	int e = errno;
 	say("cannot run %s: %s", cmd[0], strerror(e));
@@ -571,9 +596,7 @@ static void msleep(long ms)
 
 static void child_reset(void)
 {
-	sigset_t none;
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	signals_default();
 }
 
 static char *const helper_env[] = { (char *)"PATH=/bin", (char *)"HOME=/", NULL };
@@ -921,6 +944,27 @@ static void write_file(const char *path, const char *text, mode_t mode)
 	close(fd);
 }
 
+static bool acpid_ready;
+
+/* button and evdev, then acpid: from the initrd's modules (early), or from
+ * the store's (the second call, once /lib/modules is the store's). */
+static void start_acpid(void)
+{
+	char *quiet[] = { (char *)"/bin/modprobe", (char *)"-q", (char *)"-a", (char *)"button", (char *)"evdev", NULL };
+	char *loud[] = { (char *)"/bin/modprobe", (char *)"-a", (char *)"button", (char *)"evdev", NULL };
+	bool early = access("/lib/modules.initrd", F_OK) < 0;
+
+	if (run(early ? quiet : loud) != 0) {
+		if (!early)
+			say("cannot load button and evdev: no ACPI power button");
+		return;
+	}
+	mkdir_p("/etc/acpi/PWRF", 0755);
+	write_file("/etc/acpi/PWRF/00000080", "#!/bin/sh\nexec kill -TERM 1\n", 0755);
+	start(&acpid);
+	acpid_ready = true;
+}
+
 static void setup(void)
 {
 	char *raw = NULL, *modules_dir = NULL;
@@ -954,6 +998,11 @@ static void setup(void)
 	(void)run(crc);
 	if (run(mods) != 0)
 		fail("cannot load the initrd's modules");
+	/* The power button (QMP system_powerdown) asks PID 1 to stop, and a
+	 * press nobody listens to is lost: acpid starts as soon as it can,
+	 * from the initrd's button and evdev, else from the store's below.
+	 * PID 1 keeps the request (SIGTERM, blocked) until it can act. */
+	start_acpid();
 
 	/* The entry, kept for --enter (qemu-ga's children); root only: the
 	 * env may hold secrets. */
@@ -980,6 +1029,8 @@ static void setup(void)
 	if (rename("/lib/modules", "/lib/modules.initrd") < 0 || symlink(modules_dir, "/lib/modules") < 0)
 		fail("cannot link /lib/modules to %s: %m", modules_dir);
 	free(modules_dir);
+	if (!acpid_ready)
+		start_acpid();
 
 	/* qemu-ga runs outside the image root (vmd exec comes in through
 	 * --enter). Started now, its start-up overlaps the rest; nothing can
@@ -1031,31 +1082,44 @@ static void setup(void)
 			fail("cannot mount what systemd.mount-extra= asks for");
 	}
 
-	char *late[] = { (char *)"/bin/modprobe", (char *)"-a", (char *)"button", (char *)"evdev", NULL };
-	if (run(late) != 0)
-		say("cannot load button and evdev: no ACPI power button");
-
 	/* Hostname, ip= and wg0 (from the image root's /etc/wireguard, where
 	 * vmd-mounts.sh put the key directory). */
 	char *net[] = { (char *)"/bin/sh", (char *)"/vmd-net.sh", (char *)SYSROOT, guest_nettools, NULL };
 	if (run(net) != 0)
 		say("the network setup failed");
-
-	/* The power button (QMP system_powerdown) stops the entrypoint. */
-	mkdir_p("/etc/acpi/PWRF", 0755);
-	write_file("/etc/acpi/PWRF/00000080", "#!/bin/sh\nexec kill -TERM 1\n", 0755);
 }
 
 static pid_t start_entrypoint(void)
 {
+	int exec_pipe[2];
 	pid_t pid;
 
+	/* The child's end closes when its exec succeeds (O_CLOEXEC) or it
+	 * exits: EOF on PID 1's end means the entrypoint's program runs.
+	 * Both ends above 2, which the child replaces. */
+	if (pipe2(exec_pipe, O_CLOEXEC) < 0)
+		fail("cannot make a pipe for the entrypoint: %m");
+	for (int i = 0; i < 2; i++)
+		if (exec_pipe[i] <= STDERR_FILENO) {
+			int fd = fcntl(exec_pipe[i], F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+			if (fd < 0)
+				fail("cannot make a pipe for the entrypoint: %m");
+			close(exec_pipe[i]);
+			exec_pipe[i] = fd;
+		}
 	pid = fork();
 	if (pid < 0)
 		fail("cannot fork the entrypoint: %m");
-	if (pid > 0)
+	if (pid > 0) {
+		char c;
+		close(exec_pipe[1]);
+		while (read(exec_pipe[0], &c, 1) < 0 && errno == EINTR)
+			;
+		close(exec_pipe[0]);
 		return pid;
+	}
 
+	close(exec_pipe[0]);
 	child_reset();
 	setsid();
 	int null = open("/dev/null", O_RDONLY), con = open("/dev/console", O_WRONLY | O_NOCTTY);
@@ -1120,12 +1184,29 @@ static int pid1(void)
 
 	setup();
 
-	start(&acpid);
 	/* READY=1 only once qemu-ga holds its port, so the host can exec
 	 * right away. */
 	for (int i = 0; agent.pid > 0 && i < 200 && !holds(agent.pid, agent_port); i++)
 		msleep(25);
 
+	/* A stop that came during the boot (blocked, so kept): the
+	 * entrypoint never starts, and the VM ends as a container stopped
+	 * by SIGTERM. */
+	sigset_t stop;
+	struct timespec zero = { 0, 0 };
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	sigaddset(&stop, SIGPWR);
+	if (sigtimedwait(&stop, NULL, &zero) > 0) {
+		say("stopped before the entrypoint started");
+		finish(128 + SIGTERM);
+	}
+
+	/* Returns once the entrypoint exec'd (or failed to): a stop from
+	 * now on stays pending until the loop below sends it, so it never
+	 * reaches the child before its exec, where a stop signal whose
+	 * default is to be ignored (SIGWINCH, say) would be lost. */
 	entry = start_entrypoint();
 	if (write_port("READY=1\n", 10000) < 0 && notify_fd >= 0)
 		say("cannot write READY=1 to the notify port");
@@ -1153,7 +1234,7 @@ static int pid1(void)
 		/* Respawned, at most once a second each. */
 		if (agent_port[0] && agent.pid == 0 && now_ms() - agent.started >= 1000)
 			start(&agent);
-		if (acpid.pid == 0 && now_ms() - acpid.started >= 1000)
+		if (acpid_ready && acpid.pid == 0 && now_ms() - acpid.started >= 1000)
 			start(&acpid);
 	}
 }

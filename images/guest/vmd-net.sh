@@ -5,7 +5,10 @@
 # by the tiny guest's stage 2 (ROOT=/) and the image init (ROOT=/sysroot).
 #   - systemd.hostname=NAME on the kernel command line: the hostname;
 #   - ip=ADDR::GATEWAY:NETMASK::DEVICE:off: the first NIC (or DEVICE);
-#   - ROOT/etc/wireguard/wg0.conf (the key directory vmd mounts there): wg0.
+#   - ROOT/etc/wireguard/wg0.conf: wg0, only if ROOT/etc/wireguard is a
+#     mount point (the key directory vmd mounts there): an image's own
+#     /etc/wireguard is not vmd's to act on, and its symlinks would
+#     resolve against the initrd's root.
 # NETTOOLS is the closure's iproute2 ip and wg (busybox's ip cannot create
 # links), run through their own dynamic loader. Everything else is busybox
 # (PATH=/bin). Failures are reported on stderr; exit status 1 if any.
@@ -53,8 +56,17 @@ if [ -n "$ipconf" ]; then
 		status=1
 	fi
 fi
+# A mount point (mountinfo's 5th field; vmd's paths need none of its octal
+# escapes), as in vmd-mounts.sh.
+is_mounted() {
+	while read -r _ _ _ _ mp _; do
+		[ "$mp" = "$1" ] && return 0
+	done </proc/self/mountinfo
+	return 1
+}
+
 conf=$root/etc/wireguard/wg0.conf
-if [ -r "$conf" ]; then
+if is_mounted "$root/etc/wireguard" && [ -r "$conf" ]; then
 	modprobe wireguard
 	# wg setconf takes the file without wg-quick's own keys.
 	grep -v -e '^Address' -e '^#' "$conf" > /run/wg0.setconf
