@@ -13,7 +13,10 @@
 #include "unpack.h"
 
 #define TMP_PREFIX ".tmp-"
-#define ENTRY_JSON_MAX (8 * 1024 * 1024)
+/* image.json: what vmd writes, the config compact and at most
+ * OCI_MAX_JSON as read (re-dumped, a number may come out longer: a config
+ * that does not fit is not kept, and its archive is read again). */
+#define ENTRY_JSON_MAX (2 * OCI_MAX_JSON + 64 * 1024)
 
 static const char *const kind_names[] = { "layout", "docker-archive" };
 
@@ -198,7 +201,8 @@ struct probe {
 	size_t config_n;
 	char *key;
 	bool complete;
-	uint64_t bytes; /* complete: from image.json */
+	bool fingerprinted; /* complete, found by its fingerprint */
+	uint64_t bytes;     /* complete: from image.json */
 };
 
 static void probe_clear(struct probe *p)
@@ -399,7 +403,7 @@ static int probe_cached_archive(struct probe *p, int cfd)
 	p->config_n = strlen(p->config);
 	p->bytes = j.bytes;
 	p->key = TAKE_PTR(key);
-	p->complete = true;
+	p->complete = p->fingerprinted = true;
 	entry_json_clear(&j);
 	return 0;
 }
@@ -728,8 +732,16 @@ static int write_entry_json(int tfd, struct probe *p, const char *path, const ch
 	_cleanup_(json_decrefp) json_t *j = json_pack("{s:s, s:s?, s:s, s:I, s:O?}", "source", path, "ref", ref,
 						       "kind", kind_names[p->kind], "bytes", (json_int_t)bytes,
 						       "config", config);
-	_cleanup_free_ char *text = j ? json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+	/* Compact: indenting costs each element its depth in spaces, and a
+	 * deep config (small as read) came out larger than entry_read()
+	 * takes, leaving an entry that is never complete. */
+	_cleanup_free_ char *text = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 
+	if (text && strlen(text) > ENTRY_JSON_MAX) {
+		text = mfree(text);
+		if (json_object_del(j, "config") == 0)
+			text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+	}
 	if (!text)
 		return -ENOMEM;
 	return write_file_at(tfd, "image.json", text, strlen(text), 0600, WRITE_FILE_SYNC);
@@ -839,6 +851,52 @@ static int cache_lock(int cfd, bool no_wait)
 	return r < 0 ? r : TAKE_FD(fd);
 }
 
+/* LOCK_EX|LOCK_NB on key's lock, to remove the entry: the fd (held until
+ * the entry is gone, no one can take LOCK_SH meanwhile), -ENOENT if the
+ * entry has no lock, -EBUSY while someone holds LOCK_SH. */
+static int entry_lock_exclusive(int cfd, const char *key)
+{
+	_cleanup_free_ char *name = xasprintf("%s/lock", key);
+	_cleanup_close_ int fd = name ? open_beneath(cfd, name, O_RDONLY | O_NOCTTY) : -ENOMEM;
+
+	if (fd == -ENOTDIR)
+		return -ENOENT;
+	if (fd < 0)
+		return fd;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+		return errno == EWOULDBLOCK ? -EBUSY : -errno;
+	return TAKE_FD(fd);
+}
+
+/* An entry that is there but not to be used as it is: removed, unless a
+ * VM uses it (its tree is not deleted under it): then -EBUSY, with why. */
+_printf_(4, 5) static int entry_discard(int cfd, const char *key, struct schema_errors *e, const char *busy, ...)
+{
+	_cleanup_close_ int held = -EBADF;
+	struct stat st;
+	va_list ap;
+	int r;
+
+	if (fstatat(cfd, key, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	held = entry_lock_exclusive(cfd, key);
+	if (held == -EBUSY) {
+		_cleanup_free_ char *why = NULL;
+
+		va_start(ap, busy);
+		why = xvasprintf(busy, ap);
+		va_end(ap);
+		schema_error(e, "image", "%s", why ? why : "in use");
+		return -EBUSY;
+	}
+	r = held < 0 && held != -ENOENT ? held : 0;
+	if (r == 0)
+		r = remove_entry(cfd, key);
+	if (r < 0)
+		schema_error(e, "image cache", "removing %s: %s", key, strerror(-r));
+	return r;
+}
+
 int image_cache_get(const char *cache_dir, const char *path, const char *ref, const struct image_unpack_opts *opts,
 		    struct image_cached *ret, struct schema_errors *e)
 {
@@ -846,7 +904,6 @@ int image_cache_get(const char *cache_dir, const char *path, const char *ref, co
 	_cleanup_free_ char *lock_name = NULL, *rootfs = NULL;
 	_cleanup_(probe_clear) struct probe p = { .dirfd = -EBADF, .fd = -EBADF };
 	bool unpacked = false, cached_only = opts && opts->cached_only;
-	struct stat st;
 	int r;
 
 	*ret = (struct image_cached){ .lock_fd = -EBADF };
@@ -869,19 +926,25 @@ int image_cache_get(const char *cache_dir, const char *path, const char *ref, co
 	if (!p.complete && cached_only)
 		return -EAGAIN;
 	if (!p.complete) {
-		/* There, with no image.json: partial. */
-		if (fstatat(cfd, p.key, &st, AT_SYMLINK_NOFOLLOW) == 0 && (r = remove_entry(cfd, p.key)) < 0) {
-			schema_error(e, "image cache", "removing the partial %s: %s", p.key, strerror(-r));
+		/* There, with no image.json (or one that does not read): partial. */
+		r = entry_discard(cfd, p.key, e, "the cache entry %s is in use and cannot be rebuilt", p.key);
+		if (r < 0)
 			return r;
-		}
 		r = build_entry(cfd, &p, path, ref, opts, &p.bytes, e);
 		if (r < 0)
 			return r;
 		unpacked = true;
 	}
-	/* Only a cache of what is known: losing it costs a read, not a boot. */
-	if (p.kind == IMAGE_DOCKER_ARCHIVE)
-		(void)write_fingerprint(cfd, &p);
+	/* What a cached_only get finds the entry by, without reading the
+	 * archive: an error if not written, or the daemon's helper would say
+	 * it is cached while cached_only goes on saying -EAGAIN. */
+	if (p.kind == IMAGE_DOCKER_ARCHIVE && !p.fingerprinted) {
+		r = write_fingerprint(cfd, &p);
+		if (r < 0) {
+			schema_error(e, "image cache", "%s/sources: %s", cache_dir, strerror(-r));
+			return r;
+		}
+	}
 	lock_name = xasprintf("%s/lock", p.key);
 	rootfs = xasprintf("%s/%s/rootfs", cache_dir, p.key);
 	if (!lock_name || !rootfs)
@@ -1011,7 +1074,6 @@ static void remove_fingerprints(int cfd, const char *key)
 int image_cache_remove(const char *cache_dir, const char *key)
 {
 	_cleanup_close_ int cfd = -EBADF, lk = -EBADF, entry_lock = -EBADF;
-	_cleanup_free_ char *lock_name = NULL;
 	struct stat st;
 
 	if (!key_valid(key))
@@ -1024,13 +1086,7 @@ int image_cache_remove(const char *cache_dir, const char *key)
 		return lk;
 	if (fstatat(cfd, key, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
-	lock_name = xasprintf("%s/lock", key);
-	if (!lock_name)
-		return -ENOMEM;
-	/* Held until the entry is gone: no one can take LOCK_SH meanwhile. */
-	entry_lock = open_beneath(cfd, lock_name, O_RDWR | O_NOCTTY);
-	if (entry_lock >= 0 && flock(entry_lock, LOCK_EX | LOCK_NB) < 0)
-		return errno == EWOULDBLOCK ? -EBUSY : -errno;
+	entry_lock = entry_lock_exclusive(cfd, key);
 	if (entry_lock < 0 && entry_lock != -ENOENT)
 		return entry_lock;
 	remove_fingerprints(cfd, key);

@@ -70,10 +70,15 @@ void image_cached_clear(struct image_cached *c); /* closes lock_fd */
 
 /* Makes sure cache_dir/<key>/rootfs is complete and takes LOCK_SH on it.
  * Holds cache_dir/.lock LOCK_EX throughout: one get or removal at a time
- * per host. Removes stale .tmp-* entries; an entry with no image.json is
- * partial: removed and built again. Unpacks (unpack.h's rules) into a
- * .tmp- directory, then renames it into place. cache_dir is created (0700,
- * its parent must exist). opts->cached_only: see there. */
+ * per host. Removes stale .tmp-* entries; an entry with no image.json, or
+ * one that does not read, is partial: removed and built again, unless
+ * someone holds its lock (a VM runs on its tree): then -EBUSY, "image: the
+ * cache entry KEY is in use and cannot be rebuilt". Unpacks (unpack.h's
+ * rules) into a .tmp- directory, then renames it into place. For a
+ * docker-archive, its fingerprint is written to sources/: failing that is
+ * an error (the entry stays, complete), since a cached_only get would not
+ * find the entry without it. cache_dir is created (0700, its parent must
+ * exist). opts->cached_only: see there. */
 int image_cache_get(const char *cache_dir, const char *path, const char *ref, const struct image_unpack_opts *opts,
 		    struct image_cached *ret, struct schema_errors *e);
 

@@ -7,10 +7,15 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <dirent.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sodium.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 
 #include "image.h"
 #include "test.h"
@@ -212,6 +217,8 @@ static void outer_add(struct archive *a, const char *name, const char *data, siz
  * (as docker save before 25 writes a layer that is there twice); the
  * diff_id given is the first layer's. */
 static const char *docker_dup_link;
+/* make_docker() adds this to its config's top level (",..."): NULL, none. */
+static const char *docker_config_extra;
 
 static void make_docker(const char *path, const struct layer_spec *ls, size_t n, bool gzip, bool bad_diff_id,
 			char key[72])
@@ -246,8 +253,8 @@ static void make_docker(const char *path, const struct layer_spec *ls, size_t n,
 		names = t;
 	}
 	config = xasprintf("{\"architecture\":\"amd64\",\"config\":" RUN_CONFIG
-			   ",\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[%s]}}",
-			   ids);
+			   ",\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[%s]}%s}",
+			   ids, docker_config_extra ? docker_config_extra : "");
 	sha256_of(config, strlen(config), key);
 	/* docker save 25 names it blobs/sha256/<hex>, with no .json. */
 	manifest = xasprintf("[{\"Config\":\"%s\",\"RepoTags\":[\"test:latest\"],\"Layers\":[%s]}]",
@@ -449,7 +456,7 @@ TEST(layout_unpacked_and_cached)
 	free(path);
 	path = xasprintf("%s/%s/image.json", p.cache, key);
 	ASSERT(read_file(path, 1 << 20, &json, NULL) == 0);
-	ASSERT(strstr(json, "\"kind\": \"layout\""));
+	ASSERT(strstr(json, "\"kind\":\"layout\""));
 
 	/* The second time: nothing unpacked; the first user still holds its lock. */
 	ASSERT(image_inspect(p.img, NULL, p.cache, &info, &e) == 0);
@@ -1099,7 +1106,111 @@ TEST(cached_only)
 	place_done(&p);
 }
 
+/* A config that JSON_INDENT would blow up (every level indents each
+ * element below it): image.json stays small enough to be read back, and
+ * the entry is found again rather than unpacked on every boot. */
+TEST(entry_json_of_a_deep_config)
+{
+	struct place p;
+	struct image_cached c;
+	struct schema_errors e = {};
+	_cleanup_free_ char *archive = NULL, *extra = NULL, *json = NULL;
+	const size_t depth = 1000, width = 5000;
+	char cfg[72];
+	size_t n = 0, len;
+
+	place_init(&p);
+	extra = malloc(2 * depth + 2 * width + 16);
+	n += (size_t)sprintf(extra, ",\"x\":");
+	for (size_t i = 0; i < depth; i++)
+		extra[n++] = '[';
+	for (size_t i = 0; i < width; i++)
+		n += (size_t)sprintf(extra + n, "%s0", i ? "," : "");
+	for (size_t i = 0; i < depth; i++)
+		extra[n++] = ']';
+	extra[n] = 0;
+	archive = xasprintf("%s/deep.tar", p.img);
+	docker_config_extra = extra;
+	make_docker(archive, two_layers, 1, false, false, cfg);
+	docker_config_extra = NULL;
+	ASSERT(shown(image_cache_get(p.cache, archive, NULL, NULL, &c, &e), &e) == 0);
+	ASSERT(c.unpacked);
+	json = xasprintf("%s/%s/image.json", p.cache, c.key);
+	image_cached_clear(&c);
+	{
+		_cleanup_free_ char *text = NULL;
+
+		ASSERT(read_file(json, 64 << 20, &text, &len) == 0);
+		ASSERT(len < 2 * strlen(extra) + 4096);
+	}
+	ASSERT(shown(image_cache_get(p.cache, archive, NULL, NULL, &c, &e), &e) == 0);
+	ASSERT(!c.unpacked);
+	image_cached_clear(&c);
+	place_done(&p);
+}
+
+/* An entry whose image.json cannot be read is partial, but one a VM
+ * holds is not deleted under it: -EBUSY, until the VM lets it go. */
+TEST(unreadable_entry_in_use_kept)
+{
+	struct place p;
+	struct image_cached c, c2;
+	struct schema_errors e = {};
+	_cleanup_free_ char *json = NULL, *want = NULL;
+	char manifest[72];
+
+	place_init(&p);
+	make_layout(p.img, two_layers, ELEMENTSOF(two_layers), manifest);
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, NULL, &c, &e), &e) == 0);
+	json = xasprintf("%s/%s/image.json", p.cache, c.key);
+	ASSERT(write_file(json, "{not json", 0600, 0) == 0);
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, NULL, &c2, &e), &e) == -EBUSY);
+	want = xasprintf("image: the cache entry %s is in use and cannot be rebuilt", c.key);
+	ASSERT_STREQ(first_error(&e), want);
+	ASSERT(c2.lock_fd < 0 && !c2.key);
+	schema_errors_clear(&e);
+	check_two_layers(c.rootfs, false);
+	image_cached_clear(&c);
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, NULL, &c, &e), &e) == 0);
+	ASSERT(c.unpacked);
+	check_two_layers(c.rootfs, false);
+	image_cached_clear(&c);
+	place_done(&p);
+}
+
+/* The fingerprint of an unpacked archive is what a cached_only get finds
+ * it by: not written, the get fails rather than say it is cached. */
+TEST(fingerprint_not_written_is_an_error)
+{
+	struct place p;
+	struct image_cached c;
+	struct schema_errors e = {};
+	_cleanup_free_ char *archive = NULL, *sources = NULL;
+	char cfg[72];
+
+	place_init(&p);
+	archive = xasprintf("%s/image.tar", p.img);
+	make_docker(archive, two_layers, 1, false, false, cfg);
+	sources = xasprintf("%s/sources", p.cache);
+	ASSERT(mkdir(p.cache, 0700) == 0 && write_file(sources, "", 0600, 0) == 0);
+	ASSERT(shown(image_cache_get(p.cache, archive, NULL, NULL, &c, &e), &e) == -ENOTDIR);
+	ASSERT(strstr(first_error(&e), "sources: "));
+	ASSERT(c.lock_fd < 0 && !c.key);
+	schema_errors_clear(&e);
+	ASSERT(unlink(sources) == 0);
+	ASSERT(shown(image_cache_get(p.cache, archive, NULL, NULL, &c, &e), &e) == 0);
+	ASSERT(!c.unpacked);
+	image_cached_clear(&c);
+	{
+		struct image_unpack_opts only = { .cached_only = true };
+
+		ASSERT(shown(image_cache_get(p.cache, archive, NULL, &only, &c, &e), &e) == 0);
+		image_cached_clear(&c);
+	}
+	place_done(&p);
+}
+
 RUN_TESTS(T(layout_unpacked_and_cached), T(setuid_kept_when_allowed), T(docker_archive), T(docker_archive_symlinked_layer),
 	  T(hostile_layers_refused),
 	  T(symlinks_replaced_not_followed), T(gzip_bomb_refused), T(digest_mismatch_refused), T(unpack_limits), T(partial_entries_rebuilt), T(list_and_remove),
-	  T(user_resolved_in_the_image), T(cached_only))
+	  T(user_resolved_in_the_image), T(cached_only), T(entry_json_of_a_deep_config), T(unreadable_entry_in_use_kept), T(fingerprint_not_written_is_an_error))
