@@ -235,6 +235,18 @@ static int next_entry(struct layer *l, struct archive *a, struct totals *t, stru
 	}
 }
 
+/* The directory dfd/name and all below it, no symlink followed (they are
+ * removed as they are). */
+static int remove_dir_at(int dfd, const char *name)
+{
+	_cleanup_close_ int sub = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int r = sub < 0 ? -errno : rm_rf_children(sub);
+
+	if (r == 0 && unlinkat(dfd, name, AT_REMOVEDIR) < 0)
+		r = -errno;
+	return r;
+}
+
 /* Removes dir/name below the current directory without following a
  * symlink anywhere: name itself, if a symlink, goes as a symlink. */
 static int remove_below(struct layer *l, const char *dir, const char *name, const char *shown)
@@ -254,12 +266,9 @@ static int remove_below(struct layer *l, const char *dir, const char *name, cons
 	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return errno == ENOENT ? 0 : refuse(l, shown, "%s", strerror(errno));
 	if (S_ISDIR(st.st_mode)) {
-		_cleanup_close_ int sub = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		int r = sub < 0 ? -errno : rm_rf_children(sub);
+		int r = remove_dir_at(dfd, name);
 
-		if (r < 0 || unlinkat(dfd, name, AT_REMOVEDIR) < 0)
-			return refuse(l, shown, "removing: %s", strerror(r < 0 ? -r : errno));
-		return 0;
+		return r < 0 ? refuse(l, shown, "removing: %s", strerror(-r)) : 0;
 	}
 	if (unlinkat(dfd, name, 0) < 0)
 		return refuse(l, shown, "removing: %s", strerror(errno));
@@ -313,7 +322,10 @@ static int layer_scan(struct layer *l, struct totals *t)
 
 /* What the tree already holds must allow the entry: no symlink on the way
  * to it; a hardlink's target a regular file, reached through no symlink.
- * A symlink at the entry's own name is replaced, never followed. */
+ * A symlink at the entry's own name is replaced, never followed. A
+ * directory there goes whole when the entry is not one (of a lower layer
+ * or of this one): what docker and containerd do, and how an overlay2
+ * diff says "rm -rf /app && ln -s /data /app" (the symlink alone). */
 static int check_against_tree(struct layer *l, struct archive_entry *entry, const char *path)
 {
 	const char *link = archive_entry_hardlink(entry), *why;
@@ -327,9 +339,16 @@ static int check_against_tree(struct layer *l, struct archive_entry *entry, cons
 	pfd = open_beneath(AT_FDCWD, parent, O_PATH | O_DIRECTORY);
 	if (pfd == -ELOOP || pfd == -EXDEV)
 		return refuse(l, path, "a write through a symlink (refused)");
-	if (pfd >= 0 && fstatat(pfd, base_name(path), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode) &&
-	    unlinkat(pfd, base_name(path), 0) < 0)
-		return refuse(l, path, "replacing a symlink: %s", strerror(errno));
+	if (pfd >= 0 && fstatat(pfd, base_name(path), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		int r = 0;
+
+		if (S_ISLNK(st.st_mode) && unlinkat(pfd, base_name(path), 0) < 0)
+			return refuse(l, path, "replacing a symlink: %s", strerror(errno));
+		if (S_ISDIR(st.st_mode) && (link || archive_entry_filetype(entry) != AE_IFDIR))
+			r = remove_dir_at(pfd, base_name(path));
+		if (r < 0)
+			return refuse(l, path, "replacing a directory: %s", strerror(-r));
+	}
 	if (link) {
 		_cleanup_close_ int fd = -EBADF;
 

@@ -20,7 +20,9 @@
  * modes and mtimes are kept; xattrs, ACLs and file flags are not. Whiteouts
  * follow the OCI image spec (layer.md): ".wh.NAME" removes NAME of the
  * layers below, ".wh..wh..opq" in D empties D of what the layers below put
- * there; each layer is read twice, its whiteouts applied in the first
+ * there; an entry that is not a directory, at the name of a directory
+ * (of a lower layer or its own), replaces it whole, as docker does; each
+ * layer is read twice, its whiteouts applied in the first
  * pass and its other entries written in the second, so entries of the
  * same layer stay whatever their order in the tar. */
 

@@ -1210,7 +1210,42 @@ TEST(fingerprint_not_written_is_an_error)
 	place_done(&p);
 }
 
+/* docker and containerd remove a directory that a later layer puts a
+ * file, a symlink or a hardlink at (overlay2's diffs say `rm -rf /app &&
+ * ln -s /data /app` with the symlink alone). */
+TEST(directory_replaced_by_non_directory)
+{
+	struct place p;
+	struct image_cached c;
+	struct schema_errors e = {};
+	const struct layer_spec layers[] = {
+		LAYER(0, { 'd', "app", NULL, 0, 0, 0 }, { 'f', "app/f", "f", 0, 0, 0 }, { 'd', "app/sub", NULL, 0, 0, 0 },
+		      { 'f', "app/sub/g", "g", 0, 0, 0 }, { 'l', "app/sub/out", "/", 0, 0, 0 },
+		      { 'd', "conf", NULL, 0, 0, 0 }, { 'f', "conf/x", "x", 0, 0, 0 }, { 'd', "hl", NULL, 0, 0, 0 }),
+		LAYER('g', { 'l', "app", "/data", 0, 0, 0 }, { 'f', "conf", "a file\n", 0, 0, 0 },
+		      { 'f', "t", "t\n", 0, 0, 0 }, { 'h', "hl", "t", 0, 0, 0 }, { 'd', "same", NULL, 0, 0, 0 },
+		      { 'f', "same/y", "y", 0, 0, 0 }, { 'f', "same", "now a file\n", 0, 0, 0 }),
+	};
+	char manifest[72], target[64] = {};
+	_cleanup_free_ char *app = NULL;
+	struct stat st;
+
+	place_init(&p);
+	make_layout(p.img, layers, 2, manifest);
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, NULL, &c, &e), &e) == 0);
+	app = xasprintf("%s/app", c.rootfs);
+	ASSERT(lstat(app, &st) == 0 && S_ISLNK(st.st_mode));
+	ASSERT(readlink(app, target, sizeof(target) - 1) > 0);
+	ASSERT_STREQ(target, "/data");
+	expect_file(c.rootfs, "conf", "a file\n", 0644, 0);
+	expect_file(c.rootfs, "hl", "t\n", 0644, 0);
+	expect_file(c.rootfs, "same", "now a file\n", 0644, 0);
+	ASSERT_EQ(count_entries(p.sentinel, ""), 1);
+	image_cached_clear(&c);
+	place_done(&p);
+}
+
 RUN_TESTS(T(layout_unpacked_and_cached), T(setuid_kept_when_allowed), T(docker_archive), T(docker_archive_symlinked_layer),
 	  T(hostile_layers_refused),
 	  T(symlinks_replaced_not_followed), T(gzip_bomb_refused), T(digest_mismatch_refused), T(unpack_limits), T(partial_entries_rebuilt), T(list_and_remove),
-	  T(user_resolved_in_the_image), T(cached_only), T(entry_json_of_a_deep_config), T(unreadable_entry_in_use_kept), T(fingerprint_not_written_is_an_error))
+	  T(user_resolved_in_the_image), T(cached_only), T(entry_json_of_a_deep_config), T(unreadable_entry_in_use_kept), T(fingerprint_not_written_is_an_error), T(directory_replaced_by_non_directory))
