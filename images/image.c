@@ -2,6 +2,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <dirent.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -143,6 +144,7 @@ struct entry_json {
 	char *source, *ref;
 	enum image_kind kind;
 	uint64_t bytes;
+	int setuid;   /* unpacked with allow_setuid: 1 or 0; -1: not recorded */
 	char *config; /* the image config, as JSON text; NULL: not kept */
 };
 
@@ -159,7 +161,7 @@ static int entry_read(int cfd, const char *key, struct entry_json *ret)
 	_cleanup_free_ char *name = xasprintf("%s/image.json", key), *text = NULL;
 	_cleanup_(json_decrefp) json_t *j = NULL;
 	const char *source, *ref, *kind;
-	json_t *bytes, *config;
+	json_t *bytes, *config, *setuid;
 	size_t n;
 	int r;
 
@@ -174,6 +176,7 @@ static int entry_read(int cfd, const char *key, struct entry_json *ret)
 	kind = json_string_value(json_object_get(j, "kind"));
 	bytes = json_object_get(j, "bytes");
 	config = json_object_get(j, "config");
+	setuid = json_object_get(j, "setuid");
 	if (!source || !kind || !json_is_integer(bytes) || json_integer_value(bytes) < 0)
 		return -EBADMSG;
 	*ret = (struct entry_json){
@@ -181,6 +184,7 @@ static int entry_read(int cfd, const char *key, struct entry_json *ret)
 		.ref = ref ? strdup(ref) : NULL,
 		.kind = streq(kind, kind_names[IMAGE_DOCKER_ARCHIVE]) ? IMAGE_DOCKER_ARCHIVE : IMAGE_LAYOUT,
 		.bytes = (uint64_t)json_integer_value(bytes),
+		.setuid = json_is_boolean(setuid) ? json_is_true(setuid) : -1,
 		.config = json_is_object(config) ? json_dumps(config, JSON_COMPACT) : NULL,
 	};
 	if (!ret->source || (ref && !ret->ref) || (json_is_object(config) && !ret->config)) {
@@ -203,6 +207,7 @@ struct probe {
 	bool complete;
 	bool fingerprinted; /* complete, found by its fingerprint */
 	uint64_t bytes;     /* complete: from image.json */
+	int setuid;         /* complete: from image.json */
 };
 
 static void probe_clear(struct probe *p)
@@ -402,6 +407,7 @@ static int probe_cached_archive(struct probe *p, int cfd)
 	p->config = TAKE_PTR(j.config);
 	p->config_n = strlen(p->config);
 	p->bytes = j.bytes;
+	p->setuid = j.setuid;
 	p->key = TAKE_PTR(key);
 	p->complete = p->fingerprinted = true;
 	entry_json_clear(&j);
@@ -488,6 +494,7 @@ static int probe_image(struct probe *p, const char *path, const char *ref, int c
 		if (entry_read(cfd, p->key, &j) == 0) {
 			p->complete = true;
 			p->bytes = j.bytes;
+			p->setuid = j.setuid;
 		}
 		entry_json_clear(&j);
 	}
@@ -726,12 +733,13 @@ static int layout_layers(struct probe *p, int *fds, struct schema_errors *e)
 	return 0;
 }
 
-static int write_entry_json(int tfd, struct probe *p, const char *path, const char *ref, uint64_t bytes)
+static int write_entry_json(int tfd, struct probe *p, const char *path, const char *ref, uint64_t bytes,
+			    bool setuid)
 {
 	_cleanup_(json_decrefp) json_t *config = p->config ? json_loadb(p->config, p->config_n, 0, NULL) : NULL;
-	_cleanup_(json_decrefp) json_t *j = json_pack("{s:s, s:s?, s:s, s:I, s:O?}", "source", path, "ref", ref,
+	_cleanup_(json_decrefp) json_t *j = json_pack("{s:s, s:s?, s:s, s:I, s:b, s:O?}", "source", path, "ref", ref,
 						       "kind", kind_names[p->kind], "bytes", (json_int_t)bytes,
-						       "config", config);
+						       "setuid", setuid, "config", config);
 	/* Compact: indenting costs each element its depth in spaces, and a
 	 * deep config (small as read) came out larger than entry_read()
 	 * takes, leaving an entry that is never complete. */
@@ -795,7 +803,7 @@ static int build_entry(int cfd, struct probe *p, const char *path, const char *r
 			r = -errno;
 	}
 	if (r == 0)
-		r = write_entry_json(tfd, p, path, ref, *ret_bytes);
+		r = write_entry_json(tfd, p, path, ref, *ret_bytes, uo.allow_setuid);
 	if (r == 0 && renameat(cfd, tmp, cfd, p->key) < 0)
 		r = -errno;
 	if (r == 0 && fsync(cfd) < 0)
@@ -897,11 +905,33 @@ _printf_(4, 5) static int entry_discard(int cfd, const char *key, struct schema_
 	return r;
 }
 
+/* A complete entry unpacked under other settings than opts: *why says
+ * how (NULL: none). image_setuid either way (turned off, the setuid bits
+ * must go; turned on, the user wants them), image_max_mib lowered under
+ * what the entry holds. */
+static int entry_other_settings(const struct probe *p, const struct image_unpack_opts *opts, char **why)
+{
+	bool setuid = opts && opts->allow_setuid;
+	uint64_t max = opts && opts->max_bytes ? opts->max_bytes : UNPACK_DEFAULT_MAX_BYTES;
+
+	*why = NULL;
+	if (!p->complete)
+		return 0;
+	if (p->setuid != setuid)
+		*why = strdup(p->setuid < 0 ? "with no record of image_setuid"
+			      : p->setuid ? "with image_setuid" : "without image_setuid");
+	else if (p->bytes > max)
+		*why = xasprintf("with %" PRIu64 " bytes, over image_max_mib", p->bytes);
+	else
+		return 0;
+	return *why ? 0 : -ENOMEM;
+}
+
 int image_cache_get(const char *cache_dir, const char *path, const char *ref, const struct image_unpack_opts *opts,
 		    struct image_cached *ret, struct schema_errors *e)
 {
 	_cleanup_close_ int cfd = -EBADF, lk = -EBADF, entry_lock = -EBADF;
-	_cleanup_free_ char *lock_name = NULL, *rootfs = NULL;
+	_cleanup_free_ char *lock_name = NULL, *rootfs = NULL, *why = NULL;
 	_cleanup_(probe_clear) struct probe p = { .dirfd = -EBADF, .fd = -EBADF };
 	bool unpacked = false, cached_only = opts && opts->cached_only;
 	int r;
@@ -923,6 +953,23 @@ int image_cache_get(const char *cache_dir, const char *path, const char *ref, co
 	r = probe_image(&p, path, ref, cfd, cached_only, e);
 	if (r < 0)
 		return r;
+	r = entry_other_settings(&p, opts, &why);
+	if (r < 0)
+		return r;
+	if (why && cached_only)
+		return -EAGAIN;
+	if (why) {
+		/* A VM may run on it: the host's settings changed under it. */
+		r = entry_discard(cfd, p.key, e, "the cache entry %s was unpacked %s; stop the VMs using it to unpack it again",
+				  p.key, why);
+		if (r < 0)
+			return r;
+		probe_clear(&p);
+		/* Found by its fingerprint, an archive was not read: read now. */
+		r = probe_image(&p, path, ref, -EBADF, false, e);
+		if (r < 0)
+			return r;
+	}
 	if (!p.complete && cached_only)
 		return -EAGAIN;
 	if (!p.complete) {

@@ -7,7 +7,8 @@
  *   .lock                  flock LOCK_EX while an entry is made or removed
  *   sha256-<hex>/          a complete entry, renamed into place when complete
  *      rootfs/             the flattened tree (served read-only to guests)
- *      image.json          written last: source, ref, kind, bytes, config
+ *      image.json          written last: source, ref, kind, bytes, setuid,
+ *                          config
  *      lock                LOCK_SH by every user (a VM), LOCK_EX by removal
  *   .tmp-<hex>-<random>/   partial: removed at the next get, never trusted
  *   sources/<hex>          docker-archive fingerprint -> key, so a cached
@@ -77,8 +78,12 @@ void image_cached_clear(struct image_cached *c); /* closes lock_fd */
  * rules) into a .tmp- directory, then renames it into place. For a
  * docker-archive, its fingerprint is written to sources/: failing that is
  * an error (the entry stays, complete), since a cached_only get would not
- * find the entry without it. cache_dir is created (0700, its parent must
- * exist). opts->cached_only: see there. */
+ * find the entry without it. An entry is also built again when it was
+ * unpacked with another image_setuid than opts->allow_setuid, or holds
+ * more than opts->max_bytes; while in use: -EBUSY, "image: the cache
+ * entry KEY was unpacked with image_setuid; stop the VMs using it to
+ * unpack it again". cache_dir is created (0700, its parent must exist).
+ * opts->cached_only: see there (an entry to build again: -EAGAIN). */
 int image_cache_get(const char *cache_dir, const char *path, const char *ref, const struct image_unpack_opts *opts,
 		    struct image_cached *ret, struct schema_errors *e);
 

@@ -1245,7 +1245,61 @@ TEST(directory_replaced_by_non_directory)
 	place_done(&p);
 }
 
+static void bits_of(const char *rootfs, mode_t want)
+{
+	expect_file(rootfs, "bin/su", "suid\n", want, 0);
+}
+
+/* image_setuid and image_max_mib are part of what an entry is: an entry
+ * unpacked under other settings is unpacked again, or, while a VM holds
+ * it, refused. */
+TEST(settings_part_of_the_entry)
+{
+	struct place p;
+	struct image_cached c, c2;
+	struct schema_errors e = {};
+	struct image_unpack_opts with = { .allow_setuid = true }, without = {}, small = { .max_bytes = 4 };
+	_cleanup_free_ char *want = NULL;
+	char manifest[72];
+
+	place_init(&p);
+	make_layout(p.img, two_layers, ELEMENTSOF(two_layers), manifest);
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, &with, &c, &e), &e) == 0);
+	bits_of(c.rootfs, 04755);
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, &without, &c2, &e), &e) == -EBUSY);
+	want = xasprintf("image: the cache entry %s was unpacked with image_setuid; stop the VMs using it to unpack "
+			 "it again",
+			 c.key);
+	ASSERT_STREQ(first_error(&e), want);
+	schema_errors_clear(&e);
+	bits_of(c.rootfs, 04755);
+	image_cached_clear(&c);
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, &without, &c, &e), &e) == 0);
+	ASSERT(c.unpacked);
+	check_two_layers(c.rootfs, false);
+	image_cached_clear(&c);
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, NULL, &c, &e), &e) == 0);
+	ASSERT(!c.unpacked);
+	image_cached_clear(&c);
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, &with, &c, &e), &e) == 0);
+	ASSERT(c.unpacked);
+	check_two_layers(c.rootfs, true);
+	image_cached_clear(&c);
+	/* What it holds is over the limit now: unpacked again, and refused. */
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, &with, &c, &e), &e) == 0);
+	ASSERT(!c.unpacked);
+	small.allow_setuid = true;
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, &small, &c2, &e), &e) == -EBUSY);
+	schema_errors_clear(&e);
+	image_cached_clear(&c);
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, &small, &c, &e), &e) == -EBADMSG);
+	ASSERT(strstr(first_error(&e), "over the limit of 4"));
+	schema_errors_clear(&e);
+	check_contained(&p);
+	place_done(&p);
+}
+
 RUN_TESTS(T(layout_unpacked_and_cached), T(setuid_kept_when_allowed), T(docker_archive), T(docker_archive_symlinked_layer),
 	  T(hostile_layers_refused),
 	  T(symlinks_replaced_not_followed), T(gzip_bomb_refused), T(digest_mismatch_refused), T(unpack_limits), T(partial_entries_rebuilt), T(list_and_remove),
-	  T(user_resolved_in_the_image), T(cached_only), T(entry_json_of_a_deep_config), T(unreadable_entry_in_use_kept), T(fingerprint_not_written_is_an_error), T(directory_replaced_by_non_directory))
+	  T(user_resolved_in_the_image), T(cached_only), T(entry_json_of_a_deep_config), T(unreadable_entry_in_use_kept), T(fingerprint_not_written_is_an_error), T(directory_replaced_by_non_directory), T(settings_part_of_the_entry))
