@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "beneath.h"
@@ -459,6 +460,35 @@ static int apply_layers(const struct unpack_layer *layers, size_t n, const struc
 	return r;
 }
 
+static int cmp_int(const void *a, const void *b)
+{
+	return (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b);
+}
+
+/* Closes every fd of a forked child but stdio and keep[] (sorted here):
+ * it inherits all its parent's, O_CLOEXEC or not, as it does not exec. */
+static void close_range_from(unsigned from, unsigned last)
+{
+	if (from <= last && syscall(SYS_close_range, from, last, 0) < 0)
+		for (unsigned fd = from; fd <= last && fd < 65536; fd++)
+			close((int)fd);
+}
+
+static void close_others(int *keep, size_t n)
+{
+	unsigned from = 3;
+
+	qsort(keep, n, sizeof(*keep), cmp_int);
+	for (size_t i = 0; i < n; i++) {
+		if (keep[i] < 0 || (unsigned)keep[i] < from)
+			continue; /* stdio, or kept already */
+		if ((unsigned)keep[i] > from)
+			close_range_from(from, (unsigned)keep[i] - 1);
+		from = (unsigned)keep[i] + 1;
+	}
+	close_range_from(from, ~0U);
+}
+
 /* The child: chrooted into the tree, applies the layers, reports on the
  * pipe: "bytes N" or error lines. */
 _noreturn_ static void child(pid_t parent, int rootfd, int out, const struct unpack_layer *layers, size_t n,
@@ -477,12 +507,39 @@ _noreturn_ static void child(pid_t parent, int rootfd, int out, const struct unp
 	 * unpack helper that was killed by a stop). */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
 		_exit(2);
+	/* Only the tree, the pipe and the layers: not the cache's directory,
+	 * other entries' locks, the caller's sockets. */
+	{
+		int *keep = calloc(n + 2, sizeof(int));
+
+		if (!keep)
+			_exit(2);
+		keep[0] = rootfd;
+		keep[1] = out;
+		for (size_t i = 0; i < n; i++)
+			keep[2 + i] = layers[i].fd;
+		close_others(keep, n + 2);
+		free(keep);
+	}
+	/* vmd run blocks SIGINT and SIGTERM (it reads them from a signalfd):
+	 * inherited, they would hold this child through a ^C. */
+	{
+		static const int stops[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE };
+		sigset_t none;
+
+		for (size_t i = 0; i < ELEMENTSOF(stops); i++)
+			signal(stops[i], SIG_DFL);
+		sigemptyset(&none);
+		if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
+			_exit(2);
+	}
 	if (fchdir(rootfd) < 0) {
 		fprintf(f, "unpacking: entering the tree: %s\n", strerror(errno));
 		_exit(1);
 	}
-	/* Defence in depth: root can chroot; others rely on the checks. */
-	if (chroot(".") < 0 && errno != EPERM) {
+	/* Defence in depth: root can chroot, and must; others rely on the
+	 * checks. */
+	if (chroot(".") < 0 && (errno != EPERM || geteuid() == 0)) {
 		fprintf(f, "unpacking: chroot: %s\n", strerror(errno));
 		_exit(1);
 	}

@@ -44,8 +44,11 @@ struct unpack_layer {
 };
 
 /* Applies layers, in order, into the directory rootfd. The work is done
- * in a child process chrooted into rootfd (when vmd is root), so a gap in
- * the checks above still cannot reach outside it. *ret_bytes: the sum of
+ * in a child process chrooted into rootfd (when vmd is root, which must
+ * succeed), so a gap in the checks above still cannot reach outside it;
+ * it keeps no fd of its parent's but stdio, rootfd, its result pipe and
+ * the layers', and blocks no signal (a ^C to vmd run reaches it; it dies
+ * with its parent too). *ret_bytes: the sum of
  * the entries' declared sizes. Errors: "layer N (LABEL): PATH: reason",
  * N counted from 1. Returns 0 or -errno (-EBADMSG: a refused layer). */
 int unpack_layers(int rootfd, const struct unpack_layer *layers, size_t n, const struct unpack_opts *opts,

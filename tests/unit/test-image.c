@@ -1299,7 +1299,113 @@ TEST(settings_part_of_the_entry)
 	place_done(&p);
 }
 
+/* What the unpacker's child is seen to hold, sampled while it runs. */
+struct child_view {
+	pid_t parent;
+	dev_t dev;
+	ino_t ino;
+	volatile bool done;
+	bool seen, holds; /* the last sample: holds an fd of (dev, ino) */
+	unsigned long long blocked; /* the last sample's SigBlk */
+};
+
+static void *watch_child(void *arg)
+{
+	struct child_view *v = arg;
+	_cleanup_free_ char *children = xasprintf("/proc/%d/task/%d/children", v->parent, v->parent);
+
+	while (!v->done) {
+		_cleanup_free_ char *list = NULL, *fds = NULL, *status = NULL, *text = NULL;
+		bool holds = false, any = false;
+		unsigned long long blocked;
+		struct dirent *de;
+		const char *b;
+		pid_t pid;
+		DIR *d;
+
+		if (read_file(children, 4096, &list, NULL) < 0 || sscanf(list, "%d", &pid) != 1)
+			continue;
+		fds = xasprintf("/proc/%d/fd", pid);
+		status = xasprintf("/proc/%d/status", pid);
+		d = opendir(fds);
+		if (!d)
+			continue;
+		while ((de = readdir(d))) {
+			_cleanup_free_ char *f = xasprintf("%s/%s", fds, de->d_name);
+			struct stat st;
+
+			if (de->d_name[0] == '.' || stat(f, &st) < 0)
+				continue;
+			any = true;
+			holds |= st.st_dev == v->dev && st.st_ino == v->ino;
+		}
+		closedir(d);
+		if (!any || read_file(status, 1 << 16, &text, NULL) < 0 || !(b = strstr(text, "\nSigBlk:")) ||
+		    sscanf(b + 8, "%llx", &blocked) != 1)
+			continue;
+		v->seen = true;
+		v->holds = holds;
+		v->blocked = blocked;
+	}
+	return NULL;
+}
+
+/* The child that unpacks keeps only the tree, its pipe and the layers
+ * (not the cache's other fds), and none of vmd run's blocked signals. */
+TEST(unpacker_child_inherits_little)
+{
+	struct place p;
+	const size_t files = 6000;
+	struct ent *ents = calloc(files, sizeof(*ents));
+	char **names = calloc(files, sizeof(char *));
+	struct layer_spec spec = { .ents = ents, .n = files };
+	_cleanup_free_ char *tar = NULL, *root = NULL;
+	_cleanup_close_ int fd = -EBADF, rfd = -EBADF, other = -EBADF;
+	struct unpack_layer l = { .label = "test" };
+	struct unpack_opts o = {};
+	struct schema_errors e = {};
+	struct child_view v = {};
+	sigset_t mask, old;
+	pthread_t t;
+	struct stat st;
+	uint64_t bytes;
+	int r;
+
+	place_init(&p);
+	for (size_t i = 0; i < files; i++) {
+		names[i] = xasprintf("f%zu", i);
+		ents[i] = (struct ent){ 'f', names[i], "x", 0, 0, 0 };
+	}
+	tar = xasprintf("%s/many.tar", p.img);
+	root = xasprintf("%s/root", p.img);
+	tar_write(tar, &spec);
+	ASSERT(mkdir(root, 0755) == 0);
+	rfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = open(tar, O_RDONLY | O_CLOEXEC);
+	other = open(p.sentinel, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	ASSERT(rfd >= 0 && fd >= 0 && other >= 0 && fstat(other, &st) == 0);
+	l.fd = fd;
+	v = (struct child_view){ .parent = getpid(), .dev = st.st_dev, .ino = st.st_ino };
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGUSR2);
+	ASSERT(sigprocmask(SIG_BLOCK, &mask, &old) == 0);
+	ASSERT(pthread_create(&t, NULL, watch_child, &v) == 0);
+	r = unpack_layers(rfd, &l, 1, &o, &bytes, &e);
+	v.done = true;
+	ASSERT(pthread_join(t, NULL) == 0);
+	ASSERT(sigprocmask(SIG_SETMASK, &old, NULL) == 0);
+	ASSERT(shown(r, &e) == 0);
+	ASSERT(v.seen);
+	ASSERT(!v.holds);
+	ASSERT_EQ(v.blocked, 0);
+	for (size_t i = 0; i < files; i++)
+		free(names[i]);
+	free(names);
+	free(ents);
+	place_done(&p);
+}
+
 RUN_TESTS(T(layout_unpacked_and_cached), T(setuid_kept_when_allowed), T(docker_archive), T(docker_archive_symlinked_layer),
 	  T(hostile_layers_refused),
 	  T(symlinks_replaced_not_followed), T(gzip_bomb_refused), T(digest_mismatch_refused), T(unpack_limits), T(partial_entries_rebuilt), T(list_and_remove),
-	  T(user_resolved_in_the_image), T(cached_only), T(entry_json_of_a_deep_config), T(unreadable_entry_in_use_kept), T(fingerprint_not_written_is_an_error), T(directory_replaced_by_non_directory), T(settings_part_of_the_entry))
+	  T(user_resolved_in_the_image), T(cached_only), T(entry_json_of_a_deep_config), T(unreadable_entry_in_use_kept), T(fingerprint_not_written_is_an_error), T(directory_replaced_by_non_directory), T(settings_part_of_the_entry), T(unpacker_child_inherits_little))
