@@ -182,6 +182,18 @@ static const char *base_name(const char *p)
 	return s ? s + 1 : p;
 }
 
+/* Path components: removing a tree keeps an fd per level, so one deeper
+ * than the fds allow could never be removed (nor its cache entry). */
+static size_t depth(const char *path)
+{
+	size_t n = 0;
+
+	for (const char *c = path; *c; c++)
+		if (*c != '/' && (c == path || c[-1] == '/'))
+			n++;
+	return n;
+}
+
 /* What both passes check of every entry: path, type, link target, sizes,
  * counts. On success path holds the cleaned path, and 1 is returned for
  * the root itself. */
@@ -201,6 +213,8 @@ static int check_entry(struct layer *l, struct archive_entry *entry, struct tota
 	r = clean_path(raw, path, &why);
 	if (r < 0)
 		return refuse(l, raw, "%s", why);
+	if (depth(path) > UNPACK_MAX_DEPTH)
+		return refuse(l, raw, "deeper than %d directories (refused)", UNPACK_MAX_DEPTH);
 	link = archive_entry_hardlink(entry);
 	if (link) {
 		if (clean_path(link, target, &why) != 0)

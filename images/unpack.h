@@ -6,7 +6,7 @@
  * are outside input. What is refused (the whole unpack fails, the caller
  * removes the partial tree):
  *   - ".." components and absolute paths (after a leading "./"), names
- *     longer than PATH_MAX;
+ *     longer than PATH_MAX, paths of more than UNPACK_MAX_DEPTH components;
  *   - any write through a symlink, including symlinks of earlier layers and
  *     of the same layer, and whiteouts below one;
  *   - hardlinks whose target is outside, is (or is below) a symlink, or is
@@ -29,6 +29,7 @@
 #include "schema.h"
 
 #define UNPACK_MAX_ENTRIES 1000000
+#define UNPACK_MAX_DEPTH 256 /* path components */
 #define UNPACK_DEFAULT_MAX_BYTES (8192ULL << 20)
 
 struct unpack_opts {

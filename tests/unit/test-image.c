@@ -1405,7 +1405,82 @@ TEST(unpacker_child_inherits_little)
 	place_done(&p);
 }
 
+/* A tree deeper than removal can walk with the fds it has: refused. */
+TEST(deep_paths_refused)
+{
+	struct place p;
+	_cleanup_free_ char *deep = NULL, *ok = NULL, *tar = NULL, *root = NULL;
+	_cleanup_close_ int fd = -EBADF, rfd = -EBADF;
+	struct unpack_layer l = { .label = "test" };
+	struct unpack_opts o = {};
+	struct schema_errors e = {};
+	uint64_t bytes;
+
+	place_init(&p);
+	deep = calloc(1, 2 * 257 + 1);
+	for (size_t i = 0; i < 257; i++)
+		strcat(deep, i ? "/d" : "d");
+	ok = strndup(deep, 2 * 256 - 1);
+	tar = xasprintf("%s/deep.tar", p.img);
+	root = xasprintf("%s/root", p.img);
+	ASSERT(mkdir(root, 0755) == 0);
+	rfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	ASSERT(rfd >= 0);
+	{
+		const struct layer_spec fine = LAYER(0, { 'f', ok, "x", 0, 0, 0 });
+
+		tar_write(tar, &fine);
+		fd = open(tar, O_RDONLY | O_CLOEXEC);
+		l.fd = fd;
+		ASSERT(shown(unpack_layers(rfd, &l, 1, &o, &bytes, &e), &e) == 0);
+	}
+	{
+		const struct layer_spec bad = LAYER(0, { 'f', deep, "x", 0, 0, 0 });
+
+		safe_close(fd);
+		tar_write(tar, &bad);
+		fd = open(tar, O_RDONLY | O_CLOEXEC);
+		l.fd = fd;
+		ASSERT(shown(unpack_layers(rfd, &l, 1, &o, &bytes, &e), &e) == -EBADMSG);
+		ASSERT(strstr(first_error(&e), ": deeper than 256 directories (refused)"));
+		schema_errors_clear(&e);
+	}
+	place_done(&p);
+}
+
+/* Removal walks a deep tree with one fd per level. */
+TEST(deep_tree_removed_with_few_fds)
+{
+	_cleanup_free_ char *base = tmpdir();
+	_cleanup_close_ int top = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd = dup(top), status;
+	pid_t pid;
+
+	ASSERT(top >= 0 && fd >= 0);
+	for (size_t i = 0; i < 600; i++) {
+		int sub;
+
+		ASSERT(mkdirat(fd, "d", 0755) == 0);
+		sub = openat(fd, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		ASSERT(sub >= 0);
+		close(fd);
+		fd = sub;
+	}
+	close(fd);
+	pid = fork();
+	ASSERT(pid >= 0);
+	if (pid == 0) {
+		struct rlimit rl = { 700, 700 };
+
+		_exit(setrlimit(RLIMIT_NOFILE, &rl) < 0 ? 3 : rm_rf_children(top) < 0 ? 1 : 0);
+	}
+	ASSERT(waitpid(pid, &status, 0) == pid);
+	ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ASSERT_EQ(count_entries(base, ""), 0);
+	rm_tree(base);
+}
+
 RUN_TESTS(T(layout_unpacked_and_cached), T(setuid_kept_when_allowed), T(docker_archive), T(docker_archive_symlinked_layer),
 	  T(hostile_layers_refused),
 	  T(symlinks_replaced_not_followed), T(gzip_bomb_refused), T(digest_mismatch_refused), T(unpack_limits), T(partial_entries_rebuilt), T(list_and_remove),
-	  T(user_resolved_in_the_image), T(cached_only), T(entry_json_of_a_deep_config), T(unreadable_entry_in_use_kept), T(fingerprint_not_written_is_an_error), T(directory_replaced_by_non_directory), T(settings_part_of_the_entry), T(unpacker_child_inherits_little))
+	  T(user_resolved_in_the_image), T(cached_only), T(entry_json_of_a_deep_config), T(unreadable_entry_in_use_kept), T(fingerprint_not_written_is_an_error), T(directory_replaced_by_non_directory), T(settings_part_of_the_entry), T(unpacker_child_inherits_little), T(deep_paths_refused), T(deep_tree_removed_with_few_fds))
