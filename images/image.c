@@ -996,7 +996,8 @@ int image_cache_get(const char *cache_dir, const char *path, const char *ref, co
 	rootfs = xasprintf("%s/%s/rootfs", cache_dir, p.key);
 	if (!lock_name || !rootfs)
 		return -ENOMEM;
-	entry_lock = open_beneath(cfd, lock_name, O_RDWR | O_NOCTTY);
+	/* QEMU inherits it: read-only is all flock() needs. */
+	entry_lock = open_beneath(cfd, lock_name, O_RDONLY | O_NOCTTY);
 	r = entry_lock < 0 ? entry_lock : flock_retry(entry_lock, LOCK_SH);
 	if (r < 0) {
 		schema_error(e, "image cache", "%s/%s: %s", cache_dir, lock_name, strerror(-r));
@@ -1016,17 +1017,11 @@ int image_cache_get(const char *cache_dir, const char *path, const char *ref, co
 
 static int entry_in_use(int cfd, const char *key)
 {
-	_cleanup_free_ char *name = xasprintf("%s/lock", key);
-	_cleanup_close_ int fd = name ? open_beneath(cfd, name, O_RDWR | O_NOCTTY) : -ENOMEM;
+	_cleanup_close_ int fd = entry_lock_exclusive(cfd, key); /* closed: unlocked */
 
-	if (fd == -ENOENT)
-		return 0;
-	if (fd < 0)
-		return fd;
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0)
-		return errno == EWOULDBLOCK ? 1 : -errno;
-	(void)flock(fd, LOCK_UN);
-	return 0;
+	if (fd == -EBUSY)
+		return 1;
+	return fd < 0 && fd != -ENOENT ? fd : 0;
 }
 
 static int cmp_entries(const void *a, const void *b)

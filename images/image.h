@@ -57,7 +57,7 @@ struct image_unpack_opts {
 };
 
 struct image_cached {
-	/* LOCK_SH on the entry's lock, O_CLOEXEC: whoever runs the image
+	/* LOCK_SH on the entry's lock, O_RDONLY, O_CLOEXEC: whoever runs the image
 	 * keeps it open (QEMU inherits it, passed explicitly) for as long
 	 * as the tree is in use; image_cache_remove() refuses meanwhile. */
 	int lock_fd;

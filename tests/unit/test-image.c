@@ -1480,7 +1480,26 @@ TEST(deep_tree_removed_with_few_fds)
 	rm_tree(base);
 }
 
+/* QEMU inherits the entry's lock fd: it needs no write access. */
+TEST(entry_lock_read_only)
+{
+	struct place p;
+	struct image_cached c;
+	struct schema_errors e = {};
+	char manifest[72];
+
+	place_init(&p);
+	make_layout(p.img, two_layers, ELEMENTSOF(two_layers), manifest);
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, NULL, &c, &e), &e) == 0);
+	ASSERT((fcntl(c.lock_fd, F_GETFL) & O_ACCMODE) == O_RDONLY);
+	image_cached_clear(&c);
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, NULL, &c, &e), &e) == 0);
+	ASSERT((fcntl(c.lock_fd, F_GETFL) & O_ACCMODE) == O_RDONLY);
+	image_cached_clear(&c);
+	place_done(&p);
+}
+
 RUN_TESTS(T(layout_unpacked_and_cached), T(setuid_kept_when_allowed), T(docker_archive), T(docker_archive_symlinked_layer),
 	  T(hostile_layers_refused),
 	  T(symlinks_replaced_not_followed), T(gzip_bomb_refused), T(digest_mismatch_refused), T(unpack_limits), T(partial_entries_rebuilt), T(list_and_remove),
-	  T(user_resolved_in_the_image), T(cached_only), T(entry_json_of_a_deep_config), T(unreadable_entry_in_use_kept), T(fingerprint_not_written_is_an_error), T(directory_replaced_by_non_directory), T(settings_part_of_the_entry), T(unpacker_child_inherits_little), T(deep_paths_refused), T(deep_tree_removed_with_few_fds))
+	  T(user_resolved_in_the_image), T(cached_only), T(entry_json_of_a_deep_config), T(unreadable_entry_in_use_kept), T(fingerprint_not_written_is_an_error), T(directory_replaced_by_non_directory), T(settings_part_of_the_entry), T(unpacker_child_inherits_little), T(deep_paths_refused), T(deep_tree_removed_with_few_fds), T(entry_lock_read_only))
