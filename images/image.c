@@ -177,7 +177,8 @@ static int entry_read(int cfd, const char *key, struct entry_json *ret)
 	bytes = json_object_get(j, "bytes");
 	config = json_object_get(j, "config");
 	setuid = json_object_get(j, "setuid");
-	if (!source || !kind || !json_is_integer(bytes) || json_integer_value(bytes) < 0)
+	if (!source || !kind || !json_is_integer(bytes) || json_integer_value(bytes) < 0 ||
+	    (!streq(kind, kind_names[IMAGE_LAYOUT]) && !streq(kind, kind_names[IMAGE_DOCKER_ARCHIVE])))
 		return -EBADMSG;
 	*ret = (struct entry_json){
 		.source = strdup(source),
@@ -206,6 +207,7 @@ struct probe {
 	char *key;
 	bool complete;
 	bool fingerprinted; /* complete, found by its fingerprint */
+	bool other_kind;    /* the entry at key was unpacked from the other kind */
 	uint64_t bytes;     /* complete: from image.json */
 	int setuid;         /* complete: from image.json */
 };
@@ -392,7 +394,7 @@ static int probe_cached_archive(struct probe *p, int cfd)
 	r = entry_read(cfd, key, &j);
 	if (r < 0)
 		return r;
-	if (!j.config) {
+	if (!j.config || j.kind != IMAGE_DOCKER_ARCHIVE) {
 		entry_json_clear(&j);
 		return -EBADMSG;
 	}
@@ -491,8 +493,11 @@ static int probe_image(struct probe *p, const char *path, const char *ref, int c
 	{
 		struct entry_json j = {};
 
+		/* One key for a manifest and a config (a text that parses as
+		 * both): not the same image. */
 		if (entry_read(cfd, p->key, &j) == 0) {
-			p->complete = true;
+			p->other_kind = j.kind != p->kind;
+			p->complete = !p->other_kind;
 			p->bytes = j.bytes;
 			p->setuid = j.setuid;
 		}
@@ -953,6 +958,10 @@ int image_cache_get(const char *cache_dir, const char *path, const char *ref, co
 	r = probe_image(&p, path, ref, cfd, cached_only, e);
 	if (r < 0)
 		return r;
+	if (p.other_kind) {
+		schema_error(e, "image", "the cache entry %s was unpacked from a different kind of image", p.key);
+		return -EEXIST;
+	}
 	r = entry_other_settings(&p, opts, &why);
 	if (r < 0)
 		return r;

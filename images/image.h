@@ -82,7 +82,10 @@ void image_cached_clear(struct image_cached *c); /* closes lock_fd */
  * unpacked with another image_setuid than opts->allow_setuid, or holds
  * more than opts->max_bytes; while in use: -EBUSY, "image: the cache
  * entry KEY was unpacked with image_setuid; stop the VMs using it to
- * unpack it again". cache_dir is created (0700, its parent must exist).
+ * unpack it again". An entry at the key that was unpacked from the other
+ * kind of image (a text valid as both a manifest and a config) is not
+ * this image: -EEXIST, "image: the cache entry KEY was unpacked from a
+ * different kind of image". cache_dir is created (0700, its parent must exist).
  * opts->cached_only: see there (an entry to build again: -EAGAIN). */
 int image_cache_get(const char *cache_dir, const char *path, const char *ref, const struct image_unpack_opts *opts,
 		    struct image_cached *ret, struct schema_errors *e);

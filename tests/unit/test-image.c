@@ -1106,6 +1106,22 @@ TEST(cached_only)
 	place_done(&p);
 }
 
+/* image.json of an entry, rewritten by f (a test's damage). */
+static void entry_json_edit(const char *cache, const char *key, void (*f)(json_t *))
+{
+	_cleanup_free_ char *path = xasprintf("%s/%s/image.json", cache, key), *text = NULL;
+	json_t *j;
+
+	ASSERT(read_file(path, 64 << 20, &text, NULL) == 0);
+	j = json_loads(text, 0, NULL);
+	ASSERT(j);
+	f(j);
+	free(text);
+	text = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	ASSERT(text && write_file(path, text, 0600, 0) == 0);
+}
+
 /* A config that JSON_INDENT would blow up (every level indents each
  * element below it): image.json stays small enough to be read back, and
  * the entry is found again rather than unpacked on every boot. */
@@ -1499,7 +1515,39 @@ TEST(entry_lock_read_only)
 	place_done(&p);
 }
 
+static void kind_docker(json_t *j)
+{
+	ASSERT(json_object_set_new(j, "kind", json_string("docker-archive")) == 0);
+}
+
+/* One key, two kinds of image: not the same image. */
+TEST(entry_of_another_kind_refused)
+{
+	struct place p;
+	struct image_cached c;
+	struct schema_errors e = {};
+	_cleanup_free_ char *key = NULL, *want = NULL;
+	char manifest[72];
+
+	place_init(&p);
+	make_layout(p.img, two_layers, ELEMENTSOF(two_layers), manifest);
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, NULL, &c, &e), &e) == 0);
+	key = strdup(c.key);
+	image_cached_clear(&c);
+	entry_json_edit(p.cache, key, kind_docker);
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, NULL, &c, &e), &e) == -EEXIST);
+	want = xasprintf("image: the cache entry %s was unpacked from a different kind of image", key);
+	ASSERT_STREQ(first_error(&e), want);
+	ASSERT(c.lock_fd < 0 && !c.key);
+	schema_errors_clear(&e);
+	ASSERT(exists(p.cache, key));
+	place_done(&p);
+}
+
 RUN_TESTS(T(layout_unpacked_and_cached), T(setuid_kept_when_allowed), T(docker_archive), T(docker_archive_symlinked_layer),
 	  T(hostile_layers_refused),
 	  T(symlinks_replaced_not_followed), T(gzip_bomb_refused), T(digest_mismatch_refused), T(unpack_limits), T(partial_entries_rebuilt), T(list_and_remove),
-	  T(user_resolved_in_the_image), T(cached_only), T(entry_json_of_a_deep_config), T(unreadable_entry_in_use_kept), T(fingerprint_not_written_is_an_error), T(directory_replaced_by_non_directory), T(settings_part_of_the_entry), T(unpacker_child_inherits_little), T(deep_paths_refused), T(deep_tree_removed_with_few_fds), T(entry_lock_read_only))
+	  T(user_resolved_in_the_image), T(cached_only), T(entry_json_of_a_deep_config),
+	  T(unreadable_entry_in_use_kept), T(fingerprint_not_written_is_an_error), T(directory_replaced_by_non_directory),
+	  T(settings_part_of_the_entry), T(unpacker_child_inherits_little), T(deep_paths_refused),
+	  T(deep_tree_removed_with_few_fds), T(entry_lock_read_only), T(entry_of_another_kind_refused))
