@@ -8,7 +8,6 @@
 #include <archive_entry.h>
 #include <dirent.h>
 #include <jansson.h>
-#include <pthread.h>
 #include <signal.h>
 #include <sodium.h>
 #include <sys/file.h>
@@ -1317,29 +1316,35 @@ TEST(settings_part_of_the_entry)
 
 /* What the unpacker's child is seen to hold, sampled while it runs. */
 struct child_view {
-	pid_t parent;
-	dev_t dev;
-	ino_t ino;
-	volatile bool done;
 	bool seen, holds; /* the last sample: holds an fd of (dev, ino) */
 	unsigned long long blocked; /* the last sample's SigBlk */
 };
 
-static void *watch_child(void *arg)
+/* The watcher: a process (a thread would make the unpacker's fork one of
+ * a threaded process), sampling the other child of parent until stop
+ * reads EOF, then writing what it saw last to out. */
+_noreturn_ static void watch_child(pid_t parent, dev_t dev, ino_t ino, int stop, int out)
 {
-	struct child_view *v = arg;
-	_cleanup_free_ char *children = xasprintf("/proc/%d/task/%d/children", v->parent, v->parent);
+	_cleanup_free_ char *children = xasprintf("/proc/%d/task/%d/children", parent, parent);
+	struct child_view v = {};
+	char c;
 
-	while (!v->done) {
+	ASSERT(fcntl(stop, F_SETFL, O_NONBLOCK) == 0);
+	while (read(stop, &c, 1) < 0 && errno == EAGAIN) {
 		_cleanup_free_ char *list = NULL, *fds = NULL, *status = NULL, *text = NULL;
 		bool holds = false, any = false;
 		unsigned long long blocked;
+		pid_t pid = 0;
 		struct dirent *de;
 		const char *b;
-		pid_t pid;
 		DIR *d;
+		int k = 0;
 
-		if (read_file(children, 4096, &list, NULL) < 0 || sscanf(list, "%d", &pid) != 1)
+		if (read_file(children, 4096, &list, NULL) < 0)
+			continue;
+		for (const char *t = list; sscanf(t, "%d%n", &pid, &k) == 1 && pid == getpid(); t += k)
+			pid = 0;
+		if (pid <= 0)
 			continue;
 		fds = xasprintf("/proc/%d/fd", pid);
 		status = xasprintf("/proc/%d/status", pid);
@@ -1353,17 +1358,15 @@ static void *watch_child(void *arg)
 			if (de->d_name[0] == '.' || stat(f, &st) < 0)
 				continue;
 			any = true;
-			holds |= st.st_dev == v->dev && st.st_ino == v->ino;
+			holds |= st.st_dev == dev && st.st_ino == ino;
 		}
 		closedir(d);
 		if (!any || read_file(status, 1 << 16, &text, NULL) < 0 || !(b = strstr(text, "\nSigBlk:")) ||
 		    sscanf(b + 8, "%llx", &blocked) != 1)
 			continue;
-		v->seen = true;
-		v->holds = holds;
-		v->blocked = blocked;
+		v = (struct child_view){ .seen = true, .holds = holds, .blocked = blocked };
 	}
-	return NULL;
+	_exit(write(out, &v, sizeof(v)) == sizeof(v) ? 0 : 1);
 }
 
 /* The child that unpacks keeps only the tree, its pipe and the layers
@@ -1382,10 +1385,10 @@ TEST(unpacker_child_inherits_little)
 	struct schema_errors e = {};
 	struct child_view v = {};
 	sigset_t mask, old;
-	pthread_t t;
 	struct stat st;
 	uint64_t bytes;
-	int r;
+	int stop[2], res[2], r, status;
+	pid_t watcher;
 
 	place_init(&p);
 	for (size_t i = 0; i < files; i++) {
@@ -1401,15 +1404,25 @@ TEST(unpacker_child_inherits_little)
 	other = open(p.sentinel, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	ASSERT(rfd >= 0 && fd >= 0 && other >= 0 && fstat(other, &st) == 0);
 	l.fd = fd;
-	v = (struct child_view){ .parent = getpid(), .dev = st.st_dev, .ino = st.st_ino };
+	ASSERT(pipe2(stop, O_CLOEXEC) == 0 && pipe2(res, O_CLOEXEC) == 0);
+	watcher = fork();
+	ASSERT(watcher >= 0);
+	if (watcher == 0) {
+		close(stop[1]);
+		close(res[0]);
+		watch_child(getppid(), st.st_dev, st.st_ino, stop[0], res[1]);
+	}
+	close(stop[0]);
+	close(res[1]);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGUSR2);
 	ASSERT(sigprocmask(SIG_BLOCK, &mask, &old) == 0);
-	ASSERT(pthread_create(&t, NULL, watch_child, &v) == 0);
 	r = unpack_layers(rfd, &l, 1, &o, &bytes, &e);
-	v.done = true;
-	ASSERT(pthread_join(t, NULL) == 0);
 	ASSERT(sigprocmask(SIG_SETMASK, &old, NULL) == 0);
+	close(stop[1]);
+	ASSERT(read(res[0], &v, sizeof(v)) == sizeof(v));
+	close(res[0]);
+	ASSERT(waitpid(watcher, &status, 0) == watcher && WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	ASSERT(shown(r, &e) == 0);
 	ASSERT(v.seen);
 	ASSERT(!v.holds);
