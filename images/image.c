@@ -2,6 +2,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <dirent.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -13,7 +14,10 @@
 #include "unpack.h"
 
 #define TMP_PREFIX ".tmp-"
-#define ENTRY_JSON_MAX (8 * 1024 * 1024)
+/* image.json: what vmd writes, the config compact and at most
+ * OCI_MAX_JSON as read (re-dumped, a number may come out longer: a config
+ * that does not fit is not kept, and its archive is read again). */
+#define ENTRY_JSON_MAX (2 * OCI_MAX_JSON + 64 * 1024)
 
 static const char *const kind_names[] = { "layout", "docker-archive" };
 
@@ -140,6 +144,7 @@ struct entry_json {
 	char *source, *ref;
 	enum image_kind kind;
 	uint64_t bytes;
+	int setuid;   /* unpacked with allow_setuid: 1 or 0; -1: not recorded */
 	char *config; /* the image config, as JSON text; NULL: not kept */
 };
 
@@ -156,7 +161,7 @@ static int entry_read(int cfd, const char *key, struct entry_json *ret)
 	_cleanup_free_ char *name = xasprintf("%s/image.json", key), *text = NULL;
 	_cleanup_(json_decrefp) json_t *j = NULL;
 	const char *source, *ref, *kind;
-	json_t *bytes, *config;
+	json_t *bytes, *config, *setuid;
 	size_t n;
 	int r;
 
@@ -171,13 +176,16 @@ static int entry_read(int cfd, const char *key, struct entry_json *ret)
 	kind = json_string_value(json_object_get(j, "kind"));
 	bytes = json_object_get(j, "bytes");
 	config = json_object_get(j, "config");
-	if (!source || !kind || !json_is_integer(bytes) || json_integer_value(bytes) < 0)
+	setuid = json_object_get(j, "setuid");
+	if (!source || !kind || !json_is_integer(bytes) || json_integer_value(bytes) < 0 ||
+	    (!streq(kind, kind_names[IMAGE_LAYOUT]) && !streq(kind, kind_names[IMAGE_DOCKER_ARCHIVE])))
 		return -EBADMSG;
 	*ret = (struct entry_json){
 		.source = strdup(source),
 		.ref = ref ? strdup(ref) : NULL,
 		.kind = streq(kind, kind_names[IMAGE_DOCKER_ARCHIVE]) ? IMAGE_DOCKER_ARCHIVE : IMAGE_LAYOUT,
 		.bytes = (uint64_t)json_integer_value(bytes),
+		.setuid = json_is_boolean(setuid) ? json_is_true(setuid) : -1,
 		.config = json_is_object(config) ? json_dumps(config, JSON_COMPACT) : NULL,
 	};
 	if (!ret->source || (ref && !ret->ref) || (json_is_object(config) && !ret->config)) {
@@ -198,7 +206,10 @@ struct probe {
 	size_t config_n;
 	char *key;
 	bool complete;
-	uint64_t bytes; /* complete: from image.json */
+	bool fingerprinted; /* complete, found by its fingerprint */
+	bool other_kind;    /* the entry at key was unpacked from the other kind */
+	uint64_t bytes;     /* complete: from image.json */
+	int setuid;         /* complete: from image.json */
 };
 
 static void probe_clear(struct probe *p)
@@ -383,7 +394,7 @@ static int probe_cached_archive(struct probe *p, int cfd)
 	r = entry_read(cfd, key, &j);
 	if (r < 0)
 		return r;
-	if (!j.config) {
+	if (!j.config || j.kind != IMAGE_DOCKER_ARCHIVE) {
 		entry_json_clear(&j);
 		return -EBADMSG;
 	}
@@ -398,8 +409,9 @@ static int probe_cached_archive(struct probe *p, int cfd)
 	p->config = TAKE_PTR(j.config);
 	p->config_n = strlen(p->config);
 	p->bytes = j.bytes;
+	p->setuid = j.setuid;
 	p->key = TAKE_PTR(key);
-	p->complete = true;
+	p->complete = p->fingerprinted = true;
 	entry_json_clear(&j);
 	return 0;
 }
@@ -481,9 +493,13 @@ static int probe_image(struct probe *p, const char *path, const char *ref, int c
 	{
 		struct entry_json j = {};
 
+		/* One key for a manifest and a config (a text that parses as
+		 * both): not the same image. */
 		if (entry_read(cfd, p->key, &j) == 0) {
-			p->complete = true;
+			p->other_kind = j.kind != p->kind;
+			p->complete = !p->other_kind;
 			p->bytes = j.bytes;
+			p->setuid = j.setuid;
 		}
 		entry_json_clear(&j);
 	}
@@ -722,14 +738,23 @@ static int layout_layers(struct probe *p, int *fds, struct schema_errors *e)
 	return 0;
 }
 
-static int write_entry_json(int tfd, struct probe *p, const char *path, const char *ref, uint64_t bytes)
+static int write_entry_json(int tfd, struct probe *p, const char *path, const char *ref, uint64_t bytes,
+			    bool setuid)
 {
 	_cleanup_(json_decrefp) json_t *config = p->config ? json_loadb(p->config, p->config_n, 0, NULL) : NULL;
-	_cleanup_(json_decrefp) json_t *j = json_pack("{s:s, s:s?, s:s, s:I, s:O?}", "source", path, "ref", ref,
+	_cleanup_(json_decrefp) json_t *j = json_pack("{s:s, s:s?, s:s, s:I, s:b, s:O?}", "source", path, "ref", ref,
 						       "kind", kind_names[p->kind], "bytes", (json_int_t)bytes,
-						       "config", config);
-	_cleanup_free_ char *text = j ? json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+						       "setuid", setuid, "config", config);
+	/* Compact: indenting costs each element its depth in spaces, and a
+	 * deep config (small as read) came out larger than entry_read()
+	 * takes, leaving an entry that is never complete. */
+	_cleanup_free_ char *text = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 
+	if (text && strlen(text) > ENTRY_JSON_MAX) {
+		text = mfree(text);
+		if (json_object_del(j, "config") == 0)
+			text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+	}
 	if (!text)
 		return -ENOMEM;
 	return write_file_at(tfd, "image.json", text, strlen(text), 0600, WRITE_FILE_SYNC);
@@ -783,7 +808,7 @@ static int build_entry(int cfd, struct probe *p, const char *path, const char *r
 			r = -errno;
 	}
 	if (r == 0)
-		r = write_entry_json(tfd, p, path, ref, *ret_bytes);
+		r = write_entry_json(tfd, p, path, ref, *ret_bytes, uo.allow_setuid);
 	if (r == 0 && renameat(cfd, tmp, cfd, p->key) < 0)
 		r = -errno;
 	if (r == 0 && fsync(cfd) < 0)
@@ -839,14 +864,81 @@ static int cache_lock(int cfd, bool no_wait)
 	return r < 0 ? r : TAKE_FD(fd);
 }
 
+/* LOCK_EX|LOCK_NB on key's lock, to remove the entry: the fd (held until
+ * the entry is gone, no one can take LOCK_SH meanwhile), -ENOENT if the
+ * entry has no lock, -EBUSY while someone holds LOCK_SH. */
+static int entry_lock_exclusive(int cfd, const char *key)
+{
+	_cleanup_free_ char *name = xasprintf("%s/lock", key);
+	_cleanup_close_ int fd = name ? open_beneath(cfd, name, O_RDONLY | O_NOCTTY) : -ENOMEM;
+
+	if (fd == -ENOTDIR)
+		return -ENOENT;
+	if (fd < 0)
+		return fd;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+		return errno == EWOULDBLOCK ? -EBUSY : -errno;
+	return TAKE_FD(fd);
+}
+
+/* An entry that is there but not to be used as it is: removed, unless a
+ * VM uses it (its tree is not deleted under it): then -EBUSY, with why. */
+_printf_(4, 5) static int entry_discard(int cfd, const char *key, struct schema_errors *e, const char *busy, ...)
+{
+	_cleanup_close_ int held = -EBADF;
+	struct stat st;
+	va_list ap;
+	int r;
+
+	if (fstatat(cfd, key, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	held = entry_lock_exclusive(cfd, key);
+	if (held == -EBUSY) {
+		_cleanup_free_ char *why = NULL;
+
+		va_start(ap, busy);
+		why = xvasprintf(busy, ap);
+		va_end(ap);
+		schema_error(e, "image", "%s", why ? why : "in use");
+		return -EBUSY;
+	}
+	r = held < 0 && held != -ENOENT ? held : 0;
+	if (r == 0)
+		r = remove_entry(cfd, key);
+	if (r < 0)
+		schema_error(e, "image cache", "removing %s: %s", key, strerror(-r));
+	return r;
+}
+
+/* A complete entry unpacked under other settings than opts: *why says
+ * how (NULL: none). image_setuid either way (turned off, the setuid bits
+ * must go; turned on, the user wants them), image_max_mib lowered under
+ * what the entry holds. */
+static int entry_other_settings(const struct probe *p, const struct image_unpack_opts *opts, char **why)
+{
+	bool setuid = opts && opts->allow_setuid;
+	uint64_t max = opts && opts->max_bytes ? opts->max_bytes : UNPACK_DEFAULT_MAX_BYTES;
+
+	*why = NULL;
+	if (!p->complete)
+		return 0;
+	if (p->setuid != setuid)
+		*why = strdup(p->setuid < 0 ? "with no record of image_setuid"
+			      : p->setuid ? "with image_setuid" : "without image_setuid");
+	else if (p->bytes > max)
+		*why = xasprintf("with %" PRIu64 " bytes, over image_max_mib", p->bytes);
+	else
+		return 0;
+	return *why ? 0 : -ENOMEM;
+}
+
 int image_cache_get(const char *cache_dir, const char *path, const char *ref, const struct image_unpack_opts *opts,
 		    struct image_cached *ret, struct schema_errors *e)
 {
 	_cleanup_close_ int cfd = -EBADF, lk = -EBADF, entry_lock = -EBADF;
-	_cleanup_free_ char *lock_name = NULL, *rootfs = NULL;
+	_cleanup_free_ char *lock_name = NULL, *rootfs = NULL, *why = NULL;
 	_cleanup_(probe_clear) struct probe p = { .dirfd = -EBADF, .fd = -EBADF };
 	bool unpacked = false, cached_only = opts && opts->cached_only;
-	struct stat st;
 	int r;
 
 	*ret = (struct image_cached){ .lock_fd = -EBADF };
@@ -866,27 +958,55 @@ int image_cache_get(const char *cache_dir, const char *path, const char *ref, co
 	r = probe_image(&p, path, ref, cfd, cached_only, e);
 	if (r < 0)
 		return r;
+	if (p.other_kind) {
+		schema_error(e, "image", "the cache entry %s was unpacked from a different kind of image", p.key);
+		return -EEXIST;
+	}
+	r = entry_other_settings(&p, opts, &why);
+	if (r < 0)
+		return r;
+	if (why && cached_only)
+		return -EAGAIN;
+	if (why) {
+		/* A VM may run on it: the host's settings changed under it. */
+		r = entry_discard(cfd, p.key, e, "the cache entry %s was unpacked %s; stop the VMs using it to unpack it again",
+				  p.key, why);
+		if (r < 0)
+			return r;
+		probe_clear(&p);
+		/* Found by its fingerprint, an archive was not read: read now. */
+		r = probe_image(&p, path, ref, -EBADF, false, e);
+		if (r < 0)
+			return r;
+	}
 	if (!p.complete && cached_only)
 		return -EAGAIN;
 	if (!p.complete) {
-		/* There, with no image.json: partial. */
-		if (fstatat(cfd, p.key, &st, AT_SYMLINK_NOFOLLOW) == 0 && (r = remove_entry(cfd, p.key)) < 0) {
-			schema_error(e, "image cache", "removing the partial %s: %s", p.key, strerror(-r));
+		/* There, with no image.json (or one that does not read): partial. */
+		r = entry_discard(cfd, p.key, e, "the cache entry %s is in use and cannot be rebuilt", p.key);
+		if (r < 0)
 			return r;
-		}
 		r = build_entry(cfd, &p, path, ref, opts, &p.bytes, e);
 		if (r < 0)
 			return r;
 		unpacked = true;
 	}
-	/* Only a cache of what is known: losing it costs a read, not a boot. */
-	if (p.kind == IMAGE_DOCKER_ARCHIVE)
-		(void)write_fingerprint(cfd, &p);
+	/* What a cached_only get finds the entry by, without reading the
+	 * archive: an error if not written, or the daemon's helper would say
+	 * it is cached while cached_only goes on saying -EAGAIN. */
+	if (p.kind == IMAGE_DOCKER_ARCHIVE && !p.fingerprinted) {
+		r = write_fingerprint(cfd, &p);
+		if (r < 0) {
+			schema_error(e, "image cache", "%s/sources: %s", cache_dir, strerror(-r));
+			return r;
+		}
+	}
 	lock_name = xasprintf("%s/lock", p.key);
 	rootfs = xasprintf("%s/%s/rootfs", cache_dir, p.key);
 	if (!lock_name || !rootfs)
 		return -ENOMEM;
-	entry_lock = open_beneath(cfd, lock_name, O_RDWR | O_NOCTTY);
+	/* QEMU inherits it: read-only is all flock() needs. */
+	entry_lock = open_beneath(cfd, lock_name, O_RDONLY | O_NOCTTY);
 	r = entry_lock < 0 ? entry_lock : flock_retry(entry_lock, LOCK_SH);
 	if (r < 0) {
 		schema_error(e, "image cache", "%s/%s: %s", cache_dir, lock_name, strerror(-r));
@@ -906,17 +1026,11 @@ int image_cache_get(const char *cache_dir, const char *path, const char *ref, co
 
 static int entry_in_use(int cfd, const char *key)
 {
-	_cleanup_free_ char *name = xasprintf("%s/lock", key);
-	_cleanup_close_ int fd = name ? open_beneath(cfd, name, O_RDWR | O_NOCTTY) : -ENOMEM;
+	_cleanup_close_ int fd = entry_lock_exclusive(cfd, key); /* closed: unlocked */
 
-	if (fd == -ENOENT)
-		return 0;
-	if (fd < 0)
-		return fd;
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0)
-		return errno == EWOULDBLOCK ? 1 : -errno;
-	(void)flock(fd, LOCK_UN);
-	return 0;
+	if (fd == -EBUSY)
+		return 1;
+	return fd < 0 && fd != -ENOENT ? fd : 0;
 }
 
 static int cmp_entries(const void *a, const void *b)
@@ -1011,7 +1125,6 @@ static void remove_fingerprints(int cfd, const char *key)
 int image_cache_remove(const char *cache_dir, const char *key)
 {
 	_cleanup_close_ int cfd = -EBADF, lk = -EBADF, entry_lock = -EBADF;
-	_cleanup_free_ char *lock_name = NULL;
 	struct stat st;
 
 	if (!key_valid(key))
@@ -1024,13 +1137,7 @@ int image_cache_remove(const char *cache_dir, const char *key)
 		return lk;
 	if (fstatat(cfd, key, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
-	lock_name = xasprintf("%s/lock", key);
-	if (!lock_name)
-		return -ENOMEM;
-	/* Held until the entry is gone: no one can take LOCK_SH meanwhile. */
-	entry_lock = open_beneath(cfd, lock_name, O_RDWR | O_NOCTTY);
-	if (entry_lock >= 0 && flock(entry_lock, LOCK_EX | LOCK_NB) < 0)
-		return errno == EWOULDBLOCK ? -EBUSY : -errno;
+	entry_lock = entry_lock_exclusive(cfd, key);
 	if (entry_lock < 0 && entry_lock != -ENOENT)
 		return entry_lock;
 	remove_fingerprints(cfd, key);

@@ -7,7 +7,8 @@
  *   .lock                  flock LOCK_EX while an entry is made or removed
  *   sha256-<hex>/          a complete entry, renamed into place when complete
  *      rootfs/             the flattened tree (served read-only to guests)
- *      image.json          written last: source, ref, kind, bytes, config
+ *      image.json          written last: source, ref, kind, bytes, setuid,
+ *                          config
  *      lock                LOCK_SH by every user (a VM), LOCK_EX by removal
  *   .tmp-<hex>-<random>/   partial: removed at the next get, never trusted
  *   sources/<hex>          docker-archive fingerprint -> key, so a cached
@@ -56,7 +57,7 @@ struct image_unpack_opts {
 };
 
 struct image_cached {
-	/* LOCK_SH on the entry's lock, O_CLOEXEC: whoever runs the image
+	/* LOCK_SH on the entry's lock, O_RDONLY, O_CLOEXEC: whoever runs the image
 	 * keeps it open (QEMU inherits it, passed explicitly) for as long
 	 * as the tree is in use; image_cache_remove() refuses meanwhile. */
 	int lock_fd;
@@ -70,10 +71,22 @@ void image_cached_clear(struct image_cached *c); /* closes lock_fd */
 
 /* Makes sure cache_dir/<key>/rootfs is complete and takes LOCK_SH on it.
  * Holds cache_dir/.lock LOCK_EX throughout: one get or removal at a time
- * per host. Removes stale .tmp-* entries; an entry with no image.json is
- * partial: removed and built again. Unpacks (unpack.h's rules) into a
- * .tmp- directory, then renames it into place. cache_dir is created (0700,
- * its parent must exist). opts->cached_only: see there. */
+ * per host. Removes stale .tmp-* entries; an entry with no image.json, or
+ * one that does not read, is partial: removed and built again, unless
+ * someone holds its lock (a VM runs on its tree): then -EBUSY, "image: the
+ * cache entry KEY is in use and cannot be rebuilt". Unpacks (unpack.h's
+ * rules) into a .tmp- directory, then renames it into place. For a
+ * docker-archive, its fingerprint is written to sources/: failing that is
+ * an error (the entry stays, complete), since a cached_only get would not
+ * find the entry without it. An entry is also built again when it was
+ * unpacked with another image_setuid than opts->allow_setuid, or holds
+ * more than opts->max_bytes; while in use: -EBUSY, "image: the cache
+ * entry KEY was unpacked with image_setuid; stop the VMs using it to
+ * unpack it again". An entry at the key that was unpacked from the other
+ * kind of image (a text valid as both a manifest and a config) is not
+ * this image: -EEXIST, "image: the cache entry KEY was unpacked from a
+ * different kind of image". cache_dir is created (0700, its parent must exist).
+ * opts->cached_only: see there (an entry to build again: -EAGAIN). */
 int image_cache_get(const char *cache_dir, const char *path, const char *ref, const struct image_unpack_opts *opts,
 		    struct image_cached *ret, struct schema_errors *e);
 

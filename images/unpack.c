@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "beneath.h"
@@ -181,6 +182,18 @@ static const char *base_name(const char *p)
 	return s ? s + 1 : p;
 }
 
+/* Path components: removing a tree keeps an fd per level, so one deeper
+ * than the fds allow could never be removed (nor its cache entry). */
+static size_t depth(const char *path)
+{
+	size_t n = 0;
+
+	for (const char *c = path; *c; c++)
+		if (*c != '/' && (c == path || c[-1] == '/'))
+			n++;
+	return n;
+}
+
 /* What both passes check of every entry: path, type, link target, sizes,
  * counts. On success path holds the cleaned path, and 1 is returned for
  * the root itself. */
@@ -200,6 +213,8 @@ static int check_entry(struct layer *l, struct archive_entry *entry, struct tota
 	r = clean_path(raw, path, &why);
 	if (r < 0)
 		return refuse(l, raw, "%s", why);
+	if (depth(path) > UNPACK_MAX_DEPTH)
+		return refuse(l, raw, "deeper than %d directories (refused)", UNPACK_MAX_DEPTH);
 	link = archive_entry_hardlink(entry);
 	if (link) {
 		if (clean_path(link, target, &why) != 0)
@@ -235,6 +250,18 @@ static int next_entry(struct layer *l, struct archive *a, struct totals *t, stru
 	}
 }
 
+/* The directory dfd/name and all below it, no symlink followed (they are
+ * removed as they are). */
+static int remove_dir_at(int dfd, const char *name)
+{
+	_cleanup_close_ int sub = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int r = sub < 0 ? -errno : rm_rf_children(sub);
+
+	if (r == 0 && unlinkat(dfd, name, AT_REMOVEDIR) < 0)
+		r = -errno;
+	return r;
+}
+
 /* Removes dir/name below the current directory without following a
  * symlink anywhere: name itself, if a symlink, goes as a symlink. */
 static int remove_below(struct layer *l, const char *dir, const char *name, const char *shown)
@@ -254,12 +281,9 @@ static int remove_below(struct layer *l, const char *dir, const char *name, cons
 	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return errno == ENOENT ? 0 : refuse(l, shown, "%s", strerror(errno));
 	if (S_ISDIR(st.st_mode)) {
-		_cleanup_close_ int sub = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		int r = sub < 0 ? -errno : rm_rf_children(sub);
+		int r = remove_dir_at(dfd, name);
 
-		if (r < 0 || unlinkat(dfd, name, AT_REMOVEDIR) < 0)
-			return refuse(l, shown, "removing: %s", strerror(r < 0 ? -r : errno));
-		return 0;
+		return r < 0 ? refuse(l, shown, "removing: %s", strerror(-r)) : 0;
 	}
 	if (unlinkat(dfd, name, 0) < 0)
 		return refuse(l, shown, "removing: %s", strerror(errno));
@@ -313,7 +337,10 @@ static int layer_scan(struct layer *l, struct totals *t)
 
 /* What the tree already holds must allow the entry: no symlink on the way
  * to it; a hardlink's target a regular file, reached through no symlink.
- * A symlink at the entry's own name is replaced, never followed. */
+ * A symlink at the entry's own name is replaced, never followed. A
+ * directory there goes whole when the entry is not one (of a lower layer
+ * or of this one): what docker and containerd do, and how an overlay2
+ * diff says "rm -rf /app && ln -s /data /app" (the symlink alone). */
 static int check_against_tree(struct layer *l, struct archive_entry *entry, const char *path)
 {
 	const char *link = archive_entry_hardlink(entry), *why;
@@ -327,9 +354,16 @@ static int check_against_tree(struct layer *l, struct archive_entry *entry, cons
 	pfd = open_beneath(AT_FDCWD, parent, O_PATH | O_DIRECTORY);
 	if (pfd == -ELOOP || pfd == -EXDEV)
 		return refuse(l, path, "a write through a symlink (refused)");
-	if (pfd >= 0 && fstatat(pfd, base_name(path), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode) &&
-	    unlinkat(pfd, base_name(path), 0) < 0)
-		return refuse(l, path, "replacing a symlink: %s", strerror(errno));
+	if (pfd >= 0 && fstatat(pfd, base_name(path), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		int r = 0;
+
+		if (S_ISLNK(st.st_mode) && unlinkat(pfd, base_name(path), 0) < 0)
+			return refuse(l, path, "replacing a symlink: %s", strerror(errno));
+		if (S_ISDIR(st.st_mode) && (link || archive_entry_filetype(entry) != AE_IFDIR))
+			r = remove_dir_at(pfd, base_name(path));
+		if (r < 0)
+			return refuse(l, path, "replacing a directory: %s", strerror(-r));
+	}
 	if (link) {
 		_cleanup_close_ int fd = -EBADF;
 
@@ -440,6 +474,35 @@ static int apply_layers(const struct unpack_layer *layers, size_t n, const struc
 	return r;
 }
 
+static int cmp_int(const void *a, const void *b)
+{
+	return (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b);
+}
+
+/* Closes every fd of a forked child but stdio and keep[] (sorted here):
+ * it inherits all its parent's, O_CLOEXEC or not, as it does not exec. */
+static void close_range_from(unsigned from, unsigned last)
+{
+	if (from <= last && syscall(SYS_close_range, from, last, 0) < 0)
+		for (unsigned fd = from; fd <= last && fd < 65536; fd++)
+			close((int)fd);
+}
+
+static void close_others(int *keep, size_t n)
+{
+	unsigned from = 3;
+
+	qsort(keep, n, sizeof(*keep), cmp_int);
+	for (size_t i = 0; i < n; i++) {
+		if (keep[i] < 0 || (unsigned)keep[i] < from)
+			continue; /* stdio, or kept already */
+		if ((unsigned)keep[i] > from)
+			close_range_from(from, (unsigned)keep[i] - 1);
+		from = (unsigned)keep[i] + 1;
+	}
+	close_range_from(from, ~0U);
+}
+
 /* The child: chrooted into the tree, applies the layers, reports on the
  * pipe: "bytes N" or error lines. */
 _noreturn_ static void child(pid_t parent, int rootfd, int out, const struct unpack_layer *layers, size_t n,
@@ -458,12 +521,39 @@ _noreturn_ static void child(pid_t parent, int rootfd, int out, const struct unp
 	 * unpack helper that was killed by a stop). */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
 		_exit(2);
+	/* Only the tree, the pipe and the layers: not the cache's directory,
+	 * other entries' locks, the caller's sockets. */
+	{
+		int *keep = calloc(n + 2, sizeof(int));
+
+		if (!keep)
+			_exit(2);
+		keep[0] = rootfd;
+		keep[1] = out;
+		for (size_t i = 0; i < n; i++)
+			keep[2 + i] = layers[i].fd;
+		close_others(keep, n + 2);
+		free(keep);
+	}
+	/* vmd run blocks SIGINT and SIGTERM (it reads them from a signalfd):
+	 * inherited, they would hold this child through a ^C. */
+	{
+		static const int stops[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE };
+		sigset_t none;
+
+		for (size_t i = 0; i < ELEMENTSOF(stops); i++)
+			signal(stops[i], SIG_DFL);
+		sigemptyset(&none);
+		if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
+			_exit(2);
+	}
 	if (fchdir(rootfd) < 0) {
 		fprintf(f, "unpacking: entering the tree: %s\n", strerror(errno));
 		_exit(1);
 	}
-	/* Defence in depth: root can chroot; others rely on the checks. */
-	if (chroot(".") < 0 && errno != EPERM) {
+	/* Defence in depth: root can chroot, and must; others rely on the
+	 * checks. */
+	if (chroot(".") < 0 && (errno != EPERM || geteuid() == 0)) {
 		fprintf(f, "unpacking: chroot: %s\n", strerror(errno));
 		_exit(1);
 	}

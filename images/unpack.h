@@ -6,7 +6,7 @@
  * are outside input. What is refused (the whole unpack fails, the caller
  * removes the partial tree):
  *   - ".." components and absolute paths (after a leading "./"), names
- *     longer than PATH_MAX;
+ *     longer than PATH_MAX, paths of more than UNPACK_MAX_DEPTH components;
  *   - any write through a symlink, including symlinks of earlier layers and
  *     of the same layer, and whiteouts below one;
  *   - hardlinks whose target is outside, is (or is below) a symlink, or is
@@ -20,13 +20,16 @@
  * modes and mtimes are kept; xattrs, ACLs and file flags are not. Whiteouts
  * follow the OCI image spec (layer.md): ".wh.NAME" removes NAME of the
  * layers below, ".wh..wh..opq" in D empties D of what the layers below put
- * there; each layer is read twice, its whiteouts applied in the first
+ * there; an entry that is not a directory, at the name of a directory
+ * (of a lower layer or its own), replaces it whole, as docker does; each
+ * layer is read twice, its whiteouts applied in the first
  * pass and its other entries written in the second, so entries of the
  * same layer stay whatever their order in the tar. */
 
 #include "schema.h"
 
 #define UNPACK_MAX_ENTRIES 1000000
+#define UNPACK_MAX_DEPTH 256 /* path components */
 #define UNPACK_DEFAULT_MAX_BYTES (8192ULL << 20)
 
 struct unpack_opts {
@@ -42,8 +45,11 @@ struct unpack_layer {
 };
 
 /* Applies layers, in order, into the directory rootfd. The work is done
- * in a child process chrooted into rootfd (when vmd is root), so a gap in
- * the checks above still cannot reach outside it. *ret_bytes: the sum of
+ * in a child process chrooted into rootfd (when vmd is root, which must
+ * succeed), so a gap in the checks above still cannot reach outside it;
+ * it keeps no fd of its parent's but stdio, rootfd, its result pipe and
+ * the layers', and blocks no signal (a ^C to vmd run reaches it; it dies
+ * with its parent too). *ret_bytes: the sum of
  * the entries' declared sizes. Errors: "layer N (LABEL): PATH: reason",
  * N counted from 1. Returns 0 or -errno (-EBADMSG: a refused layer). */
 int unpack_layers(int rootfd, const struct unpack_layer *layers, size_t n, const struct unpack_opts *opts,

@@ -7,10 +7,14 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <dirent.h>
+#include <jansson.h>
+#include <signal.h>
 #include <sodium.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 
 #include "image.h"
 #include "test.h"
@@ -212,6 +216,8 @@ static void outer_add(struct archive *a, const char *name, const char *data, siz
  * (as docker save before 25 writes a layer that is there twice); the
  * diff_id given is the first layer's. */
 static const char *docker_dup_link;
+/* make_docker() adds this to its config's top level (",..."): NULL, none. */
+static const char *docker_config_extra;
 
 static void make_docker(const char *path, const struct layer_spec *ls, size_t n, bool gzip, bool bad_diff_id,
 			char key[72])
@@ -246,8 +252,8 @@ static void make_docker(const char *path, const struct layer_spec *ls, size_t n,
 		names = t;
 	}
 	config = xasprintf("{\"architecture\":\"amd64\",\"config\":" RUN_CONFIG
-			   ",\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[%s]}}",
-			   ids);
+			   ",\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[%s]}%s}",
+			   ids, docker_config_extra ? docker_config_extra : "");
 	sha256_of(config, strlen(config), key);
 	/* docker save 25 names it blobs/sha256/<hex>, with no .json. */
 	manifest = xasprintf("[{\"Config\":\"%s\",\"RepoTags\":[\"test:latest\"],\"Layers\":[%s]}]",
@@ -449,7 +455,7 @@ TEST(layout_unpacked_and_cached)
 	free(path);
 	path = xasprintf("%s/%s/image.json", p.cache, key);
 	ASSERT(read_file(path, 1 << 20, &json, NULL) == 0);
-	ASSERT(strstr(json, "\"kind\": \"layout\""));
+	ASSERT(strstr(json, "\"kind\":\"layout\""));
 
 	/* The second time: nothing unpacked; the first user still holds its lock. */
 	ASSERT(image_inspect(p.img, NULL, p.cache, &info, &e) == 0);
@@ -1099,7 +1105,462 @@ TEST(cached_only)
 	place_done(&p);
 }
 
+/* image.json of an entry, rewritten by f (a test's damage). */
+static void entry_json_edit(const char *cache, const char *key, void (*f)(json_t *))
+{
+	_cleanup_free_ char *path = xasprintf("%s/%s/image.json", cache, key), *text = NULL;
+	json_t *j;
+
+	ASSERT(read_file(path, 64 << 20, &text, NULL) == 0);
+	j = json_loads(text, 0, NULL);
+	ASSERT(j);
+	f(j);
+	free(text);
+	text = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	ASSERT(text && write_file(path, text, 0600, 0) == 0);
+}
+
+/* A config that JSON_INDENT would blow up (every level indents each
+ * element below it): image.json stays small enough to be read back, and
+ * the entry is found again rather than unpacked on every boot. */
+TEST(entry_json_of_a_deep_config)
+{
+	struct place p;
+	struct image_cached c;
+	struct schema_errors e = {};
+	_cleanup_free_ char *archive = NULL, *extra = NULL, *json = NULL;
+	const size_t depth = 1000, width = 5000;
+	char cfg[72];
+	size_t n = 0, len;
+
+	place_init(&p);
+	extra = malloc(2 * depth + 2 * width + 16);
+	n += (size_t)sprintf(extra, ",\"x\":");
+	for (size_t i = 0; i < depth; i++)
+		extra[n++] = '[';
+	for (size_t i = 0; i < width; i++)
+		n += (size_t)sprintf(extra + n, "%s0", i ? "," : "");
+	for (size_t i = 0; i < depth; i++)
+		extra[n++] = ']';
+	extra[n] = 0;
+	archive = xasprintf("%s/deep.tar", p.img);
+	docker_config_extra = extra;
+	make_docker(archive, two_layers, 1, false, false, cfg);
+	docker_config_extra = NULL;
+	ASSERT(shown(image_cache_get(p.cache, archive, NULL, NULL, &c, &e), &e) == 0);
+	ASSERT(c.unpacked);
+	json = xasprintf("%s/%s/image.json", p.cache, c.key);
+	image_cached_clear(&c);
+	{
+		_cleanup_free_ char *text = NULL;
+
+		ASSERT(read_file(json, 64 << 20, &text, &len) == 0);
+		ASSERT(len < 2 * strlen(extra) + 4096);
+	}
+	ASSERT(shown(image_cache_get(p.cache, archive, NULL, NULL, &c, &e), &e) == 0);
+	ASSERT(!c.unpacked);
+	image_cached_clear(&c);
+	place_done(&p);
+}
+
+/* An entry whose image.json cannot be read is partial, but one a VM
+ * holds is not deleted under it: -EBUSY, until the VM lets it go. */
+TEST(unreadable_entry_in_use_kept)
+{
+	struct place p;
+	struct image_cached c, c2;
+	struct schema_errors e = {};
+	_cleanup_free_ char *json = NULL, *want = NULL;
+	char manifest[72];
+
+	place_init(&p);
+	make_layout(p.img, two_layers, ELEMENTSOF(two_layers), manifest);
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, NULL, &c, &e), &e) == 0);
+	json = xasprintf("%s/%s/image.json", p.cache, c.key);
+	ASSERT(write_file(json, "{not json", 0600, 0) == 0);
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, NULL, &c2, &e), &e) == -EBUSY);
+	want = xasprintf("image: the cache entry %s is in use and cannot be rebuilt", c.key);
+	ASSERT_STREQ(first_error(&e), want);
+	ASSERT(c2.lock_fd < 0 && !c2.key);
+	schema_errors_clear(&e);
+	check_two_layers(c.rootfs, false);
+	image_cached_clear(&c);
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, NULL, &c, &e), &e) == 0);
+	ASSERT(c.unpacked);
+	check_two_layers(c.rootfs, false);
+	image_cached_clear(&c);
+	place_done(&p);
+}
+
+/* The fingerprint of an unpacked archive is what a cached_only get finds
+ * it by: not written, the get fails rather than say it is cached. */
+TEST(fingerprint_not_written_is_an_error)
+{
+	struct place p;
+	struct image_cached c;
+	struct schema_errors e = {};
+	_cleanup_free_ char *archive = NULL, *sources = NULL;
+	char cfg[72];
+
+	place_init(&p);
+	archive = xasprintf("%s/image.tar", p.img);
+	make_docker(archive, two_layers, 1, false, false, cfg);
+	sources = xasprintf("%s/sources", p.cache);
+	ASSERT(mkdir(p.cache, 0700) == 0 && write_file(sources, "", 0600, 0) == 0);
+	ASSERT(shown(image_cache_get(p.cache, archive, NULL, NULL, &c, &e), &e) == -ENOTDIR);
+	ASSERT(strstr(first_error(&e), "sources: "));
+	ASSERT(c.lock_fd < 0 && !c.key);
+	schema_errors_clear(&e);
+	ASSERT(unlink(sources) == 0);
+	ASSERT(shown(image_cache_get(p.cache, archive, NULL, NULL, &c, &e), &e) == 0);
+	ASSERT(!c.unpacked);
+	image_cached_clear(&c);
+	{
+		struct image_unpack_opts only = { .cached_only = true };
+
+		ASSERT(shown(image_cache_get(p.cache, archive, NULL, &only, &c, &e), &e) == 0);
+		image_cached_clear(&c);
+	}
+	place_done(&p);
+}
+
+/* docker and containerd remove a directory that a later layer puts a
+ * file, a symlink or a hardlink at (overlay2's diffs say `rm -rf /app &&
+ * ln -s /data /app` with the symlink alone). */
+TEST(directory_replaced_by_non_directory)
+{
+	struct place p;
+	struct image_cached c;
+	struct schema_errors e = {};
+	const struct layer_spec layers[] = {
+		LAYER(0, { 'd', "app", NULL, 0, 0, 0 }, { 'f', "app/f", "f", 0, 0, 0 }, { 'd', "app/sub", NULL, 0, 0, 0 },
+		      { 'f', "app/sub/g", "g", 0, 0, 0 }, { 'l', "app/sub/out", "/", 0, 0, 0 },
+		      { 'd', "conf", NULL, 0, 0, 0 }, { 'f', "conf/x", "x", 0, 0, 0 }, { 'd', "hl", NULL, 0, 0, 0 }),
+		LAYER('g', { 'l', "app", "/data", 0, 0, 0 }, { 'f', "conf", "a file\n", 0, 0, 0 },
+		      { 'f', "t", "t\n", 0, 0, 0 }, { 'h', "hl", "t", 0, 0, 0 }, { 'd', "same", NULL, 0, 0, 0 },
+		      { 'f', "same/y", "y", 0, 0, 0 }, { 'f', "same", "now a file\n", 0, 0, 0 }),
+	};
+	char manifest[72], target[64] = {};
+	_cleanup_free_ char *app = NULL;
+	struct stat st;
+
+	place_init(&p);
+	make_layout(p.img, layers, 2, manifest);
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, NULL, &c, &e), &e) == 0);
+	app = xasprintf("%s/app", c.rootfs);
+	ASSERT(lstat(app, &st) == 0 && S_ISLNK(st.st_mode));
+	ASSERT(readlink(app, target, sizeof(target) - 1) > 0);
+	ASSERT_STREQ(target, "/data");
+	expect_file(c.rootfs, "conf", "a file\n", 0644, 0);
+	expect_file(c.rootfs, "hl", "t\n", 0644, 0);
+	expect_file(c.rootfs, "same", "now a file\n", 0644, 0);
+	ASSERT_EQ(count_entries(p.sentinel, ""), 1);
+	image_cached_clear(&c);
+	place_done(&p);
+}
+
+static void bits_of(const char *rootfs, mode_t want)
+{
+	expect_file(rootfs, "bin/su", "suid\n", want, 0);
+}
+
+/* image_setuid and image_max_mib are part of what an entry is: an entry
+ * unpacked under other settings is unpacked again, or, while a VM holds
+ * it, refused. */
+TEST(settings_part_of_the_entry)
+{
+	struct place p;
+	struct image_cached c, c2;
+	struct schema_errors e = {};
+	struct image_unpack_opts with = { .allow_setuid = true }, without = {}, small = { .max_bytes = 4 };
+	_cleanup_free_ char *want = NULL;
+	char manifest[72];
+
+	place_init(&p);
+	make_layout(p.img, two_layers, ELEMENTSOF(two_layers), manifest);
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, &with, &c, &e), &e) == 0);
+	bits_of(c.rootfs, 04755);
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, &without, &c2, &e), &e) == -EBUSY);
+	want = xasprintf("image: the cache entry %s was unpacked with image_setuid; stop the VMs using it to unpack "
+			 "it again",
+			 c.key);
+	ASSERT_STREQ(first_error(&e), want);
+	schema_errors_clear(&e);
+	bits_of(c.rootfs, 04755);
+	image_cached_clear(&c);
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, &without, &c, &e), &e) == 0);
+	ASSERT(c.unpacked);
+	check_two_layers(c.rootfs, false);
+	image_cached_clear(&c);
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, NULL, &c, &e), &e) == 0);
+	ASSERT(!c.unpacked);
+	image_cached_clear(&c);
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, &with, &c, &e), &e) == 0);
+	ASSERT(c.unpacked);
+	check_two_layers(c.rootfs, true);
+	image_cached_clear(&c);
+	/* What it holds is over the limit now: unpacked again, and refused. */
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, &with, &c, &e), &e) == 0);
+	ASSERT(!c.unpacked);
+	small.allow_setuid = true;
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, &small, &c2, &e), &e) == -EBUSY);
+	schema_errors_clear(&e);
+	image_cached_clear(&c);
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, &small, &c, &e), &e) == -EBADMSG);
+	ASSERT(strstr(first_error(&e), "over the limit of 4"));
+	schema_errors_clear(&e);
+	check_contained(&p);
+	place_done(&p);
+}
+
+/* What the unpacker's child is seen to hold, sampled while it runs. */
+struct child_view {
+	bool seen, holds; /* the last sample: holds an fd of (dev, ino) */
+	unsigned long long blocked; /* the last sample's SigBlk */
+};
+
+/* The watcher: a process (a thread would make the unpacker's fork one of
+ * a threaded process), sampling the other child of parent until stop
+ * reads EOF, then writing what it saw last to out. */
+_noreturn_ static void watch_child(pid_t parent, dev_t dev, ino_t ino, int stop, int out)
+{
+	_cleanup_free_ char *children = xasprintf("/proc/%d/task/%d/children", parent, parent);
+	struct child_view v = {};
+	char c;
+
+	ASSERT(fcntl(stop, F_SETFL, O_NONBLOCK) == 0);
+	while (read(stop, &c, 1) < 0 && errno == EAGAIN) {
+		_cleanup_free_ char *list = NULL, *fds = NULL, *status = NULL, *text = NULL;
+		bool holds = false, any = false;
+		unsigned long long blocked;
+		pid_t pid = 0;
+		struct dirent *de;
+		const char *b;
+		DIR *d;
+		int k = 0;
+
+		if (read_file(children, 4096, &list, NULL) < 0)
+			continue;
+		for (const char *t = list; sscanf(t, "%d%n", &pid, &k) == 1 && pid == getpid(); t += k)
+			pid = 0;
+		if (pid <= 0)
+			continue;
+		fds = xasprintf("/proc/%d/fd", pid);
+		status = xasprintf("/proc/%d/status", pid);
+		d = opendir(fds);
+		if (!d)
+			continue;
+		while ((de = readdir(d))) {
+			_cleanup_free_ char *f = xasprintf("%s/%s", fds, de->d_name);
+			struct stat st;
+
+			if (de->d_name[0] == '.' || stat(f, &st) < 0)
+				continue;
+			any = true;
+			holds |= st.st_dev == dev && st.st_ino == ino;
+		}
+		closedir(d);
+		if (!any || read_file(status, 1 << 16, &text, NULL) < 0 || !(b = strstr(text, "\nSigBlk:")) ||
+		    sscanf(b + 8, "%llx", &blocked) != 1)
+			continue;
+		v = (struct child_view){ .seen = true, .holds = holds, .blocked = blocked };
+	}
+	_exit(write(out, &v, sizeof(v)) == sizeof(v) ? 0 : 1);
+}
+
+/* The child that unpacks keeps only the tree, its pipe and the layers
+ * (not the cache's other fds), and none of vmd run's blocked signals. */
+TEST(unpacker_child_inherits_little)
+{
+	struct place p;
+	const size_t files = 6000;
+	struct ent *ents = calloc(files, sizeof(*ents));
+	char **names = calloc(files, sizeof(char *));
+	struct layer_spec spec = { .ents = ents, .n = files };
+	_cleanup_free_ char *tar = NULL, *root = NULL;
+	_cleanup_close_ int fd = -EBADF, rfd = -EBADF, other = -EBADF;
+	struct unpack_layer l = { .label = "test" };
+	struct unpack_opts o = {};
+	struct schema_errors e = {};
+	struct child_view v = {};
+	sigset_t mask, old;
+	struct stat st;
+	uint64_t bytes;
+	int stop[2], res[2], r, status;
+	pid_t watcher;
+
+	place_init(&p);
+	for (size_t i = 0; i < files; i++) {
+		names[i] = xasprintf("f%zu", i);
+		ents[i] = (struct ent){ 'f', names[i], "x", 0, 0, 0 };
+	}
+	tar = xasprintf("%s/many.tar", p.img);
+	root = xasprintf("%s/root", p.img);
+	tar_write(tar, &spec);
+	ASSERT(mkdir(root, 0755) == 0);
+	rfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = open(tar, O_RDONLY | O_CLOEXEC);
+	other = open(p.sentinel, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	ASSERT(rfd >= 0 && fd >= 0 && other >= 0 && fstat(other, &st) == 0);
+	l.fd = fd;
+	ASSERT(pipe2(stop, O_CLOEXEC) == 0 && pipe2(res, O_CLOEXEC) == 0);
+	watcher = fork();
+	ASSERT(watcher >= 0);
+	if (watcher == 0) {
+		close(stop[1]);
+		close(res[0]);
+		watch_child(getppid(), st.st_dev, st.st_ino, stop[0], res[1]);
+	}
+	close(stop[0]);
+	close(res[1]);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGUSR2);
+	ASSERT(sigprocmask(SIG_BLOCK, &mask, &old) == 0);
+	r = unpack_layers(rfd, &l, 1, &o, &bytes, &e);
+	ASSERT(sigprocmask(SIG_SETMASK, &old, NULL) == 0);
+	close(stop[1]);
+	ASSERT(read(res[0], &v, sizeof(v)) == sizeof(v));
+	close(res[0]);
+	ASSERT(waitpid(watcher, &status, 0) == watcher && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ASSERT(shown(r, &e) == 0);
+	ASSERT(v.seen);
+	ASSERT(!v.holds);
+	ASSERT_EQ(v.blocked, 0);
+	for (size_t i = 0; i < files; i++)
+		free(names[i]);
+	free(names);
+	free(ents);
+	place_done(&p);
+}
+
+/* A tree deeper than removal can walk with the fds it has: refused. */
+TEST(deep_paths_refused)
+{
+	struct place p;
+	_cleanup_free_ char *deep = NULL, *ok = NULL, *tar = NULL, *root = NULL;
+	_cleanup_close_ int fd = -EBADF, rfd = -EBADF;
+	struct unpack_layer l = { .label = "test" };
+	struct unpack_opts o = {};
+	struct schema_errors e = {};
+	uint64_t bytes;
+
+	place_init(&p);
+	deep = calloc(1, 2 * 257 + 1);
+	for (size_t i = 0; i < 257; i++)
+		strcat(deep, i ? "/d" : "d");
+	ok = strndup(deep, 2 * 256 - 1);
+	tar = xasprintf("%s/deep.tar", p.img);
+	root = xasprintf("%s/root", p.img);
+	ASSERT(mkdir(root, 0755) == 0);
+	rfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	ASSERT(rfd >= 0);
+	{
+		const struct layer_spec fine = LAYER(0, { 'f', ok, "x", 0, 0, 0 });
+
+		tar_write(tar, &fine);
+		fd = open(tar, O_RDONLY | O_CLOEXEC);
+		l.fd = fd;
+		ASSERT(shown(unpack_layers(rfd, &l, 1, &o, &bytes, &e), &e) == 0);
+	}
+	{
+		const struct layer_spec bad = LAYER(0, { 'f', deep, "x", 0, 0, 0 });
+
+		safe_close(fd);
+		tar_write(tar, &bad);
+		fd = open(tar, O_RDONLY | O_CLOEXEC);
+		l.fd = fd;
+		ASSERT(shown(unpack_layers(rfd, &l, 1, &o, &bytes, &e), &e) == -EBADMSG);
+		ASSERT(strstr(first_error(&e), ": deeper than 256 directories (refused)"));
+		schema_errors_clear(&e);
+	}
+	place_done(&p);
+}
+
+/* Removal walks a deep tree with one fd per level. */
+TEST(deep_tree_removed_with_few_fds)
+{
+	_cleanup_free_ char *base = tmpdir();
+	_cleanup_close_ int top = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd = dup(top), status;
+	pid_t pid;
+
+	ASSERT(top >= 0 && fd >= 0);
+	for (size_t i = 0; i < 600; i++) {
+		int sub;
+
+		ASSERT(mkdirat(fd, "d", 0755) == 0);
+		sub = openat(fd, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		ASSERT(sub >= 0);
+		close(fd);
+		fd = sub;
+	}
+	close(fd);
+	pid = fork();
+	ASSERT(pid >= 0);
+	if (pid == 0) {
+		struct rlimit rl = { 700, 700 };
+
+		_exit(setrlimit(RLIMIT_NOFILE, &rl) < 0 ? 3 : rm_rf_children(top) < 0 ? 1 : 0);
+	}
+	ASSERT(waitpid(pid, &status, 0) == pid);
+	ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ASSERT_EQ(count_entries(base, ""), 0);
+	rm_tree(base);
+}
+
+/* QEMU inherits the entry's lock fd: it needs no write access. */
+TEST(entry_lock_read_only)
+{
+	struct place p;
+	struct image_cached c;
+	struct schema_errors e = {};
+	char manifest[72];
+
+	place_init(&p);
+	make_layout(p.img, two_layers, ELEMENTSOF(two_layers), manifest);
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, NULL, &c, &e), &e) == 0);
+	ASSERT((fcntl(c.lock_fd, F_GETFL) & O_ACCMODE) == O_RDONLY);
+	image_cached_clear(&c);
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, NULL, &c, &e), &e) == 0);
+	ASSERT((fcntl(c.lock_fd, F_GETFL) & O_ACCMODE) == O_RDONLY);
+	image_cached_clear(&c);
+	place_done(&p);
+}
+
+static void kind_docker(json_t *j)
+{
+	ASSERT(json_object_set_new(j, "kind", json_string("docker-archive")) == 0);
+}
+
+/* One key, two kinds of image: not the same image. */
+TEST(entry_of_another_kind_refused)
+{
+	struct place p;
+	struct image_cached c;
+	struct schema_errors e = {};
+	_cleanup_free_ char *key = NULL, *want = NULL;
+	char manifest[72];
+
+	place_init(&p);
+	make_layout(p.img, two_layers, ELEMENTSOF(two_layers), manifest);
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, NULL, &c, &e), &e) == 0);
+	key = strdup(c.key);
+	image_cached_clear(&c);
+	entry_json_edit(p.cache, key, kind_docker);
+	ASSERT(shown(image_cache_get(p.cache, p.img, NULL, NULL, &c, &e), &e) == -EEXIST);
+	want = xasprintf("image: the cache entry %s was unpacked from a different kind of image", key);
+	ASSERT_STREQ(first_error(&e), want);
+	ASSERT(c.lock_fd < 0 && !c.key);
+	schema_errors_clear(&e);
+	ASSERT(exists(p.cache, key));
+	place_done(&p);
+}
+
 RUN_TESTS(T(layout_unpacked_and_cached), T(setuid_kept_when_allowed), T(docker_archive), T(docker_archive_symlinked_layer),
 	  T(hostile_layers_refused),
 	  T(symlinks_replaced_not_followed), T(gzip_bomb_refused), T(digest_mismatch_refused), T(unpack_limits), T(partial_entries_rebuilt), T(list_and_remove),
-	  T(user_resolved_in_the_image), T(cached_only))
+	  T(user_resolved_in_the_image), T(cached_only), T(entry_json_of_a_deep_config),
+	  T(unreadable_entry_in_use_kept), T(fingerprint_not_written_is_an_error), T(directory_replaced_by_non_directory),
+	  T(settings_part_of_the_entry), T(unpacker_child_inherits_little), T(deep_paths_refused),
+	  T(deep_tree_removed_with_few_fds), T(entry_lock_read_only), T(entry_of_another_kind_refused))

@@ -177,25 +177,19 @@ int mkdir_p(const char *path, mode_t mode)
 	return 0;
 }
 
-/* Removes everything below dirfd without following symlinks or crossing
- * into other mounts. */
-int rm_rf_children(int dir_fd)
+/* Removes everything below fd, and closes it: one fd per level (the
+ * directory's stream), so a deep tree is removed with few fds. */
+static int rm_rf_below(int fd, dev_t dev)
 {
-	_cleanup_close_ int fd = -EBADF;
-	struct stat root;
-	DIR *d;
+	DIR *d = fdopendir(fd);
 	struct dirent *de;
 	int r = 0;
 
-	if (fstat(dir_fd, &root) < 0)
-		return -errno;
-	fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	d = fdopendir(fd);
-	if (!d)
-		return -errno;
-	fd = -EBADF;
+	if (!d) {
+		r = -errno;
+		safe_close(fd);
+		return r;
+	}
 	while ((de = readdir(d))) {
 		struct stat st;
 
@@ -207,9 +201,9 @@ int rm_rf_children(int dir_fd)
 			continue;
 		}
 		if (S_ISDIR(st.st_mode)) {
-			_cleanup_close_ int sub = -EBADF;
+			int sub, q;
 
-			if (st.st_dev != root.st_dev) {
+			if (st.st_dev != dev) {
 				r = -EBUSY;
 				continue;
 			}
@@ -218,7 +212,7 @@ int rm_rf_children(int dir_fd)
 				r = -errno;
 				continue;
 			}
-			int q = rm_rf_children(sub);
+			q = rm_rf_below(sub, dev);
 			if (q < 0)
 				r = q;
 			if (unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) < 0 && errno != ENOENT)
@@ -228,6 +222,21 @@ int rm_rf_children(int dir_fd)
 	}
 	closedir(d);
 	return r;
+}
+
+/* Removes everything below dirfd without following symlinks or crossing
+ * into other mounts. */
+int rm_rf_children(int dir_fd)
+{
+	struct stat root;
+	int fd;
+
+	if (fstat(dir_fd, &root) < 0)
+		return -errno;
+	fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	return rm_rf_below(fd, root.st_dev);
 }
 
 int open_regular(const char *path, int flags, mode_t mode)
