@@ -58,9 +58,9 @@ let
   # thing if there, else later from the store.
   initrdModules = [ "virtio_pci" "virtio_blk" "virtio_console" "virtiofs" "overlay" "qemu_fw_cfg" "ext4" "crc32c_generic" "button" "evdev" ];
   requiredModules = lib.subtractLists [ "crc32c_generic" "button" "evdev" ] initrdModules;
-  # What it loads later, from the store: the ACPI power button (if the
-  # initrd had none), the NIC, WireGuard.
-  storeModules = [ "button" "evdev" "virtio_net" "wireguard" ];
+  # What it loads later, from the store: the NIC, WireGuard (linux= holds
+  # the initrd's set too, whence button and evdev if the initrd could not).
+  storeModules = [ "virtio_net" "wireguard" ];
 
   # NixOS's system.modulesTree for a system with only this kernel.
   modulesTree = pkgs.aggregateModules [ kernel ];
