@@ -91,39 +91,6 @@ int open_below(const char *path, size_t root_len, int flags)
 	return open_beneath(dirfd, rel, flags);
 }
 
-int read_fd_regular(int fd, size_t max, char **ret, size_t *ret_size)
-{
-	_cleanup_free_ char *buf = NULL;
-	struct stat st;
-	size_t n = 0;
-
-	if (fd < 0)
-		return fd;
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (!S_ISREG(st.st_mode))
-		return -EBADFD;
-	if ((uint64_t)st.st_size > max)
-		return -EFBIG;
-	buf = malloc((size_t)st.st_size + 1);
-	if (!buf)
-		return -ENOMEM;
-	while (n < (size_t)st.st_size) {
-		ssize_t k = read(fd, buf + n, (size_t)st.st_size - n);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return k < 0 ? -errno : -EIO;
-		n += (size_t)k;
-	}
-	buf[n] = 0;
-	*ret = TAKE_PTR(buf);
-	if (ret_size)
-		*ret_size = n;
-	return 0;
-}
-
 int read_beneath(int dirfd, const char *path, size_t max, char **ret, size_t *ret_size)
 {
 	_cleanup_close_ int fd = open_beneath(dirfd, path, O_RDONLY | O_NONBLOCK | O_NOCTTY);

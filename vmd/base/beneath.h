@@ -24,10 +24,6 @@ int open_beneath_walk(int dirfd, const char *path, int flags);
  * open_beneath(). */
 int open_below(const char *path, size_t root_len, int flags);
 
-/* The content of fd, a regular file of at most max bytes, NUL-terminated:
- * -EBADFD if it is not a regular file, -EFBIG if larger, -EIO if it
- * shrank while read. fd < 0 is returned as the error it is. */
-int read_fd_regular(int fd, size_t max, char **ret, size_t *ret_size);
 /* open_beneath(dirfd, path) (nothing blocking: O_NONBLOCK) and
- * read_fd_regular(). */
+ * read_fd_regular() (util.h). */
 int read_beneath(int dirfd, const char *path, size_t max, char **ret, size_t *ret_size);

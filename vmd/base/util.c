@@ -255,23 +255,29 @@ int open_regular(const char *path, int flags, mode_t mode)
 	return TAKE_FD(fd);
 }
 
-int read_file(const char *path, size_t max, char **ret, size_t *ret_size)
+int read_fd_regular(int fd, size_t max, char **ret, size_t *ret_size)
 {
-	/* Links are followed: NixOS's /etc is links into the store. */
-	_cleanup_close_ int fd = open_regular(path, O_RDONLY, 0);
 	_cleanup_free_ char *buf = NULL;
 	size_t n = 0, cap = 0;
+	struct stat st;
 
 	if (fd < 0)
 		return fd;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EBADFD;
+	if ((uint64_t)st.st_size > max)
+		return -EFBIG;
 	for (;;) {
 		ssize_t k;
 
-		/* Room for up to max + 1 bytes, which tells "too big" apart. */
+		/* Room for up to max + 1 bytes, which tells "too big" apart
+		 * (a file may grow while it is read). */
 		if (n == cap) {
 			char *b;
 
-			cap = cap ? cap * 2 : 4096;
+			cap = cap ? cap * 2 : (size_t)st.st_size + 1 > 4096 ? (size_t)st.st_size + 1 : 4096;
 			if (cap > max + 1)
 				cap = max + 1;
 			b = realloc(buf, cap + 1);
@@ -298,6 +304,14 @@ int read_file(const char *path, size_t max, char **ret, size_t *ret_size)
 	if (ret_size)
 		*ret_size = n;
 	return 0;
+}
+
+int read_file(const char *path, size_t max, char **ret, size_t *ret_size)
+{
+	/* Links are followed: NixOS's /etc is links into the store. */
+	_cleanup_close_ int fd = open_regular(path, O_RDONLY, 0);
+
+	return read_fd_regular(fd, max, ret, ret_size);
 }
 
 int write_all(int fd, const void *buf, size_t n)

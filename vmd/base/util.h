@@ -121,6 +121,10 @@ int rm_rf_children(int dirfd);
 /* Reads a regular file (links followed) of at most max bytes; -EFBIG if
  * larger, -EBADFD if path is a FIFO, a socket, a device or a directory:
  * those could block the caller for good or never end. */
+/* The content of fd, a regular file of at most max bytes, NUL-terminated:
+ * -EBADFD if it is not a regular file, -EFBIG if larger. fd < 0 is
+ * returned as the error it is. */
+int read_fd_regular(int fd, size_t max, char **ret, size_t *ret_size);
 int read_file(const char *path, size_t max, char **ret, size_t *ret_size);
 /* Opens path (flags plus O_CLOEXEC, O_NOCTTY; add O_NOFOLLOW to refuse a
  * link) without ever blocking: anything but a regular file is -EBADFD, as
