@@ -17,20 +17,12 @@
 
 #include <sys/types.h>
 
+#include "guest/image-proto.h"
 #include "oci.h"
 
-#define IMAGE_FW_CFG_NAME "opt/io.vmd/image"
-/* The virtio-fs tag of the unpacked image (read-only). */
-#define IMAGE_SHARE_TAG "vmd-image"
-/* The image init in the initramfs; "--enter -- CMD..." runs CMD in the
- * image's root (vmd exec). */
-#define IMAGE_INIT_ENTER_PATH "/init"
-#define IMAGE_CONF_MAX (64 * 1024)
 /* The entry's file in the VM's run directory (QEMU reads it: -fw_cfg file=,
  * which keeps the environment off QEMU's world-readable command line). */
 #define IMAGE_CONF_FILE "image.conf"
-/* docker's PATH for an image whose Env has none. */
-#define IMAGE_DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 struct image_launch {
 	char **argv;

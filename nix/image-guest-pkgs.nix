@@ -43,7 +43,7 @@ let
     else builtins.path {
       path = ../images/guest;
       name = "vmd-image-guest-sources";
-      filter = path: type: lib.hasSuffix ".sh" path || lib.hasSuffix ".c" path;
+      filter = path: type: lib.hasSuffix ".sh" path || lib.hasSuffix ".c" path || lib.hasSuffix ".h" path;
     };
 
   version = kernel.modDirVersion;

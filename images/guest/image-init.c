@@ -46,15 +46,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FW_CFG_ENTRY "/sys/firmware/qemu_fw_cfg/by_name/opt/io.vmd/image/raw"
+#include "image-proto.h"
+
+#define FW_CFG_ENTRY "/sys/firmware/qemu_fw_cfg/by_name/" IMAGE_FW_CFG_NAME "/raw"
 /* PID 1's copy for --enter: qemu-ga's children need no fw_cfg access. */
 #define SAVED_ENTRY "/run/vmd/image.conf"
 /* Written into the initrd by nix/builders/initrd.sh: store paths. */
 #define GUEST_PATHS "/etc/vmd-image-guest"
-#define ENTRY_MAX (64 * 1024)
+#define ENTRY_MAX IMAGE_CONF_MAX
 #define GROUPS_MAX 65536
 #define SYSROOT "/sysroot"
-#define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define DEFAULT_PATH IMAGE_DEFAULT_PATH
 
 extern char **environ;
 
@@ -1043,7 +1045,7 @@ static void setup(void)
 	/* The root: the image read-only under a fresh tmpfs. */
 	mkdir_p("/run/vmd/image", 0755);
 	mkdir_p("/run/vmd/rw", 0755);
-	mount_or_fail("vmd-image", "/run/vmd/image", "virtiofs", MS_RDONLY | MS_NODEV, NULL);
+	mount_or_fail(IMAGE_SHARE_TAG, "/run/vmd/image", "virtiofs", MS_RDONLY | MS_NODEV, NULL);
 	mount_or_fail("rw", "/run/vmd/rw", "tmpfs", 0, "mode=0755");
 	mkdir_p("/run/vmd/rw/upper", 0755);
 	mkdir_p("/run/vmd/rw/work", 0755);
