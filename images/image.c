@@ -37,6 +37,14 @@ void image_cached_clear(struct image_cached *c)
 	*c = (struct image_cached){ .lock_fd = -EBADF };
 }
 
+char *image_cached_summary(const struct image_cached *c, bool unpacked, uint64_t took_usec)
+{
+	if (!unpacked)
+		return xasprintf("image %s: cached", c->key);
+	return xasprintf("image %s: unpacked %.1f MiB in %.2f s", c->key, (double)c->bytes / (1 << 20),
+			 (double)took_usec / 1000000);
+}
+
 void image_cache_entries_free(struct image_cache_entry *l, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {

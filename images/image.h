@@ -68,6 +68,9 @@ struct image_cached {
 	bool unpacked;   /* true: unpacked by this call; false: it was cached */
 };
 void image_cached_clear(struct image_cached *c); /* closes lock_fd */
+/* "image KEY: unpacked N.N MiB in T.TT s" (unpacked: it took took_usec)
+ * or "image KEY: cached", as vmd says it wherever an image is got. */
+char *image_cached_summary(const struct image_cached *c, bool unpacked, uint64_t took_usec);
 
 /* Makes sure cache_dir/<key>/rootfs is complete and takes LOCK_SH on it.
  * Holds cache_dir/.lock LOCK_EX throughout: one get or removal at a time

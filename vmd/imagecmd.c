@@ -76,6 +76,7 @@ static int do_unpack(const struct host_config *host, const char *cache, const ch
 	_cleanup_(schema_errors_clear) struct schema_errors errors = {};
 	_cleanup_def_ struct vm_def *def = NULL;
 	_cleanup_(image_cached_clear) struct image_cached c = { .lock_fd = -EBADF };
+	_cleanup_free_ char *summary = NULL;
 	struct image_unpack_opts o = {
 		.allow_setuid = helper ? helper->setuid : host->image_setuid,
 		.max_bytes = (helper ? helper->max_mib : host->image_max_mib) << 20,
@@ -119,11 +120,9 @@ static int do_unpack(const struct host_config *host, const char *cache, const ch
 		printf("%s %s\n", c.unpacked ? "unpacked" : "cached", c.key);
 		return EXIT_OK;
 	}
-	if (c.unpacked)
-		fprintf(stderr, "image %s: unpacked %.1f MiB in %.2f s\n", c.key, (double)c.bytes / (1 << 20),
-			(double)(now_usec() - t0) / USEC_PER_SEC);
-	else
-		fprintf(stderr, "image %s: cached\n", c.key);
+	summary = image_cached_summary(&c, c.unpacked, now_usec() - t0);
+	if (summary)
+		fprintf(stderr, "%s\n", summary);
 	printf("%s\n", c.key);
 	return EXIT_OK;
 }

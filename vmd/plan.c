@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 
+#include "beneath.h"
 #include "def.h"
 #include "disk.h"
 #include "gcroot.h"
@@ -280,8 +281,8 @@ static int image_errors(int r, struct schema_errors *from, struct schema_errors 
 
 /* What the image's init runs, as the fw_cfg entry: the image's config, the
  * definition's overrides, the user resolved in the unpacked root. */
-static int image_conf(const struct vm_def *d, const struct oci_run *run, const char *rootfs, char **ret,
-		      struct schema_errors *errors)
+static int image_conf(const struct host_config *host, const struct vm_def *d, const struct oci_run *run,
+		      const char *rootfs, char **ret, struct schema_errors *errors)
 {
 	_cleanup_(image_launch_clear) struct image_launch l = {};
 	_cleanup_(schema_errors_clear) struct schema_errors ie = {};
@@ -291,11 +292,11 @@ static int image_conf(const struct vm_def *d, const struct oci_run *run, const c
 	r = image_launch_compose(run, d->cmd, d->env, d->workdir, &l, errors);
 	if (r < 0 || !rootfs)
 		return r;
-	fd = open(rootfs, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	/* Below state_dir, as every path of the cache: no symlink followed. */
+	fd = open_below(rootfs, strlen(host->state_dir), O_PATH | O_DIRECTORY);
 	if (fd < 0) {
-		r = -errno;
-		schema_error(errors, "image", "%s: %s", rootfs, strerror(-r));
-		return r;
+		schema_error(errors, "image", "%s: %s", rootfs, strerror(-fd));
+		return fd;
 	}
 	r = image_errors(image_resolve_user(fd, run->user, &l.uid, &l.gid, &l.groups, &l.n_groups, &ie), &ie,
 			 errors);
@@ -323,31 +324,42 @@ int plan_check_image(const struct host_config *host, const struct vm_def *d, str
 	/* The user can only be looked up in an unpacked image. */
 	if (info.complete)
 		rootfs = xasprintf("%s/%s/rootfs", cache, info.key);
-	return image_conf(d, &info.run, rootfs, &conf, errors);
+	return image_conf(host, d, &info.run, rootfs, &conf, errors);
 }
 
 static void log_errors(struct vm_plan *p, struct schema_errors *errors);
 
-int plan_take_image(struct vm_plan *p)
+/* The image's cache entry, locked: made here if need be, or (cached_only)
+ * only if it is there and the cache free (-EAGAIN otherwise). */
+static int get_image(struct vm_plan *p, bool cached_only, struct image_cached *c, struct schema_errors *errors)
 {
-	const struct vm_def *d = p->def;
 	_cleanup_free_ char *cache = image_cache_dir(p->host);
-	_cleanup_free_ struct image_cached *c = calloc(1, sizeof(*c));
-	struct schema_errors ie = {}, errors = {};
+	_cleanup_(schema_errors_clear) struct schema_errors ie = {};
 	struct image_unpack_opts o = {
 		.allow_setuid = p->host->image_setuid,
 		.max_bytes = p->host->image_max_mib << 20,
-		.cached_only = true,
+		.cached_only = cached_only,
 	};
 	int r;
 
-	if (!cache || !c)
+	if (!cache)
 		return -ENOMEM;
-	c->lock_fd = -EBADF;
 	r = mkdir_p(p->host->state_dir, 0700);
 	if (r < 0)
-		return log_error_errno(r, "%s: creating %s: %m", d->name, p->host->state_dir);
-	r = image_errors(image_cache_get(cache, d->image, d->image_ref, &o, c, &ie), &ie, &errors);
+		return log_error_errno(r, "%s: creating %s: %m", p->def->name, p->host->state_dir);
+	return image_errors(image_cache_get(cache, p->def->image, p->def->image_ref, &o, c, &ie), &ie, errors);
+}
+
+int plan_take_image(struct vm_plan *p)
+{
+	_cleanup_free_ struct image_cached *c = calloc(1, sizeof(*c));
+	struct schema_errors errors = {};
+	int r;
+
+	if (!c)
+		return -ENOMEM;
+	c->lock_fd = -EBADF;
+	r = get_image(p, true, c, &errors);
 	log_errors(p, &errors);
 	if (r < 0)
 		return r;
@@ -403,36 +415,23 @@ int plan_unpack_argv(const struct vm_plan *p, char ***ret)
 static int prepare_image(struct vm_plan *p, struct schema_errors *errors)
 {
 	const struct vm_def *d = p->def;
-	_cleanup_free_ char *cache = image_cache_dir(p->host), *msg = NULL;
+	_cleanup_free_ char *msg = NULL;
 	_cleanup_(image_cached_clear) struct image_cached c = { .lock_fd = -EBADF };
-	_cleanup_(schema_errors_clear) struct schema_errors ie = {};
-	struct image_unpack_opts o = {
-		.allow_setuid = p->host->image_setuid,
-		.max_bytes = p->host->image_max_mib << 20,
-	};
 	struct vm_share *s = &p->shares[p->n_shares - 1];
 	usec_t t0 = now_usec();
 	int r;
 
-	if (!cache)
-		return -ENOMEM;
 	if (p->image_taken) {
 		c = *p->image_taken;
 		p->image_taken = mfree(p->image_taken);
 	} else {
-		r = mkdir_p(p->host->state_dir, 0700);
-		if (r < 0)
-			return log_error_errno(r, "%s: creating %s: %m", d->name, p->host->state_dir);
-		r = image_errors(image_cache_get(cache, d->image, d->image_ref, &o, &c, &ie), &ie, errors);
+		r = get_image(p, false, &c, errors);
 		if (r < 0)
 			return r;
 	}
 	/* Unpacked by this boot: here, or by its helper just before. */
-	if (c.unpacked || p->image_unpack_usec)
-		msg = xasprintf("image %s: unpacked %.1f MiB in %.2f s", c.key, (double)c.bytes / (1 << 20),
-				(double)(c.unpacked ? now_usec() - t0 : p->image_unpack_usec) / USEC_PER_SEC);
-	else
-		msg = xasprintf("image %s: cached", c.key);
+	msg = image_cached_summary(&c, c.unpacked || p->image_unpack_usec,
+				   c.unpacked ? now_usec() - t0 : p->image_unpack_usec);
 	p->image_unpack_usec = 0;
 	if (msg) {
 		log_info("%s: %s", d->name, msg);
@@ -442,7 +441,7 @@ static int prepare_image(struct vm_plan *p, struct schema_errors *errors)
 			fprintf(stderr, "%s: %s\n", d->name, msg);
 	}
 	p->image_conf = mfree(p->image_conf);
-	r = image_conf(d, &c.run, c.rootfs, &p->image_conf, errors);
+	r = image_conf(p->host, d, &c.run, c.rootfs, &p->image_conf, errors);
 	if (r < 0)
 		return r;
 	free(s->source);
